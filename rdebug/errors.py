@@ -1,0 +1,31 @@
+"""The one error tree of rdebug.  Every error a user can cause is an `RdebugError`.
+
+The CLI turns any `RdebugError` into one line on stderr and a non-zero exit status;
+anything else escaping is a bug in rdebug.
+"""
+
+from __future__ import annotations
+
+
+class RdebugError(Exception):
+    """Base of every error rdebug reports to a user."""
+
+
+class UsageError(RdebugError):
+    """A wrong option or argument."""
+
+
+class GuestImageError(RdebugError):
+    """The guest image cannot be loaded (missing, not ELF, not i386, malformed)."""
+
+
+class MachineError(RdebugError):
+    """The emulated machine cannot do what was asked (bad configuration, unsupported mode)."""
+
+
+class GuestFault(RdebugError):
+    """The guest did something the machine cannot continue from (e.g. a triple fault)."""
+
+
+class FormatError(RdebugError):
+    """A file rdebug reads is malformed."""

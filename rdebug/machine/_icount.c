@@ -1,0 +1,312 @@
+/*
+ * The exact instruction counter: native unicorn hooks, loaded through ctypes.
+ *
+ * Knows nothing of devices, logs or gdb.  rdebug/machine/counter.py owns the struct
+ * below (mirrored as a ctypes.Structure: keep both in step) and registers the hooks
+ * with the binding's low-level uc_hook_add, passing the struct as user data.
+ *
+ *   rd_block_hook   UC_HOOK_BLOCK, every translation block on entry:
+ *                   icount += instructions in the block (from a table filled once
+ *                   per new block by a callback into Python, which decodes it).
+ *                   It stops the engine BEFORE the block runs when the block would
+ *                   cross the target icount, when the block must be translated again
+ *                   first, or when an IRQ is waiting and the guest has just opened
+ *                   an interrupt window (EFLAGS.IF=1 outside an STI/MOV SS shadow).
+ *   rd_code_hook    UC_HOOK_CODE restricted to single addresses: breakpoints, and the
+ *                   instruction after an I/O instruction (a code hook makes unicorn
+ *                   check for a stop request right there, so a stop asked for by an
+ *                   I/O handler lands exactly after the I/O instruction).
+ *
+ * A stop is only ever requested through uc_emu_stop, whose address the Python side
+ * places in the struct (so nothing here links against unicorn).
+ */
+#include <Python.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef void uc_engine;
+typedef int (*uc_emu_stop_fn)(uc_engine *);
+typedef int (*uc_reg_read_fn)(uc_engine *, int, void *);
+typedef uint32_t (*rd_miss_fn)(uint64_t addr, uint32_t size);
+
+/* Block info word: bump nothing here without changing counter.py. */
+#define RD_INFO_COUNT_MASK 0x00ffffffu /* instructions in the block */
+#define RD_INFO_SHADOW 0x01000000u     /* last instruction is STI / MOV SS / POP SS */
+#define RD_INFO_RETRANSLATE 0x02000000u /* stop before running it: hooks must be added */
+#define RD_INFO_EMPTY 0xffffffffu
+
+enum rd_stop {
+    RD_STOP_NONE = 0,
+    RD_STOP_TARGET = 1,      /* the next block would cross `target` */
+    RD_STOP_IRQ_WINDOW = 2,  /* irq_check set and IF=1 outside a shadow */
+    RD_STOP_BREAKPOINT = 3,  /* a breakpoint address is about to execute */
+    RD_STOP_RETRANSLATE = 4, /* a new block needs per-address hooks first */
+    RD_STOP_REQUESTED = 5    /* set by Python (I/O or interrupt handler) */
+};
+
+#define RD_NO_ADDR UINT64_MAX
+
+struct rd_block {
+    uint64_t addr;
+    uint32_t size;
+    uint32_t info;
+};
+
+struct rd_counter {
+    /* time */
+    uint64_t icount;     /* instructions started, the current block counted whole */
+    uint64_t target;     /* never start instruction number `target` + 1 */
+    uint64_t block_base; /* icount before the current block */
+    uint64_t block_addr; /* the current (last entered) block */
+    uint32_t block_size;
+    uint32_t block_info;
+    /* stop */
+    uint32_t stop_reason;
+    uint32_t irq_check;
+    uint64_t stop_addr; /* the block not run (TARGET, IRQ_WINDOW, RETRANSLATE) or bp */
+    uint32_t stop_size;
+    uint32_t stop_info;
+    /* breakpoint to step over when resuming on it */
+    uint64_t bp_skip_addr;
+    uint32_t bp_skip_blocks;
+    int32_t eflags_regid;
+    uint32_t prev_info; /* info of the block run before the current one */
+    uint32_t _pad;
+    /* wiring */
+    uc_engine *uc;
+    uc_emu_stop_fn emu_stop;
+    uc_reg_read_fn reg_read;
+    rd_miss_fn miss;
+    /* block table: open addressing on (addr, size) */
+    struct rd_block *blocks;
+    uint32_t blocks_mask;
+    uint32_t blocks_used;
+    /* breakpoint set: open addressing on addr, RD_NO_ADDR = empty, 1 = deleted */
+    uint64_t *bps;
+    uint32_t bps_mask;
+    uint32_t bps_used;
+    uint64_t blocks_seen; /* statistics: table misses */
+};
+
+static inline uint32_t hash64(uint64_t x) {
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    return (uint32_t)x;
+}
+
+static int blocks_alloc(struct rd_counter *st, uint32_t capacity) {
+    struct rd_block *old = st->blocks;
+    uint32_t old_cap = old ? st->blocks_mask + 1 : 0;
+    struct rd_block *nb = malloc(sizeof(struct rd_block) * capacity);
+    if (!nb)
+        return -1;
+    for (uint32_t i = 0; i < capacity; i++)
+        nb[i].info = RD_INFO_EMPTY;
+    st->blocks = nb;
+    st->blocks_mask = capacity - 1;
+    st->blocks_used = 0;
+    for (uint32_t i = 0; i < old_cap; i++) {
+        if (old[i].info == RD_INFO_EMPTY)
+            continue;
+        uint32_t h = hash64(old[i].addr ^ ((uint64_t)old[i].size << 40)) & st->blocks_mask;
+        while (nb[h].info != RD_INFO_EMPTY)
+            h = (h + 1) & st->blocks_mask;
+        nb[h] = old[i];
+        st->blocks_used++;
+    }
+    free(old);
+    return 0;
+}
+
+/* Set the info of block (addr, size); returns 0, or -1 when out of memory. */
+int rd_block_set(struct rd_counter *st, uint64_t addr, uint32_t size, uint32_t info) {
+    if (!st->blocks || (st->blocks_used + 1) * 2 > st->blocks_mask + 1) {
+        uint32_t cap = st->blocks ? (st->blocks_mask + 1) * 2 : 4096;
+        if (blocks_alloc(st, cap) < 0)
+            return -1;
+    }
+    uint32_t h = hash64(addr ^ ((uint64_t)size << 40)) & st->blocks_mask;
+    while (st->blocks[h].info != RD_INFO_EMPTY) {
+        if (st->blocks[h].addr == addr && st->blocks[h].size == size) {
+            st->blocks[h].info = info;
+            return 0;
+        }
+        h = (h + 1) & st->blocks_mask;
+    }
+    st->blocks[h].addr = addr;
+    st->blocks[h].size = size;
+    st->blocks[h].info = info;
+    st->blocks_used++;
+    return 0;
+}
+
+uint32_t rd_block_get(struct rd_counter *st, uint64_t addr, uint32_t size) {
+    if (!st->blocks)
+        return RD_INFO_EMPTY;
+    uint32_t h = hash64(addr ^ ((uint64_t)size << 40)) & st->blocks_mask;
+    for (;;) {
+        struct rd_block *b = &st->blocks[h];
+        if (b->info == RD_INFO_EMPTY)
+            return RD_INFO_EMPTY;
+        if (b->addr == addr && b->size == size)
+            return b->info;
+        h = (h + 1) & st->blocks_mask;
+    }
+}
+
+/* Forget every block (after the translation cache was flushed). */
+void rd_blocks_clear(struct rd_counter *st) {
+    if (!st->blocks)
+        return;
+    for (uint32_t i = 0; i <= st->blocks_mask; i++)
+        st->blocks[i].info = RD_INFO_EMPTY;
+    st->blocks_used = 0;
+}
+
+static int bps_alloc(struct rd_counter *st, uint32_t capacity) {
+    uint64_t *old = st->bps;
+    uint32_t old_cap = old ? st->bps_mask + 1 : 0;
+    uint64_t *nb = malloc(sizeof(uint64_t) * capacity);
+    if (!nb)
+        return -1;
+    for (uint32_t i = 0; i < capacity; i++)
+        nb[i] = RD_NO_ADDR;
+    st->bps = nb;
+    st->bps_mask = capacity - 1;
+    st->bps_used = 0;
+    for (uint32_t i = 0; i < old_cap; i++) {
+        if (old[i] == RD_NO_ADDR || old[i] == 1)
+            continue;
+        uint32_t h = hash64(old[i]) & st->bps_mask;
+        while (nb[h] != RD_NO_ADDR)
+            h = (h + 1) & st->bps_mask;
+        nb[h] = old[i];
+        st->bps_used++;
+    }
+    free(old);
+    return 0;
+}
+
+static inline int bp_contains(const struct rd_counter *st, uint64_t addr) {
+    if (!st->bps)
+        return 0;
+    uint32_t h = hash64(addr) & st->bps_mask;
+    for (;;) {
+        uint64_t v = st->bps[h];
+        if (v == RD_NO_ADDR)
+            return 0;
+        if (v == addr)
+            return 1;
+        h = (h + 1) & st->bps_mask;
+    }
+}
+
+int rd_bp_add(struct rd_counter *st, uint64_t addr) {
+    if (bp_contains(st, addr))
+        return 0;
+    if (!st->bps || (st->bps_used + 1) * 2 > st->bps_mask + 1) {
+        uint32_t cap = st->bps ? (st->bps_mask + 1) * 2 : 64;
+        if (bps_alloc(st, cap) < 0)
+            return -1;
+    }
+    uint32_t h = hash64(addr) & st->bps_mask;
+    while (st->bps[h] != RD_NO_ADDR && st->bps[h] != 1)
+        h = (h + 1) & st->bps_mask;
+    st->bps[h] = addr;
+    st->bps_used++;
+    return 0;
+}
+
+int rd_bp_remove(struct rd_counter *st, uint64_t addr) {
+    if (!st->bps)
+        return 0;
+    uint32_t h = hash64(addr) & st->bps_mask;
+    for (;;) {
+        uint64_t v = st->bps[h];
+        if (v == RD_NO_ADDR)
+            return 0;
+        if (v == addr) {
+            st->bps[h] = 1; /* tombstone keeps probe chains intact */
+            return 1;
+        }
+        h = (h + 1) & st->bps_mask;
+    }
+}
+
+void rd_counter_free(struct rd_counter *st) {
+    free(st->blocks);
+    free(st->bps);
+    st->blocks = NULL;
+    st->bps = NULL;
+}
+
+static inline void stop_before(struct rd_counter *st, uc_engine *uc, uint32_t reason,
+                               uint64_t addr, uint32_t size, uint32_t info) {
+    st->stop_reason = reason;
+    st->stop_addr = addr;
+    st->stop_size = size;
+    st->stop_info = info;
+    st->emu_stop(uc);
+}
+
+void rd_block_hook(uc_engine *uc, uint64_t addr, uint32_t size, void *user) {
+    struct rd_counter *st = user;
+    if (st->stop_reason != RD_STOP_NONE)
+        return; /* a stop is already on its way: this block will not run */
+    uint32_t info = rd_block_get(st, addr, size);
+    if (info == RD_INFO_EMPTY) {
+        info = st->miss(addr, size);
+        st->blocks_seen++;
+        if (rd_block_set(st, addr, size, info) < 0)
+            info |= RD_INFO_RETRANSLATE; /* out of memory: let Python see it */
+    }
+    if (info & RD_INFO_RETRANSLATE) {
+        stop_before(st, uc, RD_STOP_RETRANSLATE, addr, size, info);
+        return;
+    }
+    uint64_t n = info & RD_INFO_COUNT_MASK;
+    if (st->irq_check && !(st->block_info & RD_INFO_SHADOW)) {
+        uint64_t eflags = 0;
+        st->reg_read(uc, st->eflags_regid, &eflags);
+        if (eflags & 0x200) {
+            stop_before(st, uc, RD_STOP_IRQ_WINDOW, addr, size, info);
+            return;
+        }
+    }
+    if (st->icount + n > st->target) {
+        stop_before(st, uc, RD_STOP_TARGET, addr, size, info);
+        return;
+    }
+    /* The block runs. */
+    if (st->bp_skip_blocks)
+        st->bp_skip_blocks--;
+    else
+        st->bp_skip_addr = RD_NO_ADDR;
+    st->block_base = st->icount;
+    st->icount += n;
+    st->block_addr = addr;
+    st->block_size = size;
+    st->prev_info = st->block_info;
+    st->block_info = info;
+}
+
+void rd_code_hook(uc_engine *uc, uint64_t addr, uint32_t size, void *user) {
+    struct rd_counter *st = user;
+    (void)size;
+    if (st->stop_reason != RD_STOP_NONE || !bp_contains(st, addr))
+        return; /* hooked only for its stop check after an I/O instruction */
+    if (addr == st->bp_skip_addr) {
+        st->bp_skip_addr = RD_NO_ADDR; /* resuming on this breakpoint: step over it */
+        return;
+    }
+    st->stop_reason = RD_STOP_BREAKPOINT;
+    st->stop_addr = addr;
+    st->emu_stop(uc);
+}
+
+/* An importable module only so that the build and the import machinery find the file. */
+static struct PyModuleDef rd_module = {PyModuleDef_HEAD_INIT, "_icount", NULL, -1, NULL};
+
+PyMODINIT_FUNC PyInit__icount(void) { return PyModule_Create(&rd_module); }

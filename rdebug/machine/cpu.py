@@ -1,0 +1,372 @@
+"""The i386 CPU on unicorn: the engine, RAM as a host buffer, registers, address translation.
+
+Owns the unicorn engine and the guest RAM.  Knows nothing of devices, time or logs: the
+run loop (machine.py) and the counters drive the engine; this module only gives typed,
+checked access to it.  One 32-bit-mode engine serves real and protected mode (real mode
+is CR0.PE clear; a 16-bit-mode engine misreads `emu_start`'s begin address).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import mmap
+import struct
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+
+from unicorn import UC_ARCH_X86, UC_HOOK_INTR, UC_MODE_32, UC_PROT_ALL, Uc, UcError
+from unicorn import x86_const as X
+
+from rdebug.errors import MachineError
+
+PAGE_SIZE = 4096
+
+#: gdb's i386 core register order (org.gnu.gdb.i386.core), then the system registers.
+GENERAL_REGISTERS: tuple[tuple[str, int], ...] = (
+    ("eax", X.UC_X86_REG_EAX),
+    ("ecx", X.UC_X86_REG_ECX),
+    ("edx", X.UC_X86_REG_EDX),
+    ("ebx", X.UC_X86_REG_EBX),
+    ("esp", X.UC_X86_REG_ESP),
+    ("ebp", X.UC_X86_REG_EBP),
+    ("esi", X.UC_X86_REG_ESI),
+    ("edi", X.UC_X86_REG_EDI),
+    ("eip", X.UC_X86_REG_EIP),
+    ("eflags", X.UC_X86_REG_EFLAGS),
+    ("cs", X.UC_X86_REG_CS),
+    ("ss", X.UC_X86_REG_SS),
+    ("ds", X.UC_X86_REG_DS),
+    ("es", X.UC_X86_REG_ES),
+    ("fs", X.UC_X86_REG_FS),
+    ("gs", X.UC_X86_REG_GS),
+)
+CONTROL_REGISTERS: tuple[tuple[str, int], ...] = (
+    ("cr0", X.UC_X86_REG_CR0),
+    ("cr2", X.UC_X86_REG_CR2),
+    ("cr3", X.UC_X86_REG_CR3),
+    ("cr4", X.UC_X86_REG_CR4),
+)
+TABLE_REGISTERS: tuple[tuple[str, int], ...] = (
+    ("gdtr", X.UC_X86_REG_GDTR),
+    ("idtr", X.UC_X86_REG_IDTR),
+    ("ldtr", X.UC_X86_REG_LDTR),
+    ("tr", X.UC_X86_REG_TR),
+)
+_REG_IDS: dict[str, int] = dict(GENERAL_REGISTERS + CONTROL_REGISTERS)
+_GENERAL_IDS = [regid for _, regid in GENERAL_REGISTERS]
+
+CR0_PE = 1 << 0
+CR0_WP = 1 << 16
+CR0_PG = 1 << 31
+CR4_PSE = 1 << 4
+CR4_PAE = 1 << 5
+EFLAGS_IF = 1 << 9
+EFLAGS_TF = 1 << 8
+EFLAGS_VM = 1 << 17
+EFLAGS_RESERVED = 1 << 1
+
+#: The field unicorn keeps for "an exception is being delivered" (turns the 2nd #GP into a
+#: #DF) and the error code of the exception: both only in the raw context blob, at offsets
+#: that differ between builds, so they are found at start-up (see `_calibrate`).
+_CALIBRATION_CODE = bytes.fromhex(
+    "66b82b00"  # mov ax, 0x2b
+    "8ed8"  # mov ds, ax        -> #GP(0x28): selector beyond the GDT limit, RPL dropped
+    "66b83300"  # mov ax, 0x33
+    "8ed8"  # mov ds, ax        -> #GP(0x30)
+    "f4"  # hlt
+)
+
+
+@dataclass(frozen=True, slots=True)
+class TableRegister:
+    """GDTR/IDTR (base, limit) or LDTR/TR (selector, base, limit, flags)."""
+
+    selector: int
+    base: int
+    limit: int
+    flags: int
+
+
+@dataclass(frozen=True, slots=True)
+class _BlobLayout:
+    old_exception: int
+    error_code: int
+
+
+def _calibrate() -> _BlobLayout:
+    """Find the exception bookkeeping fields in this unicorn build's context blob."""
+    uc = Uc(UC_ARCH_X86, UC_MODE_32)
+    uc.mem_map(0, 0x10000)
+    uc.mem_write(0x1000, _CALIBRATION_CODE)
+    blank = bytes(uc.context_save())
+    blobs: list[tuple[int, bytes]] = []
+
+    def on_intr(uc: Uc, intno: int, _user: object) -> None:
+        ctx = uc.context_save()
+        blobs.append((intno, bytes(ctx)))
+        if len(blobs) == 1:
+            # Reset every field that became 13 (the vector) with this exception, so that
+            # the second #GP is not folded into a #DF; check below that it worked.
+            raw = bytearray(bytes(ctx))
+            for off in _int32_offsets(blank, raw, 13):
+                raw[off : off + 4] = struct.pack("<i", -1)
+            ctypes.memmove(ctx.context, bytes(raw), len(raw))
+            uc.context_restore(ctx)
+        uc.reg_write(X.UC_X86_REG_EIP, uc.reg_read(X.UC_X86_REG_EIP) + 2)
+
+    uc.hook_add(UC_HOOK_INTR, on_intr)
+    uc.emu_start(0x1000, 0x1000 + len(_CALIBRATION_CODE))
+    if len(blobs) != 2 or blobs[0][0] != 13 or blobs[1][0] != 13:
+        raise MachineError(
+            f"cannot calibrate this unicorn build: exceptions {blobs and [b[0] for b in blobs]}"
+        )
+    old = _int32_offsets(blank, blobs[0][1], 13)
+    first = set(_int32_offsets(blank, blobs[0][1], 0x28))
+    second = set(_int32_offsets(blank, blobs[1][1], 0x30))
+    errs = sorted(first & second)
+    if len(old) != 1 or len(errs) != 1:
+        raise MachineError(f"cannot calibrate this unicorn build: {old} {errs}")
+    return _BlobLayout(old_exception=old[0], error_code=errs[0])
+
+
+def _int32_offsets(before: bytes, after: bytes | bytearray, value: int) -> list[int]:
+    want = struct.pack("<i", value)
+    return [
+        off
+        for off in range(0, min(len(before), len(after)) - 3, 4)
+        if after[off : off + 4] == want and before[off : off + 4] != want
+    ]
+
+
+@functools.cache
+def _blob_layout() -> _BlobLayout:
+    """The calibrated layout, computed once per process."""
+    return _calibrate()
+
+
+class Cpu:
+    """One unicorn engine with `memory_mb` MiB of RAM mapped from a host buffer at 0."""
+
+    def __init__(self, memory_mb: int) -> None:
+        if not 1 <= memory_mb <= 3072:
+            raise MachineError(f"memory size {memory_mb} MiB is out of range (1..3072)")
+        self.uc = Uc(UC_ARCH_X86, UC_MODE_32)
+        self.ram_size = memory_mb << 20
+        self._ram_map = mmap.mmap(-1, self.ram_size)
+        self.ram = memoryview(self._ram_map)
+        self._ram_ptr = ctypes.c_char.from_buffer(self._ram_map)
+        self.uc.mem_map_ptr(0, self.ram_size, UC_PROT_ALL, ctypes.addressof(self._ram_ptr))
+        self._layout = _blob_layout()
+
+    def close(self) -> None:
+        """Release the engine and the RAM buffer."""
+        del self._ram_ptr
+        self.ram.release()
+        self.uc = None
+        self._ram_map.close()
+
+    # -- registers ---------------------------------------------------------------------
+
+    def read(self, name: str) -> int:
+        return int(self.uc.reg_read(_REG_IDS[name]))
+
+    def write(self, name: str, value: int) -> None:
+        self.uc.reg_write(_REG_IDS[name], value)
+
+    @property
+    def eip(self) -> int:
+        return int(self.uc.reg_read(X.UC_X86_REG_EIP))
+
+    @eip.setter
+    def eip(self, value: int) -> None:
+        self.uc.reg_write(X.UC_X86_REG_EIP, value & 0xFFFFFFFF)
+
+    def general_registers(self) -> dict[str, int]:
+        """eax ... gs by gdb name, in gdb's order."""
+        values = self.uc.reg_read_batch(_GENERAL_IDS)
+        return {name: int(v) for (name, _), v in zip(GENERAL_REGISTERS, values, strict=True)}
+
+    def registers(self) -> dict[str, int]:
+        """General and control registers by name."""
+        regs = self.general_registers()
+        for name, regid in CONTROL_REGISTERS:
+            regs[name] = int(self.uc.reg_read(regid))
+        return regs
+
+    def table_register(self, name: str) -> TableRegister:
+        regid = dict(TABLE_REGISTERS)[name]
+        selector, base, limit, flags = self.uc.reg_read(regid)
+        return TableRegister(int(selector), int(base), int(limit), int(flags))
+
+    def set_table_register(self, name: str, value: TableRegister) -> None:
+        regid = dict(TABLE_REGISTERS)[name]
+        self.uc.reg_write(regid, (value.selector, value.base, value.limit, value.flags))
+
+    def real_mode(self) -> bool:
+        """Real or virtual-8086 mode: segments are selector << 4."""
+        if not self.read("cr0") & CR0_PE:
+            return True
+        return bool(self.read("eflags") & EFLAGS_VM)
+
+    def segment_descriptor(self, selector: int) -> tuple[int, int, int] | None:
+        """(base, limit, access+flags bits 8-23 of the high word) from the GDT/LDT."""
+        table = self.table_register("ldtr" if selector & 4 else "gdtr")
+        index = selector & 0xFFF8
+        if index + 7 > table.limit:
+            return None
+        raw = self.read_linear(table.base + index, 8)
+        if raw is None:
+            return None
+        lo, hi = struct.unpack("<II", raw)
+        base = (lo >> 16) | ((hi & 0xFF) << 16) | (hi & 0xFF000000)
+        limit = (lo & 0xFFFF) | (hi & 0x000F0000)
+        if hi & (1 << 23):
+            limit = (limit << 12) | 0xFFF
+        return base, limit, (hi >> 8) & 0xFFFF
+
+    def cs_base(self) -> int:
+        cs = self.read("cs")
+        if self.real_mode():
+            return cs << 4
+        desc = self.segment_descriptor(cs)
+        return 0 if desc is None else desc[0]
+
+    def linear_pc(self) -> int:
+        """cs.base + eip: the address unicorn's hooks and `until` speak of."""
+        return (self.cs_base() + self.eip) & 0xFFFFFFFF
+
+    def code_is_32bit(self) -> bool:
+        if self.real_mode():
+            return False
+        desc = self.segment_descriptor(self.read("cs"))
+        return True if desc is None else bool(desc[2] & (1 << 14))
+
+    def cpl(self) -> int:
+        """Current privilege level (real mode: 0)."""
+        if not self.read("cr0") & CR0_PE:
+            return 0
+        return self.read("cs") & 3
+
+    def system_state(self) -> Iterator[tuple[str, int]]:
+        """Every register value that belongs in a state hash, by name."""
+        yield from self.registers().items()
+        for name, _ in TABLE_REGISTERS:
+            t = self.table_register(name)
+            yield f"{name}.selector", t.selector
+            yield f"{name}.base", t.base
+            yield f"{name}.limit", t.limit
+        for i in range(8):
+            yield f"xmm{i}", int(self.uc.reg_read(X.UC_X86_REG_XMM0 + i))
+
+    # -- exception bookkeeping (raw context blob) ----------------------------------------
+
+    def take_exception_error_code(self) -> int:
+        """Inside an interrupt hook: the pending exception's error code.
+
+        Also clears unicorn's in-flight exception marker, so the next fault is delivered
+        as itself and not folded into a #DF (the machine delivers faults, not unicorn).
+        """
+        ctx = self.uc.context_save()
+        raw = bytearray(bytes(ctx))
+        lay = self._layout
+        (code,) = struct.unpack_from("<i", raw, lay.error_code)
+        struct.pack_into("<i", raw, lay.old_exception, -1)
+        ctypes.memmove(ctx.context, bytes(raw), len(raw))
+        self.uc.context_restore(ctx)
+        return int(code) & 0xFFFFFFFF
+
+    def clear_exception_state(self) -> None:
+        """Forget unicorn's in-flight exception marker before the engine runs again.
+
+        Unicorn's own address translations outside guest instructions (e.g. for the
+        `until` address of `emu_start`, which may be unmapped for ring 3) go through the
+        fault path and leave the marker set; two of them turn the guest's next real fault
+        into a silent triple fault.
+        """
+        ctx = self.uc.context_save()
+        raw = bytearray(bytes(ctx))
+        if struct.unpack_from("<i", raw, self._layout.old_exception)[0] == -1:
+            return
+        struct.pack_into("<i", raw, self._layout.old_exception, -1)
+        ctypes.memmove(ctx.context, bytes(raw), len(raw))
+        self.uc.context_restore(ctx)
+
+    # -- memory ----------------------------------------------------------------------------
+
+    def linear_to_physical(self, addr: int) -> int | None:
+        """Walk the guest page tables (no permission checks); None when not present."""
+        addr &= 0xFFFFFFFF
+        cr0 = int(self.uc.reg_read(X.UC_X86_REG_CR0))
+        if not cr0 & CR0_PG:
+            return addr
+        cr4 = int(self.uc.reg_read(X.UC_X86_REG_CR4))
+        if cr4 & CR4_PAE:
+            raise MachineError("PAE paging is not supported")
+        cr3 = int(self.uc.reg_read(X.UC_X86_REG_CR3))
+        pde = self._phys_u32((cr3 & 0xFFFFF000) + ((addr >> 22) << 2))
+        if pde is None or not pde & 1:
+            return None
+        if pde & 0x80 and cr4 & CR4_PSE:
+            return (pde & 0xFFC00000) | (addr & 0x3FFFFF)
+        pte = self._phys_u32((pde & 0xFFFFF000) + (((addr >> 12) & 0x3FF) << 2))
+        if pte is None or not pte & 1:
+            return None
+        return (pte & 0xFFFFF000) | (addr & 0xFFF)
+
+    def _phys_u32(self, paddr: int) -> int | None:
+        if paddr + 4 > self.ram_size:
+            return None
+        return int.from_bytes(self.ram[paddr : paddr + 4], "little")
+
+    def read_physical(self, paddr: int, length: int) -> bytes:
+        if paddr < 0 or paddr + length > self.ram_size:
+            raise MachineError(f"physical range {paddr:#x}+{length:#x} is outside RAM")
+        return bytes(self.ram[paddr : paddr + length])
+
+    def write_physical(self, paddr: int, data: bytes) -> None:
+        if paddr < 0 or paddr + len(data) > self.ram_size:
+            raise MachineError(f"physical range {paddr:#x}+{len(data):#x} is outside RAM")
+        self.ram[paddr : paddr + len(data)] = data
+
+    def _linear_chunks(self, addr: int, length: int) -> Iterator[tuple[int | None, int, int]]:
+        """(physical address or None, offset in the request, length) per page piece."""
+        done = 0
+        while done < length:
+            lin = (addr + done) & 0xFFFFFFFF
+            piece = min(length - done, PAGE_SIZE - (lin & (PAGE_SIZE - 1)))
+            phys = self.linear_to_physical(lin)
+            if phys is not None and phys + piece > self.ram_size:
+                phys = None
+            yield phys, done, piece
+            done += piece
+
+    def read_linear(self, addr: int, length: int) -> bytes | None:
+        """Bytes at a linear address through the page tables; None if any page is absent."""
+        out = bytearray()
+        for phys, _, piece in self._linear_chunks(addr, length):
+            if phys is None:
+                return None
+            out += self.ram[phys : phys + piece]
+        return bytes(out)
+
+    def write_linear(self, addr: int, data: bytes) -> bool:
+        """Write at a linear address; False (nothing written) if any page is absent."""
+        chunks = list(self._linear_chunks(addr, len(data)))
+        if any(phys is None for phys, _, _ in chunks):
+            return False
+        for phys, off, piece in chunks:
+            assert phys is not None
+            self.ram[phys : phys + piece] = data[off : off + piece]
+        return True
+
+    def raw_context(self) -> bytes:
+        return bytes(self.uc.context_save())
+
+
+def register_ids() -> Mapping[str, int]:
+    """Unicorn register ids by gdb name (general and control registers)."""
+    return dict(_REG_IDS)
+
+
+__all__ = ["Cpu", "MachineError", "TableRegister", "UcError", "register_ids"]

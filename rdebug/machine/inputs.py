@@ -1,0 +1,171 @@
+"""The seam through which every non-deterministic input enters the machine.
+
+The machine never reads the host clock, a terminal or a file itself: it asks an
+`ExternalInputs`.  `LiveInputs` (here) answers from the host; the recorder (which logs
+what it answers) and the player (which answers from the log) live in replay/ and
+implement the same protocol.  This is QEMU's REPLAY_CLOCK / replay_char_* seam.
+
+Threads: host sources (a terminal reader, a file feeder) run on their own threads and
+only put items on a queue; the machine thread takes them with `take_async` at its
+checkpoints, so the machine alone decides at which icount each input lands.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import select
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import BinaryIO, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class SerialInput:
+    """Bytes that arrived from the host for serial port `port` (0 = COM1)."""
+
+    port: int
+    data: bytes
+
+
+AsyncInput = SerialInput
+
+
+class ExternalInputs(Protocol):
+    """What the machine asks of the outside world."""
+
+    def host_clock_ns(self, icount: int) -> int:
+        """Host wall-clock time (ns since the Unix epoch), e.g. for the RTC."""
+        ...
+
+    def take_async(self, icount: int) -> Sequence[AsyncInput]:
+        """Inputs that arrived since the last call; they land at `icount` exactly."""
+        ...
+
+    def more_expected(self) -> bool:
+        """Whether input may still arrive (an idle guest then waits instead of stopping)."""
+        ...
+
+    def wait(self, timeout: float) -> None:
+        """Block until input may have arrived or `timeout` seconds passed."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class SerialSource(Protocol):
+    """A host byte source for one serial port, read on its own thread."""
+
+    def start(self, deliver: DeliverFn) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class DeliverFn(Protocol):
+    def __call__(self, data: bytes | None) -> None:
+        """Hand over bytes; None means the source is exhausted."""
+        ...
+
+
+class FileSerialSource:
+    """All bytes of a file, handed over at once (the UART paces them to the guest)."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def start(self, deliver: DeliverFn) -> None:
+        if self._data:
+            deliver(self._data)
+        deliver(None)
+
+    def close(self) -> None:
+        pass
+
+
+class StreamSerialSource:
+    """Bytes from a file descriptor (a terminal or a pipe) as they arrive."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._fd = stream.fileno()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self, deliver: DeliverFn) -> None:
+        self._thread = threading.Thread(
+            target=self._pump, args=(deliver,), name="serial-input", daemon=True
+        )
+        self._thread.start()
+
+    def _pump(self, deliver: DeliverFn) -> None:
+        while not self._stop.is_set():
+            ready, _, _ = select.select([self._fd], [], [], 0.1)
+            if not ready:
+                continue
+            try:
+                data = os.read(self._fd, 4096)
+            except OSError:
+                data = b""
+            if not data:
+                deliver(None)
+                return
+            deliver(data)
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=1.0)
+
+
+class LiveInputs:
+    """Inputs straight from the host: the real clock, and the given serial sources."""
+
+    def __init__(
+        self,
+        serial_sources: dict[int, SerialSource] | None = None,
+        clock: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self._clock = clock
+        self._queue: queue.SimpleQueue[SerialInput | int] = queue.SimpleQueue()
+        self._open: set[int] = set()
+        self._sources = dict(serial_sources or {})
+        self._wake = threading.Event()
+        for port, source in self._sources.items():
+            self._open.add(port)
+            source.start(self._deliverer(port))
+
+    def _deliverer(self, port: int) -> DeliverFn:
+        def deliver(data: bytes | None) -> None:
+            self._queue.put(SerialInput(port, data) if data is not None else port)
+            self._wake.set()
+
+        return deliver
+
+    def host_clock_ns(self, icount: int) -> int:
+        del icount
+        return self._clock()
+
+    def take_async(self, icount: int) -> list[AsyncInput]:
+        del icount
+        out: list[AsyncInput] = []
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return out
+            if isinstance(item, int):
+                self._open.discard(item)
+            else:
+                out.append(item)
+
+    def more_expected(self) -> bool:
+        return bool(self._open) or not self._queue.empty()
+
+    def wait(self, timeout: float) -> None:
+        self._wake.wait(timeout)
+        self._wake.clear()
+
+    def close(self) -> None:
+        for source in self._sources.values():
+            source.close()

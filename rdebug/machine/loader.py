@@ -1,0 +1,289 @@
+"""Guest image loaders: multiboot ELF, plain ELF32, flat binary, boot sector.
+
+A loader parses the image (untrusted input: every malformation is a `GuestImageError`)
+and describes what to place in RAM and how the CPU starts; `Machine.load` applies it.
+Knows nothing of devices, logs or gdb.
+"""
+
+from __future__ import annotations
+
+import enum
+import io
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from elftools.common.exceptions import ELFError
+from elftools.elf.elffile import ELFFile
+from elftools.elf.sections import SymbolTableSection
+
+from rdebug.errors import GuestImageError
+
+MULTIBOOT_MAGIC = 0x1BADB002
+MULTIBOOT_BOOTLOADER_MAGIC = 0x2BADB002
+MULTIBOOT_SEARCH = 8192
+MULTIBOOT_AOUT_KLUDGE = 1 << 16
+
+ELF_MAGIC = b"\x7fELF"
+EM_386 = 3
+PT_LOAD = 1
+
+BOOT_SECTOR_ADDR = 0x7C00
+#: Where the loader puts its own structures (below the usual kernel load address).
+GDT_ADDR = 0x0500
+MULTIBOOT_INFO_ADDR = 0x9000
+MULTIBOOT_MMAP_ADDR = 0x9100
+LOADER_NAME_ADDR = 0x9400
+CMDLINE_ADDR = 0x9500
+INITIAL_ESP = 0x7000
+#: Base memory a BIOS reports (639 KiB; the last KiB is the EBDA).
+BASE_MEMORY_KIB = 639
+EBDA_SEGMENT = 0x9FC0
+
+
+class ImageFormat(enum.Enum):
+    AUTO = "auto"
+    MULTIBOOT = "multiboot"
+    ELF = "elf"
+    FLAT = "flat"
+    BOOTSECTOR = "bootsector"
+
+
+class StartMode(enum.Enum):
+    PROTECTED_FLAT = "protected"  # 32-bit flat segments, CS=0x08, DS..SS=0x10, paging off
+    REAL = "real"  # real mode, CS:IP = 0:entry
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    paddr: int
+    data: bytes
+    memsize: int  # >= len(data); the rest is zeroed (bss)
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedImage:
+    """What to place in RAM and how the CPU starts."""
+
+    format: ImageFormat
+    segments: tuple[Segment, ...]
+    entry: int
+    mode: StartMode
+    multiboot: bool = False
+    cmdline: str = ""
+    symbols: dict[str, int] = field(default_factory=dict)
+
+
+def load_image(
+    path: Path,
+    fmt: ImageFormat = ImageFormat.AUTO,
+    load_address: int | None = None,
+    entry: int | None = None,
+    cmdline: str = "",
+) -> LoadedImage:
+    """Parse the guest image at `path` (see `ImageFormat`)."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise GuestImageError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise GuestImageError(f"{path}: is a directory, not a guest image") from None
+    except OSError as exc:
+        raise GuestImageError(f"{path}: cannot read: {exc.strerror}") from None
+    return parse_image(data, str(path), fmt, load_address, entry, cmdline)
+
+
+def parse_image(
+    data: bytes,
+    name: str,
+    fmt: ImageFormat = ImageFormat.AUTO,
+    load_address: int | None = None,
+    entry: int | None = None,
+    cmdline: str = "",
+) -> LoadedImage:
+    if fmt is ImageFormat.AUTO:
+        if data.startswith(ELF_MAGIC):
+            fmt = ImageFormat.MULTIBOOT if _multiboot_header(data) else ImageFormat.ELF
+        elif _multiboot_header(data) is not None:
+            fmt = ImageFormat.MULTIBOOT
+        elif len(data) == 512 and data[510:512] == b"\x55\xaa":
+            fmt = ImageFormat.BOOTSECTOR
+        elif load_address is not None:
+            fmt = ImageFormat.FLAT
+        else:
+            raise GuestImageError(
+                f"{name}: not an ELF file, a multiboot image or a boot sector "
+                "(for a flat binary give --format flat --load-address ADDR)"
+            )
+    if fmt is ImageFormat.MULTIBOOT:
+        return _load_multiboot(data, name, cmdline)
+    if fmt is ImageFormat.ELF:
+        return _load_elf(data, name, multiboot=False, cmdline=cmdline)
+    if fmt is ImageFormat.FLAT:
+        if load_address is None:
+            raise GuestImageError(f"{name}: a flat binary needs --load-address")
+        if not data:
+            raise GuestImageError(f"{name}: the image is empty")
+        return LoadedImage(
+            format=fmt,
+            segments=(Segment(load_address, data, len(data)),),
+            entry=load_address if entry is None else entry,
+            mode=StartMode.PROTECTED_FLAT,
+        )
+    if len(data) != 512 or data[510:512] != b"\x55\xaa":
+        raise GuestImageError(f"{name}: a boot sector is 512 bytes ending in 55 AA")
+    return LoadedImage(
+        format=ImageFormat.BOOTSECTOR,
+        segments=(Segment(BOOT_SECTOR_ADDR, data, 512),),
+        entry=BOOT_SECTOR_ADDR,
+        mode=StartMode.REAL,
+    )
+
+
+def _multiboot_header(data: bytes) -> tuple[int, int] | None:
+    """(offset, flags) of a valid multiboot header in the first 8 KiB, if any."""
+    limit = min(len(data), MULTIBOOT_SEARCH) - 12
+    for off in range(0, limit + 1, 4):
+        magic, flags, checksum = struct.unpack_from("<III", data, off)
+        if magic == MULTIBOOT_MAGIC and (magic + flags + checksum) & 0xFFFFFFFF == 0:
+            return off, flags
+    return None
+
+
+def _load_multiboot(data: bytes, name: str, cmdline: str) -> LoadedImage:
+    header = _multiboot_header(data)
+    if header is None:
+        raise GuestImageError(f"{name}: no multiboot header in the first 8 KiB")
+    off, flags = header
+    if flags & 0xFFFC & ~MULTIBOOT_AOUT_KLUDGE & 0xFFFF:
+        raise GuestImageError(f"{name}: multiboot header asks for unsupported features")
+    if data.startswith(ELF_MAGIC) and not flags & MULTIBOOT_AOUT_KLUDGE:
+        return _load_elf(data, name, multiboot=True, cmdline=cmdline)
+    if not flags & MULTIBOOT_AOUT_KLUDGE:
+        raise GuestImageError(f"{name}: multiboot image is neither ELF nor has load addresses")
+    if len(data) < off + 32:
+        raise GuestImageError(f"{name}: multiboot header is truncated")
+    header_addr, load_addr, load_end, bss_end, entry = struct.unpack_from("<5I", data, off + 12)
+    start = off - (header_addr - load_addr)
+    if start < 0 or load_addr > header_addr:
+        raise GuestImageError(f"{name}: inconsistent multiboot load addresses")
+    end = len(data) if load_end == 0 else start + (load_end - load_addr)
+    if end > len(data) or end < start:
+        raise GuestImageError(f"{name}: multiboot load_end_addr lies beyond the file")
+    body = data[start:end]
+    memsize = max(len(body), (bss_end - load_addr) if bss_end else 0)
+    return LoadedImage(
+        format=ImageFormat.MULTIBOOT,
+        segments=(Segment(load_addr, body, memsize),),
+        entry=entry,
+        mode=StartMode.PROTECTED_FLAT,
+        multiboot=True,
+        cmdline=cmdline,
+    )
+
+
+def _load_elf(data: bytes, name: str, multiboot: bool, cmdline: str) -> LoadedImage:
+    if len(data) < 52 or not data.startswith(ELF_MAGIC):
+        raise GuestImageError(f"{name}: not an ELF file")
+    if data[4] != 1:
+        raise GuestImageError(f"{name}: a 64-bit ELF; rdebug runs i386 (ELF32) guests")
+    if data[5] != 1:
+        raise GuestImageError(f"{name}: a big-endian ELF; rdebug runs i386 guests")
+    (
+        e_type,
+        e_machine,
+        _ver,
+        e_entry,
+        e_phoff,
+        _shoff,
+        _flags,
+        _ehsize,
+        e_phentsize,
+        e_phnum,
+        _shentsize,
+        _shnum,
+        _shstrndx,
+    ) = struct.unpack_from("<HHIIIIIHHHHHH", data, 16)
+    if e_machine != EM_386:
+        raise GuestImageError(f"{name}: ELF for machine {e_machine}, not i386 (3)")
+    if e_type not in (2, 3):
+        raise GuestImageError(f"{name}: ELF type {e_type} is not an executable")
+    if e_phnum == 0 or e_phentsize < 32 or e_phoff + e_phnum * e_phentsize > len(data):
+        raise GuestImageError(f"{name}: ELF program headers are missing or truncated")
+    segments = []
+    for i in range(e_phnum):
+        p_type, p_offset, _vaddr, p_paddr, p_filesz, p_memsz, _pflags, _align = struct.unpack_from(
+            "<8I", data, e_phoff + i * e_phentsize
+        )
+        if p_type != PT_LOAD or p_memsz == 0:
+            continue
+        if p_filesz > p_memsz or p_offset + p_filesz > len(data):
+            raise GuestImageError(f"{name}: ELF segment {i} lies beyond the end of the file")
+        segments.append(Segment(p_paddr, data[p_offset : p_offset + p_filesz], p_memsz))
+    if not segments:
+        raise GuestImageError(f"{name}: ELF has no loadable segment")
+    return LoadedImage(
+        format=ImageFormat.MULTIBOOT if multiboot else ImageFormat.ELF,
+        segments=tuple(segments),
+        entry=e_entry,
+        mode=StartMode.PROTECTED_FLAT,
+        multiboot=multiboot,
+        cmdline=cmdline,
+        symbols=elf_symbols(data),
+    )
+
+
+def elf_symbols(data: bytes) -> dict[str, int]:
+    """Function and object symbols of an ELF32 image (empty if it has none or is odd)."""
+    out: dict[str, int] = {}
+    try:
+        elf = ELFFile(io.BytesIO(data))
+        for section in elf.iter_sections():
+            if not isinstance(section, SymbolTableSection):
+                continue
+            for sym in section.iter_symbols():
+                kind = sym["st_info"]["type"]
+                if (
+                    sym.name
+                    and kind in ("STT_FUNC", "STT_OBJECT", "STT_NOTYPE")
+                    and sym["st_shndx"] != "SHN_UNDEF"
+                ):
+                    out.setdefault(sym.name, int(sym["st_value"]))
+    except (ELFError, ValueError, struct.error):
+        return {}
+    return out
+
+
+def multiboot_info(ram_size: int, cmdline: str) -> list[tuple[int, bytes]]:
+    """The multiboot information structure and what it points to, as (paddr, bytes)."""
+    mem_upper_kib = (ram_size - 0x100000) // 1024
+    regions = [
+        (0x0, BASE_MEMORY_KIB * 1024, 1),
+        (BASE_MEMORY_KIB * 1024, 0xA0000 - BASE_MEMORY_KIB * 1024, 2),
+        (0xF0000, 0x10000, 2),
+        (0x100000, ram_size - 0x100000, 1),
+    ]
+    mmap = b"".join(struct.pack("<IQQI", 20, base, length, kind) for base, length, kind in regions)
+    name = b"rdebug\0"
+    flags = (1 << 0) | (1 << 2) | (1 << 6) | (1 << 9)
+    info = bytearray(88)
+    struct.pack_into("<III", info, 0, flags, BASE_MEMORY_KIB, mem_upper_kib)
+    struct.pack_into("<I", info, 16, CMDLINE_ADDR)
+    struct.pack_into("<II", info, 44, len(mmap), MULTIBOOT_MMAP_ADDR)
+    struct.pack_into("<I", info, 64, LOADER_NAME_ADDR)
+    return [
+        (MULTIBOOT_INFO_ADDR, bytes(info)),
+        (MULTIBOOT_MMAP_ADDR, mmap),
+        (LOADER_NAME_ADDR, name),
+        (CMDLINE_ADDR, cmdline.encode()[:255] + b"\0"),
+    ]
+
+
+def flat_gdt() -> bytes:
+    """null, 0x08 flat 32-bit ring-0 code, 0x10 flat ring-0 data."""
+    return struct.pack("<QQQ", 0, 0x00CF9A000000FFFF, 0x00CF92000000FFFF)
+
+
+def bios_data_area() -> list[tuple[int, bytes]]:
+    """What a BIOS leaves for kernels that look: base memory size and the EBDA segment."""
+    return [(0x413, struct.pack("<H", BASE_MEMORY_KIB)), (0x40E, struct.pack("<H", EBDA_SEGMENT))]

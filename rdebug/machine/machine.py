@@ -1,0 +1,636 @@
+"""The i386 PC: CPU + RAM + devices + the run loop, in exact instruction time.
+
+`Machine.run(until_icount)` executes the guest and returns a `StopEvent` at an exact
+instruction boundary.  Between stretches of execution the run loop *services* the
+machine at the boundary it stopped at, always in this order:
+
+    1. take host inputs (through the inputs seam) and hand them to the devices;
+    2. fire device timers whose deadline has come;
+    3. wake a halted CPU (an IRQ it can take) or fast-forward its clock to the next timer;
+    4. deliver an IRQ if the CPU can take one (IF=1, outside an STI/MOV SS shadow),
+       or arm the counter to stop at the first boundary where it can.
+
+Every event that may make an IRQ deliverable stops the counter at that exact boundary
+(timer deadlines are counter targets, an I/O access that raises an IRQ stops right after
+the instruction, IF opening is watched by the counter), so a run that is resumed at any
+boundary services exactly as a straight run passing through it would: the basis of
+deterministic replay and of seeking.
+
+Knows nothing of logs, snapshots files or gdb: non-determinism comes in only through
+`ExternalInputs` (machine/inputs.py).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import enum
+import hashlib
+import logging
+import struct
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from unicorn import (
+    UC_HOOK_INSN,
+    UC_HOOK_INSN_INVALID,
+    UC_HOOK_INTR,
+    UC_HOOK_MEM_UNMAPPED,
+    Uc,
+    UcError,
+)
+from unicorn import x86_const as X
+from unicorn.unicorn_py3 import unicorn as _ucpy
+
+from rdebug.errors import GuestFault, MachineError
+from rdebug.machine.counter import Counter, NativeCounter, ReferenceCounter, StopCause
+from rdebug.machine.cpu import CR0_PE, EFLAGS_IF, EFLAGS_RESERVED, Cpu, TableRegister
+from rdebug.machine.devices.base import Device, StateValue
+from rdebug.machine.devices.misc import DebugExit, PostPort
+from rdebug.machine.devices.pic import PicPair
+from rdebug.machine.devices.pit import Pit, SystemControlPort
+from rdebug.machine.devices.rtc import Rtc
+from rdebug.machine.devices.uart import SerialBackend, Uart
+from rdebug.machine.inputs import ExternalInputs, SerialInput
+from rdebug.machine.interrupts import ERROR_CODE_VECTORS, Interrupt, Source, deliver
+from rdebug.machine.loader import (
+    GDT_ADDR,
+    INITIAL_ESP,
+    MULTIBOOT_BOOTLOADER_MAGIC,
+    MULTIBOOT_INFO_ADDR,
+    LoadedImage,
+    StartMode,
+    bios_data_area,
+    flat_gdt,
+    multiboot_info,
+)
+
+log = logging.getLogger(__name__)
+
+#: How often (in instructions) an idle-free guest looks for live host input.
+INPUT_POLL_INTERVAL = 1 << 20
+#: The most IRQs delivered back to back at one boundary (trap gates keep IF set).
+_MAX_NESTED_DELIVERIES = 16
+#: Timer deadlines a halted CPU may skip without anything it could take before rdebug
+#: calls it halted for good (e.g. the PIT ticking into a fully masked PIC).
+_MAX_IDLE_FAST_FORWARDS = 1000
+
+_INT_OPCODES = {0xCC: 3, 0xCE: 4, 0xF1: 1}
+
+
+class StopReason(enum.Enum):
+    TARGET = "target"  # the requested icount was reached
+    BREAKPOINT = "breakpoint"
+    EXIT = "exit"  # the guest wrote the exit port
+    HALTED = "halted"  # HLT with nothing that could ever wake the CPU
+    SHUTDOWN = "shutdown"  # triple fault
+    FAULT = "fault"  # the engine cannot go on (e.g. an access to unmapped memory)
+    INTERRUPTED = "interrupted"  # `Machine.interrupt()` (Ctrl-C)
+
+
+@dataclass(frozen=True, slots=True)
+class StopEvent:
+    reason: StopReason
+    icount: int
+    pc: int
+    exit_code: int | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class MachineConfig:
+    memory_mb: int = 256
+    icount_shift: int = 7
+    #: "native" (fast, exact) or "reference" (slow, per-instruction; for cross-checks)
+    counter: str = "native"
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.memory_mb <= 3072:
+            raise MachineError(f"-m {self.memory_mb}: memory must be 1..3072 MiB")
+        if self.memory_mb < 2:
+            raise MachineError("-m: at least 2 MiB are needed (guests load at 1 MiB)")
+        if not 0 <= self.icount_shift <= 10:
+            raise MachineError(f"--icount-shift {self.icount_shift}: must be 0..10")
+        if self.counter not in ("native", "reference"):
+            raise MachineError(f"unknown instruction counter {self.counter!r}")
+
+
+class NullSerial:
+    """A serial backend that drops what the guest sends."""
+
+    def write(self, data: bytes) -> None:
+        del data
+
+
+class Machine:
+    """An i386 PC running one guest."""
+
+    def __init__(
+        self,
+        config: MachineConfig,
+        inputs: ExternalInputs,
+        serial: Sequence[SerialBackend] = (),
+    ) -> None:
+        self.config = config
+        self.inputs = inputs
+        self.cpu = Cpu(config.memory_mb)
+        self.counter: Counter = (
+            NativeCounter(self.cpu) if config.counter == "native" else ReferenceCounter(self.cpu)
+        )
+        self._uc: Uc = self.cpu.uc
+        self.shift = config.icount_shift
+        #: Virtual ns added by HLT fast-forwards: now_ns = (icount << shift) + bias_ns.
+        self.bias_ns = 0
+        self.halted = False
+        self._idle_fast_forwards = 0
+        self._exit_code: int | None = None
+        self._emulating = False
+        self._target = 0
+        self._timers: dict[Device, int] = {}
+        self._interrupt = threading.Event()
+        self._fault: GuestFault | None = None
+        self._unmapped: str | None = None
+        #: EIP of an I/O instruction that ring 3 was not allowed to execute (#GP pending)
+        self._io_fault_eip: int | None = None
+
+        backends = list(serial) + [NullSerial()] * (2 - len(serial))
+        self.pic = PicPair(self)
+        self.pit = Pit(self)
+        self.port61 = SystemControlPort(self, self.pit)
+        self.com1 = Uart(self, base=0x3F8, irq=4, backend=backends[0])
+        self.com2 = Uart(self, base=0x2F8, irq=3, backend=backends[1])
+        self.rtc = Rtc(self, host_time_ns=self._host_time_ns, memory_mb=config.memory_mb)
+        self.post = PostPort(self)
+        self.debug_exit = DebugExit(self)
+        self.devices: list[Device] = [
+            self.pic,
+            self.pit,
+            self.port61,
+            self.com1,
+            self.com2,
+            self.rtc,
+            self.post,
+            self.debug_exit,
+        ]
+        self._uarts = (self.com1, self.com2)
+        self._ports: dict[int, Device] = {}
+        for device in self.devices:
+            for ports in device.ports:
+                for port in ports:
+                    if port in self._ports:
+                        raise MachineError(
+                            f"port {port:#x}: {device.name} and {self._ports[port].name}"
+                        )
+                    self._ports[port] = device
+        for device in self.devices:
+            device.reset()
+        self._install_hooks()
+        self.symbols: dict[str, int] = {}
+
+    # -- DeviceContext ---------------------------------------------------------------------
+
+    def now_ns(self) -> int:
+        icount = self.counter.current_icount() if self._emulating else self.counter.icount
+        return (icount << self.shift) + self.bias_ns
+
+    def set_timer(self, device: Device, deadline_ns: int | None) -> None:
+        if deadline_ns is None:
+            self._timers.pop(device, None)
+            return
+        self._timers[device] = deadline_ns
+        if self._emulating and self._deadline_icount(deadline_ns) < self._target:
+            self.counter.request_stop_after_current()
+
+    def set_irq(self, line: int, level: bool) -> None:
+        self.pic.set_irq(line, level)
+
+    def request_stop(self) -> None:
+        if self._emulating:
+            self.counter.request_stop_after_current()
+
+    def guest_exit(self, code: int) -> None:
+        self._exit_code = code
+        self.request_stop()
+
+    # -- time --------------------------------------------------------------------------------
+
+    @property
+    def icount(self) -> int:
+        return self.counter.icount
+
+    def _deadline_icount(self, deadline_ns: int) -> int:
+        """First icount at which virtual time reaches `deadline_ns` (ceil)."""
+        delta = deadline_ns - self.bias_ns
+        if delta <= 0:
+            return 0
+        return -(-delta >> self.shift)
+
+    def _host_time_ns(self) -> int:
+        return self.inputs.host_clock_ns(self.counter.icount)
+
+    # -- loading -----------------------------------------------------------------------------
+
+    def load(self, image: LoadedImage) -> None:
+        """Place `image` in RAM and set the CPU up as its boot protocol says."""
+        cpu = self.cpu
+        for seg in image.segments:
+            end = seg.paddr + max(seg.memsize, len(seg.data))
+            if seg.paddr < 0 or end > cpu.ram_size:
+                raise MachineError(
+                    f"the guest loads at {seg.paddr:#x}-{end:#x}, beyond the "
+                    f"{cpu.ram_size >> 20} MiB of RAM (use -m)"
+                )
+            cpu.write_physical(seg.paddr, seg.data)
+            cpu.write_physical(seg.paddr + len(seg.data), bytes(seg.memsize - len(seg.data)))
+        for paddr, data in bios_data_area():
+            cpu.write_physical(paddr, data)
+        self.symbols = dict(image.symbols)
+        if image.mode is StartMode.REAL:
+            cr0 = cpu.read("cr0")
+            cpu.write("cr0", cr0 & ~CR0_PE)
+            for seg_name in ("cs", "ds", "es", "ss", "fs", "gs"):
+                cpu.write(seg_name, 0)
+            cpu.set_table_register("idtr", TableRegister(0, 0, 0x3FF, 0))
+            cpu.write("esp", image.entry)
+            cpu.write("edx", 0x80)  # booted from the first hard disk
+        else:
+            cpu.write_physical(GDT_ADDR, flat_gdt())
+            cpu.set_table_register("gdtr", TableRegister(0, GDT_ADDR, len(flat_gdt()) - 1, 0))
+            cpu.write("cs", 0x08)
+            for seg_name in ("ds", "es", "ss", "fs", "gs"):
+                cpu.write(seg_name, 0x10)
+            cpu.write("esp", INITIAL_ESP)
+            if image.multiboot:
+                for paddr, data in multiboot_info(cpu.ram_size, image.cmdline):
+                    cpu.write_physical(paddr, data)
+                cpu.write("eax", MULTIBOOT_BOOTLOADER_MAGIC)
+                cpu.write("ebx", MULTIBOOT_INFO_ADDR)
+        cpu.write("eflags", EFLAGS_RESERVED)
+        cpu.eip = image.entry
+        self.counter.invalidate()
+
+    # -- breakpoints -------------------------------------------------------------------------
+
+    def add_breakpoint(self, addr: int) -> None:
+        self.counter.add_breakpoint(addr & 0xFFFFFFFF)
+
+    def remove_breakpoint(self, addr: int) -> None:
+        self.counter.remove_breakpoint(addr & 0xFFFFFFFF)
+
+    # -- running -----------------------------------------------------------------------------
+
+    def interrupt(self) -> None:
+        """Stop a running `run` as soon as possible (any thread; e.g. on Ctrl-C)."""
+        self._interrupt.set()
+        self.counter.interrupt()
+
+    def run(self, until_icount: int | None = None) -> StopEvent:
+        """Run until `until_icount` (exact) or another stop; see `StopReason`."""
+        until = (1 << 63) if until_icount is None else until_icount
+        if until < self.icount:
+            raise MachineError(f"icount {until} is in the past (now {self.icount})")
+        self._interrupt.clear()
+        self.counter.clear_interrupt()
+        shadow = False
+        while True:
+            if self._exit_code is not None:
+                code, self._exit_code = self._exit_code, None
+                return self._stop(StopReason.EXIT, exit_code=code)
+            if self._interrupt.is_set():
+                self._interrupt.clear()
+                return self._stop(StopReason.INTERRUPTED)
+            if self.icount >= until:
+                return self._stop(StopReason.TARGET)
+            if self._io_fault_eip is not None:
+                self._raise_io_fault()
+                shadow = False
+            stop = self._service(shadow)
+            if stop is not None:
+                return stop
+            if self.halted:
+                continue
+            target = min(until, self._next_deadline_icount())
+            if self.inputs.more_expected():
+                target = min(target, self.icount + INPUT_POLL_INTERVAL)
+            self._target = target
+            self._emulating = True
+            try:
+                cause = self.counter.execute(target)
+            except UcError as exc:
+                self._emulating = False
+                detail = self._unmapped or f"the engine failed: {exc}"
+                self._unmapped = None
+                return self._stop(StopReason.FAULT, detail=detail)
+            finally:
+                self._emulating = False
+            if self._fault is not None:
+                fault, self._fault = self._fault, None
+                return self._stop(StopReason.SHUTDOWN, detail=str(fault))
+            shadow = self.counter.in_shadow()
+            if cause is StopCause.BREAKPOINT:
+                return self._stop(StopReason.BREAKPOINT)
+            if cause is StopCause.HALTED:
+                self.halted = True
+            if cause is StopCause.INTERRUPTED:
+                self._interrupt.clear()
+                return self._stop(StopReason.INTERRUPTED)
+
+    def _stop(
+        self, reason: StopReason, exit_code: int | None = None, detail: str = ""
+    ) -> StopEvent:
+        return StopEvent(reason, self.icount, self.cpu.eip, exit_code, detail)
+
+    def _next_deadline_icount(self) -> int:
+        if not self._timers:
+            return 1 << 63
+        return self._deadline_icount(min(self._timers.values()))
+
+    def _service(self, shadow: bool) -> StopEvent | None:
+        """Bring devices and interrupts up to date at the current boundary."""
+        for item in self.inputs.take_async(self.icount):
+            self._take_input(item)
+        self._fire_timers()
+        if self.halted:
+            stop = self._wake_or_wait()
+            if stop is not None or self.halted:
+                return stop
+            shadow = False
+        self._deliver_irqs(shadow)
+        if self._exit_code is not None:
+            return None
+        return None
+
+    def _take_input(self, item: SerialInput) -> None:
+        if 0 <= item.port < len(self._uarts):
+            self._uarts[item.port].receive_host(item.data)
+
+    def _fire_timers(self) -> None:
+        icount = self.icount
+        while self._timers:
+            device, deadline = min(self._timers.items(), key=lambda kv: kv[1])
+            if self._deadline_icount(deadline) > icount:
+                return
+            del self._timers[device]
+            device.on_timer()
+
+    def _wake_or_wait(self) -> StopEvent | None:
+        """A halted CPU: wake it, move its clock to the next timer, or wait for input."""
+        if_set = bool(self.cpu.read("eflags") & EFLAGS_IF)
+        if if_set and self.pic.intr():
+            self.halted = False
+            self._idle_fast_forwards = 0
+            return None
+        if not if_set:
+            return self._stop(StopReason.HALTED, detail="HLT with interrupts disabled")
+        if self._timers and self._idle_fast_forwards < _MAX_IDLE_FAST_FORWARDS:
+            self._idle_fast_forwards += 1
+            deadline = min(self._timers.values())
+            now = self.now_ns()
+            if deadline > now:
+                self.bias_ns += deadline - now
+            self._fire_timers()
+            return None
+        if self.inputs.more_expected():
+            self.inputs.wait(0.05)
+            return None
+        self._idle_fast_forwards = 0
+        return self._stop(
+            StopReason.HALTED, detail="HLT waiting for an interrupt that nothing will raise"
+        )
+
+    def _deliver_irqs(self, shadow: bool) -> None:
+        for _ in range(_MAX_NESTED_DELIVERIES):
+            if not self.pic.intr():
+                self.counter.irq_check = False
+                return
+            if shadow or not self.cpu.read("eflags") & EFLAGS_IF:
+                self.counter.irq_check = True
+                return
+            vector = self.pic.acknowledge()
+            self._deliver(Interrupt(vector, Source.EXTERNAL))
+            shadow = False
+        self.counter.irq_check = self.pic.intr()
+
+    def _deliver(self, interrupt: Interrupt) -> None:
+        try:
+            deliver(self.cpu, interrupt)
+        except GuestFault as fault:
+            self._fault = fault
+            if self._emulating:
+                self.counter.request_stop_before_current()
+
+    # -- engine hooks ----------------------------------------------------------------------
+
+    def _install_hooks(self) -> None:
+        uc = self._uc
+        uc.hook_add(UC_HOOK_INSN, self._on_in, None, 1, 0, X.UC_X86_INS_IN)
+        uc.hook_add(UC_HOOK_INSN, self._on_out, None, 1, 0, X.UC_X86_INS_OUT)
+        uc.hook_add(UC_HOOK_INSN, self._on_cpuid, None, 1, 0, X.UC_X86_INS_CPUID)
+        uc.hook_add(UC_HOOK_INTR, self._on_interrupt)
+        uc.hook_add(UC_HOOK_INSN_INVALID, self._on_invalid)
+        uc.hook_add(UC_HOOK_MEM_UNMAPPED, self._on_unmapped)
+        # The binding refuses RDTSC/RDTSCP hooks: register them through its C entry point.
+        self._tsc_fn = _INSN_FN(self._on_rdtsc)
+        self._tscp_fn = _INSN_FN(self._on_rdtscp)
+        self._tsc_hooks = [
+            _hook_insn_ctypes(uc, self._tsc_fn, X.UC_X86_INS_RDTSC),
+            _hook_insn_ctypes(uc, self._tscp_fn, X.UC_X86_INS_RDTSCP),
+        ]
+
+    def _io_allowed(self, port: int, size: int) -> bool:
+        """The protected-mode I/O permission check (IOPL, then the TSS I/O bitmap).
+
+        Unicorn does not make it: without it ring 3 could drive any device.
+        """
+        cpu = self.cpu
+        if not cpu.read("cs") & 3 or not cpu.read("cr0") & CR0_PE:
+            return True
+        if cpu.read("cs") & 3 <= (cpu.read("eflags") >> 12) & 3:
+            return True
+        tr = cpu.table_register("tr")
+        if tr.limit < 0x67:
+            return False
+        raw = cpu.read_linear(tr.base + 0x66, 2)
+        if raw is None:
+            return False
+        offset = int.from_bytes(raw, "little") + port // 8
+        if offset + 1 > tr.limit:
+            return False
+        bits = cpu.read_linear(tr.base + offset, 2)
+        if bits is None:
+            return False
+        mask = ((1 << size) - 1) << (port % 8)
+        return not int.from_bytes(bits, "little") & mask
+
+    def _refuse_io(self) -> None:
+        """Ring 3 may not do this I/O: stop after it, then turn it into a #GP(0)."""
+        self._io_fault_eip = self.cpu.eip
+        self.counter.request_stop_after_current()
+
+    def _raise_io_fault(self) -> None:
+        eip, self._io_fault_eip = self._io_fault_eip, None
+        assert eip is not None
+        self.counter.icount = self.counter.icount - 1  # the instruction did not complete
+        self.cpu.eip = eip
+        self._deliver(Interrupt(13, Source.EXCEPTION, 0))
+
+    def _after_io(self) -> None:
+        if self._exit_code is not None:
+            return
+        if self.pic.intr() and not self.counter.irq_check:
+            self.counter.request_stop_after_current()
+
+    def _on_in(self, uc: Uc, port: int, size: int, _user: object) -> int:
+        if not self._io_allowed(port, size):
+            self._refuse_io()
+            return self.cpu.read("eax") & ((1 << (8 * size)) - 1)  # leaves EAX unchanged
+        device = self._ports.get(port)
+        if device is None:
+            log.debug("IN %#x: no device", port)
+            return (1 << (8 * size)) - 1
+        value = device.io_read(port, size) & ((1 << (8 * size)) - 1)
+        self._after_io()
+        return value
+
+    def _on_out(self, uc: Uc, port: int, size: int, value: int, _user: object) -> None:
+        if not self._io_allowed(port, size):
+            self._refuse_io()
+            return
+        device = self._ports.get(port)
+        if device is None:
+            log.debug("OUT %#x <- %#x: no device", port, value)
+            return
+        device.io_write(port, size, value)
+        self._after_io()
+
+    def _on_cpuid(self, uc: Uc, _user: object) -> int:
+        leaf = self.cpu.read("eax")
+        eax, ebx, ecx, edx = cpuid(leaf)
+        for name, value in (("eax", eax), ("ebx", ebx), ("ecx", ecx), ("edx", edx)):
+            self.cpu.write(name, value)
+        return 1
+
+    def _on_rdtsc(self, _uc: int, _user: int) -> int:
+        self._write_tsc()
+        return 1
+
+    def _on_rdtscp(self, _uc: int, _user: int) -> int:
+        self._write_tsc()
+        self.cpu.write("ecx", 0)
+        return 1
+
+    def _write_tsc(self) -> None:
+        """A 1 GHz time-stamp counter in virtual time."""
+        tsc = self.now_ns()
+        self.cpu.write("eax", tsc & 0xFFFFFFFF)
+        self.cpu.write("edx", (tsc >> 32) & 0xFFFFFFFF)
+
+    def _on_interrupt(self, uc: Uc, intno: int, _user: object) -> None:
+        pc = self.cpu.linear_pc()
+        prev = self.counter.previous_instruction(pc)
+        software = prev is not None and _is_int_instruction(self.cpu, prev, intno)
+        self.counter.exception_taken(faulting=not software)
+        error_code = self.cpu.take_exception_error_code()
+        if software:
+            self._deliver(Interrupt(intno, Source.SOFTWARE))
+        else:
+            code = error_code if intno in ERROR_CODE_VECTORS else None
+            self._deliver(Interrupt(intno, Source.EXCEPTION, code))
+
+    def _on_invalid(self, uc: Uc, _user: object) -> bool:
+        self.counter.exception_taken(faulting=True)
+        self.cpu.take_exception_error_code()
+        self._deliver(Interrupt(6, Source.EXCEPTION))
+        return True
+
+    def _on_unmapped(
+        self, uc: Uc, access: int, addr: int, size: int, value: int, _user: object
+    ) -> bool:
+        kind = {19: "read", 20: "write", 21: "instruction fetch"}.get(access, "access")
+        self._unmapped = (
+            f"{kind} of {size} bytes at unmapped physical address {addr:#x} "
+            f"(RAM ends at {self.cpu.ram_size:#x})"
+        )
+        return False
+
+    # -- state -------------------------------------------------------------------------------
+
+    def device_states(self) -> dict[str, StateValue]:
+        return {device.name: device.save_state() for device in self.devices}
+
+    def state_hash(self) -> str:
+        """SHA-256 over registers, RAM, device state and virtual time."""
+        h = hashlib.sha256()
+        for name, value in sorted(self.cpu.system_state()):
+            h.update(f"{name}={value:#x};".encode())
+        h.update(f"icount={self.icount};bias={self.bias_ns};halted={self.halted};".encode())
+        h.update(_canonical(self.device_states()))
+        h.update(_canonical({d.name: self._timers[d] for d in self._timers}))
+        h.update(self.cpu.ram)
+        return h.hexdigest()
+
+    def close(self) -> None:
+        self.counter.close()
+        self.inputs.close()
+        self.cpu.close()
+
+
+# -- helpers --------------------------------------------------------------------------------
+
+_INSN_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)
+
+
+def _hook_insn_ctypes(uc: Uc, fn: ctypes._FuncPointer, insn: int) -> int:
+    handle = ctypes.c_size_t()
+    status = _ucpy.uclib.uc_hook_add(
+        uc._uch,
+        ctypes.byref(handle),
+        UC_HOOK_INSN,
+        ctypes.cast(fn, ctypes.c_void_p),
+        ctypes.c_void_p(0),
+        ctypes.c_uint64(1),
+        ctypes.c_uint64(0),
+        ctypes.c_int(insn),
+    )
+    if status != 0:
+        raise UcError(status)
+    return int(handle.value)
+
+
+def _is_int_instruction(cpu: Cpu, addr: int, vector: int) -> bool:
+    """Is the instruction at linear `addr` an INT n / INT3 / INTO / INT1 raising `vector`?"""
+    raw = cpu.read_linear(addr, 2)
+    if raw is None:
+        return False
+    if raw[0] == 0xCD:
+        return raw[1] == vector
+    return _INT_OPCODES.get(raw[0]) == vector
+
+
+def cpuid(leaf: int) -> tuple[int, int, int, int]:
+    """The CPU rdebug presents: a family-6 Intel-compatible i686 with SSE2."""
+    if leaf == 0:
+        vendor = b"GenuineIntel"
+        ebx, edx, ecx = struct.unpack("<III", vendor)
+        return 1, ebx, ecx, edx
+    if leaf == 1:
+        # family 6, model 3, stepping 3; FPU VME DE PSE TSC MSR CX8 SEP CMOV MMX FXSR SSE SSE2
+        features = 0
+        for bit in (0, 1, 2, 3, 4, 5, 8, 11, 15, 23, 24, 25, 26):
+            features |= 1 << bit
+        return 0x00000633, 0x00010000, 0, features
+    if leaf == 0x80000000:
+        return 0x80000000, 0, 0, 0
+    return 0, 0, 0, 0
+
+
+def _canonical(value: Mapping[str, object]) -> bytes:
+    return repr(_sorted(value)).encode()
+
+
+def _sorted(value: object) -> object:
+    if isinstance(value, Mapping):
+        return [(k, _sorted(value[k])) for k in sorted(value)]
+    if isinstance(value, list | tuple):
+        return [_sorted(v) for v in value]
+    return value

@@ -1,0 +1,13 @@
+"""Builds the native instruction counter (rdebug/machine/_icount.c) at install time."""
+
+from setuptools import Extension, setup
+
+setup(
+    ext_modules=[
+        Extension(
+            "rdebug.machine._icount",
+            sources=["rdebug/machine/_icount.c"],
+            extra_compile_args=["-O2", "-std=c11"],
+        )
+    ]
+)

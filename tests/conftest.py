@@ -1,0 +1,51 @@
+"""Shared fixtures: the sample guests and a machine factory."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from rdebug.machine.inputs import FileSerialSource, LiveInputs, SerialSource
+from rdebug.machine.loader import load_image
+from rdebug.machine.machine import Machine, MachineConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+GUESTS = ROOT / "sample_guests" / "build"
+EXPECTED = ROOT / "sample_guests" / "expected"
+
+
+class Capture:
+    """A serial backend that keeps what the guest sent."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def write(self, data: bytes) -> None:
+        self.data += data
+
+
+def make_machine(
+    guest: str,
+    counter: str = "native",
+    serial_input: bytes | None = None,
+    memory_mb: int = 16,
+    clock_ns: int | None = None,
+) -> tuple[Machine, Capture]:
+    out = Capture()
+    sources: dict[int, SerialSource] = {}
+    if serial_input is not None:
+        sources[0] = FileSerialSource(serial_input)
+    inputs = LiveInputs(sources) if clock_ns is None else LiveInputs(sources, lambda: clock_ns)
+    machine = Machine(MachineConfig(memory_mb=memory_mb, counter=counter), inputs, [out])
+    machine.load(load_image(GUESTS / f"{guest}.elf"))
+    return machine, out
+
+
+@pytest.fixture
+def machines() -> Iterator[list[Machine]]:
+    made: list[Machine] = []
+    yield made
+    for machine in made:
+        machine.close()

@@ -1,0 +1,1 @@
+"""Unit tests of the emulated PC devices, against a FakeContext."""
