@@ -10,8 +10,12 @@
  *                   per new block by a callback into Python, which decodes it).
  *                   It stops the engine BEFORE the block runs when the block would
  *                   cross the target icount, when the block must be translated again
- *                   first, or when an IRQ is waiting and the guest has just opened
- *                   an interrupt window (EFLAGS.IF=1 outside an STI/MOV SS shadow).
+ *                   first, when an IRQ is waiting and the guest has just opened
+ *                   an interrupt window (EFLAGS.IF=1 outside an STI/MOV SS shadow),
+ *                   or when the soft deadline has passed and the previous block ended
+ *                   with a control transfer (a "branch boundary": a position that
+ *                   depends only on the instructions executed, never on how unicorn
+ *                   happened to cut translation blocks).
  *   rd_code_hook    UC_HOOK_CODE restricted to single addresses: breakpoints, and the
  *                   instruction after an I/O instruction (a code hook makes unicorn
  *                   check for a stop request right there, so a stop asked for by an
@@ -34,6 +38,7 @@ typedef uint32_t (*rd_miss_fn)(uint64_t addr, uint32_t size);
 #define RD_INFO_COUNT_MASK 0x00ffffffu /* instructions in the block */
 #define RD_INFO_SHADOW 0x01000000u     /* last instruction is STI / MOV SS / POP SS */
 #define RD_INFO_RETRANSLATE 0x02000000u /* stop before running it: hooks must be added */
+#define RD_INFO_BRANCH 0x04000000u     /* last instruction is a control transfer */
 #define RD_INFO_EMPTY 0xffffffffu
 
 enum rd_stop {
@@ -42,10 +47,13 @@ enum rd_stop {
     RD_STOP_IRQ_WINDOW = 2,  /* irq_check set and IF=1 outside a shadow */
     RD_STOP_BREAKPOINT = 3,  /* a breakpoint address is about to execute */
     RD_STOP_RETRANSLATE = 4, /* a new block needs per-address hooks first */
-    RD_STOP_REQUESTED = 5    /* set by Python (I/O or interrupt handler) */
+    RD_STOP_REQUESTED = 5,   /* set by Python (I/O or interrupt handler) */
+    RD_STOP_DEADLINE = 6     /* soft_target passed, at a branch boundary */
 };
 
 #define RD_NO_ADDR UINT64_MAX
+#define RD_RECENT_SIZE 256
+#define RD_RECENT_MASK (RD_RECENT_SIZE - 1)
 
 struct rd_block {
     uint64_t addr;
@@ -57,6 +65,7 @@ struct rd_counter {
     /* time */
     uint64_t icount;     /* instructions started, the current block counted whole */
     uint64_t target;     /* never start instruction number `target` + 1 */
+    uint64_t soft_target; /* stop at the first branch boundary at or after it */
     uint64_t block_base; /* icount before the current block */
     uint64_t block_addr; /* the current (last entered) block */
     uint32_t block_size;
@@ -87,6 +96,8 @@ struct rd_counter {
     uint32_t bps_mask;
     uint32_t bps_used;
     uint64_t blocks_seen; /* statistics: table misses */
+    /* a direct-mapped cache in front of the table (Python never touches it) */
+    struct rd_block recent[RD_RECENT_SIZE];
 };
 
 static inline uint32_t hash64(uint64_t x) {
@@ -121,7 +132,12 @@ static int blocks_alloc(struct rd_counter *st, uint32_t capacity) {
 }
 
 /* Set the info of block (addr, size); returns 0, or -1 when out of memory. */
+static void recent_forget(struct rd_counter *st, uint64_t addr) {
+    st->recent[(addr ^ (addr >> 7)) & RD_RECENT_MASK].info = RD_INFO_EMPTY;
+}
+
 int rd_block_set(struct rd_counter *st, uint64_t addr, uint32_t size, uint32_t info) {
+    recent_forget(st, addr);
     if (!st->blocks || (st->blocks_used + 1) * 2 > st->blocks_mask + 1) {
         uint32_t cap = st->blocks ? (st->blocks_mask + 1) * 2 : 4096;
         if (blocks_alloc(st, cap) < 0)
@@ -158,6 +174,8 @@ uint32_t rd_block_get(struct rd_counter *st, uint64_t addr, uint32_t size) {
 
 /* Forget every block (after the translation cache was flushed). */
 void rd_blocks_clear(struct rd_counter *st) {
+    for (uint32_t i = 0; i < RD_RECENT_SIZE; i++)
+        st->recent[i].info = RD_INFO_EMPTY;
     if (!st->blocks)
         return;
     for (uint32_t i = 0; i <= st->blocks_mask; i++)
@@ -255,7 +273,19 @@ void rd_block_hook(uc_engine *uc, uint64_t addr, uint32_t size, void *user) {
     struct rd_counter *st = user;
     if (st->stop_reason != RD_STOP_NONE)
         return; /* a stop is already on its way: this block will not run */
-    uint32_t info = rd_block_get(st, addr, size);
+    uint32_t info;
+    struct rd_block *slot = &st->recent[(addr ^ (addr >> 7)) & RD_RECENT_MASK];
+    if (__builtin_expect(slot->addr == addr && slot->size == size, 1) &&
+        slot->info != RD_INFO_EMPTY) {
+        info = slot->info; /* hot loops hit this small direct-mapped cache */
+    } else {
+        info = rd_block_get(st, addr, size);
+        if (info != RD_INFO_EMPTY) {
+            slot->addr = addr;
+            slot->size = size;
+            slot->info = info;
+        }
+    }
     if (info == RD_INFO_EMPTY) {
         info = st->miss(addr, size);
         st->blocks_seen++;
@@ -275,15 +305,21 @@ void rd_block_hook(uc_engine *uc, uint64_t addr, uint32_t size, void *user) {
             return;
         }
     }
+    if (st->icount >= st->soft_target && (st->block_info & RD_INFO_BRANCH)) {
+        stop_before(st, uc, RD_STOP_DEADLINE, addr, size, info);
+        return;
+    }
     if (st->icount + n > st->target) {
         stop_before(st, uc, RD_STOP_TARGET, addr, size, info);
         return;
     }
     /* The block runs. */
-    if (st->bp_skip_blocks)
-        st->bp_skip_blocks--;
-    else
-        st->bp_skip_addr = RD_NO_ADDR;
+    if (st->bp_skip_addr != RD_NO_ADDR) {
+        if (st->bp_skip_blocks)
+            st->bp_skip_blocks--;
+        else
+            st->bp_skip_addr = RD_NO_ADDR;
+    }
     st->block_base = st->icount;
     st->icount += n;
     st->block_addr = addr;

@@ -4,7 +4,12 @@
 `rep` instruction counts as one, as in QEMU's icount).  A counter runs the engine from the
 current EIP until one of these stops, always at an exact instruction boundary:
 
-- TARGET: icount reached the target given to `execute`;
+- TARGET: icount reached the (hard) target given to `execute`;
+- DEADLINE: icount passed the soft target and the CPU is at a *branch boundary*: the
+  previous instruction transferred control (a jump, call, return, INT, IRET, loop, HLT,
+  or an interrupt delivered by the machine).  Such positions depend only on the
+  instructions executed, never on how unicorn cut its translation blocks, so stopping
+  there is deterministic and costs no partial-block execution (device timers use it);
 - IRQ_WINDOW: `irq_check` is set and an interrupt can be taken (IF=1, no STI/MOV SS shadow);
 - BREAKPOINT: a breakpoint address is about to execute;
 - REQUESTED: a hook called `request_stop_after_current` (the stop lands after the
@@ -47,10 +52,12 @@ _NO_ADDR = (1 << 64) - 1
 _INFO_COUNT_MASK = 0x00FFFFFF
 _INFO_SHADOW = 0x01000000
 _INFO_RETRANSLATE = 0x02000000
+_INFO_BRANCH = 0x04000000
 
 
 class StopCause(enum.Enum):
     TARGET = "target"
+    DEADLINE = "deadline"
     IRQ_WINDOW = "irq-window"
     BREAKPOINT = "breakpoint"
     REQUESTED = "requested"
@@ -65,6 +72,7 @@ _RD_STOP_IRQ_WINDOW = 2
 _RD_STOP_BREAKPOINT = 3
 _RD_STOP_RETRANSLATE = 4
 _RD_STOP_REQUESTED = 5
+_RD_STOP_DEADLINE = 6
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +87,8 @@ class Block:
     shadow: bool
     #: The last instruction is HLT.
     halts: bool
+    #: The last instruction transfers control (see `transfers_control`).
+    branch: bool
     #: Addresses of instructions that follow an I/O instruction inside the block.
     after_io: tuple[int, ...]
     #: CS base the block was decoded under (linear address = cs_base + eip).
@@ -106,6 +116,37 @@ def opens_shadow(insn: bytes) -> bool:
     return op == 0x8E and i + 1 < len(insn) and (insn[i + 1] >> 3) & 7 == 2
 
 
+#: Instructions after which QEMU always ends a translation block: control transfers.
+_BRANCH_MNEMONICS = frozenset(
+    {
+        "call",
+        "lcall",
+        "ret",
+        "retf",
+        "iret",
+        "iretd",
+        "iretw",
+        "int",
+        "int3",
+        "into",
+        "int1",
+        "loop",
+        "loope",
+        "loopne",
+        "hlt",
+        "sysenter",
+        "sysexit",
+        "ljmp",
+    }
+)
+
+
+def transfers_control(mnemonic: str) -> bool:
+    """Jumps (all `j*`), calls, returns, INT/IRET, LOOP*, HLT: the branch boundaries."""
+    last = mnemonic.rsplit(maxsplit=1)[-1] if mnemonic else ""
+    return last.startswith("j") or last in _BRANCH_MNEMONICS
+
+
 def is_hlt(insn: bytes) -> bool:
     i = 0
     while i < len(insn) and insn[i] in _PREFIXES:
@@ -130,10 +171,12 @@ class BlockDecoder:
         offsets: list[int] = []
         after_io: list[int] = []
         last = b""
+        branch = False
         pos = 0
         for _addr, length, mnemonic, _ops in cs.disasm_lite(code, addr):
             offsets.append(pos)
             last = code[pos : pos + length]
+            branch = transfers_control(mnemonic)
             pos += length
             if mnemonic.split()[-1] in _IO_MNEMONICS and pos < size:
                 after_io.append(addr + pos)
@@ -142,12 +185,14 @@ class BlockDecoder:
             # so that instruction starts (and faults) as the block's last.
             offsets.append(pos)
             last = code[pos:]
+            branch = False
         return Block(
             addr=addr,
             offsets=tuple(offsets),
             size=size,
             shadow=opens_shadow(last),
-            halts=is_hlt(last) and len(last) >= 1,
+            halts=is_hlt(last),
+            branch=branch,
             after_io=tuple(after_io),
             cs_base=cs_base,
         )
@@ -159,8 +204,16 @@ class Counter(Protocol):
     icount: int
     irq_check: bool
 
-    def execute(self, target: int) -> StopCause:
+    def execute(self, target: int, soft_target: int = NO_TARGET) -> StopCause:
         """Run from EIP until a stop; afterwards `icount` is exact."""
+        ...
+
+    def at_branch_boundary(self) -> bool:
+        """After a stop: the previous instruction transferred control (see DEADLINE)."""
+        ...
+
+    def control_transferred(self) -> None:
+        """The machine delivered an interrupt: now at a branch boundary, outside shadows."""
         ...
 
     def current_icount(self) -> int:
@@ -198,7 +251,8 @@ class Counter(Protocol):
     def remove_breakpoint(self, addr: int) -> None: ...
 
     def invalidate(self) -> None:
-        """Code in memory changed behind the engine's back: flush translations."""
+        """Memory or registers changed behind the counter's back (a load, a restore, a
+        register write): flush translations and forget what it knew of the position."""
         ...
 
     def close(self) -> None: ...
@@ -209,12 +263,19 @@ class Counter(Protocol):
 _MISS_FN = ctypes.CFUNCTYPE(ctypes.c_uint32, ctypes.c_uint64, ctypes.c_uint32)
 
 
+class _Block(ctypes.Structure):
+    """Mirror of struct rd_block."""
+
+    _fields_ = (("addr", ctypes.c_uint64), ("size", ctypes.c_uint32), ("info", ctypes.c_uint32))
+
+
 class _State(ctypes.Structure):
     """Mirror of struct rd_counter in _icount.c."""
 
     _fields_ = (
         ("icount", ctypes.c_uint64),
         ("target", ctypes.c_uint64),
+        ("soft_target", ctypes.c_uint64),
         ("block_base", ctypes.c_uint64),
         ("block_addr", ctypes.c_uint64),
         ("block_size", ctypes.c_uint32),
@@ -240,6 +301,7 @@ class _State(ctypes.Structure):
         ("bps_mask", ctypes.c_uint32),
         ("bps_used", ctypes.c_uint32),
         ("blocks_seen", ctypes.c_uint64),
+        ("recent", _Block * 256),
     )
 
 
@@ -291,6 +353,16 @@ def _hook_del(uc: Uc, handle: int) -> None:
         raise UcError(status)
 
 
+def _block_info(block: Block) -> int:
+    """The info word _icount.c keeps for `block` (RD_INFO_*)."""
+    info = len(block.offsets)
+    if block.shadow:
+        info |= _INFO_SHADOW
+    if block.branch:
+        info |= _INFO_BRANCH
+    return info
+
+
 class NativeCounter:
     """Counts at raw unicorn speed: a C block hook and a per-block instruction table."""
 
@@ -303,7 +375,10 @@ class NativeCounter:
         self._miss_error: BaseException | None = None
         self._miss_fn = _MISS_FN(self._miss)
         st = _State()
+        for slot in st.recent:
+            slot.info = 0xFFFFFFFF  # RD_INFO_EMPTY
         st.target = NO_TARGET
+        st.soft_target = NO_TARGET
         st.bp_skip_addr = _NO_ADDR
         st.eflags_regid = X.UC_X86_REG_EFLAGS
         st.uc = ctypes.cast(self._uc._uch, ctypes.c_void_p).value
@@ -321,7 +396,11 @@ class NativeCounter:
         self._after_io: set[int] = set()
         self._breakpoints: set[int] = set()
         self._requested_icount: int | None = None
+        self._requested_canonical = False
         self._interrupted = False
+        self._canonical = True  # reset is a branch boundary
+        #: cs.base + eip where the last stop left the CPU, when the block hook told us
+        self._pc_hint: int | None = None
 
     # icount / irq_check live in the C struct
     @property
@@ -331,6 +410,7 @@ class NativeCounter:
     @icount.setter
     def icount(self, value: int) -> None:
         self._st.icount = value
+        self._pc_hint = None
         self._st.block_addr = _NO_ADDR
         self._st.block_size = 0
         self._st.block_info = 0
@@ -358,7 +438,7 @@ class NativeCounter:
             self._miss_error = exc
             return _INFO_RETRANSLATE
         self._blocks[(addr, size)] = block
-        info = len(block.offsets) | (_INFO_SHADOW if block.shadow else 0)
+        info = _block_info(block)
         if any(a not in self._code_hooks for a in block.after_io):
             info |= _INFO_RETRANSLATE
         return info
@@ -381,27 +461,40 @@ class NativeCounter:
 
     def exception_taken(self, faulting: bool) -> None:
         del faulting  # EIP already tells: at the faulting instruction, or after the trap
-        exact = self.current_icount()
-        self._st.icount = exact
+        self._st.icount = self.current_icount()
+        self._st.block_info = _INFO_BRANCH  # the handler's first block follows a transfer
+
+    def control_transferred(self) -> None:
+        self._st.block_info = _INFO_BRANCH
+        self._canonical = True
+        self._shadow_after_stop = False
+        self._pc_hint = None
 
     def request_stop_after_current(self) -> None:
         block = self._current_block()
         st = self._st
         if block is None:
             self._requested_icount = int(st.icount)
+            self._requested_canonical = bool(st.block_info & _INFO_BRANCH)
         else:
-            index = block.index((block.cs_base + self._cpu.eip) & 0xFFFFFFFF)
-            self._requested_icount = int(st.block_base) + min(index + 1, len(block.offsets))
+            index = block.index((block.cs_base + self._cpu.eip) & 0xFFFFFFFF) + 1
+            count = len(block.offsets)
+            self._requested_icount = int(st.block_base) + min(index, count)
+            self._requested_canonical = index >= count and block.branch
         st.stop_reason = _RD_STOP_REQUESTED
         self._uc.emu_stop()
 
     def request_stop_before_current(self) -> None:
         self._requested_icount = self.current_icount()
+        self._requested_canonical = bool(self._st.block_info & _INFO_BRANCH)
         self._st.stop_reason = _RD_STOP_REQUESTED
         self._uc.emu_stop()
 
     def in_shadow(self) -> bool:
         return self._shadow_after_stop
+
+    def at_branch_boundary(self) -> bool:
+        return self._canonical
 
     def previous_instruction(self, linear_pc: int) -> int | None:
         block = self._current_block()
@@ -417,21 +510,37 @@ class NativeCounter:
     def clear_interrupt(self) -> None:
         self._interrupted = False
 
-    def execute(self, target: int) -> StopCause:
+    def _stopped(
+        self, cause: StopCause, canonical: bool, shadow: bool = False, pc: int | None = None
+    ) -> StopCause:
+        self._canonical = canonical
+        self._shadow_after_stop = shadow
+        self._pc_hint = pc
+        return cause
+
+    def execute(self, target: int, soft_target: int = NO_TARGET) -> StopCause:
         st = self._st
         if target < st.icount:
             raise MachineError(f"target {target} is in the past (icount {st.icount})")
         st.target = target
+        st.soft_target = soft_target
         if self._interrupted:
             self._interrupted = False
-            return StopCause.INTERRUPTED
+            return self._stopped(StopCause.INTERRUPTED, self._canonical, self._shadow_after_stop)
         st.stop_reason = _RD_STOP_NONE
+        # What the first block entry needs to know of the position it starts from.
+        st.block_info = (_INFO_BRANCH if self._canonical else 0) | (
+            _INFO_SHADOW if self._shadow_after_stop else 0
+        )
+        st.block_addr = _NO_ADDR
         self._requested_icount = None
-        pc = self._cpu.eip
-        st.bp_skip_addr = self._cpu.linear_pc()
-        st.bp_skip_blocks = 1
-        begin, until = pc, NO_UNTIL
-        self._shadow_after_stop = False
+        begin, until = self._cpu.eip, NO_UNTIL
+        if self._breakpoints:
+            hint, self._pc_hint = self._pc_hint, None
+            st.bp_skip_addr = self._cpu.linear_pc() if hint is None else hint
+            st.bp_skip_blocks = 1
+        else:
+            st.bp_skip_addr = _NO_ADDR
         while True:
             self._cpu.clear_exception_state()
             try:
@@ -443,20 +552,27 @@ class NativeCounter:
                 err, self._miss_error = self._miss_error, None
                 raise MachineError(f"block decoding failed: {err}") from err
             reason = int(st.stop_reason)
+            at_entry_branch = bool(st.block_info & _INFO_BRANCH)
+            at_entry_shadow = bool(st.block_info & _INFO_SHADOW)
             if reason == _RD_STOP_RETRANSLATE:
                 self._add_io_hooks(int(st.stop_addr), int(st.stop_size))
                 begin, until = self._cpu.eip, NO_UNTIL
                 st.stop_reason = _RD_STOP_NONE
                 continue
+            entry_pc = int(st.stop_addr)
+            if reason == _RD_STOP_DEADLINE:
+                return self._stopped(StopCause.DEADLINE, True, at_entry_shadow, entry_pc)
             if reason == _RD_STOP_TARGET:
                 if self._interrupted:
                     self._interrupted = False
-                    self._shadow_after_stop = bool(st.block_info & _INFO_SHADOW)
-                    return StopCause.INTERRUPTED
+                    return self._stopped(
+                        StopCause.INTERRUPTED, at_entry_branch, at_entry_shadow, entry_pc
+                    )
                 remaining = target - int(st.icount)
                 if remaining == 0:
-                    self._shadow_after_stop = bool(st.block_info & _INFO_SHADOW)
-                    return StopCause.TARGET
+                    return self._stopped(
+                        StopCause.TARGET, at_entry_branch, at_entry_shadow, entry_pc
+                    )
                 # The target lies inside the next block: run exactly `remaining` of its
                 # instructions by stopping the engine at the address of the next one.
                 block = self._blocks[(int(st.stop_addr), int(st.stop_size))]
@@ -465,28 +581,30 @@ class NativeCounter:
                 st.stop_reason = _RD_STOP_NONE
                 continue
             if reason == _RD_STOP_IRQ_WINDOW:
-                return StopCause.IRQ_WINDOW
+                return self._stopped(StopCause.IRQ_WINDOW, at_entry_branch, pc=entry_pc)
             if reason == _RD_STOP_BREAKPOINT:
                 current = self._current_block()
                 assert current is not None
                 index = current.index(int(st.stop_addr))
                 st.icount = int(st.block_base) + index
-                self._shadow_after_stop = index == 0 and bool(st.prev_info & _INFO_SHADOW)
-                return StopCause.BREAKPOINT
+                first = index == 0
+                return self._stopped(
+                    StopCause.BREAKPOINT,
+                    first and bool(st.prev_info & _INFO_BRANCH),
+                    first and bool(st.prev_info & _INFO_SHADOW),
+                    entry_pc,
+                )
             if reason == _RD_STOP_REQUESTED:
                 assert self._requested_icount is not None
                 st.icount = self._requested_icount
-                return StopCause.REQUESTED
+                return self._stopped(StopCause.REQUESTED, self._requested_canonical)
             # The engine returned by itself: HLT, or the `until` of a partial block.
-            if until != NO_UNTIL and self._cpu.linear_pc() == until and st.icount == target:
-                return StopCause.TARGET
             current = self._current_block()
-            if (
-                current is not None
-                and current.halts
-                and (self._cpu.linear_pc() == current.addr + current.size)
-            ):
-                return StopCause.HALTED
+            linear = self._cpu.linear_pc()
+            if until != NO_UNTIL and linear == until and st.icount == target:
+                return self._stopped(StopCause.TARGET, False)
+            if current is not None and current.halts and linear == current.addr + current.size:
+                return self._stopped(StopCause.HALTED, True)
             if until != NO_UNTIL:
                 begin, until = self._cpu.eip, NO_UNTIL
                 continue
@@ -502,8 +620,7 @@ class NativeCounter:
         for a in block.after_io:
             self._after_io.add(a)
             self._ensure_code_hook(a)
-        info = len(block.offsets) | (_INFO_SHADOW if block.shadow else 0)
-        self._lib.rd_block_set(self._st_addr, addr, size, info)
+        self._lib.rd_block_set(self._st_addr, addr, size, _block_info(block))
         self._uc.ctl_remove_cache(addr, addr + size)
 
     def _ensure_code_hook(self, addr: int) -> None:
@@ -532,6 +649,7 @@ class NativeCounter:
             self._uc.ctl_remove_cache(addr, addr + 1)
 
     def invalidate(self) -> None:
+        self._pc_hint = None
         self._uc.ctl_flush_tb()
         self._lib.rd_blocks_clear(self._st_addr)
         self._blocks.clear()
@@ -547,28 +665,52 @@ class ReferenceCounter:
     def __init__(self, cpu: Cpu) -> None:
         self._cpu = cpu
         self._uc = cpu.uc
+        self._cs32 = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_32)
+        self._cs16 = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_16)
+        self._kinds: dict[bytes, tuple[bool, bool, bool]] = {}
         self.icount = 0
         self.irq_check = False
         self._target = NO_TARGET
+        self._soft_target = NO_TARGET
         self._breakpoints: set[int] = set()
         self._stop: int | None = None  # _RD_STOP_* of a stop on its way
         self._requested_icount = 0
+        self._requested_canonical = False
         self._last_addr: int | None = None  # the instruction whose hook ran last
-        self._prev_shadow = False
+        self._prev_shadow = False  # ... opened an interrupt shadow
+        self._prev_branch = True  # ... transferred control (reset counts as one)
+        self._halting = False  # ... was HLT
         self._shadow_after_stop = False
+        self._canonical = True
         self._skip_bp: int | None = None
-        self._halting = False
         self._interrupted = False
         self._hook = self._uc.hook_add(UC_HOOK_CODE, self._on_insn)
 
     def close(self) -> None:
         self._uc.hook_del(self._hook)
 
+    def _kind(self, insn: bytes) -> tuple[bool, bool, bool]:
+        """(opens a shadow, is HLT, transfers control) of one instruction."""
+        kind = self._kinds.get(insn)
+        if kind is None:
+            # The class of an instruction does not depend on the code size, only its length
+            # does, and `insn` is exactly one instruction as the engine decoded it.
+            decoded = list(self._cs32.disasm_lite(insn, 0, 1)) or list(
+                self._cs16.disasm_lite(insn, 0, 1)
+            )
+            mnemonic = decoded[0][2] if decoded else ""
+            kind = (opens_shadow(insn), is_hlt(insn), transfers_control(mnemonic))
+            self._kinds[insn] = kind
+        return kind
+
     def _on_insn(self, uc: Uc, addr: int, size: int, _user: object) -> None:
         if self._stop is not None:
             return
         if self.irq_check and not self._prev_shadow and self._cpu.read("eflags") & EFLAGS_IF:
             self._halt_here(_RD_STOP_IRQ_WINDOW)
+            return
+        if self.icount >= self._soft_target and self._prev_branch:
+            self._halt_here(_RD_STOP_DEADLINE)
             return
         if self.icount >= self._target or self._interrupted:
             self._halt_here(_RD_STOP_TARGET)
@@ -580,12 +722,12 @@ class ReferenceCounter:
         self.icount += 1
         self._last_addr = addr
         insn = self._cpu.read_linear(addr, size) or b""
-        self._prev_shadow = opens_shadow(insn)
-        self._halting = is_hlt(insn)
+        self._prev_shadow, self._halting, self._prev_branch = self._kind(insn)
 
     def _halt_here(self, reason: int) -> None:
         self._stop = reason
         self._shadow_after_stop = self._prev_shadow
+        self._canonical = self._prev_branch
         self._uc.emu_stop()
 
     def current_icount(self) -> int:
@@ -598,19 +740,32 @@ class ReferenceCounter:
             self.icount -= 1  # the faulting instruction did not complete
         self._last_addr = None
         self._prev_shadow = False
+        self._prev_branch = True
+        self._halting = False
+
+    def control_transferred(self) -> None:
+        self._prev_shadow = False
+        self._prev_branch = True
+        self._shadow_after_stop = False
+        self._canonical = True
 
     def request_stop_after_current(self) -> None:
         self._requested_icount = self.icount
+        self._requested_canonical = self._prev_branch
         self._stop = _RD_STOP_REQUESTED
         self._uc.emu_stop()
 
     def request_stop_before_current(self) -> None:
         self._requested_icount = self.current_icount()
+        self._requested_canonical = self._prev_branch
         self._stop = _RD_STOP_REQUESTED
         self._uc.emu_stop()
 
     def in_shadow(self) -> bool:
         return self._shadow_after_stop
+
+    def at_branch_boundary(self) -> bool:
+        return self._canonical
 
     def previous_instruction(self, linear_pc: int) -> int | None:
         if self._last_addr is None or self._last_addr == linear_pc:
@@ -623,16 +778,18 @@ class ReferenceCounter:
     def clear_interrupt(self) -> None:
         self._interrupted = False
 
-    def execute(self, target: int) -> StopCause:
+    def execute(self, target: int, soft_target: int = NO_TARGET) -> StopCause:
         if target < self.icount:
             raise MachineError(f"target {target} is in the past (icount {self.icount})")
         if self._interrupted:
             self._interrupted = False
             return StopCause.INTERRUPTED
         self._target = target
+        self._soft_target = soft_target
         self._stop = None
         self._halting = False
-        self._shadow_after_stop = False
+        self._prev_shadow = self._shadow_after_stop
+        self._prev_branch = self._canonical
         self._skip_bp = self._cpu.linear_pc()
         self._cpu.clear_exception_state()
         self._uc.emu_start(self._cpu.eip, NO_UNTIL)
@@ -643,16 +800,20 @@ class ReferenceCounter:
                 self._interrupted = False
                 return StopCause.INTERRUPTED
             return StopCause.TARGET
+        if stop == _RD_STOP_DEADLINE:
+            return StopCause.DEADLINE
         if stop == _RD_STOP_IRQ_WINDOW:
+            self._shadow_after_stop = False
             return StopCause.IRQ_WINDOW
         if stop == _RD_STOP_BREAKPOINT:
             return StopCause.BREAKPOINT
+        self._shadow_after_stop = False
         if stop == _RD_STOP_REQUESTED:
             self.icount = self._requested_icount
-            self._prev_shadow = False
+            self._canonical = self._requested_canonical
             return StopCause.REQUESTED
         if self._halting:
-            self._prev_shadow = False
+            self._canonical = True
             return StopCause.HALTED
         raise MachineError(f"the engine stopped for no known reason at eip {self._cpu.eip:#x}")
 
@@ -679,4 +840,5 @@ __all__ = [
     "StopCause",
     "is_hlt",
     "opens_shadow",
+    "transfers_control",
 ]

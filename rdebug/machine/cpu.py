@@ -158,6 +158,8 @@ class Cpu:
         self._ram_ptr = ctypes.c_char.from_buffer(self._ram_map)
         self.uc.mem_map_ptr(0, self.ram_size, UC_PROT_ALL, ctypes.addressof(self._ram_ptr))
         self._layout = _blob_layout()
+        self._scratch = self.uc.context_save()
+        self._scratch_addr = ctypes.cast(self._scratch.context, ctypes.c_void_p).value or 0
 
     def close(self) -> None:
         """Release the engine and the RAM buffer."""
@@ -261,36 +263,36 @@ class Cpu:
 
     # -- exception bookkeeping (raw context blob) ----------------------------------------
 
+    def _context_field(self, offset: int) -> ctypes.c_int32:
+        """A view of one int32 in the scratch context, freshly saved from the engine."""
+        self.uc.context_update(self._scratch)
+        return ctypes.c_int32.from_address(self._scratch_addr + offset)
+
     def take_exception_error_code(self) -> int:
         """Inside an interrupt hook: the pending exception's error code.
 
         Also clears unicorn's in-flight exception marker, so the next fault is delivered
         as itself and not folded into a #DF (the machine delivers faults, not unicorn).
         """
-        ctx = self.uc.context_save()
-        raw = bytearray(bytes(ctx))
-        lay = self._layout
-        (code,) = struct.unpack_from("<i", raw, lay.error_code)
-        struct.pack_into("<i", raw, lay.old_exception, -1)
-        ctypes.memmove(ctx.context, bytes(raw), len(raw))
-        self.uc.context_restore(ctx)
-        return int(code) & 0xFFFFFFFF
+        code = self._context_field(self._layout.error_code).value
+        self.clear_exception_state(saved=True)
+        return code & 0xFFFFFFFF
 
-    def clear_exception_state(self) -> None:
+    def clear_exception_state(self, saved: bool = False) -> None:
         """Forget unicorn's in-flight exception marker before the engine runs again.
 
         Unicorn's own address translations outside guest instructions (e.g. for the
         `until` address of `emu_start`, which may be unmapped for ring 3) go through the
         fault path and leave the marker set; two of them turn the guest's next real fault
-        into a silent triple fault.
+        into a silent triple fault.  `saved`: the scratch context is already current.
         """
-        ctx = self.uc.context_save()
-        raw = bytearray(bytes(ctx))
-        if struct.unpack_from("<i", raw, self._layout.old_exception)[0] == -1:
-            return
-        struct.pack_into("<i", raw, self._layout.old_exception, -1)
-        ctypes.memmove(ctx.context, bytes(raw), len(raw))
-        self.uc.context_restore(ctx)
+        if saved:
+            marker = ctypes.c_int32.from_address(self._scratch_addr + self._layout.old_exception)
+        else:
+            marker = self._context_field(self._layout.old_exception)
+        if marker.value != -1:
+            marker.value = -1
+            self.uc.context_restore(self._scratch)
 
     # -- memory ----------------------------------------------------------------------------
 

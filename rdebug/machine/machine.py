@@ -5,16 +5,19 @@ instruction boundary.  Between stretches of execution the run loop *services* th
 machine at the boundary it stopped at, always in this order:
 
     1. take host inputs (through the inputs seam) and hand them to the devices;
-    2. fire device timers whose deadline has come;
+    2. fire device timers whose deadline has come, if at a branch boundary;
     3. wake a halted CPU (an IRQ it can take) or fast-forward its clock to the next timer;
     4. deliver an IRQ if the CPU can take one (IF=1, outside an STI/MOV SS shadow),
        or arm the counter to stop at the first boundary where it can.
 
-Every event that may make an IRQ deliverable stops the counter at that exact boundary
-(timer deadlines are counter targets, an I/O access that raises an IRQ stops right after
-the instruction, IF opening is watched by the counter), so a run that is resumed at any
-boundary services exactly as a straight run passing through it would: the basis of
-deterministic replay and of seeking.
+Device timers fire at the first *branch boundary* at or after their deadline (the
+position after a jump, call, return, INT, IRET, loop or HLT, or after an interrupt
+delivery): such positions depend only on the instructions executed, so a timer fires at
+the same icount in every run, without the cost of stopping inside a translation block.
+Every other event that may make an IRQ deliverable stops the counter at that exact
+boundary (an I/O access that raises an IRQ stops right after the instruction, IF opening
+is watched by the counter), so a run that is resumed at any boundary services exactly as
+a straight run passing through it would: the basis of deterministic replay and seeking.
 
 Knows nothing of logs, snapshots files or gdb: non-determinism comes in only through
 `ExternalInputs` (machine/inputs.py).
@@ -35,7 +38,6 @@ from unicorn import (
     UC_HOOK_INSN,
     UC_HOOK_INSN_INVALID,
     UC_HOOK_INTR,
-    UC_HOOK_MEM_UNMAPPED,
     Uc,
     UcError,
 )
@@ -149,7 +151,6 @@ class Machine:
         self._timers: dict[Device, int] = {}
         self._interrupt = threading.Event()
         self._fault: GuestFault | None = None
-        self._unmapped: str | None = None
         #: EIP of an I/O instruction that ring 3 was not allowed to execute (#GP pending)
         self._io_fault_eip: int | None = None
 
@@ -309,18 +310,19 @@ class Machine:
                 return stop
             if self.halted:
                 continue
-            target = min(until, self._next_deadline_icount())
+            soft = self._next_deadline_icount()
             if self.inputs.more_expected():
-                target = min(target, self.icount + INPUT_POLL_INTERVAL)
-            self._target = target
+                soft = min(soft, self.icount + INPUT_POLL_INTERVAL)
+            self._target = min(until, soft)
             self._emulating = True
             try:
-                cause = self.counter.execute(target)
+                cause = self.counter.execute(until, soft)
             except UcError as exc:
+                # No memory hook watches for unmapped accesses (any memory hook would send
+                # every guest load and store through unicorn's slow path): the engine's
+                # error says what happened.
                 self._emulating = False
-                detail = self._unmapped or f"the engine failed: {exc}"
-                self._unmapped = None
-                return self._stop(StopReason.FAULT, detail=detail)
+                return self._stop(StopReason.FAULT, detail=f"{exc} at eip {self.cpu.eip:#x}")
             finally:
                 self._emulating = False
             if self._fault is not None:
@@ -365,6 +367,8 @@ class Machine:
             self._uarts[item.port].receive_host(item.data)
 
     def _fire_timers(self) -> None:
+        if not (self.halted or self.counter.at_branch_boundary()):
+            return  # the counter stops again at the next branch boundary
         icount = self.icount
         while self._timers:
             device, deadline = min(self._timers.items(), key=lambda kv: kv[1])
@@ -418,6 +422,9 @@ class Machine:
             self._fault = fault
             if self._emulating:
                 self.counter.request_stop_before_current()
+            return
+        if not self._emulating:
+            self.counter.control_transferred()
 
     # -- engine hooks ----------------------------------------------------------------------
 
@@ -428,7 +435,6 @@ class Machine:
         uc.hook_add(UC_HOOK_INSN, self._on_cpuid, None, 1, 0, X.UC_X86_INS_CPUID)
         uc.hook_add(UC_HOOK_INTR, self._on_interrupt)
         uc.hook_add(UC_HOOK_INSN_INVALID, self._on_invalid)
-        uc.hook_add(UC_HOOK_MEM_UNMAPPED, self._on_unmapped)
         # The binding refuses RDTSC/RDTSCP hooks: register them through its C entry point.
         self._tsc_fn = _INSN_FN(self._on_rdtsc)
         self._tscp_fn = _INSN_FN(self._on_rdtscp)
@@ -542,16 +548,6 @@ class Machine:
         self.cpu.take_exception_error_code()
         self._deliver(Interrupt(6, Source.EXCEPTION))
         return True
-
-    def _on_unmapped(
-        self, uc: Uc, access: int, addr: int, size: int, value: int, _user: object
-    ) -> bool:
-        kind = {19: "read", 20: "write", 21: "instruction fetch"}.get(access, "access")
-        self._unmapped = (
-            f"{kind} of {size} bytes at unmapped physical address {addr:#x} "
-            f"(RAM ends at {self.cpu.ram_size:#x})"
-        )
-        return False
 
     # -- state -------------------------------------------------------------------------------
 
