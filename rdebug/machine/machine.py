@@ -69,8 +69,10 @@ from rdebug.machine.loader import (
 
 log = logging.getLogger(__name__)
 
-#: How often (in instructions) an idle-free guest looks for live host input.
-INPUT_POLL_INTERVAL = 1 << 20
+#: The run loop regains control at least this often (in instructions, at a branch
+#: boundary): for host input, and so that `interrupt()` (Ctrl-C) is noticed promptly
+#: even by a guest that never stops for anything else.
+CONTROL_INTERVAL = 1 << 22
 #: The most IRQs delivered back to back at one boundary (trap gates keep IF set).
 _MAX_NESTED_DELIVERIES = 16
 #: Timer deadlines a halted CPU may skip without anything it could take before rdebug
@@ -310,9 +312,7 @@ class Machine:
                 return stop
             if self.halted:
                 continue
-            soft = self._next_deadline_icount()
-            if self.inputs.more_expected():
-                soft = min(soft, self.icount + INPUT_POLL_INTERVAL)
+            soft = min(self._next_deadline_icount(), self.icount + CONTROL_INTERVAL)
             self._target = min(until, soft)
             self._emulating = True
             try:

@@ -140,9 +140,10 @@ def test_a_truncated_elf_is_refused(tmp_path: Path) -> None:
 
 
 def test_ctrl_c_interrupts_a_running_guest(tmp_path: Path) -> None:
+    # PIT channel 0 one-shot (so no timer is left to stop the run loop), then
     # mov dx, 0x3f8; mov al, 'R'; out dx, al; jmp $
     image = tmp_path / "spin.bin"
-    image.write_bytes(bytes.fromhex("66baf803 b052 ee ebfe"))
+    image.write_bytes(bytes.fromhex("b030e643 b001e640 b000e640 66baf803 b052 ee ebfe"))
     proc = subprocess.Popen(
         [
             sys.executable,

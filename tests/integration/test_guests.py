@@ -33,7 +33,7 @@ def test_clock_reads_the_rtc_and_a_virtual_tsc() -> None:
     assert stop.exit_code == 1
     text = out.data.decode()
     assert re.fullmatch(
-        r"rtc: 20\d\d-\d\d-\d\d \d\d:\d\d:\d\d\ntsc delta: (\d+)\ntsc monotonic: yes\n", text
+        r"rtc: 20\d\d-\d\d-\d\d \d\d:\d\d:\d\d\ntsc delta: 768512\ntsc monotonic: yes\n", text
     ), text
 
 
