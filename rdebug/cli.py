@@ -1,4 +1,4 @@
-"""The `rdebug` command line.
+"""The `rdebug` command line: run, record, replay, dump.
 
 Every `RdebugError` becomes one line on stderr and a non-zero exit status; a traceback
 means a bug in rdebug.
@@ -18,25 +18,48 @@ from pathlib import Path
 from types import FrameType
 from typing import BinaryIO, NoReturn
 
-from rdebug.errors import RdebugError, UsageError
-from rdebug.machine.inputs import FileSerialSource, LiveInputs, SerialSource, StreamSerialSource
-from rdebug.machine.loader import ImageFormat, load_image
-from rdebug.machine.machine import Machine, MachineConfig, StopReason
+from rdebug.errors import FormatError, RdebugError, UsageError
+from rdebug.machine.inputs import (
+    FileSerialSource,
+    LiveInputs,
+    SerialSource,
+    StreamSerialSource,
+)
+from rdebug.machine.loader import ImageFormat, LoadedImage, parse_image
+from rdebug.machine.machine import Machine, MachineConfig, StopEvent, StopReason
+from rdebug.replay.dump import dump
+from rdebug.replay.log import ShutdownCause
+from rdebug.replay.player import Ending, Player
+from rdebug.replay.recorder import Recorder
+from rdebug.replay.trace import GuestSpec, Trace, load_guest, sha256
 
-EXIT_ERROR = 2  # rdebug could not do what was asked (bad input, bad option)
+EXIT_OK = 0
+EXIT_ERROR = 2  # rdebug could not do what was asked (bad input, bad option, divergence)
 EXIT_GUEST_CRASHED = 3  # triple fault, or an access the machine cannot emulate
 EXIT_LIMIT = 4  # --max-insns reached
+EXIT_INCOMPLETE = 6  # the log stops abruptly: replayed up to its last complete event
 EXIT_INTERRUPTED = 130
 
-RUN_EPILOG = """\
+STATUS_EPILOG = """\
 exit status:
   the guest's own status when it writes V to the exit port 0xF4: (V << 1) | 1
-  0    the guest halted for good (HLT that nothing can wake)
-  2    rdebug could not run it (missing or malformed image, bad option)
+  0    the guest halted for good (HLT that nothing can wake){replay_end}
+  2    rdebug could not do it (missing or malformed image or trace, bad option{divergence})
   3    the guest crashed the machine (triple fault, access to unmapped memory)
-  4    --max-insns reached
+  4    --max-insns reached{incomplete}
   130  interrupted (Ctrl-C)
 """
+
+
+def _epilog(replay: bool = False) -> str:
+    return STATUS_EPILOG.format(
+        replay_end=", or the replay reached the end of the recording" if replay else "",
+        divergence=", replay divergence" if replay else "",
+        incomplete="\n  6    the log stops abruptly (recorder killed): replayed up to its "
+        "last complete event"
+        if replay
+        else "",
+    )
 
 
 class _Parser(argparse.ArgumentParser):
@@ -58,43 +81,70 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
+    raw = argparse.RawDescriptionHelpFormatter
+
     run = sub.add_parser(
         "run",
         help="run a guest on the emulated PC",
         description="Run a guest (multiboot ELF, ELF32, flat binary or boot sector) on the "
         "emulated i386 PC. COM1 goes to the terminal unless --serial says otherwise.",
-        epilog=RUN_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=_epilog(),
+        formatter_class=raw,
     )
     run.add_argument("guest", type=Path, metavar="GUEST", help="the guest image")
-    add_machine_options(run)
-    run.add_argument(
-        "--max-insns",
-        type=_int,
-        default=None,
-        metavar="N",
-        help="stop after N guest instructions (exit status 4)",
+    _add_machine_options(run)
+    _add_serial_options(run, inputs=True)
+    _add_max_insns(run)
+
+    record = sub.add_parser(
+        "record",
+        help="run a guest and record every input into a trace folder",
+        description="Run a guest like 'rdebug run' and record every non-deterministic "
+        "input (serial bytes, host clock reads) with the instruction count where it "
+        "entered, into the trace folder TRACE (which must be new). 'rdebug replay "
+        "TRACE' then reproduces the run exactly, with no input source.",
+        epilog=_epilog(),
+        formatter_class=raw,
     )
+    record.add_argument("guest", type=Path, metavar="GUEST", help="the guest image")
+    record.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        required=True,
+        metavar="TRACE",
+        help="the trace folder to create",
+    )
+    _add_machine_options(record)
+    _add_serial_options(record, inputs=True)
+    _add_max_insns(record)
+
+    replay = sub.add_parser(
+        "replay",
+        help="replay a recorded trace",
+        description="Replay the trace folder TRACE: the same machine and guest, every "
+        "recorded input at the exact instruction it entered at. Reads no input.",
+        epilog=_epilog(replay=True),
+        formatter_class=raw,
+    )
+    replay.add_argument("trace", type=Path, metavar="TRACE", help="a folder made by record")
+    _add_serial_options(replay, inputs=False)
+
+    dumper = sub.add_parser(
+        "dump",
+        help="print the events of a trace's log",
+        description="Print every event of the replay log with the icount at which it "
+        "happened (like QEMU's replay-dump.py), or a count per kind with --summary.",
+    )
+    dumper.add_argument(
+        "trace", type=Path, metavar="TRACE", help="a trace folder, or a replay log file"
+    )
+    dumper.add_argument("--summary", action="store_true", help="count the events per kind")
     return parser
 
 
-def add_machine_options(parser: argparse.ArgumentParser) -> None:
-    """The options that describe the machine and its serial port (shared by commands)."""
-    parser.add_argument(
-        "--serial",
-        default="stdio",
-        metavar="stdio|null|file:PATH",
-        help="where COM1 goes: the terminal (and input from it), nowhere, or a file "
-        "(default: stdio)",
-    )
-    parser.add_argument(
-        "--serial-input",
-        type=Path,
-        default=None,
-        metavar="FILE",
-        help="bytes fed to COM1's receiver, one at a time at the line's pace, once the "
-        "guest has enabled reception",
-    )
+def _add_machine_options(parser: argparse.ArgumentParser) -> None:
+    """The options that describe the machine and how the image is loaded."""
     parser.add_argument(
         "-m",
         dest="memory_mb",
@@ -130,11 +180,41 @@ def add_machine_options(parser: argparse.ArgumentParser) -> None:
         "--append", default="", metavar="CMDLINE", help="the multiboot command line"
     )
     parser.add_argument(
-        "--counter",
-        choices=["native", "reference"],
-        default="native",
-        help=argparse.SUPPRESS,  # the slow reference counter, for cross-checks
+        "--counter", choices=["native", "reference"], default="native", help=argparse.SUPPRESS
+    )  # the slow reference counter, for checks
+
+
+def _add_serial_options(parser: argparse.ArgumentParser, inputs: bool) -> None:
+    parser.add_argument(
+        "--serial",
+        default="stdio",
+        metavar="stdio|null|file:PATH",
+        help="where COM1 goes: the terminal"
+        + (" (and input from it)" if inputs else "")
+        + ", nowhere, or a file (default: stdio)",
     )
+    if inputs:
+        parser.add_argument(
+            "--serial-input",
+            type=Path,
+            default=None,
+            metavar="FILE",
+            help="bytes fed to COM1's receiver, one at a time at the line's pace, once "
+            "the guest has enabled reception",
+        )
+
+
+def _add_max_insns(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--max-insns",
+        type=_int,
+        default=None,
+        metavar="N",
+        help="stop after N guest instructions (exit status 4)",
+    )
+
+
+# -- shared pieces --------------------------------------------------------------------------
 
 
 class _SerialOut:
@@ -149,12 +229,11 @@ class _SerialOut:
 
 
 @contextlib.contextmanager
-def _serial_backend(spec: str) -> Iterator[tuple[_SerialOut | None, bool]]:
-    """(backend, reads the terminal) for --serial."""
+def _serial_backend(spec: str) -> Iterator[_SerialOut | None]:
     if spec == "stdio":
-        yield _SerialOut(sys.stdout.buffer, flush=True), True
+        yield _SerialOut(sys.stdout.buffer, flush=True)
     elif spec == "null":
-        yield None, False
+        yield None
     elif spec.startswith("file:") and len(spec) > 5:
         path = Path(spec[5:])
         try:
@@ -162,7 +241,7 @@ def _serial_backend(spec: str) -> Iterator[tuple[_SerialOut | None, bool]]:
         except OSError as exc:
             raise UsageError(f"--serial {spec}: cannot write {path}: {exc.strerror}") from None
         with stream:
-            yield _SerialOut(stream, flush=False), False
+            yield _SerialOut(stream, flush=False)
     else:
         raise UsageError(f"--serial {spec!r}: expected stdio, null or file:PATH")
 
@@ -170,65 +249,16 @@ def _serial_backend(spec: str) -> Iterator[tuple[_SerialOut | None, bool]]:
 @contextlib.contextmanager
 def _terminal_cbreak(enabled: bool) -> Iterator[None]:
     """Keys reach the guest one at a time, unechoed; Ctrl-C still interrupts."""
-    fd = sys.stdin.fileno() if enabled else -1
-    if not enabled or not os.isatty(fd):
+    if not enabled:
         yield
         return
+    fd = sys.stdin.fileno()
     saved = termios.tcgetattr(fd)
     try:
         tty.setcbreak(fd)
         yield
     finally:
         termios.tcsetattr(fd, termios.TCSADRAIN, saved)
-
-
-def cmd_run(args: argparse.Namespace) -> int:
-    image = load_image(
-        args.guest, ImageFormat(args.format), args.load_address, args.entry, args.append
-    )
-    config = MachineConfig(
-        memory_mb=args.memory_mb, icount_shift=args.icount_shift, counter=args.counter
-    )
-    if args.max_insns is not None and args.max_insns < 0:
-        raise UsageError("--max-insns must not be negative")
-    sources: dict[int, SerialSource] = {}
-    if args.serial_input is not None:
-        try:
-            sources[0] = FileSerialSource(args.serial_input.read_bytes())
-        except OSError as exc:
-            raise UsageError(f"--serial-input {args.serial_input}: {exc.strerror}") from None
-    with _serial_backend(args.serial) as (backend, reads_terminal):
-        if reads_terminal and args.serial_input is None and sys.stdin.isatty():
-            sources[0] = StreamSerialSource(sys.stdin.buffer)
-        machine = Machine(config, LiveInputs(sources), [backend] if backend else [])
-        try:
-            machine.load(image)
-            with (
-                _terminal_cbreak(0 in sources and isinstance(sources[0], StreamSerialSource)),
-                _interrupt_on_sigint(machine),
-            ):
-                stop = machine.run(args.max_insns)
-        finally:
-            machine.close()
-    return _report(stop.reason, stop.icount, stop.exit_code, stop.detail)
-
-
-def _report(reason: StopReason, icount: int, exit_code: int | None, detail: str) -> int:
-    sys.stdout.flush()
-    if reason is StopReason.EXIT:
-        assert exit_code is not None
-        return exit_code
-    if reason is StopReason.HALTED:
-        print(f"rdebug: guest halted at icount {icount}: {detail}", file=sys.stderr)
-        return 0
-    if reason is StopReason.TARGET:
-        print(f"rdebug: stopped at icount {icount} (--max-insns)", file=sys.stderr)
-        return EXIT_LIMIT
-    if reason is StopReason.INTERRUPTED:
-        print(f"rdebug: interrupted at icount {icount}", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    print(f"rdebug: guest crashed at icount {icount}: {detail or reason.value}", file=sys.stderr)
-    return EXIT_GUEST_CRASHED
 
 
 @contextlib.contextmanager
@@ -243,13 +273,207 @@ def _interrupt_on_sigint(machine: Machine) -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
+def _read_guest(args: argparse.Namespace) -> tuple[bytes, GuestSpec, LoadedImage]:
+    path: Path = args.guest
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise UsageError(f"{path}: is a directory, not a guest image") from None
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read: {exc.strerror}") from None
+    spec = GuestSpec(
+        name=path.name,
+        source=str(path.resolve()),
+        sha256=sha256(data),
+        format=args.format,
+        load_address=args.load_address,
+        entry=args.entry,
+        append=args.append,
+    )
+    image = parse_image(
+        data, str(path), ImageFormat(args.format), args.load_address, args.entry, args.append
+    )
+    return data, spec, image
+
+
+def _machine_config(args: argparse.Namespace) -> MachineConfig:
+    if args.max_insns is not None and args.max_insns < 0:
+        raise UsageError("--max-insns must not be negative")
+    return MachineConfig(
+        memory_mb=args.memory_mb, icount_shift=args.icount_shift, counter=args.counter
+    )
+
+
+def _live_inputs(args: argparse.Namespace) -> tuple[LiveInputs, bool]:
+    """The live inputs for run/record, and whether they read the terminal."""
+    sources: dict[int, SerialSource] = {}
+    if args.serial_input is not None:
+        try:
+            sources[0] = FileSerialSource(args.serial_input.read_bytes())
+        except OSError as exc:
+            raise UsageError(f"--serial-input {args.serial_input}: {exc.strerror}") from None
+    if args.serial == "stdio" and args.serial_input is None and _stdin_readable():
+        sources[0] = StreamSerialSource(sys.stdin.buffer)
+        return LiveInputs(sources), sys.stdin.isatty()
+    return LiveInputs(sources), False
+
+
+def _stdin_readable() -> bool:
+    try:
+        sys.stdin.fileno()
+    except (AttributeError, OSError, ValueError):
+        return False
+    return not sys.stdin.closed
+
+
+def _execute(machine: Machine, image: LoadedImage, until: int | None, terminal: bool) -> StopEvent:
+    machine.load(image)
+    with _terminal_cbreak(terminal), _interrupt_on_sigint(machine):
+        return machine.run(until)
+
+
+def _report(stop: StopEvent) -> int:
+    sys.stdout.flush()
+    if stop.reason is StopReason.EXIT:
+        assert stop.exit_code is not None
+        return stop.exit_code
+    if stop.reason is StopReason.HALTED:
+        print(f"rdebug: guest halted at icount {stop.icount}: {stop.detail}", file=sys.stderr)
+        return EXIT_OK
+    if stop.reason is StopReason.TARGET:
+        print(f"rdebug: stopped at icount {stop.icount} (--max-insns)", file=sys.stderr)
+        return EXIT_LIMIT
+    if stop.reason is StopReason.INTERRUPTED:
+        print(f"rdebug: interrupted at icount {stop.icount}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    print(
+        f"rdebug: guest crashed at icount {stop.icount}: {stop.detail or stop.reason.value}",
+        file=sys.stderr,
+    )
+    return EXIT_GUEST_CRASHED
+
+
+# -- commands -------------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    _, _, image = _read_guest(args)
+    config = _machine_config(args)
+    inputs, terminal = _live_inputs(args)
+    with _serial_backend(args.serial) as backend:
+        machine = Machine(config, inputs, [backend] if backend else [])
+        try:
+            stop = _execute(machine, image, args.max_insns, terminal)
+        finally:
+            machine.close()
+    return _report(stop)
+
+
+_HOST_CAUSE = {
+    StopReason.INTERRUPTED: ShutdownCause.HOST_SIGNAL,
+    StopReason.TARGET: ShutdownCause.HOST_COMMAND,
+    StopReason.FAULT: ShutdownCause.HOST_ERROR,
+}
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    data, spec, image = _read_guest(args)
+    config = _machine_config(args)
+    with _serial_backend(args.serial) as backend:
+        trace = Trace.create(args.output, data, spec, config)
+        fd = trace.open_log_for_writing()
+        inputs, terminal = _live_inputs(args)
+        recorder = Recorder(inputs, fd)
+        machine = Machine(config, recorder, [backend] if backend else [])
+        try:
+            stop = _execute(machine, image, args.max_insns, terminal)
+            recorder.finish(stop.icount, _HOST_CAUSE.get(stop.reason))
+        finally:
+            machine.close()
+            os.close(fd)
+    status = _report(stop)
+    print(
+        f"rdebug: recorded {stop.icount} instructions, {recorder.events} events, in {trace.path}",
+        file=sys.stderr,
+    )
+    return status
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    trace = Trace.open(args.trace)
+    image = load_guest(trace.info.guest, trace.guest_image())
+    try:
+        log = trace.log_path.open("rb")
+    except OSError as exc:
+        raise FormatError(f"{trace.log_path}: cannot read: {exc.strerror}") from None
+    with log, _serial_backend(args.serial) as backend:
+        player = Player(log, str(trace.log_path))
+        machine = Machine(trace.info.machine_config(), player, [backend] if backend else [])
+        try:
+            stop = _execute(machine, image, None, terminal=False)
+        finally:
+            machine.close()
+    return _replay_status(stop, player, trace)
+
+
+_STOP_WORDS = {
+    StopReason.END_OF_INPUT: "stopped there without doing it",
+    StopReason.HALTED: "halted for good",
+    StopReason.SHUTDOWN: "triple-faulted",
+    StopReason.FAULT: "crashed",
+}
+
+
+def _replay_status(stop: StopEvent, player: Player, trace: Trace) -> int:
+    sys.stdout.flush()
+    if stop.reason in _STOP_WORDS:
+        detail = f" ({stop.detail})" if stop.detail else ""
+        player.verify_end(
+            stop.icount, f"{_STOP_WORDS[stop.reason]} at icount {stop.icount}{detail}"
+        )
+    if stop.reason is StopReason.END_OF_INPUT:
+        where = f"icount {stop.icount}"
+        if player.ending is Ending.TRUNCATED:
+            print(
+                f"rdebug: {trace.log_path} stops abruptly (no END event: the recorder was "
+                f"stopped); replayed up to its last complete event, at {where}",
+                file=sys.stderr,
+            )
+            return EXIT_INCOMPLETE
+        if player.ending is Ending.DAMAGED:
+            raise FormatError(f"{player.damage}; replayed up to {where}")
+        how = f" ({player.host_stop.name.lower().replace('_', ' ')})" if player.host_stop else ""
+        print(f"rdebug: end of the recording at {where}{how}", file=sys.stderr)
+        return EXIT_OK
+    return _report(stop)
+
+
+def cmd_dump(args: argparse.Namespace) -> int:
+    path: Path = args.trace
+    log_path = Trace.open(path).log_path if path.is_dir() else path
+    try:
+        stream = log_path.open("rb")
+    except OSError as exc:
+        raise UsageError(f"{log_path}: cannot read: {exc.strerror}") from None
+    with stream:
+        ending = dump(stream, str(log_path), sys.stdout, summary=args.summary)
+    sys.stdout.flush()
+    if ending is not None:
+        print(f"rdebug: {ending}", file=sys.stderr)
+        return EXIT_INCOMPLETE
+    return EXIT_OK
+
+
+_COMMANDS = {"run": cmd_run, "record": cmd_record, "replay": cmd_replay, "dump": cmd_dump}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-        if args.command == "run":
-            return cmd_run(args)
-        raise UsageError(f"unknown command {args.command!r}")
+        return _COMMANDS[args.command](args)
     except RdebugError as exc:
         print(f"rdebug: error: {exc}", file=sys.stderr)
         return EXIT_ERROR

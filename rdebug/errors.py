@@ -29,3 +29,16 @@ class GuestFault(RdebugError):
 
 class FormatError(RdebugError):
     """A file rdebug reads is malformed."""
+
+
+class LogDivergence(RdebugError):
+    """Replay reached an event the log does not have, or missed one the log has."""
+
+    def __init__(self, icount: int, expected: str, actual: str) -> None:
+        super().__init__(
+            f"replay diverged from the recording at icount {icount}: the log expects "
+            f"{expected}, the machine {actual}"
+        )
+        self.icount = icount
+        self.expected = expected
+        self.actual = actual

@@ -12,6 +12,7 @@ checkpoints, so the machine alone decides at which icount each input lands.
 
 from __future__ import annotations
 
+import enum
 import os
 import queue
 import select
@@ -20,6 +21,16 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO, Protocol
+
+
+class SyncEvent(enum.Enum):
+    """Deterministic events the inputs seam is told about, so a log can pin them down."""
+
+    INTERRUPT = "interrupt"  # an external interrupt was delivered
+    EXCEPTION = "exception"  # an exception or software interrupt was delivered
+    SHUTDOWN = "shutdown"  # the guest powered off (exit port)
+    RESET = "reset"  # the guest triple-faulted
+    CLOCK_WARP = "clock-warp"  # a halted CPU's clock skipped ahead to the next timer
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +57,23 @@ class ExternalInputs(Protocol):
 
     def more_expected(self) -> bool:
         """Whether input may still arrive (an idle guest then waits instead of stopping)."""
+        ...
+
+    def horizon(self) -> int | None:
+        """An icount the machine must stop at exactly and call `take_async` there.
+
+        A replay answers the icount of its next recorded input (or of the end of the
+        recording, where `take_async` then leaves the horizon in place: the run ends).
+        Live inputs answer None.
+        """
+        ...
+
+    def synchronize(self, event: SyncEvent, icount: int) -> None:
+        """`event` happened at `icount` (a recorder logs it; a player checks it)."""
+        ...
+
+    def finished(self) -> bool:
+        """Nothing more will ever come: at its horizon, the run must end."""
         ...
 
     def wait(self, timeout: float) -> None:
@@ -162,6 +190,15 @@ class LiveInputs:
     def more_expected(self) -> bool:
         return bool(self._open) or not self._queue.empty()
 
+    def horizon(self) -> int | None:
+        return None
+
+    def synchronize(self, event: SyncEvent, icount: int) -> None:
+        del event, icount
+
+    def finished(self) -> bool:
+        return False
+
     def wait(self, timeout: float) -> None:
         self._wake.wait(timeout)
         self._wake.clear()
@@ -169,3 +206,50 @@ class LiveInputs:
     def close(self) -> None:
         for source in self._sources.values():
             source.close()
+
+
+class ScriptedInputs:
+    """Serial input delivered at chosen instruction counts: scripted sessions and tests.
+
+    Each `(icount, port, data)` is handed over at the first checkpoint at or after
+    `icount`; an idle guest (halted, nothing else pending) gets the next one at once.
+    The host clock is a fixed value.
+    """
+
+    def __init__(
+        self, schedule: Sequence[tuple[int, int, bytes]], clock_ns: int = 1_700_000_000 * 10**9
+    ) -> None:
+        self._schedule = sorted(schedule, key=lambda item: item[0])
+        self._clock_ns = clock_ns
+        self._release_next = False
+
+    def host_clock_ns(self, icount: int) -> int:
+        del icount
+        return self._clock_ns
+
+    def take_async(self, icount: int) -> list[AsyncInput]:
+        out: list[AsyncInput] = []
+        while self._schedule and (self._schedule[0][0] <= icount or self._release_next):
+            _, port, data = self._schedule.pop(0)
+            out.append(SerialInput(port, data))
+            self._release_next = False
+        return out
+
+    def more_expected(self) -> bool:
+        return bool(self._schedule)
+
+    def wait(self, timeout: float) -> None:
+        del timeout
+        self._release_next = True
+
+    def horizon(self) -> int | None:
+        return None
+
+    def synchronize(self, event: SyncEvent, icount: int) -> None:
+        del event, icount
+
+    def finished(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass

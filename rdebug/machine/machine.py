@@ -53,7 +53,7 @@ from rdebug.machine.devices.pic import PicPair
 from rdebug.machine.devices.pit import Pit, SystemControlPort
 from rdebug.machine.devices.rtc import Rtc
 from rdebug.machine.devices.uart import SerialBackend, Uart
-from rdebug.machine.inputs import ExternalInputs, SerialInput
+from rdebug.machine.inputs import ExternalInputs, SerialInput, SyncEvent
 from rdebug.machine.interrupts import ERROR_CODE_VECTORS, Interrupt, Source, deliver
 from rdebug.machine.loader import (
     GDT_ADDR,
@@ -90,6 +90,7 @@ class StopReason(enum.Enum):
     SHUTDOWN = "shutdown"  # triple fault
     FAULT = "fault"  # the engine cannot go on (e.g. an access to unmapped memory)
     INTERRUPTED = "interrupted"  # `Machine.interrupt()` (Ctrl-C)
+    END_OF_INPUT = "end-of-input"  # the inputs' horizon: e.g. a replay's recording ended
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,6 +299,7 @@ class Machine:
         while True:
             if self._exit_code is not None:
                 code, self._exit_code = self._exit_code, None
+                self.inputs.synchronize(SyncEvent.SHUTDOWN, self.icount)
                 return self._stop(StopReason.EXIT, exit_code=code)
             if self._interrupt.is_set():
                 self._interrupt.clear()
@@ -310,13 +312,22 @@ class Machine:
             stop = self._service(shadow)
             if stop is not None:
                 return stop
+            horizon = self.inputs.horizon()
+            if (
+                horizon is not None
+                and horizon <= self.icount
+                and (not self.halted or self.inputs.finished())
+            ):
+                # The inputs end here (or expect something the machine did not do).
+                return self._stop(StopReason.END_OF_INPUT)
             if self.halted:
                 continue
+            hard = until if horizon is None else min(until, horizon)
             soft = min(self._next_deadline_icount(), self.icount + CONTROL_INTERVAL)
-            self._target = min(until, soft)
+            self._target = min(hard, soft)
             self._emulating = True
             try:
-                cause = self.counter.execute(until, soft)
+                cause = self.counter.execute(hard, soft)
             except UcError as exc:
                 # No memory hook watches for unmapped accesses (any memory hook would send
                 # every guest load and store through unicorn's slow path): the engine's
@@ -327,6 +338,7 @@ class Machine:
                 self._emulating = False
             if self._fault is not None:
                 fault, self._fault = self._fault, None
+                self.inputs.synchronize(SyncEvent.RESET, self.icount)
                 return self._stop(StopReason.SHUTDOWN, detail=str(fault))
             shadow = self.counter.in_shadow()
             if cause is StopCause.BREAKPOINT:
@@ -351,6 +363,7 @@ class Machine:
         """Bring devices and interrupts up to date at the current boundary."""
         for item in self.inputs.take_async(self.icount):
             self._take_input(item)
+            self._idle_fast_forwards = 0  # new input may need timers to reach the guest
         self._fire_timers()
         if self.halted:
             stop = self._wake_or_wait()
@@ -391,6 +404,7 @@ class Machine:
             deadline = min(self._timers.values())
             now = self.now_ns()
             if deadline > now:
+                self.inputs.synchronize(SyncEvent.CLOCK_WARP, self.icount)
                 self.bias_ns += deadline - now
             self._fire_timers()
             return None
@@ -411,6 +425,7 @@ class Machine:
                 self.counter.irq_check = True
                 return
             vector = self.pic.acknowledge()
+            self.inputs.synchronize(SyncEvent.INTERRUPT, self.icount)
             self._deliver(Interrupt(vector, Source.EXTERNAL))
             shadow = False
         self.counter.irq_check = self.pic.intr()
@@ -478,6 +493,7 @@ class Machine:
         assert eip is not None
         self.counter.icount = self.counter.icount - 1  # the instruction did not complete
         self.cpu.eip = eip
+        self.inputs.synchronize(SyncEvent.EXCEPTION, self.icount)
         self._deliver(Interrupt(13, Source.EXCEPTION, 0))
 
     def _after_io(self) -> None:
@@ -536,6 +552,7 @@ class Machine:
         prev = self.counter.previous_instruction(pc)
         software = prev is not None and _is_int_instruction(self.cpu, prev, intno)
         self.counter.exception_taken(faulting=not software)
+        self.inputs.synchronize(SyncEvent.EXCEPTION, self.counter.current_icount())
         error_code = self.cpu.take_exception_error_code()
         if software:
             self._deliver(Interrupt(intno, Source.SOFTWARE))
@@ -545,6 +562,7 @@ class Machine:
 
     def _on_invalid(self, uc: Uc, _user: object) -> bool:
         self.counter.exception_taken(faulting=True)
+        self.inputs.synchronize(SyncEvent.EXCEPTION, self.counter.current_icount())
         self.cpu.take_exception_error_code()
         self._deliver(Interrupt(6, Source.EXCEPTION))
         return True

@@ -1,0 +1,1 @@
+"""Deterministic record/replay: the log format, the recorder, the player, trace folders."""

@@ -1,0 +1,191 @@
+"""The player: the machine's inputs, served from a replay log, with divergence checks.
+
+Implements `ExternalInputs` from the log alone: serial bytes are handed over at the
+exact icount they were recorded at (the player's `horizon`), host clock reads return the
+recorded values, and every interrupt, exception and shutdown the machine reports must be
+the log's next event at the same icount, or replay stops with `LogDivergence`.
+
+A log may end without EVENT_END (a recorder killed mid-run) or with a damaged event:
+the player then serves everything up to the last complete event, and the horizon stops
+the machine there; `ending` says how the log ended.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from typing import BinaryIO
+
+from rdebug.errors import FormatError, LogDivergence
+from rdebug.machine.inputs import AsyncInput, SerialInput, SyncEvent
+from rdebug.replay.log import (
+    AsyncCharRead,
+    Checkpoint,
+    CheckpointKind,
+    Clock,
+    ClockKind,
+    End,
+    Event,
+    ExceptionTaken,
+    Instruction,
+    InterruptTaken,
+    Reader,
+    Shutdown,
+    ShutdownCause,
+    Truncated,
+    describe,
+)
+from rdebug.replay.recorder import INPUT_CHECKPOINT
+
+_WARP = Checkpoint(CheckpointKind.CLOCK_WARP_START)
+_INPUT = Checkpoint(INPUT_CHECKPOINT)
+_EXPECTED: dict[SyncEvent, str] = {
+    SyncEvent.CLOCK_WARP: "halted and skipped ahead to its next timer",
+    SyncEvent.INTERRUPT: "took an interrupt",
+    SyncEvent.EXCEPTION: "took an exception",
+    SyncEvent.SHUTDOWN: "powered off",
+    SyncEvent.RESET: "triple-faulted",
+}
+
+
+_GUEST_CAUSES = frozenset(
+    {ShutdownCause.GUEST_SHUTDOWN, ShutdownCause.GUEST_RESET, ShutdownCause.GUEST_PANIC}
+)
+
+
+class Ending(enum.Enum):
+    """How the log ends (known once the player has reached it)."""
+
+    NOT_YET = "not-yet"
+    END = "end"  # EVENT_END: the recording stopped normally
+    SHUTDOWN = "shutdown"  # the guest powered off (then EVENT_END)
+    TRUNCATED = "truncated"  # no EVENT_END, or half an event: the recorder was killed
+    DAMAGED = "damaged"  # an event that cannot be decoded
+
+
+class Player:
+    """`ExternalInputs` that replays the log read from `stream`."""
+
+    def __init__(self, stream: BinaryIO, name: str) -> None:
+        self._name = name
+        self._reader = Reader(stream, name)
+        self._icount = 0  # icount of the pending event
+        self._next: Event | None = None
+        self.ending = Ending.NOT_YET
+        self.damage: FormatError | None = None
+        self.shutdown: ShutdownCause | None = None
+        self.host_stop: ShutdownCause | None = None
+        self._advance()
+
+    @property
+    def next_icount(self) -> int:
+        """The icount of the log's next event (or of its end)."""
+        return self._icount
+
+    def pending(self) -> str:
+        """The log's next event, for messages."""
+        if self._next is None:
+            return f"the end of the recording at icount {self._icount}"
+        return f"{describe(self._next)} at icount {self._icount}"
+
+    def _advance(self) -> None:
+        """Move to the next event that is not EVENT_INSTRUCTION."""
+        self._next = None
+        while self.ending is Ending.NOT_YET:
+            try:
+                event = self._reader.read()
+            except Truncated:
+                self.ending = Ending.TRUNCATED
+                return
+            except FormatError as exc:
+                self.ending = Ending.DAMAGED
+                self.damage = exc
+                return
+            if event is None:
+                self.ending = Ending.TRUNCATED
+                return
+            if isinstance(event, Instruction):
+                self._icount += event.count
+                continue
+            if isinstance(event, End):
+                self.ending = Ending.SHUTDOWN if self.shutdown is not None else Ending.END
+                return
+            if isinstance(event, Shutdown) and event.cause not in _GUEST_CAUSES:
+                self.host_stop = event.cause  # the user stopped the recording here
+                continue
+            self._next = event
+            return
+
+    def _diverged(self, icount: int, actual: str) -> LogDivergence:
+        return LogDivergence(icount, self.pending(), actual)
+
+    def _check_not_passed(self, icount: int) -> None:
+        if icount > self._icount and self._next is not None:
+            raise self._diverged(icount, f"ran past it to icount {icount}")
+
+    def verify_end(self, icount: int, what: str) -> None:
+        """The replay stopped at `icount` (`what` says why): the log must have no more."""
+        if self._next is not None:
+            raise self._diverged(icount, what)
+
+    # -- ExternalInputs ---------------------------------------------------------------
+
+    def host_clock_ns(self, icount: int) -> int:
+        event = self._next
+        if not (isinstance(event, Clock) and event.kind is ClockKind.HOST) or (
+            self._icount != icount
+        ):
+            raise self._diverged(icount, f"read the host clock at icount {icount}")
+        self._advance()
+        return event.value
+
+    def take_async(self, icount: int) -> Sequence[AsyncInput]:
+        self._check_not_passed(icount)
+        if self._next != _INPUT or self._icount != icount:
+            return []
+        self._advance()
+        items: list[AsyncInput] = []
+        while isinstance(self._next, AsyncCharRead) and self._icount == icount:
+            items.append(SerialInput(self._next.device, self._next.data))
+            self._advance()
+        return items
+
+    def more_expected(self) -> bool:
+        return self._next is not None
+
+    def finished(self) -> bool:
+        return self._next is None
+
+    def wait(self, timeout: float) -> None:
+        del timeout
+
+    def horizon(self) -> int | None:
+        if self._next is None or isinstance(self._next, Checkpoint):
+            return self._icount
+        return None
+
+    def synchronize(self, event: SyncEvent, icount: int) -> None:
+        expected = self._next
+        matches = (
+            (event is SyncEvent.CLOCK_WARP and expected == _WARP)
+            or (event is SyncEvent.INTERRUPT and isinstance(expected, InterruptTaken))
+            or (event is SyncEvent.EXCEPTION and isinstance(expected, ExceptionTaken))
+            or (
+                event is SyncEvent.SHUTDOWN
+                and isinstance(expected, Shutdown)
+                and expected.cause is ShutdownCause.GUEST_SHUTDOWN
+            )
+            or (
+                event is SyncEvent.RESET
+                and isinstance(expected, Shutdown)
+                and expected.cause is ShutdownCause.GUEST_RESET
+            )
+        )
+        if not matches or self._icount != icount:
+            raise self._diverged(icount, f"{_EXPECTED[event]} at icount {icount}")
+        if isinstance(expected, Shutdown):
+            self.shutdown = expected.cause
+        self._advance()
+
+    def close(self) -> None:
+        pass

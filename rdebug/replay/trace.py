@@ -1,0 +1,182 @@
+"""Trace folders: a recording and everything replay needs to rebuild its machine.
+
+    TRACE/
+      trace.json   what machine ran what guest: options, guest name, path and SHA-256
+      guest        a copy of the guest image (replay needs nothing else)
+      replay.log   the event log (replay/log.py)
+
+`rdebug replay TRACE` takes no other argument.  The guest copy is checked against its
+recorded hash; if the copy is gone, the original path is used if its hash still matches.
+Bump TRACE_VERSION when this layout or trace.json changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from rdebug.errors import FormatError, UsageError
+from rdebug.machine.loader import ImageFormat, LoadedImage, parse_image
+from rdebug.machine.machine import MachineConfig
+
+TRACE_FORMAT = "rdebug-trace"
+#: Bump when the folder layout or trace.json changes.
+TRACE_VERSION = 1
+META_NAME = "trace.json"
+GUEST_NAME = "guest"
+LOG_NAME = "replay.log"
+
+
+@dataclass(frozen=True, slots=True)
+class GuestSpec:
+    """How the guest image was loaded."""
+
+    name: str
+    source: str  # absolute path of the original image
+    sha256: str
+    format: str = ImageFormat.AUTO.value
+    load_address: int | None = None
+    entry: int | None = None
+    append: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TraceInfo:
+    guest: GuestSpec
+    memory_mb: int
+    icount_shift: int
+
+    def machine_config(self) -> MachineConfig:
+        return MachineConfig(memory_mb=self.memory_mb, icount_shift=self.icount_shift)
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def load_guest(spec: GuestSpec, data: bytes) -> LoadedImage:
+    return parse_image(
+        data, spec.name, ImageFormat(spec.format), spec.load_address, spec.entry, spec.append
+    )
+
+
+class Trace:
+    """An open trace folder."""
+
+    def __init__(self, path: Path, info: TraceInfo) -> None:
+        self.path = path
+        self.info = info
+
+    @property
+    def log_path(self) -> Path:
+        return self.path / LOG_NAME
+
+    # -- creating ---------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, path: Path, guest: bytes, spec: GuestSpec, config: MachineConfig) -> Trace:
+        """Make a new trace folder (refusing to touch an existing non-empty one)."""
+        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+            raise UsageError(f"{path}: already exists; give a new folder for the recording")
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            (path / GUEST_NAME).write_bytes(guest)
+            info = TraceInfo(spec, config.memory_mb, config.icount_shift)
+            meta = {"format": TRACE_FORMAT, "version": TRACE_VERSION, **_to_json(info)}
+            tmp = path / (META_NAME + ".tmp")
+            tmp.write_text(json.dumps(meta, indent=2) + "\n")
+            tmp.replace(path / META_NAME)
+        except OSError as exc:
+            raise UsageError(f"{path}: cannot create the trace: {exc.strerror}") from None
+        return cls(path, info)
+
+    def open_log_for_writing(self) -> int:
+        try:
+            return os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except OSError as exc:
+            raise UsageError(f"{self.log_path}: cannot create: {exc.strerror}") from None
+
+    # -- opening ----------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: Path) -> Trace:
+        meta_path = path / META_NAME
+        if not path.is_dir():
+            raise UsageError(f"{path}: no such trace folder")
+        try:
+            meta = json.loads(meta_path.read_text())
+        except FileNotFoundError:
+            raise FormatError(f"{path}: not a trace folder (no {META_NAME})") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise FormatError(f"{meta_path}: unreadable: {exc}") from None
+        if not isinstance(meta, dict) or meta.get("format") != TRACE_FORMAT:
+            raise FormatError(f"{meta_path}: not an rdebug trace description")
+        if meta.get("version") != TRACE_VERSION:
+            raise FormatError(
+                f"{meta_path}: trace version {meta.get('version')!r}, this rdebug reads "
+                f"version {TRACE_VERSION}"
+            )
+        return cls(path, _from_json(meta, meta_path))
+
+    def guest_image(self) -> bytes:
+        """The guest image, checked against the hash recorded with the trace."""
+        spec = self.info.guest
+        copy = self.path / GUEST_NAME
+        if copy.exists():
+            data = copy.read_bytes()
+            if sha256(data) != spec.sha256:
+                raise FormatError(
+                    f"{copy}: the guest image changed since it was recorded (SHA-256 "
+                    f"{sha256(data)[:16]}..., recorded {spec.sha256[:16]}...)"
+                )
+            return data
+        try:
+            data = Path(spec.source).read_bytes()
+        except OSError:
+            raise FormatError(
+                f"{self.path}: the guest copy is missing and {spec.source} cannot be read"
+            ) from None
+        if sha256(data) != spec.sha256:
+            raise FormatError(
+                f"{spec.source}: the guest image changed since it was recorded "
+                f"(and the trace's copy is missing)"
+            )
+        return data
+
+
+def _to_json(info: TraceInfo) -> dict[str, Any]:
+    return {
+        "machine": {"memory_mb": info.memory_mb, "icount_shift": info.icount_shift},
+        "guest": asdict(info.guest),
+    }
+
+
+def _from_json(meta: dict[str, Any], where: Path) -> TraceInfo:
+    try:
+        machine = meta["machine"]
+        guest = meta["guest"]
+        spec = GuestSpec(
+            name=str(guest["name"]),
+            source=str(guest["source"]),
+            sha256=str(guest["sha256"]),
+            format=str(guest["format"]),
+            load_address=_opt_int(guest.get("load_address")),
+            entry=_opt_int(guest.get("entry")),
+            append=str(guest.get("append", "")),
+        )
+        ImageFormat(spec.format)
+        return TraceInfo(spec, int(machine["memory_mb"]), int(machine["icount_shift"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise FormatError(f"{where}: malformed trace description ({exc})") from None
+
+
+def _opt_int(value: object) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, int):
+        raise TypeError(f"expected an integer, got {value!r}")
+    return value
