@@ -73,6 +73,8 @@ log = logging.getLogger(__name__)
 #: boundary): for host input, and so that `interrupt()` (Ctrl-C) is noticed promptly
 #: even by a guest that never stops for anything else.
 CONTROL_INTERVAL = 1 << 22
+#: How long (seconds) a halted CPU waits for host input before warping to its next timer.
+IDLE_INPUT_WAIT = 0.01
 #: The most IRQs delivered back to back at one boundary (trap gates keep IF set).
 _MAX_NESTED_DELIVERIES = 16
 #: Timer deadlines a halted CPU may skip without anything it could take before rdebug
@@ -148,6 +150,7 @@ class Machine:
         self.bias_ns = 0
         self.halted = False
         self._idle_fast_forwards = 0
+        self._waited = False  # a halted CPU waited for input since its last clock warp
         self._exit_code: int | None = None
         self._emulating = False
         self._target = 0
@@ -391,14 +394,26 @@ class Machine:
             device.on_timer()
 
     def _wake_or_wait(self) -> StopEvent | None:
-        """A halted CPU: wake it, move its clock to the next timer, or wait for input."""
+        """A halted CPU: wake it, move its clock to the next timer, or wait for input.
+
+        While input may arrive, waiting for it (briefly) and warping the clock to the next
+        timer alternate, so an idle guest's virtual time goes on at about the pace of the
+        wall clock; the order of warps and inputs is deterministic in replay because
+        every warp is reported to the inputs seam (and logged).
+        """
         if_set = bool(self.cpu.read("eflags") & EFLAGS_IF)
         if if_set and self.pic.intr():
             self.halted = False
             self._idle_fast_forwards = 0
+            self._waited = False
             return None
         if not if_set:
             return self._stop(StopReason.HALTED, detail="HLT with interrupts disabled")
+        if self.inputs.more_expected() and not self._waited:
+            self._waited = True
+            self.inputs.wait(IDLE_INPUT_WAIT)
+            return None
+        self._waited = False
         if self._timers and self._idle_fast_forwards < _MAX_IDLE_FAST_FORWARDS:
             self._idle_fast_forwards += 1
             deadline = min(self._timers.values())
