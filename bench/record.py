@@ -88,7 +88,7 @@ def measure(
         stops.add((stop.reason.value, stop.icount))
     if len(stops) != 1:
         raise SystemExit(f"{guest}: run, record and replay stopped differently: {stops}")
-    reason, icount = stops.pop()
+    _reason, icount = stops.pop()
     return {
         "icount": icount,
         "times": {k: statistics.median(v) for k, v in times.items()},
