@@ -6,8 +6,8 @@ setup(
     ext_modules=[
         Extension(
             "rdebug.machine._icount",
-            sources=["rdebug/machine/_icount.c"],
-            extra_compile_args=["-O2", "-std=c11"],
+            sources=["rdebug/machine/_icount.c", "rdebug/machine/_pages.c"],
+            extra_compile_args=["-O3", "-std=c11"],
         )
     ]
 )

@@ -42,3 +42,7 @@ class LogDivergence(RdebugError):
         self.icount = icount
         self.expected = expected
         self.actual = actual
+
+
+class SnapshotError(RdebugError):
+    """A snapshot or overlay file is missing, damaged or inconsistent."""

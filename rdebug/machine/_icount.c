@@ -81,7 +81,7 @@ struct rd_counter {
     uint32_t bp_skip_blocks;
     int32_t eflags_regid;
     uint32_t prev_info; /* info of the block run before the current one */
-    uint32_t _pad;
+    uint32_t special_seen; /* I/O and RDTSC instructions of the current block run so far */
     /* wiring */
     uc_engine *uc;
     uc_emu_stop_fn emu_stop;
@@ -321,6 +321,7 @@ void rd_block_hook(uc_engine *uc, uint64_t addr, uint32_t size, void *user) {
             st->bp_skip_addr = RD_NO_ADDR;
     }
     st->block_base = st->icount;
+    st->special_seen = 0;
     st->icount += n;
     st->block_addr = addr;
     st->block_size = size;

@@ -93,6 +93,9 @@ class Block:
     after_io: tuple[int, ...]
     #: CS base the block was decoded under (linear address = cs_base + eip).
     cs_base: int
+    #: Indexes of the block's I/O and RDTSC instructions, in order (their hooks do not
+    #: see a synced EIP: the counter tells them apart by their order in the block).
+    specials: tuple[int, ...]
 
     def index(self, linear: int) -> int:
         """How many of the block's instructions lie before `linear` (inside or at end)."""
@@ -100,6 +103,7 @@ class Block:
 
 
 _IO_MNEMONICS = frozenset({"in", "out", "insb", "insw", "insd", "outsb", "outsw", "outsd"})
+_SPECIAL_MNEMONICS = _IO_MNEMONICS | {"rdtsc", "rdtscp"}
 _PREFIXES = frozenset({0x26, 0x2E, 0x36, 0x3E, 0x64, 0x65, 0x66, 0x67, 0xF0, 0xF2, 0xF3})
 
 
@@ -170,15 +174,19 @@ class BlockDecoder:
         cs_base = self._cpu.cs_base()
         offsets: list[int] = []
         after_io: list[int] = []
+        specials: list[int] = []
         last = b""
         branch = False
         pos = 0
         for _addr, length, mnemonic, _ops in cs.disasm_lite(code, addr):
+            name = mnemonic.rsplit(maxsplit=1)[-1]
+            if name in _SPECIAL_MNEMONICS:
+                specials.append(len(offsets))
             offsets.append(pos)
             last = code[pos : pos + length]
             branch = transfers_control(mnemonic)
             pos += length
-            if mnemonic.split()[-1] in _IO_MNEMONICS and pos < size:
+            if name in _IO_MNEMONICS and pos < size:
                 after_io.append(addr + pos)
         if pos < size:
             # capstone stopped at bytes it cannot decode: the engine raises #UD there,
@@ -195,6 +203,7 @@ class BlockDecoder:
             branch=branch,
             after_io=tuple(after_io),
             cs_base=cs_base,
+            specials=tuple(specials),
         )
 
 
@@ -219,6 +228,16 @@ class Counter(Protocol):
     def current_icount(self) -> int:
         """Instructions completed before the one executing now (valid inside hooks too)."""
         ...
+
+    def begin_special(self) -> int:
+        """First thing in an I/O or RDTSC hook: the linear address of that instruction.
+
+        Until `end_special`, `current_icount` is the position of that instruction and
+        `request_stop_after_current` stops right after it.
+        """
+        ...
+
+    def end_special(self) -> None: ...
 
     def exception_taken(self, faulting: bool) -> None:
         """Inside an interrupt hook: fix icount at the exception (fault or trap)."""
@@ -245,6 +264,10 @@ class Counter(Protocol):
         ...
 
     def clear_interrupt(self) -> None: ...
+
+    def restore_position(self, icount: int, branch_boundary: bool, shadow: bool) -> None:
+        """Put the counter at a saved position (after the CPU state was restored)."""
+        ...
 
     def add_breakpoint(self, addr: int) -> None: ...
 
@@ -289,7 +312,7 @@ class _State(ctypes.Structure):
         ("bp_skip_blocks", ctypes.c_uint32),
         ("eflags_regid", ctypes.c_int32),
         ("prev_info", ctypes.c_uint32),
-        ("_pad", ctypes.c_uint32),
+        ("special_seen", ctypes.c_uint32),
         ("uc", ctypes.c_void_p),
         ("emu_stop", ctypes.c_void_p),
         ("reg_read", ctypes.c_void_p),
@@ -399,6 +422,8 @@ class NativeCounter:
         self._requested_canonical = False
         self._interrupted = False
         self._canonical = True  # reset is a branch boundary
+        #: inside an I/O or RDTSC hook: (icount of it, its index, its block)
+        self._special: tuple[int, int, Block] | None = None
         #: cs.base + eip where the last stop left the CPU, when the block hook told us
         self._pc_hint: int | None = None
 
@@ -449,7 +474,25 @@ class NativeCounter:
             return None
         return self._blocks.get((int(st.block_addr), int(st.block_size)))
 
+    def begin_special(self) -> int:
+        st = self._st
+        block = self._current_block()
+        if block is None or st.special_seen >= len(block.specials):
+            raise MachineError(
+                f"an I/O or RDTSC instruction the block decoder did not see, in the block "
+                f"at {st.block_addr:#x}"
+            )
+        index = block.specials[st.special_seen]
+        st.special_seen += 1
+        self._special = (int(st.block_base) + index, index, block)
+        return block.addr + block.offsets[index]
+
+    def end_special(self) -> None:
+        self._special = None
+
     def current_icount(self) -> int:
+        if self._special is not None:
+            return self._special[0]
         st = self._st
         block = self._current_block()
         if block is None:
@@ -473,7 +516,11 @@ class NativeCounter:
     def request_stop_after_current(self) -> None:
         block = self._current_block()
         st = self._st
-        if block is None:
+        if self._special is not None:
+            position, index, block = self._special
+            self._requested_icount = position + 1
+            self._requested_canonical = index + 1 >= len(block.offsets) and block.branch
+        elif block is None:
             self._requested_icount = int(st.icount)
             self._requested_canonical = bool(st.block_info & _INFO_BRANCH)
         else:
@@ -502,6 +549,12 @@ class NativeCounter:
             return None
         index = block.index(linear_pc)
         return block.addr + block.offsets[index - 1] if index > 0 else None
+
+    def restore_position(self, icount: int, branch_boundary: bool, shadow: bool) -> None:
+        self.icount = icount
+        self._canonical = branch_boundary
+        self._shadow_after_stop = shadow
+        self._requested_icount = None
 
     def interrupt(self) -> None:
         self._interrupted = True
@@ -684,6 +737,7 @@ class ReferenceCounter:
         self._canonical = True
         self._skip_bp: int | None = None
         self._interrupted = False
+        self._in_special = False
         self._hook = self._uc.hook_add(UC_HOOK_CODE, self._on_insn)
 
     def close(self) -> None:
@@ -730,7 +784,17 @@ class ReferenceCounter:
         self._canonical = self._prev_branch
         self._uc.emu_stop()
 
+    def begin_special(self) -> int:
+        assert self._last_addr is not None
+        self._in_special = True
+        return self._last_addr  # the instruction whose hook ran last is the one executing
+
+    def end_special(self) -> None:
+        self._in_special = False
+
     def current_icount(self) -> int:
+        if self._in_special:
+            return self.icount - 1
         if self._last_addr is not None and self._cpu.linear_pc() == self._last_addr:
             return self.icount - 1  # inside the instruction whose hook ran last
         return self.icount
@@ -771,6 +835,12 @@ class ReferenceCounter:
         if self._last_addr is None or self._last_addr == linear_pc:
             return None
         return self._last_addr
+
+    def restore_position(self, icount: int, branch_boundary: bool, shadow: bool) -> None:
+        self.icount = icount
+        self._canonical = branch_boundary
+        self._shadow_after_stop = shadow
+        self._last_addr = None
 
     def interrupt(self) -> None:
         self._interrupted = True

@@ -92,6 +92,7 @@ class TableRegister:
 class _BlobLayout:
     old_exception: int
     error_code: int
+    header: int  # bytes of the context before the CPU state
 
 
 def _calibrate() -> _BlobLayout:
@@ -127,7 +128,7 @@ def _calibrate() -> _BlobLayout:
     errs = sorted(first & second)
     if len(old) != 1 or len(errs) != 1:
         raise MachineError(f"cannot calibrate this unicorn build: {old} {errs}")
-    return _BlobLayout(old_exception=old[0], error_code=errs[0])
+    return _BlobLayout(old_exception=old[0], error_code=errs[0], header=_context_header_size())
 
 
 def _int32_offsets(before: bytes, after: bytes | bytearray, value: int) -> list[int]:
@@ -137,6 +138,17 @@ def _int32_offsets(before: bytes, after: bytes | bytearray, value: int) -> list[
         for off in range(0, min(len(before), len(after)) - 3, 4)
         if after[off : off + 4] == want and before[off : off + 4] != want
     ]
+
+
+def _context_header_size() -> int:
+    """Where the CPU state starts in a saved context (its first field is EAX)."""
+    uc = Uc(UC_ARCH_X86, UC_MODE_32)
+    marker = 0x5EEDF00D
+    uc.reg_write(X.UC_X86_REG_EAX, marker)
+    offset = bytes(uc.context_save()).find(struct.pack("<I", marker))
+    if offset < 0 or offset % 8:
+        raise MachineError("cannot find the CPU state in this unicorn build's context")
+    return offset
 
 
 @functools.cache
@@ -158,6 +170,7 @@ class Cpu:
         self._ram_ptr = ctypes.c_char.from_buffer(self._ram_map)
         self.uc.mem_map_ptr(0, self.ram_size, UC_PROT_ALL, ctypes.addressof(self._ram_ptr))
         self._layout = _blob_layout()
+        self._context_header = self._layout.header
         self._scratch = self.uc.context_save()
         self._scratch_addr = ctypes.cast(self._scratch.context, ctypes.c_void_p).value or 0
 
@@ -362,8 +375,28 @@ class Cpu:
             self.ram[phys : phys + piece] = data[off : off + piece]
         return True
 
-    def raw_context(self) -> bytes:
-        return bytes(self.uc.context_save())
+    def save_context(self) -> bytes:
+        """The whole CPU state (registers, hidden segment state, control registers, FPU,
+        SSE, MSRs) as unicorn keeps it: the engine's context without its header, which
+        holds pointers of this process."""
+        return bytes(self.uc.context_save())[self._context_header :]
+
+    def restore_context(self, data: bytes) -> None:
+        """Put back what `save_context` returned (the same unicorn build)."""
+        ctx = self.uc.context_save()
+        if len(bytes(ctx)) - self._context_header != len(data):
+            raise MachineError(
+                f"CPU state of {len(data)} bytes does not fit this unicorn build "
+                f"({len(bytes(ctx)) - self._context_header} bytes)"
+            )
+        ctypes.memmove(self._context_data(ctx), data, len(data))
+        self.uc.context_restore(ctx)
+        # Translations of the old address space must go: reloading CR3 flushes the TLB.
+        self.uc.reg_write(X.UC_X86_REG_CR3, self.uc.reg_read(X.UC_X86_REG_CR3))
+
+    def _context_data(self, ctx: object) -> int:
+        base = ctypes.cast(ctx.context, ctypes.c_void_p).value  # type: ignore[attr-defined]
+        return (base or 0) + self._context_header
 
 
 def register_ids() -> Mapping[str, int]:

@@ -25,6 +25,7 @@ Knows nothing of logs, snapshots files or gdb: non-determinism comes in only thr
 
 from __future__ import annotations
 
+import copy
 import ctypes
 import enum
 import hashlib
@@ -102,6 +103,24 @@ class StopEvent:
     pc: int
     exit_code: int | None = None
     detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class MachineState:
+    """Everything of a machine but its RAM, at an instruction boundary between runs."""
+
+    cpu: bytes
+    devices: dict[str, StateValue]
+    icount: int
+    bias_ns: int
+    halted: bool
+    idle_fast_forwards: int
+    waited: bool
+    irq_check: bool
+    branch_boundary: bool
+    shadow: bool
+    exit_code: int | None
+    io_fault_eip: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,7 +317,7 @@ class Machine:
             raise MachineError(f"icount {until} is in the past (now {self.icount})")
         self._interrupt.clear()
         self.counter.clear_interrupt()
-        shadow = False
+        shadow = self.counter.in_shadow()
         while True:
             if self._exit_code is not None:
                 code, self._exit_code = self._exit_code, None
@@ -498,9 +517,9 @@ class Machine:
         mask = ((1 << size) - 1) << (port % 8)
         return not int.from_bytes(bits, "little") & mask
 
-    def _refuse_io(self) -> None:
+    def _refuse_io(self, linear: int) -> None:
         """Ring 3 may not do this I/O: stop after it, then turn it into a #GP(0)."""
-        self._io_fault_eip = self.cpu.eip
+        self._io_fault_eip = (linear - self.cpu.cs_base()) & 0xFFFFFFFF
         self.counter.request_stop_after_current()
 
     def _raise_io_fault(self) -> None:
@@ -518,27 +537,35 @@ class Machine:
             self.counter.request_stop_after_current()
 
     def _on_in(self, uc: Uc, port: int, size: int, _user: object) -> int:
-        if not self._io_allowed(port, size):
-            self._refuse_io()
-            return self.cpu.read("eax") & ((1 << (8 * size)) - 1)  # leaves EAX unchanged
-        device = self._ports.get(port)
-        if device is None:
-            log.debug("IN %#x: no device", port)
-            return (1 << (8 * size)) - 1
-        value = device.io_read(port, size) & ((1 << (8 * size)) - 1)
-        self._after_io()
-        return value
+        linear = self.counter.begin_special()
+        try:
+            if not self._io_allowed(port, size):
+                self._refuse_io(linear)
+                return self.cpu.read("eax") & ((1 << (8 * size)) - 1)  # EAX unchanged
+            device = self._ports.get(port)
+            if device is None:
+                log.debug("IN %#x: no device", port)
+                return (1 << (8 * size)) - 1
+            value = device.io_read(port, size) & ((1 << (8 * size)) - 1)
+            self._after_io()
+            return value
+        finally:
+            self.counter.end_special()
 
     def _on_out(self, uc: Uc, port: int, size: int, value: int, _user: object) -> None:
-        if not self._io_allowed(port, size):
-            self._refuse_io()
-            return
-        device = self._ports.get(port)
-        if device is None:
-            log.debug("OUT %#x <- %#x: no device", port, value)
-            return
-        device.io_write(port, size, value)
-        self._after_io()
+        linear = self.counter.begin_special()
+        try:
+            if not self._io_allowed(port, size):
+                self._refuse_io(linear)
+                return
+            device = self._ports.get(port)
+            if device is None:
+                log.debug("OUT %#x <- %#x: no device", port, value)
+                return
+            device.io_write(port, size, value)
+            self._after_io()
+        finally:
+            self.counter.end_special()
 
     def _on_cpuid(self, uc: Uc, _user: object) -> int:
         leaf = self.cpu.read("eax")
@@ -558,7 +585,11 @@ class Machine:
 
     def _write_tsc(self) -> None:
         """A 1 GHz time-stamp counter in virtual time."""
-        tsc = self.now_ns()
+        self.counter.begin_special()
+        try:
+            tsc = self.now_ns()
+        finally:
+            self.counter.end_special()
         self.cpu.write("eax", tsc & 0xFFFFFFFF)
         self.cpu.write("edx", (tsc >> 32) & 0xFFFFFFFF)
 
@@ -585,7 +616,45 @@ class Machine:
     # -- state -------------------------------------------------------------------------------
 
     def device_states(self) -> dict[str, StateValue]:
-        return {device.name: device.save_state() for device in self.devices}
+        return {device.name: copy.deepcopy(device.save_state()) for device in self.devices}
+
+    def save_state(self) -> MachineState:
+        """The machine's state but RAM (call between runs, never from a hook)."""
+        if self._emulating:
+            raise MachineError("cannot save the machine state while it runs")
+        return MachineState(
+            cpu=self.cpu.save_context(),
+            devices=self.device_states(),
+            icount=self.icount,
+            bias_ns=self.bias_ns,
+            halted=self.halted,
+            idle_fast_forwards=self._idle_fast_forwards,
+            waited=self._waited,
+            irq_check=self.counter.irq_check,
+            branch_boundary=self.counter.at_branch_boundary(),
+            shadow=self.counter.in_shadow(),
+            exit_code=self._exit_code,
+            io_fault_eip=self._io_fault_eip,
+        )
+
+    def load_state(self, state: MachineState) -> None:
+        """Return to `state` (RAM is the caller's to restore, before or after)."""
+        if self._emulating:
+            raise MachineError("cannot load a machine state while it runs")
+        self.cpu.restore_context(state.cpu)
+        self._timers.clear()
+        for device in self.devices:
+            device.load_state(copy.deepcopy(state.devices[device.name]))  # re-arms timers
+        self.bias_ns = state.bias_ns
+        self.halted = state.halted
+        self._idle_fast_forwards = state.idle_fast_forwards
+        self._waited = state.waited
+        self._exit_code = state.exit_code
+        self._io_fault_eip = state.io_fault_eip
+        self._fault = None
+        self.counter.invalidate()
+        self.counter.restore_position(state.icount, state.branch_boundary, state.shadow)
+        self.counter.irq_check = state.irq_check
 
     def state_hash(self) -> str:
         """SHA-256 over registers, RAM, device state and virtual time."""
