@@ -1,0 +1,24 @@
+"""rdebug: a reverse debugger for i386 guest code.
+
+The scripting API: `rdebug.open(TRACE)` returns a `Session` (see rdebug/api.py).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from rdebug.api import Session
+
+
+def open(trace: Path | str, checkpoint_budget: int | None = None) -> Session:
+    """Open the recording in the trace folder `trace` (see `rdebug.api.Session`)."""
+    from rdebug.api import Session  # noqa: PLC0415 - keep `import rdebug` light
+    from rdebug.snapshots.checkpoints import DEFAULT_BUDGET  # noqa: PLC0415
+
+    return Session(trace, DEFAULT_BUDGET if checkpoint_budget is None else checkpoint_budget)
+
+
+__all__ = ["open"]

@@ -485,7 +485,7 @@ class NativeCounter:
         index = block.specials[st.special_seen]
         st.special_seen += 1
         self._special = (int(st.block_base) + index, index, block)
-        return block.addr + block.offsets[index]
+        return int(block.addr + block.offsets[index])
 
     def end_special(self) -> None:
         self._special = None

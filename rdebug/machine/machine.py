@@ -48,7 +48,7 @@ from unicorn.unicorn_py3 import unicorn as _ucpy
 from rdebug.errors import GuestFault, MachineError
 from rdebug.machine.counter import Counter, NativeCounter, ReferenceCounter, StopCause
 from rdebug.machine.cpu import CR0_PE, EFLAGS_IF, EFLAGS_RESERVED, Cpu, TableRegister
-from rdebug.machine.devices.base import Device, StateValue
+from rdebug.machine.devices.base import Device, State
 from rdebug.machine.devices.misc import DebugExit, PostPort
 from rdebug.machine.devices.pic import PicPair
 from rdebug.machine.devices.pit import Pit, SystemControlPort
@@ -110,7 +110,7 @@ class MachineState:
     """Everything of a machine but its RAM, at an instruction boundary between runs."""
 
     cpu: bytes
-    devices: dict[str, StateValue]
+    devices: dict[str, State]
     icount: int
     bias_ns: int
     halted: bool
@@ -615,7 +615,7 @@ class Machine:
 
     # -- state -------------------------------------------------------------------------------
 
-    def device_states(self) -> dict[str, StateValue]:
+    def device_states(self) -> dict[str, State]:
         return {device.name: copy.deepcopy(device.save_state()) for device in self.devices}
 
     def save_state(self) -> MachineState:

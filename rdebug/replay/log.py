@@ -328,6 +328,11 @@ class Reader:
             raise Truncated(start)
         return data
 
+    def seek(self, offset: int) -> None:
+        """Continue reading at `offset` (an event boundary this reader reported)."""
+        self._stream.seek(offset)
+        self.offset = offset
+
     def read(self) -> Event | None:
         """The next event, or None at the end of the data (a log without EVENT_END)."""
         start = self.offset

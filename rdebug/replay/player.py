@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import BinaryIO
 
 from rdebug.errors import FormatError, LogDivergence
@@ -61,6 +62,18 @@ class Ending(enum.Enum):
     SHUTDOWN = "shutdown"  # the guest powered off (then EVENT_END)
     TRUNCATED = "truncated"  # no EVENT_END, or half an event: the recorder was killed
     DAMAGED = "damaged"  # an event that cannot be decoded
+
+
+@dataclass(frozen=True, slots=True)
+class PlayerPosition:
+    """Where a player is in its log (kept with checkpoints and snapshots)."""
+
+    offset: int  # where the reader continues
+    icount: int  # icount of the pending event
+    next: Event | None
+    ending: Ending
+    shutdown: ShutdownCause | None
+    host_stop: ShutdownCause | None
 
 
 class Player:
@@ -122,6 +135,27 @@ class Player:
     def _check_not_passed(self, icount: int) -> None:
         if icount > self._icount and self._next is not None:
             raise self._diverged(icount, f"ran past it to icount {icount}")
+
+    def position(self) -> PlayerPosition:
+        return PlayerPosition(
+            self._reader.offset,
+            self._icount,
+            self._next,
+            self.ending,
+            self.shutdown,
+            self.host_stop,
+        )
+
+    def seek(self, position: PlayerPosition) -> None:
+        """Return to `position` (with the machine state saved alongside it)."""
+        self._reader.seek(position.offset)
+        self._icount = position.icount
+        self._next = position.next
+        self.ending = position.ending
+        self.shutdown = position.shutdown
+        self.host_stop = position.host_stop
+        if self.ending is not Ending.DAMAGED:
+            self.damage = None
 
     def verify_end(self, icount: int, what: str) -> None:
         """The replay stopped at `icount` (`what` says why): the log must have no more."""
@@ -189,3 +223,18 @@ class Player:
 
     def close(self) -> None:
         pass
+
+
+def recording_end(stream: BinaryIO, name: str) -> int:
+    """The icount at which the recording in `stream` ends (its last complete event)."""
+    reader = Reader(stream, name)
+    icount = 0
+    try:
+        for event in reader:
+            if isinstance(event, Instruction):
+                icount += event.count
+            elif isinstance(event, End):
+                break
+    except FormatError:
+        pass  # a damaged or truncated tail: the recording ends before it
+    return icount

@@ -276,10 +276,10 @@ class IdeController(Device):
 
     def io_read(self, port: int, size: int) -> int:
         if port == self.base:
-            words = 2 if size == 4 else 1
             value = 0
-            for i in range(words):
+            for i in range(2 if size == 4 else 1):
                 value |= self._read_data() << (16 * i)
+            self._update_irq()
             return value & ((1 << (8 * size)) - 1)
         if port == self.ctrl:
             # Alternate Status: Status without acknowledging the interrupt.

@@ -1,0 +1,1 @@
+"""Snapshots: machine state to bytes, in-memory checkpoints, qcow2 overlay files."""

@@ -1,0 +1,124 @@
+"""seek(k) from any checkpoint reaches exactly the state of a straight replay to k."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from rdebug.machine.inputs import ExternalInputs, LiveInputs, ScriptedInputs
+from rdebug.machine.machine import Machine, MachineConfig
+from rdebug.replay.player import Player, recording_end
+from rdebug.replay.recorder import Recorder
+from rdebug.replay.timeline import SeekError, Timeline
+from rdebug.replay.trace import GuestSpec, Trace, load_guest, sha256
+from tests.conftest import GUESTS
+
+CONFIG = MachineConfig(memory_mb=8)
+INPUTS: dict[str, ExternalInputs] = {}
+
+
+def _record(folder: Path, guest: str, inputs: ExternalInputs) -> Trace:
+    data = (GUESTS / f"{guest}.elf").read_bytes()
+    spec = GuestSpec(f"{guest}.elf", str(GUESTS / f"{guest}.elf"), sha256(data))
+    trace = Trace.create(folder, data, spec, CONFIG)
+    fd = trace.open_log_for_writing()
+    try:
+        recorder = Recorder(inputs, fd)
+        machine = Machine(CONFIG, recorder, [])
+        machine.load(load_guest(spec, data))
+        stop = machine.run()
+        recorder.finish(stop.icount)
+        machine.close()
+    finally:
+        os.close(fd)
+    return trace
+
+
+def _inputs(guest: str) -> ExternalInputs:
+    if guest == "echo":
+        return ScriptedInputs([(500, 0, b"ab"), (3000, 0, b"cd\r"), (9000, 0, b"q")])
+    return LiveInputs(clock=lambda: 1_764_000_000_000_000_000)
+
+
+@pytest.fixture(scope="module", params=["timer", "usermode", "echo", "clock"])
+def trace(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Trace:
+    guest = request.param
+    return _record(tmp_path_factory.mktemp(guest) / "trace", guest, _inputs(guest))
+
+
+class Replay:
+    """A machine + player over a trace, for straight runs and timelines."""
+
+    def __init__(self, trace: Trace) -> None:
+        self.log = trace.log_path.open("rb")
+        self.end = recording_end(self.log, "log")
+        self.log.seek(0)
+        self.player = Player(self.log, "log")
+        self.machine = Machine(CONFIG, self.player, [])
+        self.machine.load(load_guest(trace.info.guest, trace.guest_image()))
+
+    def close(self) -> None:
+        self.machine.close()
+        self.log.close()
+
+
+def _straight_hash(trace: Trace, icount: int) -> str:
+    replay = Replay(trace)
+    try:
+        replay.machine.run(icount)
+        assert replay.machine.icount == icount
+        return replay.machine.state_hash()
+    finally:
+        replay.close()
+
+
+@pytest.fixture
+def timeline(trace: Trace) -> Iterator[Timeline]:
+    replay = Replay(trace)
+    line = Timeline(
+        replay.machine,
+        replay.player,
+        replay.end,
+        min_interval=max(31, replay.end // 16),
+        adaptive=False,
+    )
+    yield line
+    line.close()
+    replay.close()
+
+
+def test_seeks_in_any_order_match_straight_replays(trace: Trace, timeline: Timeline) -> None:
+    end = timeline.end_icount
+    targets = [end, end // 2, 7, end // 3, end - 1, 0, end // 2 + 1, end // 5]
+    timeline.seek(end)  # the first pass leaves checkpoints behind
+    assert len(timeline.store) > 3
+    for target in targets:
+        timeline.seek(target)
+        assert timeline.icount == target
+        assert timeline.machine.state_hash() == _straight_hash(trace, target), target
+
+
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.data())
+def test_random_seeks_match_straight_replays(
+    trace: Trace, timeline: Timeline, data: st.DataObject
+) -> None:
+    end = timeline.end_icount
+    targets = data.draw(st.lists(st.integers(0, end), min_size=1, max_size=4))
+    for target in targets:
+        timeline.seek(target)
+        assert timeline.machine.state_hash() == _straight_hash(trace, target), target
+
+
+def test_seek_outside_the_recording_is_refused(timeline: Timeline) -> None:
+    with pytest.raises(SeekError, match="outside the recording"):
+        timeline.seek(timeline.end_icount + 1)
+    with pytest.raises(SeekError):
+        timeline.seek(-1)
