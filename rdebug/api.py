@@ -25,12 +25,19 @@ from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
 
-from rdebug.errors import RdebugError, UsageError
+from rdebug.errors import RdebugError, SnapshotError, UsageError
 from rdebug.machine.machine import Machine
-from rdebug.replay.player import Player, recording_end
+from rdebug.replay.player import (
+    Player,
+    position_from_data,
+    position_to_data,
+    recording_end,
+)
 from rdebug.replay.timeline import Timeline
-from rdebug.replay.trace import Trace, load_guest
+from rdebug.replay.trace import Trace, load_guest, open_disks
+from rdebug.snapshots import vmstate
 from rdebug.snapshots.checkpoints import DEFAULT_BUDGET
+from rdebug.snapshots.named import NamedSnapshot, SnapshotFile
 
 
 class Session:
@@ -44,7 +51,9 @@ class Session:
             end = recording_end(self._log, str(self.trace.log_path))
             self._log.seek(0)
             self._player = Player(self._log, str(self.trace.log_path))
-            self._machine = Machine(self.trace.info.machine_config(), self._player, [])
+            self._start = self._player.position()
+            disks = open_disks(self.trace.info.drives, check=True)
+            self._machine = Machine(self.trace.info.machine_config(), self._player, [], disks)
             self._machine.load(image)
             self.symbols = dict(image.symbols)
             self._timeline = Timeline(self._machine, self._player, end, checkpoint_budget)
@@ -94,6 +103,39 @@ class Session:
         if n < 0:
             raise UsageError("stepi: n must not be negative")
         self._timeline.seek(min(self.icount + n, self.end_icount))
+
+    # -- named snapshots --------------------------------------------------------------------
+
+    def savevm(self, name: str) -> NamedSnapshot:
+        """Keep the machine state as it is now under `name`, in the trace (persistent)."""
+        data = vmstate.encode(self._machine, position_to_data(self._player.position()))
+        snapshot = SnapshotFile(self.trace.snapshots_path).save(
+            name, data, self.icount, self._machine.now_ns()
+        )
+        self._timeline.checkpoint(pinned=True)
+        return snapshot
+
+    def loadvm(self, name: str) -> None:
+        """Return to the snapshot `name` (saved by `savevm`, or "init" at icount 0)."""
+        raw = SnapshotFile(self.trace.snapshots_path).load(name)
+        state = vmstate.decode(raw, f"{self.trace.snapshots_path}:{name}")
+        if state.machine.icount > self.end_icount:
+            raise SnapshotError(
+                f"snapshot {name!r} is at icount {state.machine.icount}, beyond the end "
+                f"of this recording ({self.end_icount})"
+            )
+        position = (
+            self._start
+            if state.extra is None
+            else position_from_data(state.extra, f"snapshot {name!r}")
+        )
+        vmstate.apply(self._machine, state)
+        self._player.seek(position)
+        self._timeline.restored_elsewhere()
+
+    def snapshots(self) -> list[NamedSnapshot]:
+        """The named snapshots of the trace, oldest first."""
+        return SnapshotFile(self.trace.snapshots_path).list()
 
     # -- life -------------------------------------------------------------------------------
 

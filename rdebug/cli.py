@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 import termios
+import time
 import tty
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -31,7 +32,18 @@ from rdebug.replay.dump import dump
 from rdebug.replay.log import ShutdownCause
 from rdebug.replay.player import Ending, Player
 from rdebug.replay.recorder import Recorder
-from rdebug.replay.trace import GuestSpec, Trace, load_guest, sha256
+from rdebug.replay.trace import (
+    DriveSpec,
+    GuestSpec,
+    Trace,
+    load_guest,
+    open_disks,
+    parse_drive,
+    sha256,
+)
+from rdebug.snapshots import vmstate
+from rdebug.snapshots.images import write_overlay
+from rdebug.snapshots.named import SnapshotFile
 
 EXIT_OK = 0
 EXIT_ERROR = 2  # rdebug could not do what was asked (bad input, bad option, divergence)
@@ -140,6 +152,14 @@ def build_parser() -> argparse.ArgumentParser:
         "trace", type=Path, metavar="TRACE", help="a trace folder, or a replay log file"
     )
     dumper.add_argument("--summary", action="store_true", help="count the events per kind")
+
+    snaps = sub.add_parser(
+        "snapshots",
+        help="list a trace's named snapshots",
+        description="List the named snapshots kept in the trace (qcow2 internal snapshots "
+        "in TRACE/snapshots.qcow2) with their icounts.",
+    )
+    snaps.add_argument("trace", type=Path, metavar="TRACE", help="a folder made by record")
     return parser
 
 
@@ -178,6 +198,14 @@ def _add_machine_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--append", default="", metavar="CMDLINE", help="the multiboot command line"
+    )
+    parser.add_argument(
+        "--drive",
+        action="append",
+        default=[],
+        metavar="file=PATH[,format=raw|qcow2][,index=N]",
+        help="an IDE disk (index 0 master, 1 slave). The image is never written: the "
+        "guest's writes stay in memory (record keeps them in TRACE/diskN.qcow2)",
     )
     parser.add_argument(
         "--counter", choices=["native", "reference"], default="native", help=argparse.SUPPRESS
@@ -328,8 +356,11 @@ def _stdin_readable() -> bool:
     return not sys.stdin.closed
 
 
-def _execute(machine: Machine, image: LoadedImage, until: int | None, terminal: bool) -> StopEvent:
-    machine.load(image)
+def _execute(
+    machine: Machine, image: LoadedImage | None, until: int | None, terminal: bool
+) -> StopEvent:
+    if image is not None:
+        machine.load(image)
     with _terminal_cbreak(terminal), _interrupt_on_sigint(machine):
         return machine.run(until)
 
@@ -358,12 +389,18 @@ def _report(stop: StopEvent) -> int:
 # -- commands -------------------------------------------------------------------------------
 
 
+def _drives(args: argparse.Namespace) -> tuple[DriveSpec, ...]:
+    taken: set[int] = set()
+    return tuple(parse_drive(text, taken) for text in args.drive)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     _, _, image = _read_guest(args)
     config = _machine_config(args)
+    disks = open_disks(_drives(args), check=False)
     inputs, terminal = _live_inputs(args)
     with _serial_backend(args.serial) as backend:
-        machine = Machine(config, inputs, [backend] if backend else [])
+        machine = Machine(config, inputs, [backend] if backend else [], disks)
         try:
             stop = _execute(machine, image, args.max_insns, terminal)
         finally:
@@ -381,15 +418,30 @@ _HOST_CAUSE = {
 def cmd_record(args: argparse.Namespace) -> int:
     data, spec, image = _read_guest(args)
     config = _machine_config(args)
+    drives = _drives(args)
+    disks = open_disks(drives, check=False)
     with _serial_backend(args.serial) as backend:
-        trace = Trace.create(args.output, data, spec, config)
+        trace = Trace.create(args.output, data, spec, config, drives)
         fd = trace.open_log_for_writing()
         inputs, terminal = _live_inputs(args)
         recorder = Recorder(inputs, fd)
-        machine = Machine(config, recorder, [backend] if backend else [])
+        machine = Machine(config, recorder, [backend] if backend else [], disks)
         try:
-            stop = _execute(machine, image, args.max_insns, terminal)
+            machine.load(image)
+            # The seed's rrsnapshot: the machine at the start of the recording.
+            SnapshotFile(trace.snapshots_path).save("init", vmstate.encode(machine, None), 0, 0)
+            stop = _execute(machine, None, args.max_insns, terminal)
             recorder.finish(stop.icount, _HOST_CAUSE.get(stop.reason))
+            for drive in drives:
+                disk = disks[drive.index]
+                assert disk is not None
+                write_overlay(
+                    trace.disk_overlay_path(drive.index),
+                    Path(drive.source),
+                    drive.format,
+                    disk.base.size,
+                    disk.written,
+                )
         finally:
             machine.close()
             os.close(fd)
@@ -408,9 +460,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
         log = trace.log_path.open("rb")
     except OSError as exc:
         raise FormatError(f"{trace.log_path}: cannot read: {exc.strerror}") from None
+    disks = open_disks(trace.info.drives, check=True)
     with log, _serial_backend(args.serial) as backend:
         player = Player(log, str(trace.log_path))
-        machine = Machine(trace.info.machine_config(), player, [backend] if backend else [])
+        machine = Machine(trace.info.machine_config(), player, [backend] if backend else [], disks)
         try:
             stop = _execute(machine, image, None, terminal=False)
         finally:
@@ -466,7 +519,24 @@ def cmd_dump(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-_COMMANDS = {"run": cmd_run, "record": cmd_record, "replay": cmd_replay, "dump": cmd_dump}
+def cmd_snapshots(args: argparse.Namespace) -> int:
+    trace = Trace.open(args.trace)
+    rows = SnapshotFile(trace.snapshots_path).list()
+    print(f"{'name':<24} {'icount':>14} {'state size':>12}  date")
+    for snap in rows:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(snap.date_sec))
+        icount = "-" if snap.icount is None else str(snap.icount)
+        print(f"{snap.name:<24} {icount:>14} {snap.vm_state_size:>12}  {when}")
+    return EXIT_OK
+
+
+_COMMANDS = {
+    "run": cmd_run,
+    "record": cmd_record,
+    "replay": cmd_replay,
+    "dump": cmd_dump,
+    "snapshots": cmd_snapshots,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from rdebug.machine.disks import OverlayDisk
 from rdebug.machine.inputs import FileSerialSource, LiveInputs, SerialSource
 from rdebug.machine.loader import load_image
 from rdebug.machine.machine import Machine, MachineConfig
@@ -14,6 +15,21 @@ from rdebug.machine.machine import Machine, MachineConfig
 ROOT = Path(__file__).resolve().parent.parent
 GUESTS = ROOT / "sample_guests" / "build"
 EXPECTED = ROOT / "sample_guests" / "expected"
+
+
+class BytesImage:
+    """A disk image in memory (read-only, like the user's image file)."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+        self.size = len(data)
+
+    def read(self, offset: int, length: int) -> bytes:
+        return self._data[offset : offset + length]
+
+
+#: The disk the `disk` guest's expected output was made with (sample_guests/README.md).
+DISK_IMAGE = bytes(range(256)) * 4096
 
 
 class Capture:
@@ -33,12 +49,13 @@ def make_machine(
     memory_mb: int = 16,
     clock_ns: int | None = None,
 ) -> tuple[Machine, Capture]:
+    disks = [OverlayDisk(BytesImage(DISK_IMAGE))] if guest == "disk" else []
     out = Capture()
     sources: dict[int, SerialSource] = {}
     if serial_input is not None:
         sources[0] = FileSerialSource(serial_input)
     inputs = LiveInputs(sources) if clock_ns is None else LiveInputs(sources, lambda: clock_ns)
-    machine = Machine(MachineConfig(memory_mb=memory_mb, counter=counter), inputs, [out])
+    machine = Machine(MachineConfig(memory_mb=memory_mb, counter=counter), inputs, [out], disks)
     machine.load(load_image(GUESTS / f"{guest}.elf"))
     return machine, out
 

@@ -96,6 +96,11 @@ struct rd_counter {
     uint32_t bps_mask;
     uint32_t bps_used;
     uint64_t blocks_seen; /* statistics: table misses */
+    /* stops asked for by an I/O handler, which must not call uc_emu_stop itself (a
+     * stop requested inside a string I/O instruction makes unicorn run it again) */
+    uint64_t stop_at;      /* stop at the first block entry at or after this icount */
+    uint32_t stop_pending; /* stop at the next hooked instruction (after a mid-block I/O) */
+    uint32_t _pad2;
     /* a direct-mapped cache in front of the table (Python never touches it) */
     struct rd_block recent[RD_RECENT_SIZE];
 };
@@ -273,6 +278,10 @@ void rd_block_hook(uc_engine *uc, uint64_t addr, uint32_t size, void *user) {
     struct rd_counter *st = user;
     if (st->stop_reason != RD_STOP_NONE)
         return; /* a stop is already on its way: this block will not run */
+    if (st->icount >= st->stop_at) {
+        stop_before(st, uc, RD_STOP_REQUESTED, addr, size, 0);
+        return;
+    }
     uint32_t info;
     struct rd_block *slot = &st->recent[(addr ^ (addr >> 7)) & RD_RECENT_MASK];
     if (__builtin_expect(slot->addr == addr && slot->size == size, 1) &&
@@ -332,7 +341,16 @@ void rd_block_hook(uc_engine *uc, uint64_t addr, uint32_t size, void *user) {
 void rd_code_hook(uc_engine *uc, uint64_t addr, uint32_t size, void *user) {
     struct rd_counter *st = user;
     (void)size;
-    if (st->stop_reason != RD_STOP_NONE || !bp_contains(st, addr))
+    if (st->stop_reason != RD_STOP_NONE)
+        return;
+    if (st->stop_pending) { /* the I/O instruction before this one asked for a stop */
+        st->stop_pending = 0;
+        st->stop_reason = RD_STOP_REQUESTED;
+        st->stop_addr = addr;
+        st->emu_stop(uc);
+        return;
+    }
+    if (!bp_contains(st, addr))
         return; /* hooked only for its stop check after an I/O instruction */
     if (addr == st->bp_skip_addr) {
         st->bp_skip_addr = RD_NO_ADDR; /* resuming on this breakpoint: step over it */

@@ -324,6 +324,9 @@ class _State(ctypes.Structure):
         ("bps_mask", ctypes.c_uint32),
         ("bps_used", ctypes.c_uint32),
         ("blocks_seen", ctypes.c_uint64),
+        ("stop_at", ctypes.c_uint64),
+        ("stop_pending", ctypes.c_uint32),
+        ("_pad2", ctypes.c_uint32),
         ("recent", _Block * 256),
     )
 
@@ -402,6 +405,7 @@ class NativeCounter:
             slot.info = 0xFFFFFFFF  # RD_INFO_EMPTY
         st.target = NO_TARGET
         st.soft_target = NO_TARGET
+        st.stop_at = NO_TARGET
         st.bp_skip_addr = _NO_ADDR
         st.eflags_regid = X.UC_X86_REG_EFLAGS
         st.uc = ctypes.cast(self._uc._uch, ctypes.c_void_p).value
@@ -517,10 +521,18 @@ class NativeCounter:
         block = self._current_block()
         st = self._st
         if self._special is not None:
+            # Never uc_emu_stop here: inside a (rep) string I/O instruction it makes
+            # unicorn run the I/O again.  Stop at the next hooked instruction (every
+            # instruction after a mid-block I/O has a code hook), or at the next block.
             position, index, block = self._special
             self._requested_icount = position + 1
             self._requested_canonical = index + 1 >= len(block.offsets) and block.branch
-        elif block is None:
+            if self._requested_icount >= int(st.icount):
+                st.stop_at = min(int(st.stop_at), self._requested_icount)
+            else:
+                st.stop_pending = 1
+            return
+        if block is None:
             self._requested_icount = int(st.icount)
             self._requested_canonical = bool(st.block_info & _INFO_BRANCH)
         else:
@@ -581,6 +593,8 @@ class NativeCounter:
             self._interrupted = False
             return self._stopped(StopCause.INTERRUPTED, self._canonical, self._shadow_after_stop)
         st.stop_reason = _RD_STOP_NONE
+        st.stop_at = NO_TARGET
+        st.stop_pending = 0
         # What the first block entry needs to know of the position it starts from.
         st.block_info = (_INFO_BRANCH if self._canonical else 0) | (
             _INFO_SHADOW if self._shadow_after_stop else 0
@@ -738,6 +752,7 @@ class ReferenceCounter:
         self._skip_bp: int | None = None
         self._interrupted = False
         self._in_special = False
+        self._stop_next = False
         self._hook = self._uc.hook_add(UC_HOOK_CODE, self._on_insn)
 
     def close(self) -> None:
@@ -759,6 +774,11 @@ class ReferenceCounter:
 
     def _on_insn(self, uc: Uc, addr: int, size: int, _user: object) -> None:
         if self._stop is not None:
+            return
+        if self._stop_next:
+            self._stop_next = False
+            self._stop = _RD_STOP_REQUESTED
+            self._uc.emu_stop()
             return
         if self.irq_check and not self._prev_shadow and self._cpu.read("eflags") & EFLAGS_IF:
             self._halt_here(_RD_STOP_IRQ_WINDOW)
@@ -814,10 +834,11 @@ class ReferenceCounter:
         self._canonical = True
 
     def request_stop_after_current(self) -> None:
+        # Stop when the next instruction starts (never uc_emu_stop inside an I/O:
+        # unicorn would run a string I/O iteration again).
         self._requested_icount = self.icount
         self._requested_canonical = self._prev_branch
-        self._stop = _RD_STOP_REQUESTED
-        self._uc.emu_stop()
+        self._stop_next = True
 
     def request_stop_before_current(self) -> None:
         self._requested_icount = self.current_icount()
@@ -857,6 +878,7 @@ class ReferenceCounter:
         self._target = target
         self._soft_target = soft_target
         self._stop = None
+        self._stop_next = False
         self._halting = False
         self._prev_shadow = self._shadow_after_stop
         self._prev_branch = self._canonical

@@ -49,11 +49,13 @@ from rdebug.errors import GuestFault, MachineError
 from rdebug.machine.counter import Counter, NativeCounter, ReferenceCounter, StopCause
 from rdebug.machine.cpu import CR0_PE, EFLAGS_IF, EFLAGS_RESERVED, Cpu, TableRegister
 from rdebug.machine.devices.base import Device, State
+from rdebug.machine.devices.ide import IdeController
 from rdebug.machine.devices.misc import DebugExit, PostPort
 from rdebug.machine.devices.pic import PicPair
 from rdebug.machine.devices.pit import Pit, SystemControlPort
 from rdebug.machine.devices.rtc import Rtc
 from rdebug.machine.devices.uart import SerialBackend, Uart
+from rdebug.machine.disks import OverlayDisk
 from rdebug.machine.inputs import ExternalInputs, SerialInput, SyncEvent
 from rdebug.machine.interrupts import ERROR_CODE_VECTORS, Interrupt, Source, deliver
 from rdebug.machine.loader import (
@@ -121,6 +123,8 @@ class MachineState:
     shadow: bool
     exit_code: int | None
     io_fault_eip: int | None
+    #: sectors the guest wrote, per drive index (0 master, 1 slave)
+    disks: dict[int, dict[int, bytes]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +160,7 @@ class Machine:
         config: MachineConfig,
         inputs: ExternalInputs,
         serial: Sequence[SerialBackend] = (),
+        disks: Sequence[OverlayDisk | None] = (),
     ) -> None:
         self.config = config
         self.inputs = inputs
@@ -188,6 +193,10 @@ class Machine:
         self.rtc = Rtc(self, host_time_ns=self._host_time_ns, memory_mb=config.memory_mb)
         self.post = PostPort(self)
         self.debug_exit = DebugExit(self)
+        self.disks = [*disks, None, None][:2]
+        if len(disks) > 2:
+            raise MachineError("at most two IDE drives (master and slave)")
+        self.ide = IdeController(self, self.disks[0], self.disks[1]) if any(self.disks) else None
         self.devices: list[Device] = [
             self.pic,
             self.pit,
@@ -197,6 +206,7 @@ class Machine:
             self.rtc,
             self.post,
             self.debug_exit,
+            *([self.ide] if self.ide else []),
         ]
         self._uarts = (self.com1, self.com2)
         self._ports: dict[int, Device] = {}
@@ -635,6 +645,7 @@ class Machine:
             shadow=self.counter.in_shadow(),
             exit_code=self._exit_code,
             io_fault_eip=self._io_fault_eip,
+            disks={i: d.save_state() for i, d in enumerate(self.disks) if d is not None},
         )
 
     def load_state(self, state: MachineState) -> None:
@@ -652,6 +663,9 @@ class Machine:
         self._exit_code = state.exit_code
         self._io_fault_eip = state.io_fault_eip
         self._fault = None
+        for index, disk in enumerate(self.disks):
+            if disk is not None:
+                disk.load_state(state.disks.get(index, {}))
         self.counter.invalidate()
         self.counter.restore_position(state.icount, state.branch_boundary, state.shadow)
         self.counter.irq_check = state.irq_check
@@ -664,6 +678,9 @@ class Machine:
         h.update(f"icount={self.icount};bias={self.bias_ns};halted={self.halted};".encode())
         h.update(_canonical(self.device_states()))
         h.update(_canonical({d.name: self._timers[d] for d in self._timers}))
+        for index, disk in enumerate(self.disks):
+            if disk is not None:
+                h.update(_canonical({str(index): {str(k): v for k, v in disk.written.items()}}))
         h.update(self.cpu.ram)
         return h.hexdigest()
 

@@ -13,6 +13,7 @@ the machine there; `ending` says how the log ended.
 from __future__ import annotations
 
 import enum
+import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -35,6 +36,8 @@ from rdebug.replay.log import (
     ShutdownCause,
     Truncated,
     describe,
+    encode,
+    encode_header,
 )
 from rdebug.replay.recorder import INPUT_CHECKPOINT
 
@@ -238,3 +241,38 @@ def recording_end(stream: BinaryIO, name: str) -> int:
     except FormatError:
         pass  # a damaged or truncated tail: the recording ends before it
     return icount
+
+
+def position_to_data(position: PlayerPosition) -> dict[str, object]:
+    """A player position as plain data (for a snapshot's machine state)."""
+    return {
+        "offset": position.offset,
+        "icount": position.icount,
+        "next": None if position.next is None else encode(position.next),
+        "ending": position.ending.value,
+        "shutdown": None if position.shutdown is None else int(position.shutdown),
+        "host_stop": None if position.host_stop is None else int(position.host_stop),
+    }
+
+
+def position_from_data(data: object, name: str) -> PlayerPosition:
+    """The inverse of `position_to_data`; malformed data is a `FormatError`."""
+    try:
+        assert_dict = data if isinstance(data, dict) else {}
+        raw_next = assert_dict["next"]
+        next_event = None
+        if raw_next is not None:
+            reader = Reader(io.BytesIO(encode_header() + bytes(raw_next)), name)
+            next_event = reader.read()
+        shutdown = assert_dict["shutdown"]
+        host_stop = assert_dict["host_stop"]
+        return PlayerPosition(
+            offset=int(assert_dict["offset"]),
+            icount=int(assert_dict["icount"]),
+            next=next_event,
+            ending=Ending(assert_dict["ending"]),
+            shutdown=None if shutdown is None else ShutdownCause(int(shutdown)),
+            host_stop=None if host_stop is None else ShutdownCause(int(host_stop)),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise FormatError(f"{name}: malformed replay position ({exc})") from None

@@ -4,7 +4,7 @@
 forward exactly (or just replays forward, when the machine already stands between that
 checkpoint and the target).  Running forward takes checkpoints as it goes, every
 `interval` instructions, the interval growing when checkpoints are dear (large RAM) so
-that taking them never costs more than about a tenth of the time spent replaying.
+that taking them costs at most about half as much time as replaying between them.
 
 Owns the machine, the player and the checkpoint store of one replay; knows nothing of
 gdb or front ends.
@@ -22,9 +22,9 @@ from rdebug.snapshots.checkpoints import DEFAULT_BUDGET, Checkpoint, CheckpointS
 #: Fewest instructions between two automatic checkpoints.
 MIN_INTERVAL = 1 << 20
 #: Most instructions between two automatic checkpoints.
-MAX_INTERVAL = 1 << 27
+MAX_INTERVAL = 1 << 26
 #: Checkpoints may cost this share of the replay time at most.
-CHECKPOINT_SHARE = 0.1
+CHECKPOINT_SHARE = 0.5
 
 
 class SeekError(RdebugError):
@@ -70,6 +70,11 @@ class Timeline:
         self.store.restore(checkpoint)
         self.player.seek(checkpoint.extra)
         self.last_stop = None
+
+    def restored_elsewhere(self) -> None:
+        """The machine and player were put back from outside (a named snapshot)."""
+        self.last_stop = None
+        self.checkpoint()
 
     def seek(self, icount: int) -> StopEvent:
         """Go to exactly `icount`; returns how the machine stopped there."""

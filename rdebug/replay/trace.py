@@ -1,9 +1,11 @@
 """Trace folders: a recording and everything replay needs to rebuild its machine.
 
     TRACE/
-      trace.json   what machine ran what guest: options, guest name, path and SHA-256
-      guest        a copy of the guest image (replay needs nothing else)
-      replay.log   the event log (replay/log.py)
+      trace.json       what machine ran what guest: options, guest name, path and SHA-256
+      guest            a copy of the guest image (replay needs nothing else)
+      replay.log       the event log (replay/log.py)
+      snapshots.qcow2  named snapshots (qcow2 internal snapshots, the machine state in
+                       each one's VM state area): "init" at icount 0, then savevm's
 
 `rdebug replay TRACE` takes no other argument.  The guest copy is checked against its
 recorded hash; if the copy is gone, the original path is used if its hash still matches.
@@ -20,15 +22,18 @@ from pathlib import Path
 from typing import Any
 
 from rdebug.errors import FormatError, UsageError
+from rdebug.machine.disks import OverlayDisk
 from rdebug.machine.loader import ImageFormat, LoadedImage, parse_image
 from rdebug.machine.machine import MachineConfig
+from rdebug.snapshots.images import detect_format, open_image
 
 TRACE_FORMAT = "rdebug-trace"
 #: Bump when the folder layout or trace.json changes.
-TRACE_VERSION = 1
+TRACE_VERSION = 2
 META_NAME = "trace.json"
 GUEST_NAME = "guest"
 LOG_NAME = "replay.log"
+SNAPSHOTS_NAME = "snapshots.qcow2"
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,10 +50,21 @@ class GuestSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class DriveSpec:
+    """An IDE drive: the user's image (never written) and how it was opened."""
+
+    index: int  # 0 master, 1 slave
+    source: str  # absolute path of the user's image
+    format: str  # "raw" or "qcow2"
+    sha256: str
+
+
+@dataclass(frozen=True, slots=True)
 class TraceInfo:
     guest: GuestSpec
     memory_mb: int
     icount_shift: int
+    drives: tuple[DriveSpec, ...] = ()
 
     def machine_config(self) -> MachineConfig:
         return MachineConfig(memory_mb=self.memory_mb, icount_shift=self.icount_shift)
@@ -56,6 +72,58 @@ class TraceInfo:
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as f:
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read: {exc.strerror}") from None
+    return digest.hexdigest()
+
+
+def parse_drive(text: str, taken: set[int]) -> DriveSpec:
+    """`file=PATH[,format=raw|qcow2][,index=N]` (QEMU's -drive, the options rdebug has)."""
+    fields: dict[str, str] = {}
+    for part in text.split(","):
+        key, sep, value = part.partition("=")
+        if not sep:
+            key, value = "file", part
+        if key not in ("file", "format", "index") or key in fields or not value:
+            raise UsageError(f"--drive {text!r}: expected file=PATH[,format=raw|qcow2][,index=N]")
+        fields[key] = value
+    if "file" not in fields:
+        raise UsageError(f"--drive {text!r}: no file=PATH")
+    path = Path(fields["file"])
+    if not path.is_file():
+        raise UsageError(f"--drive {text!r}: {path}: no such file")
+    fmt = fields.get("format") or detect_format(path)
+    if fmt not in ("raw", "qcow2"):
+        raise UsageError(f"--drive {text!r}: format must be raw or qcow2")
+    if "index" in fields:
+        if fields["index"] not in ("0", "1"):
+            raise UsageError(f"--drive {text!r}: index must be 0 (master) or 1 (slave)")
+        index = int(fields["index"])
+    else:
+        index = min({0, 1} - taken, default=2)
+    if index in taken or index > 1:
+        raise UsageError(f"--drive {text!r}: IDE drive {index} is already taken (two at most)")
+    taken.add(index)
+    return DriveSpec(index, str(path.resolve()), fmt, file_sha256(path))
+
+
+def open_disks(drives: tuple[DriveSpec, ...], check: bool) -> list[OverlayDisk | None]:
+    """The machine's disks over the user's images (checked against their hashes)."""
+    disks: list[OverlayDisk | None] = [None, None]
+    for drive in drives:
+        path = Path(drive.source)
+        if check and file_sha256(path) != drive.sha256:
+            raise FormatError(f"{path}: the disk image changed since it was recorded")
+        disks[drive.index] = OverlayDisk(open_image(path, drive.format))
+    return disks
 
 
 def load_guest(spec: GuestSpec, data: bytes) -> LoadedImage:
@@ -75,17 +143,28 @@ class Trace:
     def log_path(self) -> Path:
         return self.path / LOG_NAME
 
+    @property
+    def snapshots_path(self) -> Path:
+        return self.path / SNAPSHOTS_NAME
+
     # -- creating ---------------------------------------------------------------------
 
     @classmethod
-    def create(cls, path: Path, guest: bytes, spec: GuestSpec, config: MachineConfig) -> Trace:
+    def create(
+        cls,
+        path: Path,
+        guest: bytes,
+        spec: GuestSpec,
+        config: MachineConfig,
+        drives: tuple[DriveSpec, ...] = (),
+    ) -> Trace:
         """Make a new trace folder (refusing to touch an existing non-empty one)."""
         if path.exists() and (not path.is_dir() or any(path.iterdir())):
             raise UsageError(f"{path}: already exists; give a new folder for the recording")
         try:
             path.mkdir(parents=True, exist_ok=True)
             (path / GUEST_NAME).write_bytes(guest)
-            info = TraceInfo(spec, config.memory_mb, config.icount_shift)
+            info = TraceInfo(spec, config.memory_mb, config.icount_shift, drives)
             meta = {"format": TRACE_FORMAT, "version": TRACE_VERSION, **_to_json(info)}
             tmp = path / (META_NAME + ".tmp")
             tmp.write_text(json.dumps(meta, indent=2) + "\n")
@@ -122,6 +201,9 @@ class Trace:
             )
         return cls(path, _from_json(meta, meta_path))
 
+    def disk_overlay_path(self, index: int) -> Path:
+        return self.path / f"disk{index}.qcow2"
+
     def guest_image(self) -> bytes:
         """The guest image, checked against the hash recorded with the trace."""
         spec = self.info.guest
@@ -152,6 +234,7 @@ def _to_json(info: TraceInfo) -> dict[str, Any]:
     return {
         "machine": {"memory_mb": info.memory_mb, "icount_shift": info.icount_shift},
         "guest": asdict(info.guest),
+        "drives": [asdict(d) for d in info.drives],
     }
 
 
@@ -169,7 +252,11 @@ def _from_json(meta: dict[str, Any], where: Path) -> TraceInfo:
             append=str(guest.get("append", "")),
         )
         ImageFormat(spec.format)
-        return TraceInfo(spec, int(machine["memory_mb"]), int(machine["icount_shift"]))
+        drives = tuple(
+            DriveSpec(int(d["index"]), str(d["source"]), str(d["format"]), str(d["sha256"]))
+            for d in meta.get("drives", [])
+        )
+        return TraceInfo(spec, int(machine["memory_mb"]), int(machine["icount_shift"]), drives)
     except (KeyError, TypeError, ValueError) as exc:
         raise FormatError(f"{where}: malformed trace description ({exc})") from None
 

@@ -17,7 +17,12 @@ INPUTS = {"echo": b"hello\rq"}
 #: Shorter workloads than the default build (the reference counter is slow).
 PASSES = {"crc": ("crc_passes", 1), "memcopy": ("memcopy_passes", 1)}
 CLOCK_NS = 1_764_000_000_000_000_000
-BREAKPOINTS = {"timer": "isr_dispatch", "usermode": "isr_dispatch", "echo": "isr_dispatch"}
+BREAKPOINTS = {
+    "timer": "isr_dispatch",
+    "usermode": "isr_dispatch",
+    "echo": "isr_dispatch",
+    "disk": "isr_dispatch",
+}
 
 
 def _trace(guest: str, counter: str) -> tuple[list[tuple[object, ...]], str, bytes]:
@@ -47,7 +52,9 @@ def _describe(machine: Machine, stop: StopEvent) -> tuple[object, ...]:
     return (stop.reason, stop.icount, stop.exit_code, tuple(sorted(regs.items())))
 
 
-@pytest.mark.parametrize("guest", ["hello", "timer", "echo", "clock", "usermode", "crc", "memcopy"])
+@pytest.mark.parametrize(
+    "guest", ["hello", "timer", "echo", "clock", "usermode", "crc", "memcopy", "disk"]
+)
 def test_native_and_reference_counters_agree(guest: str) -> None:
     native = _trace(guest, "native")
     reference = _trace(guest, "reference")
