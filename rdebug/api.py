@@ -6,12 +6,13 @@
     ...     session.seek(300)
     ...     session.icount
     ...     eip = session.registers["eip"]
-    ...     session.stepi(5)
+    ...     session.stepi(5).icount
     ...     session.seek(300)               # back again: the same state, exactly
     ...     session.registers["eip"] == eip
     ...     session.read_memory(0x100000, 4).hex()
     424
     300
+    305
     True
     '02b0ad1b'
 
@@ -33,7 +34,7 @@ from rdebug.replay.player import (
     position_to_data,
     recording_end,
 )
-from rdebug.replay.timeline import Timeline
+from rdebug.replay.timeline import Stop, Timeline
 from rdebug.replay.trace import Trace, load_guest, open_disks
 from rdebug.snapshots import vmstate
 from rdebug.snapshots.checkpoints import DEFAULT_BUDGET
@@ -98,11 +99,46 @@ class Session:
         """Go to exactly `icount` (restore the nearest checkpoint, replay forward)."""
         self._timeline.seek(icount)
 
-    def stepi(self, n: int = 1) -> None:
+    def stepi(self, n: int = 1) -> Stop:
         """Execute `n` instructions forward (stopping at the end of the recording)."""
         if n < 0:
             raise UsageError("stepi: n must not be negative")
-        self._timeline.seek(min(self.icount + n, self.end_icount))
+        return self._timeline.stepi(n)
+
+    # -- breakpoints, both directions --------------------------------------------------------
+
+    def add_breakpoint(self, addr: int | str) -> int:
+        """Stop `cont`/`reverse_cont` before the instruction at `addr` (or a symbol)."""
+        resolved = self._address(addr)
+        self._timeline.add_breakpoint(resolved)
+        return resolved
+
+    def remove_breakpoint(self, addr: int | str) -> None:
+        self._timeline.remove_breakpoint(self._address(addr))
+
+    def cont(self) -> Stop:
+        """Forward to the next breakpoint hit, or the end of the recording."""
+        return self._timeline.cont()
+
+    def reverse_cont(self) -> Stop:
+        """Backward to the last breakpoint hit before here, or the start."""
+        return self._timeline.reverse_cont()
+
+    def reverse_stepi(self, n: int = 1) -> Stop:
+        """`n` instructions backward."""
+        if n < 0:
+            raise UsageError("reverse_stepi: n must not be negative")
+        return self._timeline.reverse_stepi(n)
+
+    def _address(self, addr: int | str) -> int:
+        if isinstance(addr, int):
+            return addr & 0xFFFFFFFF
+        if addr in self.symbols:
+            return self.symbols[addr]
+        try:
+            return int(addr, 0) & 0xFFFFFFFF
+        except ValueError:
+            raise UsageError(f"{addr!r}: no such symbol in the guest") from None
 
     # -- named snapshots --------------------------------------------------------------------
 

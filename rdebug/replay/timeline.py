@@ -12,7 +12,9 @@ gdb or front ends.
 
 from __future__ import annotations
 
+import enum
 import time
+from dataclasses import dataclass
 
 from rdebug.errors import RdebugError
 from rdebug.machine.machine import Machine, StopEvent, StopReason
@@ -29,6 +31,26 @@ CHECKPOINT_SHARE = 0.5
 
 class SeekError(RdebugError):
     """A seek outside the recording."""
+
+
+class Where(enum.Enum):
+    """Why a timeline operation stopped where it did."""
+
+    TARGET = "target"  # the requested instruction count
+    BREAKPOINT = "breakpoint"
+    BEGIN = "begin"  # the start of the recording (nothing earlier to stop at)
+    END = "end"  # the end of the recording
+    EXITED = "exited"  # the guest powered off (the recording's last instruction)
+    INTERRUPTED = "interrupted"
+    OTHER = "other"  # halted for good, crashed: see `detail`
+
+
+@dataclass(frozen=True, slots=True)
+class Stop:
+    where: Where
+    icount: int
+    addr: int | None = None
+    detail: str = ""
 
 
 class Timeline:
@@ -51,6 +73,7 @@ class Timeline:
         self.interval = min_interval
         self.adaptive = adaptive
         self.last_stop: StopEvent | None = None
+        self.breakpoints: set[int] = set()
         self.store.take(player.position(), pinned=True)
 
     @property
@@ -85,7 +108,7 @@ class Timeline:
         assert checkpoint is not None  # icount 0 is pinned
         if not checkpoint.icount <= current <= icount:
             self.restore(checkpoint)
-        stop = self.forward(icount)
+        stop = self.forward(icount, breakpoints=False)
         if self.machine.icount != icount:
             raise SeekError(
                 f"the replay stopped at icount {self.machine.icount} before reaching "
@@ -93,8 +116,11 @@ class Timeline:
             )
         return stop
 
-    def forward(self, until: int | None = None) -> StopEvent:
-        """Replay forward to `until` (or any other stop), checkpointing on the way."""
+    def forward(self, until: int | None = None, breakpoints: bool = True) -> StopEvent:
+        """Replay forward to `until` (or any other stop), checkpointing on the way.
+
+        With `breakpoints` false, breakpoint hits do not stop it (seeks pass them).
+        """
         target = self.end_icount if until is None else min(until, self.end_icount)
         stop = self.last_stop
         while True:
@@ -107,11 +133,94 @@ class Timeline:
             before = self.machine.icount
             stop = self.machine.run(stop_at)
             self.last_stop = stop
+            if stop.reason is StopReason.BREAKPOINT and not breakpoints:
+                if self.machine.icount >= target:
+                    return stop
+                continue
             if stop.reason is not StopReason.TARGET or self.machine.icount >= target:
                 return stop
             if self.machine.icount == next_checkpoint:
                 self.checkpoint()
                 self._adapt(self.machine.icount - before, time.perf_counter() - started)
+
+    # -- breakpoints and both directions ---------------------------------------------------
+
+    def add_breakpoint(self, addr: int) -> None:
+        self.breakpoints.add(addr)
+        self.machine.add_breakpoint(addr)
+
+    def remove_breakpoint(self, addr: int) -> None:
+        self.breakpoints.discard(addr)
+        self.machine.remove_breakpoint(addr)
+
+    def _stop_of(self, stop: StopEvent) -> Stop:
+        pc = self.machine.cpu.linear_pc()
+        match stop.reason:
+            case StopReason.BREAKPOINT:
+                return Stop(Where.BREAKPOINT, stop.icount, pc)
+            case StopReason.TARGET:
+                if stop.icount >= self.end_icount:
+                    return Stop(Where.END, stop.icount, pc)
+                return Stop(Where.TARGET, stop.icount, pc)
+            case StopReason.END_OF_INPUT:
+                return Stop(Where.END, stop.icount, pc)
+            case StopReason.EXIT:
+                return Stop(Where.EXITED, stop.icount, pc, f"exit status {stop.exit_code}")
+            case StopReason.INTERRUPTED:
+                return Stop(Where.INTERRUPTED, stop.icount, pc)
+            case _:
+                return Stop(Where.OTHER, stop.icount, pc, f"{stop.reason.value} {stop.detail}")
+
+    def cont(self) -> Stop:
+        """Forward to the next breakpoint hit (or the end of the recording)."""
+        return self._stop_of(self.forward())
+
+    def stepi(self, n: int = 1) -> Stop:
+        """`n` instructions forward (a breakpoint does not stop a step)."""
+        target = min(self.icount + n, self.end_icount)
+        return self._stop_of(self.seek(target))
+
+    def reverse_stepi(self, n: int = 1) -> Stop:
+        """`n` instructions backward (stopping at the start of the recording)."""
+        if self.icount == 0:
+            return Stop(Where.BEGIN, 0, self.machine.cpu.linear_pc())
+        target = max(0, self.icount - n)
+        self.seek(target)
+        where = Where.BEGIN if target == 0 and n > 0 and self.icount == 0 else Where.TARGET
+        return Stop(where, self.icount, self.machine.cpu.linear_pc())
+
+    def reverse_cont(self) -> Stop:
+        """Backward to the last breakpoint hit before the current instruction.
+
+        Scans the recording interval by interval from the checkpoints, replaying each
+        one forward and remembering its last hit, then seeks there.  A breakpoint at the
+        current position does not count (gdb expects reverse-continue to leave it).
+        """
+        start = self.icount
+        high = start
+        while high > 0:
+            checkpoint = self.store.before(high)
+            assert checkpoint is not None  # icount 0 is pinned
+            low = checkpoint.icount
+            self.seek(low)
+            last: int | None = None
+            if self.machine.cpu.linear_pc() in self.breakpoints:
+                last = low
+            while self.icount < high:
+                stop = self.forward(high)
+                if stop.reason is StopReason.BREAKPOINT and self.icount < high:
+                    last = self.icount
+                    continue
+                if stop.reason is StopReason.INTERRUPTED:
+                    return self._stop_of(stop)
+                if stop.reason is not StopReason.TARGET:
+                    break
+            if last is not None:
+                self.seek(last)
+                return Stop(Where.BREAKPOINT, last, self.machine.cpu.linear_pc())
+            high = low
+        self.seek(0)
+        return Stop(Where.BEGIN, 0, self.machine.cpu.linear_pc())
 
     _cost = 0.0
 
