@@ -1,10 +1,14 @@
 /*
- * RAM page comparison for checkpoints: which 4 KiB pages of the guest RAM changed since
- * the shadow copy was last brought up to date, bringing those pages up to date as it goes.
- * Part of the _icount extension (loaded through ctypes); knows nothing of snapshots.
+ * Which 4 KiB pages of the guest RAM changed, for checkpoints: by write faults on
+ * write-protected RAM (below), or, where that cannot be had, by comparing RAM with a
+ * shadow copy.  Part of the _icount extension (loaded through ctypes); knows nothing of
+ * snapshots.
  */
+#define _GNU_SOURCE
+#include <signal.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #define RD_PAGE 4096u
 
@@ -28,4 +32,105 @@ uint32_t rd_pages_sync(const uint8_t *ram, uint8_t *shadow, uint32_t npages, uin
         }
     }
     return n;
+}
+
+/*
+ * Write-fault dirty tracking.  A tracked region (the guest RAM buffer) is made
+ * read-only; the first write to each page faults, the handler below marks the page in
+ * the region's dirty map and makes that page writable again, and the write is retried.
+ * So a checkpoint costs the pages the guest wrote since the last one, not a scan of RAM.
+ * Faults outside tracked regions go to whatever handler was installed before.
+ */
+
+#define RD_MAX_REGIONS 32
+
+struct rd_region {
+    uintptr_t base;
+    size_t size;
+    uint8_t *dirty; /* one byte per page */
+    int active;
+};
+
+static struct rd_region rd_regions[RD_MAX_REGIONS];
+static struct sigaction rd_previous;
+
+static void rd_on_fault(int sig, siginfo_t *info, void *context) {
+    uintptr_t addr = (uintptr_t)info->si_addr;
+    for (int i = 0; i < RD_MAX_REGIONS; i++) {
+        struct rd_region *r = &rd_regions[i];
+        if (r->active && addr >= r->base && addr < r->base + r->size) {
+            size_t page = (addr - r->base) / RD_PAGE;
+            r->dirty[page] = 1;
+            if (mprotect((void *)(r->base + page * RD_PAGE), RD_PAGE, PROT_READ | PROT_WRITE) == 0)
+                return;
+            break; /* cannot make it writable: a real crash */
+        }
+    }
+    if (rd_previous.sa_flags & SA_SIGINFO) {
+        rd_previous.sa_sigaction(sig, info, context);
+    } else if (rd_previous.sa_handler == SIG_DFL || rd_previous.sa_handler == SIG_IGN) {
+        signal(sig, SIG_DFL);
+        raise(sig);
+    } else {
+        rd_previous.sa_handler(sig);
+    }
+}
+
+/* Make sure our handler is the one installed (another may have replaced it). */
+static int rd_install(void) {
+    struct sigaction current;
+    if (sigaction(SIGSEGV, NULL, &current) != 0)
+        return -1;
+    if ((current.sa_flags & SA_SIGINFO) && current.sa_sigaction == rd_on_fault)
+        return 0;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = rd_on_fault;
+    sa.sa_flags = SA_SIGINFO | SA_NODEFER | SA_ONSTACK;
+    sigemptyset(&sa.sa_mask);
+    return sigaction(SIGSEGV, &sa, &rd_previous);
+}
+
+/* Start tracking writes to [base, base+size); `dirty` has one byte per page. */
+int rd_track(void *base, size_t size, uint8_t *dirty) {
+    for (int i = 0; i < RD_MAX_REGIONS; i++) {
+        if (!rd_regions[i].active) {
+            if (rd_install() != 0)
+                return -1;
+            rd_regions[i].base = (uintptr_t)base;
+            rd_regions[i].size = size;
+            rd_regions[i].dirty = dirty;
+            memset(dirty, 0, size / RD_PAGE);
+            rd_regions[i].active = 1;
+            if (mprotect(base, size, PROT_READ) != 0) {
+                rd_regions[i].active = 0;
+                return -1;
+            }
+            return i;
+        }
+    }
+    return -1;
+}
+
+/* Forget what was written and watch again (after a checkpoint or a restore). */
+int rd_rearm(int slot) {
+    struct rd_region *r = &rd_regions[slot];
+    if (rd_install() != 0)
+        return -1;
+    memset(r->dirty, 0, r->size / RD_PAGE);
+    return mprotect((void *)r->base, r->size, PROT_READ);
+}
+
+/* Let the region be written freely (before the host writes a lot of it). */
+int rd_unprotect(int slot) {
+    struct rd_region *r = &rd_regions[slot];
+    return mprotect((void *)r->base, r->size, PROT_READ | PROT_WRITE);
+}
+
+void rd_untrack(int slot) {
+    struct rd_region *r = &rd_regions[slot];
+    if (!r->active)
+        return;
+    mprotect((void *)r->base, r->size, PROT_READ | PROT_WRITE);
+    r->active = 0;
 }

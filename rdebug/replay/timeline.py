@@ -64,11 +64,12 @@ class Timeline:
         budget: int = DEFAULT_BUDGET,
         min_interval: int = MIN_INTERVAL,
         adaptive: bool = True,
+        write_faults: bool = True,
     ) -> None:
         self.machine = machine
         self.player = player
         self.end_icount = end_icount
-        self.store: CheckpointStore[PlayerPosition] = CheckpointStore(machine, budget)
+        self.store: CheckpointStore[PlayerPosition] = CheckpointStore(machine, budget, write_faults)
         self.min_interval = min_interval
         self.interval = min_interval
         self.adaptive = adaptive

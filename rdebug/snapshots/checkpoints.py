@@ -2,7 +2,9 @@
 
 A checkpoint keeps RAM as a table of page references: pages unchanged since the
 checkpoint the machine last came from are shared with it, so a checkpoint costs the
-pages the guest dirtied (found by comparing RAM with a shadow copy, in C) plus a table.
+pages the guest dirtied plus a table.  The dirty pages are known from write faults: the
+RAM is write-protected after each checkpoint and a C signal handler notes each page
+on its first write (where that is not possible, RAM is compared with a shadow copy).
 Restoring rewrites only the pages that differ.  The store keeps checkpoints within a
 memory budget, dropping the ones whose loss costs least: far from the current position
 they thin out, near it they stay dense (as rr does).
@@ -16,6 +18,7 @@ from __future__ import annotations
 import bisect
 import ctypes
 import importlib.util
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -31,14 +34,26 @@ DEFAULT_BUDGET = 512 << 20
 Extra = TypeVar("Extra")
 
 
-def _page_sync() -> ctypes._FuncPointer:
+def _native() -> ctypes.CDLL:
     spec = importlib.util.find_spec("rdebug.machine._icount")
     if spec is None or spec.origin is None:
         raise MachineError("the native extension is not built: reinstall rdebug")
-    fn = ctypes.CDLL(spec.origin).rd_pages_sync
-    fn.argtypes = (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint32, ctypes.c_void_p)
-    fn.restype = ctypes.c_uint32
-    return fn
+    lib = ctypes.CDLL(spec.origin)
+    lib.rd_pages_sync.argtypes = (
+        ctypes.c_void_p,
+        ctypes.c_void_p,
+        ctypes.c_uint32,
+        ctypes.c_void_p,
+    )
+    lib.rd_pages_sync.restype = ctypes.c_uint32
+    lib.rd_track.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p)
+    lib.rd_track.restype = ctypes.c_int
+    for name in ("rd_rearm", "rd_unprotect"):
+        getattr(lib, name).argtypes = (ctypes.c_int,)
+        getattr(lib, name).restype = ctypes.c_int
+    lib.rd_untrack.argtypes = (ctypes.c_int,)
+    lib.rd_untrack.restype = None
+    return lib
 
 
 @dataclass(eq=False)
@@ -58,24 +73,76 @@ class Checkpoint(Generic[Extra]):
 class CheckpointStore(Generic[Extra]):
     """Checkpoints of one machine, ordered by icount, within `budget` bytes."""
 
-    def __init__(self, machine: Machine, budget: int = DEFAULT_BUDGET) -> None:
+    def __init__(
+        self, machine: Machine, budget: int = DEFAULT_BUDGET, write_faults: bool = True
+    ) -> None:
+        """`write_faults=False` compares RAM with a shadow copy instead of tracking writes."""
         self._machine = machine
+        self._write_faults = write_faults
         self.budget = budget
         ram = machine.cpu.ram
         self._npages = len(ram) // PAGE
         self._ram = np.frombuffer(ram, dtype=np.uint8)
-        self._shadow = self._ram.copy()  # RAM as of `self._origin`
-        self._dirty = np.zeros(self._npages, dtype=np.uint32)
-        self._sync = _page_sync()
+        self._lib = _native()
         self._zero = bytes(PAGE)
         self._origin_pages: list[bytes] = [self._zero] * self._npages
-        self._shadow_valid = False  # the shadow does not describe `_origin_pages` yet
+        self._known = False  # `_origin_pages` does not describe RAM yet
+        # Write-fault tracking, or a shadow copy to compare with where it is refused.
+        self._dirty = np.zeros(self._npages, dtype=np.uint8)
+        self._slot = -1
+        self._shadow = np.zeros(0, dtype=np.uint8)
+        self._changed = np.zeros(self._npages, dtype=np.uint32)
         self._checkpoints: list[Checkpoint[Extra]] = []
         self._keys: list[int] = []
         self.used = 0
 
+    @property
+    def tracking(self) -> bool:
+        """Dirty pages come from write faults (not from comparing all of RAM)."""
+        return self._slot >= 0
+
+    def _start_watching(self, rewritten: Iterable[int] = ()) -> None:
+        """RAM now equals `_origin_pages`: watch for writes from here.
+
+        `rewritten`: pages the store itself just wrote into RAM (the shadow copy, where
+        there is one, already holds every page the guest wrote).
+        """
+        if self._slot < 0 and self._shadow.size == 0:
+            if self._write_faults:
+                self._slot = self._lib.rd_track(
+                    self._ram.ctypes.data, self._npages * PAGE, self._dirty.ctypes.data
+                )
+            if self._slot < 0:
+                self._shadow = self._ram.copy()
+            return
+        if self._slot >= 0:
+            if self._lib.rd_rearm(self._slot) != 0:
+                raise MachineError("cannot write-protect the guest RAM")
+            return
+        for index in rewritten:
+            self._shadow[index * PAGE : (index + 1) * PAGE] = self._ram[
+                index * PAGE : (index + 1) * PAGE
+            ]
+
+    def _changed_pages(self) -> list[int]:
+        """Pages written since `_start_watching` (as far as `_origin_pages` knows)."""
+        if not self._known:
+            return list(range(self._npages))
+        if self._slot >= 0:
+            return np.flatnonzero(self._dirty).tolist()
+        count = self._lib.rd_pages_sync(
+            self._ram.ctypes.data,
+            self._shadow.ctypes.data,
+            self._npages,
+            self._changed.ctypes.data,
+        )
+        return [int(i) for i in self._changed[:count]]
+
     def close(self) -> None:
         """Drop every checkpoint and let go of the machine's RAM."""
+        if self._slot >= 0:
+            self._lib.rd_untrack(self._slot)
+            self._slot = -1
         self._checkpoints.clear()
         self._keys.clear()
         self._origin_pages = []
@@ -89,51 +156,44 @@ class CheckpointStore(Generic[Extra]):
     def __iter__(self):  # type: ignore[no-untyped-def]
         return iter(list(self._checkpoints))
 
-    def _changed_pages(self) -> np.ndarray:
-        """Indexes of the pages changed since the shadow was synced (and sync it)."""
-        count = self._sync(
-            self._ram.ctypes.data, self._shadow.ctypes.data, self._npages, self._dirty.ctypes.data
-        )
-        return self._dirty[:count]
-
     def take(self, extra: Extra, pinned: bool = False) -> Checkpoint[Extra]:
         """A checkpoint of the machine as it is now (between runs)."""
         state = self._machine.save_state()
-        if not self._shadow_valid:
-            self._shadow[:] = self._ram
-            self._shadow_valid = True
+        if not self._known:
             pages = [self._zero] * self._npages
-            used = np.flatnonzero(self._shadow.reshape(-1, PAGE).any(axis=1)).tolist()
+            used = np.flatnonzero(self._ram.reshape(-1, PAGE).any(axis=1)).tolist()
             for index in used:
-                pages[index] = self._shadow[index * PAGE : (index + 1) * PAGE].tobytes()
+                pages[index] = self._ram[index * PAGE : (index + 1) * PAGE].tobytes()
             cost = len(used) * PAGE
         else:
             pages = list(self._origin_pages)
             changed = self._changed_pages()
-            for index in changed.tolist():
-                pages[index] = self._shadow[index * PAGE : (index + 1) * PAGE].tobytes()
+            for index in changed:
+                pages[index] = self._ram[index * PAGE : (index + 1) * PAGE].tobytes()
             cost = len(changed) * PAGE
         cost += 8 * self._npages  # the page table
         checkpoint = Checkpoint(state.icount, state, extra, pages, cost, pinned)
         self._origin_pages = pages
+        self._known = True
+        self._start_watching()
         self._insert(checkpoint)
         return checkpoint
 
     def restore(self, checkpoint: Checkpoint[Extra]) -> None:
         """Put the machine back at `checkpoint` (RAM, CPU, devices, time)."""
-        if self._shadow_valid:
-            changed = set(self._changed_pages().tolist())
-        else:
-            changed = set(range(self._npages))
+        changed = set(self._changed_pages())
         origin = self._origin_pages
         target = checkpoint.pages
         changed.update(i for i in range(self._npages) if origin[i] is not target[i])
+        if self._slot >= 0:
+            self._lib.rd_unprotect(self._slot)
         for index in changed:
-            page = np.frombuffer(target[index], dtype=np.uint8)
-            self._ram[index * PAGE : (index + 1) * PAGE] = page
-            self._shadow[index * PAGE : (index + 1) * PAGE] = page
-        self._shadow_valid = True
+            self._ram[index * PAGE : (index + 1) * PAGE] = np.frombuffer(
+                target[index], dtype=np.uint8
+            )
         self._origin_pages = target
+        self._known = True
+        self._start_watching(changed)
         self._machine.load_state(checkpoint.machine)
 
     def at_or_before(self, icount: int) -> Checkpoint[Extra] | None:

@@ -77,8 +77,8 @@ def _straight_hash(trace: Trace, icount: int) -> str:
         replay.close()
 
 
-@pytest.fixture
-def timeline(trace: Trace) -> Iterator[Timeline]:
+@pytest.fixture(params=[True, False], ids=["write-faults", "page-compare"])
+def timeline(trace: Trace, request: pytest.FixtureRequest) -> Iterator[Timeline]:
     replay = Replay(trace)
     line = Timeline(
         replay.machine,
@@ -86,6 +86,7 @@ def timeline(trace: Trace) -> Iterator[Timeline]:
         replay.end,
         min_interval=max(31, replay.end // 16),
         adaptive=False,
+        write_faults=request.param,
     )
     yield line
     line.close()
@@ -122,3 +123,19 @@ def test_seek_outside_the_recording_is_refused(timeline: Timeline) -> None:
         timeline.seek(timeline.end_icount + 1)
     with pytest.raises(SeekError):
         timeline.seek(-1)
+
+
+def test_checkpoints_track_writes_by_fault_and_keep_only_dirty_pages(trace: Trace) -> None:
+    replay = Replay(trace)
+    line = Timeline(replay.machine, replay.player, replay.end, min_interval=997, adaptive=False)
+    try:
+        assert line.store.tracking
+        line.seek(replay.end)
+        checkpoints = list(line.store)
+        assert len(checkpoints) >= 2
+        table = 8 * (len(replay.machine.cpu.ram) // 4096)
+        # after the first, a checkpoint holds its table and the few pages the guest wrote
+        assert all(cp.cost - table < 64 * 4096 for cp in checkpoints[1:])
+    finally:
+        line.close()
+        replay.close()
