@@ -27,7 +27,7 @@ from types import TracebackType
 from typing import BinaryIO
 
 from rdebug.errors import RdebugError, SnapshotError, UsageError
-from rdebug.machine.machine import Machine
+from rdebug.machine.machine import Machine, WatchKind
 from rdebug.replay.player import (
     Player,
     position_from_data,
@@ -116,12 +116,30 @@ class Session:
     def remove_breakpoint(self, addr: int | str) -> None:
         self._timeline.remove_breakpoint(self._address(addr))
 
+    def add_watchpoint(self, addr: int | str, length: int = 4, kind: str = "write") -> int:
+        """Stop `cont` just after, and `reverse_cont` just before, an instruction that
+        accesses [addr, addr+length) ("write", "read" or "access").  Any number of them;
+        while one is set the replay runs slower (every access is checked)."""
+        resolved = self._address(addr)
+        self._timeline.add_watchpoint(resolved, length, self._watch_kind(kind))
+        return resolved
+
+    def remove_watchpoint(self, addr: int | str, length: int = 4, kind: str = "write") -> None:
+        self._timeline.remove_watchpoint(self._address(addr), length, self._watch_kind(kind))
+
+    @staticmethod
+    def _watch_kind(kind: str) -> WatchKind:
+        try:
+            return WatchKind(kind)
+        except ValueError:
+            raise UsageError(f"{kind!r}: a watchpoint is write, read or access") from None
+
     def cont(self) -> Stop:
-        """Forward to the next breakpoint hit, or the end of the recording."""
+        """Forward to the next breakpoint or watchpoint hit, or the end of the recording."""
         return self._timeline.cont()
 
     def reverse_cont(self) -> Stop:
-        """Backward to the last breakpoint hit before here, or the start."""
+        """Backward to the last breakpoint or watchpoint hit before here, or the start."""
         return self._timeline.reverse_cont()
 
     def reverse_stepi(self, n: int = 1) -> Stop:

@@ -251,6 +251,12 @@ class Counter(Protocol):
         """From an exception hook: stop before the instruction at EIP."""
         ...
 
+    def request_stop_soon(self) -> int:
+        """From a memory hook (which does not know its instruction): stop at the next
+        block boundary.  Returns the icount of the first instruction that may have made
+        the access (the access lies in [that, the icount of the stop))."""
+        ...
+
     def in_shadow(self) -> bool:
         """After a stop: the next instruction is in an interrupt shadow."""
         ...
@@ -549,6 +555,14 @@ class NativeCounter:
         self._st.stop_reason = _RD_STOP_REQUESTED
         self._uc.emu_stop()
 
+    def request_stop_soon(self) -> int:
+        st = self._st
+        block = self._current_block()
+        self._requested_icount = int(st.icount)
+        self._requested_canonical = block is not None and block.branch
+        st.stop_at = min(int(st.stop_at), int(st.icount))
+        return int(st.block_base) if block is not None else int(st.icount)
+
     def in_shadow(self) -> bool:
         return self._shadow_after_stop
 
@@ -845,6 +859,10 @@ class ReferenceCounter:
         self._requested_canonical = self._prev_branch
         self._stop = _RD_STOP_REQUESTED
         self._uc.emu_stop()
+
+    def request_stop_soon(self) -> int:
+        self.request_stop_after_current()
+        return self.icount - 1  # exactly the instruction whose hook ran last
 
     def in_shadow(self) -> bool:
         return self._shadow_after_stop

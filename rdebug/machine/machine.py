@@ -39,6 +39,8 @@ from unicorn import (
     UC_HOOK_INSN,
     UC_HOOK_INSN_INVALID,
     UC_HOOK_INTR,
+    UC_HOOK_MEM_READ,
+    UC_HOOK_MEM_WRITE,
     Uc,
     UcError,
 )
@@ -96,6 +98,22 @@ class StopReason(enum.Enum):
     FAULT = "fault"  # the engine cannot go on (e.g. an access to unmapped memory)
     INTERRUPTED = "interrupted"  # `Machine.interrupt()` (Ctrl-C)
     END_OF_INPUT = "end-of-input"  # the inputs' horizon: e.g. a replay's recording ended
+    WATCHPOINT = "watchpoint"  # a watched address was accessed (see StopEvent.watch)
+
+
+class WatchKind(enum.Enum):
+    WRITE = "write"
+    READ = "read"
+    ACCESS = "access"
+
+
+@dataclass(frozen=True, slots=True)
+class WatchHit:
+    """A watched access made by one of the instructions in [since, the stop's icount)."""
+
+    kind: WatchKind  # the watchpoint's kind
+    addr: int  # the accessed (linear) address
+    since: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +123,7 @@ class StopEvent:
     pc: int
     exit_code: int | None = None
     detail: str = ""
+    watch: WatchHit | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +202,8 @@ class Machine:
         self._fault: GuestFault | None = None
         #: EIP of an I/O instruction that ring 3 was not allowed to execute (#GP pending)
         self._io_fault_eip: int | None = None
+        self._watch_hooks: dict[tuple[int, int, WatchKind], int] = {}
+        self._watch_hit: WatchHit | None = None
 
         backends = list(serial) + [NullSerial()] * (2 - len(serial))
         self.pic = PicPair(self)
@@ -313,6 +334,39 @@ class Machine:
     def remove_breakpoint(self, addr: int) -> None:
         self.counter.remove_breakpoint(addr & 0xFFFFFFFF)
 
+    def add_watchpoint(self, addr: int, length: int, kind: WatchKind) -> None:
+        """Stop soon after an access to [addr, addr+length) (linear addresses).
+
+        Watching costs speed: any memory hook sends every guest access through
+        unicorn's slow path.  The stop lands at the next block boundary; its `watch`
+        says which instructions may have made the access (the timeline finds which one).
+        """
+        key = (addr & 0xFFFFFFFF, length, kind)
+        if key in self._watch_hooks or length <= 0:
+            return
+        types = {
+            WatchKind.WRITE: UC_HOOK_MEM_WRITE,
+            WatchKind.READ: UC_HOOK_MEM_READ,
+            WatchKind.ACCESS: UC_HOOK_MEM_READ | UC_HOOK_MEM_WRITE,
+        }[kind]
+        self._watch_hooks[key] = self._uc.hook_add(
+            types, self._on_watched, kind, key[0], key[0] + length - 1
+        )
+        self.counter.invalidate()
+
+    def remove_watchpoint(self, addr: int, length: int, kind: WatchKind) -> None:
+        handle = self._watch_hooks.pop((addr & 0xFFFFFFFF, length, kind), None)
+        if handle is not None:
+            self._uc.hook_del(handle)
+            self.counter.invalidate()
+
+    def _on_watched(
+        self, uc: Uc, access: int, addr: int, size: int, value: int, kind: WatchKind
+    ) -> None:
+        if self._watch_hit is None:
+            since = self.counter.request_stop_soon()
+            self._watch_hit = WatchHit(kind, addr & 0xFFFFFFFF, since)
+
     # -- running -----------------------------------------------------------------------------
 
     def interrupt(self) -> None:
@@ -373,10 +427,13 @@ class Machine:
                 self.inputs.synchronize(SyncEvent.RESET, self.icount)
                 return self._stop(StopReason.SHUTDOWN, detail=str(fault))
             shadow = self.counter.in_shadow()
-            if cause is StopCause.BREAKPOINT:
-                return self._stop(StopReason.BREAKPOINT)
             if cause is StopCause.HALTED:
                 self.halted = True
+            if self._watch_hit is not None:
+                hit, self._watch_hit = self._watch_hit, None
+                return StopEvent(StopReason.WATCHPOINT, self.icount, self.cpu.eip, watch=hit)
+            if cause is StopCause.BREAKPOINT:
+                return self._stop(StopReason.BREAKPOINT)
             if cause is StopCause.INTERRUPTED:
                 self._interrupt.clear()
                 return self._stop(StopReason.INTERRUPTED)
@@ -663,6 +720,7 @@ class Machine:
         self._exit_code = state.exit_code
         self._io_fault_eip = state.io_fault_eip
         self._fault = None
+        self._watch_hit = None
         for index, disk in enumerate(self.disks):
             if disk is not None:
                 disk.load_state(state.disks.get(index, {}))

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 
 from rdebug.errors import RdebugError
-from rdebug.machine.machine import Machine, StopEvent, StopReason
+from rdebug.machine.machine import Machine, StopEvent, StopReason, WatchHit, WatchKind
 from rdebug.replay.player import Player, PlayerPosition
 from rdebug.snapshots.checkpoints import DEFAULT_BUDGET, Checkpoint, CheckpointStore
 
@@ -29,6 +29,9 @@ MAX_INTERVAL = 1 << 26
 CHECKPOINT_SHARE = 0.5
 
 
+_HITS = (StopReason.BREAKPOINT, StopReason.WATCHPOINT)
+
+
 class SeekError(RdebugError):
     """A seek outside the recording."""
 
@@ -38,6 +41,7 @@ class Where(enum.Enum):
 
     TARGET = "target"  # the requested instruction count
     BREAKPOINT = "breakpoint"
+    WATCHPOINT = "watchpoint"  # forward: just after the access; backward: just before it
     BEGIN = "begin"  # the start of the recording (nothing earlier to stop at)
     END = "end"  # the end of the recording
     EXITED = "exited"  # the guest powered off (the recording's last instruction)
@@ -49,8 +53,10 @@ class Where(enum.Enum):
 class Stop:
     where: Where
     icount: int
-    addr: int | None = None
+    addr: int | None = None  # linear pc
     detail: str = ""
+    data_addr: int | None = None  # the watched address that was accessed
+    watch_kind: WatchKind | None = None
 
 
 class Timeline:
@@ -75,6 +81,7 @@ class Timeline:
         self.adaptive = adaptive
         self.last_stop: StopEvent | None = None
         self.breakpoints: set[int] = set()
+        self.watchpoints: set[tuple[int, int, WatchKind]] = set()
         self.store.take(player.position(), pinned=True)
 
     @property
@@ -134,7 +141,7 @@ class Timeline:
             before = self.machine.icount
             stop = self.machine.run(stop_at)
             self.last_stop = stop
-            if stop.reason is StopReason.BREAKPOINT and not breakpoints:
+            if stop.reason in _HITS and not breakpoints:
                 if self.machine.icount >= target:
                     return stop
                 continue
@@ -153,6 +160,36 @@ class Timeline:
     def remove_breakpoint(self, addr: int) -> None:
         self.breakpoints.discard(addr)
         self.machine.remove_breakpoint(addr)
+
+    def add_watchpoint(self, addr: int, length: int, kind: WatchKind) -> None:
+        self.watchpoints.add((addr, length, kind))
+        self.machine.add_watchpoint(addr, length, kind)
+
+    def remove_watchpoint(self, addr: int, length: int, kind: WatchKind) -> None:
+        self.watchpoints.discard((addr, length, kind))
+        self.machine.remove_watchpoint(addr, length, kind)
+
+    def _locate(self, hit: WatchHit, end: int, last: bool) -> tuple[int, WatchHit]:
+        """The instruction in [hit.since, end) that made the watched access (the first
+        one, or the `last` one), found by replaying that stretch one instruction at a
+        time.  Leaves the machine just after it."""
+        self.seek(hit.since)
+        found: tuple[int, WatchHit] | None = None
+        while self.icount < end:
+            before = self.icount
+            stop = self.machine.run(before + 1)
+            self.last_stop = stop
+            if stop.reason is StopReason.WATCHPOINT and stop.watch is not None:
+                found = (before, stop.watch)
+                if not last:
+                    break
+            elif self.icount == before:
+                break  # no progress (the end of the recording)
+        if found is None:  # the access was made by the instruction at `end` itself
+            return end, hit
+        if self.icount != found[0] + 1:
+            self.seek(found[0] + 1)
+        return found
 
     def _stop_of(self, stop: StopEvent) -> Stop:
         pc = self.machine.cpu.linear_pc()
@@ -173,8 +210,21 @@ class Timeline:
                 return Stop(Where.OTHER, stop.icount, pc, f"{stop.reason.value} {stop.detail}")
 
     def cont(self) -> Stop:
-        """Forward to the next breakpoint hit (or the end of the recording)."""
-        return self._stop_of(self.forward())
+        """Forward to the next breakpoint or watchpoint hit (or the end of the recording).
+
+        A watchpoint stop lands just after the instruction that made the access.
+        """
+        stop = self.forward()
+        if stop.reason is StopReason.WATCHPOINT and stop.watch is not None:
+            _writer, hit = self._locate(stop.watch, stop.icount, last=False)
+            return Stop(
+                Where.WATCHPOINT,
+                self.icount,
+                self.machine.cpu.linear_pc(),
+                data_addr=hit.addr,
+                watch_kind=hit.kind,
+            )
+        return self._stop_of(stop)
 
     def stepi(self, n: int = 1) -> Stop:
         """`n` instructions forward (a breakpoint does not stop a step)."""
@@ -191,34 +241,51 @@ class Timeline:
         return Stop(where, self.icount, self.machine.cpu.linear_pc())
 
     def reverse_cont(self) -> Stop:
-        """Backward to the last breakpoint hit before the current instruction.
+        """Backward to the last breakpoint or watchpoint hit before the current instruction.
 
         Scans the recording interval by interval from the checkpoints, replaying each
-        one forward and remembering its last hit, then seeks there.  A breakpoint at the
+        one forward and remembering its last hit, then goes there.  A breakpoint at the
         current position does not count (gdb expects reverse-continue to leave it).
+        A watchpoint stop lands just before the instruction that made the access, so
+        gdb shows the writing instruction.
         """
-        start = self.icount
-        high = start
+        high = self.icount
         while high > 0:
             checkpoint = self.store.before(high)
             assert checkpoint is not None  # icount 0 is pinned
             low = checkpoint.icount
             self.seek(low)
-            last: int | None = None
+            last_break: int | None = None
+            last_watch: tuple[WatchHit, int] | None = None  # (hit, end of its window)
             if self.machine.cpu.linear_pc() in self.breakpoints:
-                last = low
+                last_break = low
             while self.icount < high:
                 stop = self.forward(high)
-                if stop.reason is StopReason.BREAKPOINT and self.icount < high:
-                    last = self.icount
+                if self.icount <= high and stop.reason is StopReason.BREAKPOINT:
+                    if self.icount < high:
+                        last_break = self.icount
+                    continue
+                if stop.reason is StopReason.WATCHPOINT and stop.watch is not None:
+                    last_watch = (stop.watch, min(self.icount, high))
                     continue
                 if stop.reason is StopReason.INTERRUPTED:
                     return self._stop_of(stop)
                 if stop.reason is not StopReason.TARGET:
                     break
-            if last is not None:
-                self.seek(last)
-                return Stop(Where.BREAKPOINT, last, self.machine.cpu.linear_pc())
+            if last_watch is not None and (last_break is None or last_break < last_watch[1]):
+                writer, hit = self._locate(last_watch[0], last_watch[1], last=True)
+                if last_break is None or writer >= last_break:
+                    self.seek(writer)
+                    return Stop(
+                        Where.WATCHPOINT,
+                        writer,
+                        self.machine.cpu.linear_pc(),
+                        data_addr=hit.addr,
+                        watch_kind=hit.kind,
+                    )
+            if last_break is not None:
+                self.seek(last_break)
+                return Stop(Where.BREAKPOINT, last_break, self.machine.cpu.linear_pc())
             high = low
         self.seek(0)
         return Stop(Where.BEGIN, 0, self.machine.cpu.linear_pc())

@@ -92,3 +92,31 @@ def test_reverse_continue_from_a_breakpoint_leaves_it(timer_trace: Path) -> None
         assert (back.where, back.icount) == (Where.BREAKPOINT, first.icount)
         session.remove_breakpoint("isr_dispatch")
         assert session.cont().where in (Where.END, Where.EXITED)
+
+
+def test_watchpoint_forward_lands_after_and_backward_before_the_write(timer_trace: Path) -> None:
+    with rdebug.open(timer_trace) as session:
+        ticks = session.symbols["ticks"]
+        session.add_watchpoint("ticks", 4, "write")
+        values = []
+        while (stop := session.cont()).where is Where.WATCHPOINT:
+            assert stop.data_addr == ticks
+            values.append((stop.icount, int.from_bytes(session.read_memory(ticks, 4), "little")))
+        # the boot code clearing .bss writes it first, then each tick increments it
+        assert [v for _, v in values[:6]] == [0, 1, 2, 3, 4, 5]  # just after each write
+        assert len(values) >= 51
+        # backwards: just before each write, newest first; the writing instruction is next
+        for icount, value in reversed(values):
+            stop = session.reverse_cont()
+            assert (stop.where, stop.icount, stop.data_addr) == (
+                Where.WATCHPOINT,
+                icount - 1,
+                ticks,
+            )
+            if value:
+                assert int.from_bytes(session.read_memory(ticks, 4), "little") == value - 1
+            session.stepi()
+            assert int.from_bytes(session.read_memory(ticks, 4), "little") == value
+            session.reverse_stepi()
+        assert session.reverse_cont().where is Where.BEGIN
+        session.remove_watchpoint("ticks", 4, "write")
