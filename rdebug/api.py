@@ -134,6 +134,15 @@ class Session:
         except ValueError:
             raise UsageError(f"{kind!r}: a watchpoint is write, read or access") from None
 
+    @property
+    def replay_break(self) -> int | None:
+        """An icount where `cont` and `reverse_cont` stop (QEMU's replay_break)."""
+        return self._timeline.icount_break
+
+    @replay_break.setter
+    def replay_break(self, icount: int | None) -> None:
+        self._timeline.icount_break = icount
+
     def cont(self) -> Stop:
         """Forward to the next breakpoint or watchpoint hit, or the end of the recording."""
         return self._timeline.cont()

@@ -42,6 +42,7 @@ class Where(enum.Enum):
     TARGET = "target"  # the requested instruction count
     BREAKPOINT = "breakpoint"
     WATCHPOINT = "watchpoint"  # forward: just after the access; backward: just before it
+    REPLAY_BREAK = "replay-break"  # the icount set with replay_break
     BEGIN = "begin"  # the start of the recording (nothing earlier to stop at)
     END = "end"  # the end of the recording
     EXITED = "exited"  # the guest powered off (the recording's last instruction)
@@ -82,6 +83,8 @@ class Timeline:
         self.last_stop: StopEvent | None = None
         self.breakpoints: set[int] = set()
         self.watchpoints: set[tuple[int, int, WatchKind]] = set()
+        #: continue and reverse-continue stop when they reach this icount (replay_break)
+        self.icount_break: int | None = None
         self.store.take(player.position(), pinned=True)
 
     @property
@@ -214,7 +217,11 @@ class Timeline:
 
         A watchpoint stop lands just after the instruction that made the access.
         """
-        stop = self.forward()
+        brk = self.icount_break
+        until = brk if brk is not None and brk > self.icount else None
+        stop = self.forward(until)
+        if until is not None and stop.reason is StopReason.TARGET and self.icount == until:
+            return Stop(Where.REPLAY_BREAK, until, self.machine.cpu.linear_pc())
         if stop.reason is StopReason.WATCHPOINT and stop.watch is not None:
             _writer, hit = self._locate(stop.watch, stop.icount, last=False)
             return Stop(
@@ -241,6 +248,16 @@ class Timeline:
         return Stop(where, self.icount, self.machine.cpu.linear_pc())
 
     def reverse_cont(self) -> Stop:
+        """Backward to the last hit before here, or the replay_break icount if later."""
+        start = self.icount
+        stop = self._reverse_cont()
+        brk = self.icount_break
+        if brk is not None and stop.icount < brk < start:
+            self.seek(brk)
+            return Stop(Where.REPLAY_BREAK, brk, self.machine.cpu.linear_pc())
+        return stop
+
+    def _reverse_cont(self) -> Stop:
         """Backward to the last breakpoint or watchpoint hit before the current instruction.
 
         Scans the recording interval by interval from the checkpoints, replaying each

@@ -1,0 +1,94 @@
+"""The monitor command language against a real session."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import rdebug
+from rdebug import monitor
+from rdebug.errors import UsageError
+from rdebug.replay.timeline import Where
+from tests.conftest import GUESTS, ROOT
+
+
+@pytest.fixture(scope="module")
+def trace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("monitor") / "trace"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rdebug",
+            "record",
+            str(GUESTS / "timer.elf"),
+            "-o",
+            str(folder),
+            "-m",
+            "8",
+            "--serial",
+            "null",
+        ],
+        capture_output=True,
+        timeout=120,
+        cwd=ROOT,
+        check=False,
+    )
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("line", "command"),
+    [
+        ("info replay", monitor.InfoReplay()),
+        ("replay_seek 0x10", monitor.ReplaySeek(16)),
+        ("replay_break 1_000", monitor.ReplayBreak(1000)),
+        ("replay_delete_break", monitor.ReplayDeleteBreak()),
+        ("savevm here", monitor.SaveVm("here")),
+        ("loadvm 'my snap'", monitor.LoadVm("my snap")),
+        ("info snapshots", monitor.InfoSnapshots()),
+        ("help", monitor.Help()),
+        ("help savevm", monitor.Help("savevm")),
+    ],
+)
+def test_parse(line: str, command: monitor.Command) -> None:
+    assert monitor.parse(line) == command
+
+
+@pytest.mark.parametrize(
+    ("line", "needle"),
+    [
+        ("", "no command"),
+        ("frobnicate", "unknown command"),
+        ("replay_seek", "usage"),
+        ("replay_seek x", "not a number"),
+        ("replay_seek -5", "negative"),
+        ("info", "usage"),
+    ],
+)
+def test_parse_errors(line: str, needle: str) -> None:
+    with pytest.raises(UsageError, match=needle):
+        monitor.parse(line)
+
+
+def test_commands_drive_the_session(trace: Path) -> None:
+    with rdebug.open(trace) as session:
+        assert monitor.execute(session, "replay_seek 2000") == "icount 2000\n"
+        assert session.icount == 2000
+        assert "saved mark at icount 2000" in monitor.execute(session, "savevm mark")
+        info = monitor.execute(session, "info replay")
+        assert "icount 2000 of" in info and "mark (icount 2000)" in info
+        assert "mark" in monitor.execute(session, "info snapshots")
+        monitor.execute(session, "replay_break 3000")
+        assert session.cont().where is Where.REPLAY_BREAK and session.icount == 3000
+        session.seek(5000)
+        stop = session.reverse_cont()
+        assert (stop.where, stop.icount) == (Where.REPLAY_BREAK, 3000)
+        monitor.execute(session, "replay_delete_break")
+        monitor.execute(session, "loadvm mark")
+        assert session.icount == 2000
+        assert monitor.execute(session, "replay_seek 999999999").startswith("error: ")
+        assert "savevm NAME" in monitor.execute(session, "help")
