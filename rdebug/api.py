@@ -80,6 +80,15 @@ class Session:
         """Registers by gdb name: eax ... edi, eip, eflags, cs ... gs, cr0 ... cr4."""
         return self._machine.cpu.registers()
 
+    def register(self, name: str) -> int:
+        """Any register of gdb's i386 description (eax ... gs, st0-7, fctrl ..., xmm0-7,
+        mxcsr) and cr0-cr4, by name."""
+        return self._machine.cpu.gdb_register(name)
+
+    def interrupt(self) -> None:
+        """Stop a running cont/reverse_cont/seek soon (from any thread)."""
+        self._machine.interrupt()
+
     def read_memory(self, addr: int, length: int) -> bytes:
         """Guest memory at the linear address `addr` (through the guest's page tables)."""
         if length < 0:

@@ -19,7 +19,10 @@ from pathlib import Path
 from types import FrameType
 from typing import BinaryIO, NoReturn
 
+from rdebug.api import Session
 from rdebug.errors import FormatError, RdebugError, UsageError
+from rdebug.gdb_target import SessionTarget
+from rdebug.gdbstub.server import GdbServer
 from rdebug.machine.inputs import (
     FileSerialSource,
     LiveInputs,
@@ -141,6 +144,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     replay.add_argument("trace", type=Path, metavar="TRACE", help="a folder made by record")
     _add_serial_options(replay, inputs=False)
+    replay.add_argument(
+        "--gdb",
+        default=None,
+        metavar="[HOST:]PORT",
+        help="serve the replay to gdb instead of running it (forward and backward: "
+        "reverse-stepi, reverse-continue); HOST defaults to 127.0.0.1",
+    )
+    replay.add_argument(
+        "--checkpoint-budget",
+        type=_int,
+        default=512,
+        metavar="MB",
+        help="memory for the in-memory checkpoints that make going backward fast "
+        "(default 512 MiB; with --gdb)",
+    )
 
     dumper = sub.add_parser(
         "dump",
@@ -453,7 +471,48 @@ def cmd_record(args: argparse.Namespace) -> int:
     return status
 
 
+def _gdb_address(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        host = "127.0.0.1"
+    try:
+        number = int(port)
+    except ValueError:
+        raise UsageError(f"--gdb {text!r}: expected [HOST:]PORT") from None
+    if not 0 <= number <= 65535:
+        raise UsageError(f"--gdb {text!r}: the port must be 0..65535")
+    return host or "127.0.0.1", number
+
+
+def cmd_replay_gdb(args: argparse.Namespace) -> int:
+    host, port = _gdb_address(args.gdb)
+    if args.checkpoint_budget <= 0:
+        raise UsageError("--checkpoint-budget must be positive")
+    session = Session(args.trace, args.checkpoint_budget << 20)
+    try:
+        server = GdbServer(SessionTarget(session), host, port)
+        try:
+            address = server.listen()
+        except OSError as exc:
+            raise UsageError(f"--gdb {args.gdb}: cannot listen: {exc.strerror}") from None
+        guest = session.trace.path / "guest"
+        print(
+            f"rdebug: replaying {args.trace} ({session.end_icount} instructions); attach with:\n"
+            f"  gdb -ex 'set architecture i386' -ex 'target remote {address[0]}:{address[1]}' "
+            f"{guest}",
+            file=sys.stderr,
+            flush=True,
+        )
+        with server:
+            server.serve_one()
+    finally:
+        session.close()
+    return EXIT_OK
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
+    if args.gdb is not None:
+        return cmd_replay_gdb(args)
     trace = Trace.open(args.trace)
     image = load_guest(trace.info.guest, trace.guest_image())
     try:

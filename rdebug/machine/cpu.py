@@ -209,6 +209,28 @@ class Cpu:
             regs[name] = int(self.uc.reg_read(regid))
         return regs
 
+    def gdb_register(self, name: str) -> int:
+        """Any register of gdb's i386 description by name (general, x87, SSE) as an int;
+        the x87 pointer registers unicorn does not keep read as 0."""
+        if name in _REG_IDS:
+            return int(self.uc.reg_read(_REG_IDS[name]))
+        if name.startswith("st") and name[2:].isdigit():
+            mantissa, exponent = self.uc.reg_read(X.UC_X86_REG_FP0 + int(name[2:]))
+            return int(mantissa) | (int(exponent) << 64)
+        if name.startswith("xmm") and name[3:].isdigit():
+            return int(self.uc.reg_read(X.UC_X86_REG_XMM0 + int(name[3:])))
+        simple = {
+            "fctrl": X.UC_X86_REG_FPCW,
+            "fstat": X.UC_X86_REG_FPSW,
+            "ftag": X.UC_X86_REG_FPTAG,
+            "mxcsr": X.UC_X86_REG_MXCSR,
+        }
+        if name in simple:
+            return int(self.uc.reg_read(simple[name]))
+        if name in ("fiseg", "fioff", "foseg", "fooff", "fop"):
+            return 0
+        raise MachineError(f"no register named {name!r}")
+
     def table_register(self, name: str) -> TableRegister:
         regid = dict(TABLE_REGISTERS)[name]
         selector, base, limit, flags = self.uc.reg_read(regid)

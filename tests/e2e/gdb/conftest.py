@@ -1,0 +1,128 @@
+"""A real gdb (through pygdbmi) attached to `rdebug replay TRACE --gdb`.
+
+Every test gets a fresh server over a `timer` recording made once per session, and a
+`Gdb` helper that runs console commands and waits for gdb's answer (no sleeps: each
+command waits for its `^done`/`^error` and, for execution commands, the `*stopped`).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pygdbmi.gdbcontroller import GdbController
+
+from tests.conftest import GUESTS, ROOT
+
+GDB = shutil.which("gdb")
+pytestmark = pytest.mark.skipif(GDB is None, reason="gdb is not installed")
+
+
+@pytest.fixture(scope="session")
+def timer_trace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    trace = tmp_path_factory.mktemp("gdb") / "timer"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rdebug",
+            "record",
+            str(GUESTS / "timer.elf"),
+            "-o",
+            str(trace),
+            "-m",
+            "8",
+            "--serial",
+            "null",
+        ],
+        capture_output=True,
+        timeout=120,
+        cwd=ROOT,
+        check=False,
+    )
+    assert result.returncode == 1, result.stderr
+    return trace
+
+
+class Gdb:
+    def __init__(self, controller: Any) -> None:
+        self._gdb = controller
+
+    def run(self, command: str, timeout: float = 60) -> tuple[str, list[dict[str, Any]]]:
+        """A console command; returns (console text, records).  Waits for its result
+        record and, for a command that resumed the target, for the `*stopped`."""
+        escaped = command.replace("\\", "\\\\").replace('"', '\\"')
+        self._gdb.write(f'-interpreter-exec console "{escaped}"', read_response=False)
+        records: list[dict[str, Any]] = []
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"gdb did not finish {command!r}: {records}")
+            records += self._gdb.get_gdb_response(
+                timeout_sec=min(left, 1.0), raise_error_on_timeout=False
+            )
+            done = any(r.get("type") == "result" for r in records)
+            running = any(r.get("message") == "running" for r in records)
+            stopped = any(r.get("message") == "stopped" for r in records)
+            if done and (stopped or not running):
+                break
+        text = "".join(
+            r["payload"]
+            for r in records
+            if r.get("type") in ("console", "target") and r.get("payload")
+        )
+        return text, records
+
+    def values(self, *expressions: str) -> list[int]:
+        fmt = " ".join(["%u"] * len(expressions))
+        text, _ = self.run(f'printf "{fmt}\\n", {", ".join(expressions)}')
+        return [int(v) for v in text.strip().splitlines()[-1].split()]
+
+    def value(self, expression: str) -> int:
+        return self.values(expression)[0]
+
+    def pc(self) -> int:
+        return self.value("$pc")
+
+
+@pytest.fixture
+def gdb(timer_trace: Path) -> Iterator[Gdb]:
+    server = subprocess.Popen(
+        [sys.executable, "-m", "rdebug", "replay", str(timer_trace), "--gdb", "127.0.0.1:0"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+        text=True,
+    )
+    controller = None
+    try:
+        assert server.stderr is not None
+        banner = server.stderr.readline() + server.stderr.readline()
+        match = re.search(r"target remote ([\d.]+):(\d+)", banner)
+        assert match, banner
+        controller = GdbController(
+            command=[GDB, "--nx", "--quiet", "--interpreter=mi3"],
+            time_to_check_for_additional_output_sec=0.01,
+        )
+        helper = Gdb(controller)
+        helper.run("set architecture i386")
+        helper.run("set confirm off")
+        helper.run(f"file {timer_trace / 'guest'}")
+        _, records = helper.run(f"target remote {match[1]}:{match[2]}")
+        assert not any(r.get("message") == "error" for r in records), records
+        yield helper
+    finally:
+        if controller is not None:
+            controller.exit()
+        server.kill()
+        server.wait(timeout=30)
+        if server.stderr is not None:
+            server.stderr.close()
