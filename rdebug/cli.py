@@ -503,8 +503,18 @@ def cmd_replay_gdb(args: argparse.Namespace) -> int:
             file=sys.stderr,
             flush=True,
         )
-        with server:
-            server.serve_one()
+
+        def stop_serving(_signum: int, _frame: FrameType | None) -> None:
+            session.interrupt()
+            server.close()
+
+        previous = signal.signal(signal.SIGINT, stop_serving)
+        try:
+            with server:
+                server.serve_forever()  # gdb may detach and attach again
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        print("rdebug: stopped serving gdb", file=sys.stderr)
     finally:
         session.close()
     return EXIT_OK

@@ -26,7 +26,7 @@ import socket
 import threading
 from types import TracebackType
 
-from rdebug.gdbstub.packet import Event, PacketDecoder
+from rdebug.gdbstub.packet import Event, PacketDecoder, frame
 from rdebug.gdbstub.session import DEFAULT_PACKET_SIZE, RspSession, track_interrupt
 from rdebug.gdbstub.target import Target
 
@@ -64,6 +64,8 @@ class GdbServer:
         self.listening = threading.Event()
         #: Number of connections served so far (finished or not).
         self.connections = 0
+        #: a connection accepted while the previous one was ending, served next
+        self._handoff: queue.Queue[tuple[socket.socket, object]] = queue.Queue()
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -142,6 +144,10 @@ class GdbServer:
         if self._closing.is_set():
             return False
         listener = self._listener or self._listen_socket()
+        with contextlib.suppress(queue.Empty):
+            conn, peer = self._handoff.get_nowait()
+            self._serve_connection(conn, peer)
+            return not self._closing.is_set()
         while not self._closing.is_set():
             ready, _, _ = select.select([listener, self._wake_r], [], [])
             if self._wake_r in ready or self._closing.is_set():
@@ -175,6 +181,11 @@ class GdbServer:
         )
         session = RspSession(self._target, conn.sendall, interrupt, packet_size=self._packet_size)
         reader.start()
+        served = threading.Event()
+        refuser = threading.Thread(
+            target=self._refuse_others, args=(served,), name="gdbstub-refuser", daemon=True
+        )
+        refuser.start()
         try:
             while (event := events.get()) is not None:
                 if not session.handle(event):
@@ -190,8 +201,43 @@ class GdbServer:
             with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
             conn.close()
+            served.set()
+            refuser.join(timeout=10)
             reader.join(timeout=10)
             log.info("gdb connection from %s closed", peer)
+
+    def _refuse_others(self, served: threading.Event) -> None:
+        """While one gdb is attached, tell any other that connects why it cannot.
+
+        The target has one state: two debuggers moving it would confuse both.  The
+        refusal answers the newcomer's first packet with an `E.` error text (GDB manual,
+        node "Standard Replies"), which gdb prints, then closes.
+        """
+        listener = self._listener
+        assert listener is not None
+        while not served.is_set() and not self._closing.is_set():
+            ready, _, _ = select.select([listener], [], [], 0.1)
+            if not ready:
+                continue
+            try:
+                other, peer = listener.accept()
+            except OSError:
+                continue
+            if served.wait(0.5):
+                # the first gdb was just leaving: this one is next, not refused
+                self._handoff.put((other, peer))
+                return
+            log.info("refusing a second gdb from %s", peer)
+            with contextlib.closing(other):
+                other.settimeout(5)
+                with contextlib.suppress(OSError):
+                    data = b""
+                    while b"#" not in data or len(data) < data.index(b"#") + 3:
+                        chunk = other.recv(4096)
+                        if not chunk:
+                            break
+                        data += chunk
+                    other.sendall(b"+" + frame(b"E.another gdb is already attached to this target"))
 
 
 def _read_loop(

@@ -134,3 +134,46 @@ void rd_untrack(int slot) {
     mprotect((void *)r->base, r->size, PROT_READ | PROT_WRITE);
     r->active = 0;
 }
+
+/* mprotect the runs of pages whose dirty byte is `want` to `prot`. */
+static int rd_protect_runs(struct rd_region *r, uint8_t want, int prot, int clear) {
+    size_t pages = r->size / RD_PAGE;
+    size_t i = 0;
+    while (i < pages) {
+        if (r->dirty[i] != want) {
+            i++;
+            continue;
+        }
+        size_t start = i;
+        while (i < pages && r->dirty[i] == want) {
+            if (clear)
+                r->dirty[i] = 0;
+            i++;
+        }
+        if (mprotect((void *)(r->base + start * RD_PAGE), (i - start) * RD_PAGE, prot) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Watch again, re-protecting only the pages written since the last time (cheap when
+ * few were; one mprotect of the whole region walks every page table entry). */
+int rd_rearm_dirty(int slot) {
+    struct rd_region *r = &rd_regions[slot];
+    if (rd_install() != 0)
+        return -1;
+    return rd_protect_runs(r, 1, PROT_READ, 1);
+}
+
+/* Make these pages writable (and count them as written) before the host rewrites them. */
+int rd_open_pages(int slot, const uint32_t *pages, uint32_t count) {
+    struct rd_region *r = &rd_regions[slot];
+    for (uint32_t k = 0; k < count; k++)
+        if (pages[k] < r->size / RD_PAGE)
+            r->dirty[pages[k]] = 2;
+    int rc = rd_protect_runs(r, 2, PROT_READ | PROT_WRITE, 0);
+    for (uint32_t k = 0; k < count; k++)
+        if (pages[k] < r->size / RD_PAGE)
+            r->dirty[pages[k]] = 1;
+    return rc;
+}

@@ -29,7 +29,7 @@ import ctypes
 import enum
 import importlib.util
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -275,6 +275,11 @@ class Counter(Protocol):
         """Put the counter at a saved position (after the CPU state was restored)."""
         ...
 
+    def memory_rewritten(self, pages: Iterable[int]) -> None:
+        """These physical RAM pages were rewritten behind the engine's back: drop the
+        translations of any code in them (all of them, if any code is there)."""
+        ...
+
     def add_breakpoint(self, addr: int) -> None: ...
 
     def remove_breakpoint(self, addr: int) -> None: ...
@@ -427,6 +432,8 @@ class NativeCounter:
         self._code_fn = _fn_address(self._lib, "rd_code_hook")
         self._code_hooks: dict[int, int] = {}
         self._after_io: set[int] = set()
+        #: physical pages holding code this counter has decoded (since the last flush)
+        self._code_pages: set[int] = set()
         self._breakpoints: set[int] = set()
         self._requested_icount: int | None = None
         self._requested_canonical = False
@@ -473,6 +480,10 @@ class NativeCounter:
             self._miss_error = exc
             return _INFO_RETRANSLATE
         self._blocks[(addr, size)] = block
+        for linear in (addr, addr + max(size, 1) - 1):
+            physical = self._cpu.linear_to_physical(linear)
+            if physical is not None:
+                self._code_pages.add(physical >> 12)
         info = _block_info(block)
         if any(a not in self._code_hooks for a in block.after_io):
             info |= _INFO_RETRANSLATE
@@ -729,8 +740,16 @@ class NativeCounter:
             _hook_del(self._uc, self._code_hooks.pop(addr))
             self._uc.ctl_remove_cache(addr, addr + 1)
 
+    def memory_rewritten(self, pages: Iterable[int]) -> None:
+        if self._code_pages.isdisjoint(pages):
+            self._pc_hint = None
+            self._st.block_addr = _NO_ADDR
+            return
+        self.invalidate()
+
     def invalidate(self) -> None:
         self._pc_hint = None
+        self._code_pages.clear()
         self._uc.ctl_flush_tb()
         self._lib.rd_blocks_clear(self._st_addr)
         self._blocks.clear()
@@ -932,6 +951,10 @@ class ReferenceCounter:
 
     def remove_breakpoint(self, addr: int) -> None:
         self._breakpoints.discard(addr)
+
+    def memory_rewritten(self, pages: Iterable[int]) -> None:
+        del pages
+        self.invalidate()
 
     def invalidate(self) -> None:
         self._uc.ctl_flush_tb()

@@ -32,7 +32,7 @@ import hashlib
 import logging
 import struct
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from unicorn import (
@@ -379,8 +379,8 @@ class Machine:
         until = (1 << 63) if until_icount is None else until_icount
         if until < self.icount:
             raise MachineError(f"icount {until} is in the past (now {self.icount})")
-        self._interrupt.clear()
-        self.counter.clear_interrupt()
+        # An interrupt() that came while no run was going stops this one at once: a
+        # front end's Ctrl-C may arrive between the many runs of one long operation.
         shadow = self.counter.in_shadow()
         while True:
             if self._exit_code is not None:
@@ -389,6 +389,7 @@ class Machine:
                 return self._stop(StopReason.EXIT, exit_code=code)
             if self._interrupt.is_set():
                 self._interrupt.clear()
+                self.counter.clear_interrupt()
                 return self._stop(StopReason.INTERRUPTED)
             if self.icount >= until:
                 return self._stop(StopReason.TARGET)
@@ -436,6 +437,7 @@ class Machine:
                 return self._stop(StopReason.BREAKPOINT)
             if cause is StopCause.INTERRUPTED:
                 self._interrupt.clear()
+                self.counter.clear_interrupt()
                 return self._stop(StopReason.INTERRUPTED)
 
     def _stop(
@@ -705,8 +707,12 @@ class Machine:
             disks={i: d.save_state() for i, d in enumerate(self.disks) if d is not None},
         )
 
-    def load_state(self, state: MachineState) -> None:
-        """Return to `state` (RAM is the caller's to restore, before or after)."""
+    def load_state(self, state: MachineState, rewritten: Iterable[int] | None = None) -> None:
+        """Return to `state` (RAM is the caller's to restore, before or after).
+
+        `rewritten`: the physical RAM pages the caller rewrote (None: maybe any); code
+        translations are dropped only if code lives in them.
+        """
         if self._emulating:
             raise MachineError("cannot load a machine state while it runs")
         self.cpu.restore_context(state.cpu)
@@ -724,7 +730,10 @@ class Machine:
         for index, disk in enumerate(self.disks):
             if disk is not None:
                 disk.load_state(state.disks.get(index, {}))
-        self.counter.invalidate()
+        if rewritten is None:
+            self.counter.invalidate()
+        else:
+            self.counter.memory_rewritten(rewritten)
         self.counter.restore_position(state.icount, state.branch_boundary, state.shadow)
         self.counter.irq_check = state.irq_check
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import enum
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from rdebug.errors import RdebugError
@@ -34,6 +35,10 @@ _HITS = (StopReason.BREAKPOINT, StopReason.WATCHPOINT)
 
 class SeekError(RdebugError):
     """A seek outside the recording."""
+
+
+class Interrupted(RdebugError):
+    """`Machine.interrupt()` (Ctrl-C) stopped a timeline operation midway."""
 
 
 class Where(enum.Enum):
@@ -144,13 +149,18 @@ class Timeline:
             before = self.machine.icount
             stop = self.machine.run(stop_at)
             self.last_stop = stop
+            if stop.reason is StopReason.INTERRUPTED:
+                raise Interrupted(f"interrupted at icount {self.machine.icount}")
             if stop.reason in _HITS and not breakpoints:
                 if self.machine.icount >= target:
                     return stop
                 continue
             if stop.reason is not StopReason.TARGET or self.machine.icount >= target:
                 return stop
-            if self.machine.icount == next_checkpoint:
+            existing = self.store.at_or_before(self.machine.icount)
+            if self.machine.icount == next_checkpoint and (
+                existing is None or existing.icount != next_checkpoint
+            ):
                 self.checkpoint()
                 self._adapt(self.machine.icount - before, time.perf_counter() - started)
 
@@ -212,11 +222,20 @@ class Timeline:
             case _:
                 return Stop(Where.OTHER, stop.icount, pc, f"{stop.reason.value} {stop.detail}")
 
+    def _interruptible(self, operation: Callable[[], Stop]) -> Stop:
+        try:
+            return operation()
+        except Interrupted:
+            return Stop(Where.INTERRUPTED, self.icount, self.machine.cpu.linear_pc())
+
     def cont(self) -> Stop:
         """Forward to the next breakpoint or watchpoint hit (or the end of the recording).
 
         A watchpoint stop lands just after the instruction that made the access.
         """
+        return self._interruptible(self._cont)
+
+    def _cont(self) -> Stop:
         brk = self.icount_break
         until = brk if brk is not None and brk > self.icount else None
         stop = self.forward(until)
@@ -236,10 +255,13 @@ class Timeline:
     def stepi(self, n: int = 1) -> Stop:
         """`n` instructions forward (a breakpoint does not stop a step)."""
         target = min(self.icount + n, self.end_icount)
-        return self._stop_of(self.seek(target))
+        return self._interruptible(lambda: self._stop_of(self.seek(target)))
 
     def reverse_stepi(self, n: int = 1) -> Stop:
         """`n` instructions backward (stopping at the start of the recording)."""
+        return self._interruptible(lambda: self._reverse_stepi(n))
+
+    def _reverse_stepi(self, n: int) -> Stop:
         if self.icount == 0:
             return Stop(Where.BEGIN, 0, self.machine.cpu.linear_pc())
         target = max(0, self.icount - n)
@@ -249,6 +271,9 @@ class Timeline:
 
     def reverse_cont(self) -> Stop:
         """Backward to the last hit before here, or the replay_break icount if later."""
+        return self._interruptible(self._reverse_cont_or_break)
+
+    def _reverse_cont_or_break(self) -> Stop:
         start = self.icount
         stop = self._reverse_cont()
         brk = self.icount_break

@@ -48,9 +48,11 @@ def _native() -> ctypes.CDLL:
     lib.rd_pages_sync.restype = ctypes.c_uint32
     lib.rd_track.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p)
     lib.rd_track.restype = ctypes.c_int
-    for name in ("rd_rearm", "rd_unprotect"):
+    for name in ("rd_rearm", "rd_rearm_dirty", "rd_unprotect"):
         getattr(lib, name).argtypes = (ctypes.c_int,)
         getattr(lib, name).restype = ctypes.c_int
+    lib.rd_open_pages.argtypes = (ctypes.c_int, ctypes.c_void_p, ctypes.c_uint32)
+    lib.rd_open_pages.restype = ctypes.c_int
     lib.rd_untrack.argtypes = (ctypes.c_int,)
     lib.rd_untrack.restype = None
     return lib
@@ -64,6 +66,8 @@ class Checkpoint(Generic[Extra]):
     machine: MachineState
     extra: Extra
     pages: list[bytes]
+    #: id() of each page object: comparing two tables is one vectorised compare
+    ids: np.ndarray
     #: bytes of page data this checkpoint added (pages not shared with its parent)
     cost: int = 0
     pinned: bool = False
@@ -86,6 +90,7 @@ class CheckpointStore(Generic[Extra]):
         self._lib = _native()
         self._zero = bytes(PAGE)
         self._origin_pages: list[bytes] = [self._zero] * self._npages
+        self._origin_ids = np.full(self._npages, id(self._zero), dtype=np.int64)
         self._known = False  # `_origin_pages` does not describe RAM yet
         # Write-fault tracking, or a shadow copy to compare with where it is refused.
         self._dirty = np.zeros(self._npages, dtype=np.uint8)
@@ -116,7 +121,7 @@ class CheckpointStore(Generic[Extra]):
                 self._shadow = self._ram.copy()
             return
         if self._slot >= 0:
-            if self._lib.rd_rearm(self._slot) != 0:
+            if self._lib.rd_rearm_dirty(self._slot) != 0:
                 raise MachineError("cannot write-protect the guest RAM")
             return
         for index in rewritten:
@@ -161,19 +166,20 @@ class CheckpointStore(Generic[Extra]):
         state = self._machine.save_state()
         if not self._known:
             pages = [self._zero] * self._npages
-            used = np.flatnonzero(self._ram.reshape(-1, PAGE).any(axis=1)).tolist()
-            for index in used:
-                pages[index] = self._ram[index * PAGE : (index + 1) * PAGE].tobytes()
-            cost = len(used) * PAGE
+            ids = np.full(self._npages, id(self._zero), dtype=np.int64)
+            changed = np.flatnonzero(self._ram.reshape(-1, PAGE).any(axis=1)).tolist()
         else:
             pages = list(self._origin_pages)
+            ids = self._origin_ids.copy()
             changed = self._changed_pages()
-            for index in changed:
-                pages[index] = self._ram[index * PAGE : (index + 1) * PAGE].tobytes()
-            cost = len(changed) * PAGE
-        cost += 8 * self._npages  # the page table
-        checkpoint = Checkpoint(state.icount, state, extra, pages, cost, pinned)
+        for index in changed:
+            page = self._ram[index * PAGE : (index + 1) * PAGE].tobytes()
+            pages[index] = page
+            ids[index] = id(page)
+        cost = len(changed) * PAGE + 16 * self._npages  # new pages, the tables
+        checkpoint = Checkpoint(state.icount, state, extra, pages, ids, cost, pinned)
         self._origin_pages = pages
+        self._origin_ids = ids
         self._known = True
         self._start_watching()
         self._insert(checkpoint)
@@ -182,19 +188,21 @@ class CheckpointStore(Generic[Extra]):
     def restore(self, checkpoint: Checkpoint[Extra]) -> None:
         """Put the machine back at `checkpoint` (RAM, CPU, devices, time)."""
         changed = set(self._changed_pages())
-        origin = self._origin_pages
         target = checkpoint.pages
-        changed.update(i for i in range(self._npages) if origin[i] is not target[i])
-        if self._slot >= 0:
-            self._lib.rd_unprotect(self._slot)
+        changed.update(np.flatnonzero(self._origin_ids != checkpoint.ids).tolist())
+        if self._slot >= 0 and changed:
+            opened = np.fromiter(changed, dtype=np.uint32, count=len(changed))
+            if self._lib.rd_open_pages(self._slot, opened.ctypes.data, len(opened)) != 0:
+                raise MachineError("cannot make guest RAM pages writable")
         for index in changed:
             self._ram[index * PAGE : (index + 1) * PAGE] = np.frombuffer(
                 target[index], dtype=np.uint8
             )
         self._origin_pages = target
+        self._origin_ids = checkpoint.ids
         self._known = True
         self._start_watching(changed)
-        self._machine.load_state(checkpoint.machine)
+        self._machine.load_state(checkpoint.machine, changed)
 
     def at_or_before(self, icount: int) -> Checkpoint[Extra] | None:
         index = bisect.bisect_right(self._keys, icount) - 1

@@ -52,8 +52,9 @@ def timer_trace(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 class Gdb:
-    def __init__(self, controller: Any) -> None:
+    def __init__(self, controller: Any, address: str) -> None:
         self._gdb = controller
+        self.address = address
 
     def run(self, command: str, timeout: float = 60) -> tuple[str, list[dict[str, Any]]]:
         """A console command; returns (console text, records).  Waits for its result
@@ -112,7 +113,7 @@ def gdb(timer_trace: Path) -> Iterator[Gdb]:
             command=[GDB, "--nx", "--quiet", "--interpreter=mi3"],
             time_to_check_for_additional_output_sec=0.01,
         )
-        helper = Gdb(controller)
+        helper = Gdb(controller, f"{match[1]}:{match[2]}")
         helper.run("set architecture i386")
         helper.run("set confirm off")
         helper.run(f"file {timer_trace / 'guest'}")
