@@ -274,15 +274,15 @@ class Timeline:
         return self._interruptible(self._reverse_cont_or_break)
 
     def _reverse_cont_or_break(self) -> Stop:
-        start = self.icount
-        stop = self._reverse_cont()
         brk = self.icount_break
-        if brk is not None and stop.icount < brk < start:
-            self.seek(brk)
-            return Stop(Where.REPLAY_BREAK, brk, self.machine.cpu.linear_pc())
+        floor = brk if brk is not None and brk < self.icount else 0
+        stop = self._reverse_cont(floor)
+        if floor and stop.where is Where.BEGIN:
+            self.seek(floor)
+            return Stop(Where.REPLAY_BREAK, floor, self.machine.cpu.linear_pc())
         return stop
 
-    def _reverse_cont(self) -> Stop:
+    def _reverse_cont(self, floor: int = 0) -> Stop:
         """Backward to the last breakpoint or watchpoint hit before the current instruction.
 
         Scans the recording interval by interval from the checkpoints, replaying each
@@ -292,7 +292,7 @@ class Timeline:
         gdb shows the writing instruction.
         """
         high = self.icount
-        while high > 0:
+        while high > floor:
             checkpoint = self.store.before(high)
             assert checkpoint is not None  # icount 0 is pinned
             low = checkpoint.icount
@@ -314,9 +314,11 @@ class Timeline:
                     return self._stop_of(stop)
                 if stop.reason is not StopReason.TARGET:
                     break
+            if last_break is not None and last_break < floor:
+                last_break = None  # before the replay_break: that one comes first
             if last_watch is not None and (last_break is None or last_break < last_watch[1]):
                 writer, hit = self._locate(last_watch[0], last_watch[1], last=True)
-                if last_break is None or writer >= last_break:
+                if writer >= floor and (last_break is None or writer >= last_break):
                     self.seek(writer)
                     return Stop(
                         Where.WATCHPOINT,
@@ -329,6 +331,8 @@ class Timeline:
                 self.seek(last_break)
                 return Stop(Where.BREAKPOINT, last_break, self.machine.cpu.linear_pc())
             high = low
+        if floor:
+            return Stop(Where.BEGIN, self.icount, self.machine.cpu.linear_pc())
         self.seek(0)
         return Stop(Where.BEGIN, 0, self.machine.cpu.linear_pc())
 
