@@ -21,7 +21,7 @@ from typing import BinaryIO, NoReturn
 
 from rdebug.api import Session
 from rdebug.errors import FormatError, RdebugError, UsageError
-from rdebug.gdb_target import SessionTarget
+from rdebug.gdb_target import LiveTarget, SessionTarget
 from rdebug.gdbstub.server import GdbServer
 from rdebug.machine.inputs import (
     FileSerialSource,
@@ -110,6 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_machine_options(run)
     _add_serial_options(run, inputs=True)
     _add_max_insns(run)
+    run.add_argument(
+        "--gdb",
+        default=None,
+        metavar="[HOST:]PORT",
+        help="let gdb drive the run (forward only: record, then replay --gdb, to go back)",
+    )
 
     record = sub.add_parser(
         "record",
@@ -420,10 +426,41 @@ def cmd_run(args: argparse.Namespace) -> int:
     with _serial_backend(args.serial) as backend:
         machine = Machine(config, inputs, [backend] if backend else [], disks)
         try:
+            if args.gdb is not None:
+                machine.load(image)
+                return _serve_live(machine, args)
             stop = _execute(machine, image, args.max_insns, terminal)
         finally:
             machine.close()
     return _report(stop)
+
+
+def _serve_live(machine: Machine, args: argparse.Namespace) -> int:
+    host, port = _gdb_address(args.gdb)
+    server = GdbServer(LiveTarget(machine, args.guest if args.guest.exists() else None), host, port)
+    try:
+        address = server.listen()
+    except OSError as exc:
+        raise UsageError(f"--gdb {args.gdb}: cannot listen: {exc.strerror}") from None
+    print(
+        f"rdebug: {args.guest} is waiting for gdb; attach with:\n"
+        f"  gdb -ex 'set architecture i386' -ex 'target remote {address[0]}:{address[1]}' "
+        f"{args.guest}",
+        file=sys.stderr,
+        flush=True,
+    )
+
+    def stop_serving(_signum: int, _frame: FrameType | None) -> None:
+        machine.interrupt()
+        server.close()
+
+    previous = signal.signal(signal.SIGINT, stop_serving)
+    try:
+        with server:
+            server.serve_forever()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    return EXIT_OK
 
 
 _HOST_CAUSE = {

@@ -26,6 +26,7 @@ from rdebug.gdbstub.target import (
     BreakpointKind,
     Breakpoints,
     Continue,
+    Exited,
     ForwardResume,
     GdbSignal,
     LogBoundary,
@@ -42,6 +43,9 @@ from rdebug.gdbstub.target import (
 )
 from rdebug.gdbstub.target import WatchKind as GdbWatchKind
 from rdebug.gdbstub.target_xml import RegisterLayout, i386_layout
+from rdebug.machine.cpu import register_ids
+from rdebug.machine.machine import Machine, StopEvent
+from rdebug.machine.machine import StopReason as StopReason_
 from rdebug.replay.timeline import Stop, Where
 
 _WATCH_KINDS = {
@@ -208,3 +212,122 @@ class _SessionBreakpoints:
             self._session.remove_breakpoint(addr)
         else:
             self._session.remove_watchpoint(addr, length, _WATCH_KINDS[kind])
+
+
+class LiveTarget:
+    """A machine running live (`rdebug run --gdb`): forward only, nothing recorded.
+
+    Breakpoints are the machine's; watchpoints are left to gdb (it single-steps and
+    compares, as for any target without them).  Unlike a replay, the guest may be
+    changed: memory and general registers can be written.
+    """
+
+    def __init__(self, machine: Machine, exec_file: Path | None) -> None:
+        self._machine = machine
+        self._exec_file = exec_file
+        self._layout = i386_layout(sse=True)
+        self._last: StopReason = Signalled(GdbSignal.TRAP)
+        self._breakpoints: set[int] = set()
+
+    def register_layout(self) -> RegisterLayout:
+        return self._layout
+
+    def read_register(self, regnum: int) -> bytes:
+        register = self._layout.register(regnum)
+        value = self._machine.cpu.gdb_register(register.name)
+        return (value & ((1 << register.bitsize) - 1)).to_bytes(register.size, "little")
+
+    def read_registers(self) -> bytes:
+        return b"".join(self.read_register(n) for n in range(len(self._layout.registers)))
+
+    def write_register(self, regnum: int, value: bytes) -> None:
+        name = self._layout.register(regnum).name
+        if name not in register_ids():
+            raise TargetError(errno.EPERM)
+        self._machine.cpu.write(name, int.from_bytes(value, "little"))
+        self._machine.counter.invalidate()
+
+    def write_registers(self, data: bytes) -> None:
+        for regnum, register in enumerate(self._layout.registers):
+            if register.name in register_ids():
+                offset = self._layout.offset(regnum)
+                self.write_register(regnum, data[offset : offset + register.size])
+
+    def read_memory(self, addr: int, length: int) -> bytes:
+        data = self._machine.cpu.read_linear(addr, length)
+        if data is None:
+            data = self._machine.cpu.read_linear(addr, 1)
+            if data is None:
+                raise TargetError(errno.EFAULT)
+        return data
+
+    def write_memory(self, addr: int, data: bytes) -> None:
+        if not self._machine.cpu.write_linear(addr, data):
+            raise TargetError(errno.EFAULT)
+        self._machine.counter.invalidate()
+
+    def resume(self, action: ForwardResume, interrupted: Callable[[], bool]) -> StopReason:
+        done = threading.Event()
+
+        def watch() -> None:
+            while not done.wait(0.02):
+                if interrupted():
+                    self._machine.interrupt()
+                    return
+
+        watcher = threading.Thread(target=watch, name="gdb-interrupt", daemon=True)
+        watcher.start()
+        try:
+            until = self._machine.icount + 1 if isinstance(action, Step) else None
+            stop = self._machine.run(until)
+        finally:
+            done.set()
+            watcher.join()
+        self._last = self._live_reason(stop)
+        return self._last
+
+    @staticmethod
+    def _live_reason(stop: StopEvent) -> StopReason:
+        match stop.reason:
+            case StopReason_.BREAKPOINT:
+                return SwBreak()
+            case StopReason_.EXIT:
+                return Exited((stop.exit_code or 0) & 0xFF)
+            case StopReason_.INTERRUPTED:
+                return Signalled(GdbSignal.INT)
+            case StopReason_.SHUTDOWN | StopReason_.FAULT:
+                return Signalled(GdbSignal.SEGV)
+            case _:
+                return Signalled(GdbSignal.TRAP)
+
+    def stop_reason(self) -> StopReason:
+        return self._last
+
+    def exec_file(self) -> str | None:
+        return None if self._exec_file is None else str(self._exec_file.resolve())
+
+    def monitor(self, command: str) -> str:
+        if command.strip() == "info replay":
+            return f"live run (not replaying): icount {self._machine.icount}\n"
+        return "error: this is a live run: monitor commands act on replays\n"
+
+    def breakpoints(self) -> Breakpoints | None:
+        return self
+
+    def supported_kinds(self) -> frozenset[BreakpointKind]:
+        return frozenset({BreakpointKind.SOFTWARE, BreakpointKind.HARDWARE})
+
+    def add_breakpoint(self, kind: BreakpointKind, addr: int, length: int) -> None:
+        self._machine.add_breakpoint(addr)
+
+    def remove_breakpoint(self, kind: BreakpointKind, addr: int, length: int) -> None:
+        self._machine.remove_breakpoint(addr)
+
+    def reverse(self) -> ReverseExecution | None:
+        return None
+
+    def detach(self) -> None:
+        pass
+
+    def kill(self) -> None:
+        pass

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from rdebug.gdbstub.packet import Packet, PacketDecoder, frame, unescape_binary
 from rdebug.gdbstub.session import RspSession
@@ -396,3 +400,12 @@ def test_a_gdb_connect_transcript() -> None:
     ]  # fmt: skip
     for sent, expected in transcript:
         assert client.raw(sent) == expected, sent
+
+
+@given(st.binary(max_size=120).filter(lambda b: b"$" not in b and b"#" not in b))
+def test_malformed_packets_get_an_answer_never_a_crash(payload: bytes) -> None:
+    """Whatever the payload, the session replies (an error or an empty reply)."""
+    sent: list[bytes] = []
+    session = RspSession(FakeTarget(), sent.append, threading.Event())
+    session.handle(Packet(payload))
+    assert sent  # an answer went out (and nothing was raised)
