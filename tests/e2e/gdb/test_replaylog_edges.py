@@ -27,3 +27,10 @@ def test_continue_to_the_end_and_back(gdb: Gdb) -> None:
     text, _ = gdb.run("stepi")  # nothing after the end: gdb is told so, the target lives
     assert "No more reverse-execution history" in text
     assert _icount(gdb) == (end, end)
+
+
+def test_reverse_stepi_at_icount_0(gdb: Gdb) -> None:
+    assert _icount(gdb)[0] == 0
+    text, _ = gdb.run("reverse-stepi")
+    assert "No more reverse-execution history" in text
+    assert _icount(gdb)[0] == 0 and gdb.pc() == gdb.value("_start")
