@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import statistics
 import struct
@@ -28,8 +27,8 @@ import rdebug
 from rdebug.machine.inputs import LiveInputs
 from rdebug.machine.loader import parse_image
 from rdebug.machine.machine import Machine, MachineConfig
-from rdebug.replay.recorder import Recorder
-from rdebug.replay.trace import GuestSpec, Trace, load_guest, sha256
+from rdebug.replay import recording
+from rdebug.replay.trace import GuestSpec, sha256
 from rdebug.snapshots.checkpoints import PAGE, CheckpointStore
 
 GUESTS = Path(__file__).resolve().parent.parent / "sample_guests" / "build"
@@ -55,18 +54,7 @@ def record(folder: Path, passes: int) -> int:
     data = patched_crc(passes)
     spec = GuestSpec("crc.elf", str(GUESTS / "crc.elf"), sha256(data))
     config = MachineConfig(memory_mb=256)
-    trace = Trace.create(folder, data, spec, config)
-    fd = trace.open_log_for_writing()
-    try:
-        recorder = Recorder(LiveInputs(), fd)
-        machine = Machine(config, recorder, [])
-        machine.load(load_guest(spec, data))
-        stop = machine.run()
-        recorder.finish(stop.icount)
-        machine.close()
-    finally:
-        os.close(fd)
-    return stop.icount
+    return recording.record(folder, data, spec, config, LiveInputs()).stop.icount
 
 
 def bench_seeks(folder: Path, seeks: int) -> None:

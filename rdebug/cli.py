@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import signal
 import sys
 import termios
@@ -32,9 +31,8 @@ from rdebug.machine.inputs import (
 from rdebug.machine.loader import ImageFormat, LoadedImage, parse_image
 from rdebug.machine.machine import Machine, MachineConfig, StopEvent, StopReason
 from rdebug.replay.dump import dump
-from rdebug.replay.log import ShutdownCause
 from rdebug.replay.player import Ending, Player
-from rdebug.replay.recorder import Recorder
+from rdebug.replay.recording import record
 from rdebug.replay.trace import (
     DriveSpec,
     GuestSpec,
@@ -44,8 +42,6 @@ from rdebug.replay.trace import (
     parse_drive,
     sha256,
 )
-from rdebug.snapshots import vmstate
-from rdebug.snapshots.images import write_overlay
 from rdebug.snapshots.named import SnapshotFile
 
 EXIT_OK = 0
@@ -463,46 +459,27 @@ def _serve_live(machine: Machine, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-_HOST_CAUSE = {
-    StopReason.INTERRUPTED: ShutdownCause.HOST_SIGNAL,
-    StopReason.TARGET: ShutdownCause.HOST_COMMAND,
-    StopReason.FAULT: ShutdownCause.HOST_ERROR,
-}
-
-
 def cmd_record(args: argparse.Namespace) -> int:
     data, spec, image = _read_guest(args)
+    del image  # parsed to refuse a bad image before anything is created
     config = _machine_config(args)
     drives = _drives(args)
-    disks = open_disks(drives, check=False)
+    inputs, terminal = _live_inputs(args)
     with _serial_backend(args.serial) as backend:
-        trace = Trace.create(args.output, data, spec, config, drives)
-        fd = trace.open_log_for_writing()
-        inputs, terminal = _live_inputs(args)
-        recorder = Recorder(inputs, fd)
-        machine = Machine(config, recorder, [backend] if backend else [], disks)
-        try:
-            machine.load(image)
-            # The seed's rrsnapshot: the machine at the start of the recording.
-            SnapshotFile(trace.snapshots_path).save("init", vmstate.encode(machine, None), 0, 0)
-            stop = _execute(machine, None, args.max_insns, terminal)
-            recorder.finish(stop.icount, _HOST_CAUSE.get(stop.reason))
-            for drive in drives:
-                disk = disks[drive.index]
-                assert disk is not None
-                write_overlay(
-                    trace.disk_overlay_path(drive.index),
-                    Path(drive.source),
-                    drive.format,
-                    disk.base.size,
-                    disk.written,
-                )
-        finally:
-            machine.close()
-            os.close(fd)
-    status = _report(stop)
+        recording = record(
+            args.output,
+            data,
+            spec,
+            config,
+            inputs,
+            serial=[backend] if backend else [],
+            drives=drives,
+            run=lambda machine: _execute(machine, None, args.max_insns, terminal),
+        )
+    status = _report(recording.stop)
     print(
-        f"rdebug: recorded {stop.icount} instructions, {recorder.events} events, in {trace.path}",
+        f"rdebug: recorded {recording.stop.icount} instructions, {recording.events} events, "
+        f"in {recording.trace.path}",
         file=sys.stderr,
     )
     return status

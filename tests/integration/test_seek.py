@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +12,7 @@ from hypothesis import strategies as st
 from rdebug.machine.inputs import ExternalInputs, LiveInputs, ScriptedInputs
 from rdebug.machine.machine import Machine, MachineConfig
 from rdebug.replay.player import Player, recording_end
-from rdebug.replay.recorder import Recorder
+from rdebug.replay.recording import record
 from rdebug.replay.timeline import SeekError, Timeline
 from rdebug.replay.trace import GuestSpec, Trace, load_guest, sha256
 from tests.conftest import GUESTS
@@ -25,18 +24,7 @@ INPUTS: dict[str, ExternalInputs] = {}
 def _record(folder: Path, guest: str, inputs: ExternalInputs) -> Trace:
     data = (GUESTS / f"{guest}.elf").read_bytes()
     spec = GuestSpec(f"{guest}.elf", str(GUESTS / f"{guest}.elf"), sha256(data))
-    trace = Trace.create(folder, data, spec, CONFIG)
-    fd = trace.open_log_for_writing()
-    try:
-        recorder = Recorder(inputs, fd)
-        machine = Machine(CONFIG, recorder, [])
-        machine.load(load_guest(spec, data))
-        stop = machine.run()
-        recorder.finish(stop.icount)
-        machine.close()
-    finally:
-        os.close(fd)
-    return trace
+    return record(folder, data, spec, CONFIG, inputs).trace
 
 
 def _inputs(guest: str) -> ExternalInputs:

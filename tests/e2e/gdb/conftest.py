@@ -7,6 +7,7 @@ command waits for its `^done`/`^error` and, for execution commands, the `*stoppe
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import subprocess
@@ -94,36 +95,50 @@ class Gdb:
         return self.value("$pc")
 
 
-@pytest.fixture
-def gdb(timer_trace: Path) -> Iterator[Gdb]:
-    server = subprocess.Popen(
-        [sys.executable, "-m", "rdebug", "replay", str(timer_trace), "--gdb", "127.0.0.1:0"],
+@contextlib.contextmanager
+def rdebug_gdb_server(*args: str) -> Iterator[str]:
+    """`rdebug ARGS --gdb 127.0.0.1:0` running; yields the address it printed."""
+    with subprocess.Popen(
+        [sys.executable, "-m", "rdebug", *args, "--gdb", "127.0.0.1:0"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         cwd=ROOT,
         text=True,
+    ) as server:
+        try:
+            assert server.stderr is not None
+            banner = server.stderr.readline() + server.stderr.readline()
+            match = re.search(r"target remote ([\d.]+):(\d+)", banner)
+            assert match, banner
+            yield f"{match[1]}:{match[2]}"
+        finally:
+            server.kill()
+
+
+@contextlib.contextmanager
+def attached_gdb(address: str, program: Path, *settings: str) -> Iterator[Gdb]:
+    """A real gdb (pygdbmi) with `program`'s symbols, attached to `address`."""
+    assert GDB is not None
+    controller = GdbController(
+        command=[GDB, "--nx", "--quiet", "--interpreter=mi3"],
+        time_to_check_for_additional_output_sec=0.01,
     )
-    controller = None
     try:
-        assert server.stderr is not None
-        banner = server.stderr.readline() + server.stderr.readline()
-        match = re.search(r"target remote ([\d.]+):(\d+)", banner)
-        assert match, banner
-        controller = GdbController(
-            command=[GDB, "--nx", "--quiet", "--interpreter=mi3"],
-            time_to_check_for_additional_output_sec=0.01,
-        )
-        helper = Gdb(controller, f"{match[1]}:{match[2]}")
-        helper.run("set architecture i386")
-        helper.run("set confirm off")
-        helper.run(f"file {timer_trace / 'guest'}")
-        _, records = helper.run(f"target remote {match[1]}:{match[2]}")
+        helper = Gdb(controller, address)
+        for setting in ("set architecture i386", "set confirm off", *settings):
+            helper.run(setting)
+        helper.run(f"file {program}")
+        _, records = helper.run(f"target remote {address}")
         assert not any(r.get("message") == "error" for r in records), records
         yield helper
     finally:
-        if controller is not None:
-            controller.exit()
-        server.kill()
-        server.wait(timeout=30)
-        if server.stderr is not None:
-            server.stderr.close()
+        controller.exit()
+
+
+@pytest.fixture
+def gdb(timer_trace: Path) -> Iterator[Gdb]:
+    with (
+        rdebug_gdb_server("replay", str(timer_trace)) as address,
+        attached_gdb(address, timer_trace / "guest") as helper,
+    ):
+        yield helper

@@ -11,10 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pygdbmi.gdbcontroller import GdbController
 
 from tests.conftest import GUESTS, ROOT
-from tests.e2e.gdb.conftest import GDB, Gdb
+from tests.e2e.gdb.conftest import Gdb, attached_gdb, rdebug_gdb_server
 
 
 @pytest.fixture(scope="module")
@@ -43,32 +42,11 @@ def bug_trace(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def bug_gdb(bug_trace: Path) -> Iterator[Gdb]:
-    assert GDB is not None
-    with subprocess.Popen(
-        [sys.executable, "-m", "rdebug", "replay", str(bug_trace), "--gdb", "127.0.0.1:0"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        cwd=ROOT,
-        text=True,
-    ) as server:
-        controller = None
-        try:
-            assert server.stderr is not None
-            banner = server.stderr.readline() + server.stderr.readline()
-            match = re.search(r"target remote ([\d.]+):(\d+)", banner)
-            assert match, banner
-            controller = GdbController(
-                command=[GDB, "--nx", "--quiet", "--interpreter=mi3"],
-                time_to_check_for_additional_output_sec=0.01,
-            )
-            gdb = Gdb(controller, f"{match[1]}:{match[2]}")
-            gdb.run(f"file {GUESTS / 'bug.elf'}")
-            gdb.run(f"target remote {match[1]}:{match[2]}")
-            yield gdb
-        finally:
-            if controller is not None:
-                controller.exit()
-            server.kill()
+    with (
+        rdebug_gdb_server("replay", str(bug_trace)) as address,
+        attached_gdb(address, GUESTS / "bug.elf") as gdb,
+    ):
+        yield gdb
 
 
 def _where(gdb: Gdb) -> tuple[str, int]:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import re
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,7 +16,7 @@ import pytest
 
 from bench.seek import record
 from rdebug.gdbstub.packet import frame
-from tests.conftest import ROOT
+from tests.e2e.gdb.conftest import rdebug_gdb_server
 
 
 @pytest.fixture(scope="module")
@@ -40,37 +38,25 @@ def _exchange(conn: socket.socket, payload: bytes, timeout: float = 120) -> byte
 
 
 def test_interrupt_stops_a_long_reverse_continue(long_trace: Path) -> None:
-    with subprocess.Popen(
-        [sys.executable, "-m", "rdebug", "replay", str(long_trace), "--gdb", "127.0.0.1:0"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        cwd=ROOT,
-        text=True,
-    ) as server:
-        try:
-            assert server.stderr is not None
-            banner = server.stderr.readline() + server.stderr.readline()
-            match = re.search(r"target remote ([\d.]+):(\d+)", banner)
-            assert match, banner
-            with socket.create_connection((match[1], int(match[2])), timeout=60) as conn:
-                assert _exchange(conn, b"QStartNoAckMode").endswith(b"OK")
-                command = b"replay_seek 1600000000".hex().encode()
-                _exchange(conn, b"qRcmd," + command)
-                conn.sendall(frame(b"bc"))
-                time.sleep(0.3)  # the reverse-continue is under way (it takes > 1 s)
-                started = time.monotonic()
-                conn.sendall(b"\x03")
-                reply = b""
-                while b"#" not in reply:
-                    chunk = conn.recv(4096)
-                    assert chunk
-                    reply += chunk
-                assert time.monotonic() - started < 10
-                assert reply.startswith(b"$T02"), reply  # SIGINT, not the log's beginning
-                where = bytes.fromhex(
-                    _exchange(conn, b"qRcmd," + b"info replay".hex().encode()).decode().lstrip("O")
-                ).decode()
-                icount = int(where.split()[1])
-                assert 0 < icount < 1_600_000_000
-        finally:
-            server.kill()
+    with rdebug_gdb_server("replay", str(long_trace)) as address:
+        host, port = address.split(":")
+        with socket.create_connection((host, int(port)), timeout=60) as conn:
+            assert _exchange(conn, b"QStartNoAckMode").endswith(b"OK")
+            command = b"replay_seek 1600000000".hex().encode()
+            _exchange(conn, b"qRcmd," + command)
+            conn.sendall(frame(b"bc"))
+            time.sleep(0.3)  # the reverse-continue is under way (it takes > 1 s)
+            started = time.monotonic()
+            conn.sendall(b"\x03")
+            reply = b""
+            while b"#" not in reply:
+                chunk = conn.recv(4096)
+                assert chunk
+                reply += chunk
+            assert time.monotonic() - started < 10
+            assert reply.startswith(b"$T02"), reply  # SIGINT, not the log's beginning
+            where = bytes.fromhex(
+                _exchange(conn, b"qRcmd," + b"info replay".hex().encode()).decode().lstrip("O")
+            ).decode()
+            icount = int(where.split()[1])
+            assert 0 < icount < 1_600_000_000

@@ -1,0 +1,83 @@
+"""Making a recording: a trace folder, the `init` snapshot, the log, the disk overlays.
+
+The one place that knows how a recording is put together; `rdebug record`, the scripting
+API's users, the benchmarks and the tests all record through `record`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from rdebug.machine.devices.uart import SerialBackend
+from rdebug.machine.inputs import ExternalInputs
+from rdebug.machine.machine import Machine, MachineConfig, StopEvent, StopReason
+from rdebug.replay.log import ShutdownCause
+from rdebug.replay.recorder import Recorder
+from rdebug.replay.trace import DriveSpec, GuestSpec, Trace, load_guest, open_disks
+from rdebug.snapshots import vmstate
+from rdebug.snapshots.images import write_overlay
+from rdebug.snapshots.named import SnapshotFile
+
+#: How a recording that the guest did not end itself is logged (EVENT_SHUTDOWN cause).
+_HOST_CAUSE = {
+    StopReason.INTERRUPTED: ShutdownCause.HOST_SIGNAL,
+    StopReason.TARGET: ShutdownCause.HOST_COMMAND,
+    StopReason.FAULT: ShutdownCause.HOST_ERROR,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Recording:
+    trace: Trace
+    stop: StopEvent
+    events: int
+
+
+def record(
+    folder: Path,
+    guest: bytes,
+    spec: GuestSpec,
+    config: MachineConfig,
+    inputs: ExternalInputs,
+    *,
+    serial: Sequence[SerialBackend] = (),
+    drives: tuple[DriveSpec, ...] = (),
+    run: Callable[[Machine], StopEvent] = lambda machine: machine.run(),
+    prepare: Callable[[Machine], None] = lambda machine: None,
+) -> Recording:
+    """Record `guest` into the new trace folder `folder`.
+
+    `run` runs the loaded machine (e.g. with a Ctrl-C handler and an instruction limit);
+    `prepare` may change the loaded machine first (a benchmark raising a pass count).
+    """
+    disks = open_disks(drives, check=False)
+    trace = Trace.create(folder, guest, spec, config, drives)
+    fd = trace.open_log_for_writing()
+    try:
+        recorder = Recorder(inputs, fd)
+        machine = Machine(config, recorder, serial, disks)
+        try:
+            machine.load(load_guest(spec, guest))
+            prepare(machine)
+            # The seed's rrsnapshot: the machine at the start of the recording.
+            SnapshotFile(trace.snapshots_path).save("init", vmstate.encode(machine, None), 0, 0)
+            stop = run(machine)
+            recorder.finish(stop.icount, _HOST_CAUSE.get(stop.reason))
+            for drive in drives:
+                disk = disks[drive.index]
+                assert disk is not None
+                write_overlay(
+                    trace.disk_overlay_path(drive.index),
+                    Path(drive.source),
+                    drive.format,
+                    disk.base.size,
+                    disk.written,
+                )
+        finally:
+            machine.close()
+    finally:
+        os.close(fd)
+    return Recording(trace, stop, recorder.events)
