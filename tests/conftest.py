@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +17,28 @@ from rdebug.machine.machine import Machine, MachineConfig
 ROOT = Path(__file__).resolve().parent.parent
 GUESTS = ROOT / "sample_guests" / "build"
 EXPECTED = ROOT / "sample_guests" / "expected"
+
+
+def record_cli(guest: str, trace: Path, *options: str) -> Path:
+    """`rdebug record GUEST -o TRACE OPTIONS` as a user types it; the guest must succeed."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rdebug",
+            "record",
+            str(GUESTS / f"{guest}.elf"),
+            "-o",
+            str(trace),
+            *options,
+        ],
+        capture_output=True,
+        timeout=120,
+        cwd=ROOT,
+        check=False,
+    )
+    assert result.returncode == 1, result.stderr
+    return trace
 
 
 class BytesImage:

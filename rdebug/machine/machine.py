@@ -164,13 +164,6 @@ class MachineConfig:
             raise MachineError(f"unknown instruction counter {self.counter!r}")
 
 
-class NullSerial:
-    """A serial backend that drops what the guest sends."""
-
-    def write(self, data: bytes) -> None:
-        del data
-
-
 class Machine:
     """An i386 PC running one guest."""
 
@@ -205,7 +198,7 @@ class Machine:
         self._watch_hooks: dict[tuple[int, int, WatchKind], int] = {}
         self._watch_hit: WatchHit | None = None
 
-        backends = list(serial) + [NullSerial()] * (2 - len(serial))
+        backends: list[SerialBackend | None] = [*serial, None, None]  # None: dropped
         self.pic = PicPair(self)
         self.pit = Pit(self)
         self.port61 = SystemControlPort(self, self.pit)

@@ -7,41 +7,19 @@ in reverse order, in exactly the same machine state.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 import rdebug
 from rdebug.replay.timeline import Where
-from tests.conftest import GUESTS, ROOT
+from tests.conftest import record_cli
 
 
 @pytest.fixture(scope="module")
 def timer_trace(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    trace = tmp_path_factory.mktemp("reverse") / "trace"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "rdebug",
-            "record",
-            str(GUESTS / "timer.elf"),
-            "-o",
-            str(trace),
-            "-m",
-            "8",
-            "--serial",
-            "null",
-        ],
-        capture_output=True,
-        timeout=120,
-        cwd=ROOT,
-        check=False,
-    )
-    assert result.returncode == 1, result.stderr
-    return trace
+    folder = tmp_path_factory.mktemp("reverse") / "trace"
+    return record_cli("timer", folder, "-m", "8", "--serial", "null")
 
 
 def test_reverse_stepi_retraces_every_pc(timer_trace: Path) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,32 +10,13 @@ import rdebug
 from rdebug import monitor
 from rdebug.errors import UsageError
 from rdebug.replay.timeline import Where
-from tests.conftest import GUESTS, ROOT
+from tests.conftest import record_cli
 
 
 @pytest.fixture(scope="module")
 def trace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("monitor") / "trace"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "rdebug",
-            "record",
-            str(GUESTS / "timer.elf"),
-            "-o",
-            str(folder),
-            "-m",
-            "8",
-            "--serial",
-            "null",
-        ],
-        capture_output=True,
-        timeout=120,
-        cwd=ROOT,
-        check=False,
-    )
-    return folder
+    return record_cli("timer", folder, "-m", "8", "--serial", "null")
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from pygdbmi.gdbcontroller import GdbController
 
-from tests.conftest import GUESTS, ROOT
+from tests.conftest import ROOT, record_cli
 
 GDB = shutil.which("gdb")
 pytestmark = pytest.mark.skipif(GDB is None, reason="gdb is not installed")
@@ -28,28 +28,8 @@ pytestmark = pytest.mark.skipif(GDB is None, reason="gdb is not installed")
 
 @pytest.fixture(scope="session")
 def timer_trace(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    trace = tmp_path_factory.mktemp("gdb") / "timer"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "rdebug",
-            "record",
-            str(GUESTS / "timer.elf"),
-            "-o",
-            str(trace),
-            "-m",
-            "8",
-            "--serial",
-            "null",
-        ],
-        capture_output=True,
-        timeout=120,
-        cwd=ROOT,
-        check=False,
-    )
-    assert result.returncode == 1, result.stderr
-    return trace
+    folder = tmp_path_factory.mktemp("gdb") / "timer"
+    return record_cli("timer", folder, "-m", "8", "--serial", "null")
 
 
 class Gdb:
