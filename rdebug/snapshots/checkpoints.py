@@ -18,6 +18,7 @@ from __future__ import annotations
 import bisect
 import ctypes
 import importlib.util
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -117,6 +118,9 @@ class CheckpointStore(Generic[Extra]):
                 self._slot = self._lib.rd_track(
                     self._ram.ctypes.data, self._npages * PAGE, self._dirty.ctypes.data
                 )
+                if self._slot >= 0:
+                    # a store dropped without close() must not leave its region armed
+                    self._finalizer = weakref.finalize(self, self._lib.rd_untrack, self._slot)
             if self._slot < 0:
                 self._shadow = self._ram.copy()
             return
@@ -146,7 +150,7 @@ class CheckpointStore(Generic[Extra]):
     def close(self) -> None:
         """Drop every checkpoint and let go of the machine's RAM."""
         if self._slot >= 0:
-            self._lib.rd_untrack(self._slot)
+            self._finalizer()  # rd_untrack, once
             self._slot = -1
         self._checkpoints.clear()
         self._keys.clear()
