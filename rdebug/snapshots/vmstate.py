@@ -168,5 +168,8 @@ def apply(machine: Machine, state: VmState) -> None:
             f"the snapshot is of a {state.memory_mb} MiB machine, this one has "
             f"{machine.config.memory_mb} MiB"
         )
+    try:
+        machine.load_state(state.machine)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise SnapshotError(f"the snapshot's device state is damaged ({exc})") from None
     machine.cpu.ram[:] = state.ram
-    machine.load_state(state.machine)

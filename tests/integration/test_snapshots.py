@@ -12,6 +12,9 @@ import pytest
 
 import rdebug
 from rdebug.errors import RdebugError, SnapshotError
+from rdebug.machine.inputs import LiveInputs
+from rdebug.machine.machine import Machine, MachineConfig
+from rdebug.snapshots import vmstate
 from tests.conftest import EXPECTED, GUESTS, ROOT
 
 QEMU_IMG = shutil.which("qemu-img")
@@ -170,3 +173,15 @@ def test_bad_drive_options(drive: str, needle: str) -> None:
     result = _rdebug("run", str(GUESTS / "hello.elf"), "--drive", drive)
     err = result.stderr.decode()
     assert result.returncode == 2 and err.count("\n") == 1 and needle in err, err
+
+
+def test_a_snapshot_with_damaged_device_state_is_refused() -> None:
+    machine = Machine(MachineConfig(memory_mb=16), LiveInputs(), [])
+    try:
+        good = vmstate.encode(machine, None)
+        bad = good.replace(b'"irr": 0', b'"irr":[]', 1)  # same length: the header keeps its size
+        assert bad != good
+        with pytest.raises(SnapshotError, match="device state is damaged"):
+            vmstate.apply(machine, vmstate.decode(bad, "bad"))
+    finally:
+        machine.close()

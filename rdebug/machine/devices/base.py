@@ -76,3 +76,22 @@ class Device:
 
     def load_state(self, state: Mapping[str, StateValue]) -> None:
         """Restore what `save_state` returned (timers are re-armed by the device)."""
+
+
+# -- reading saved state back (it may come from a file: wrong types raise, never assert) --
+
+
+def state_int(value: StateValue) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"expected an integer in a device state, got {value!r}")
+    return value
+
+
+def state_opt_int(value: StateValue) -> int | None:
+    return None if value is None else state_int(value)
+
+
+def state_bytes(value: StateValue) -> bytes:
+    if not isinstance(value, bytes):
+        raise TypeError(f"expected bytes in a device state, got {type(value).__name__}")
+    return value

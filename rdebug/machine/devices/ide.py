@@ -41,7 +41,14 @@ from types import MappingProxyType
 from typing import Protocol, assert_never
 
 from rdebug.errors import MachineError
-from rdebug.machine.devices.base import Device, DeviceContext, State, StateValue
+from rdebug.machine.devices.base import (
+    Device,
+    DeviceContext,
+    State,
+    StateValue,
+    state_bytes,
+    state_int,
+)
 
 SECTOR_SIZE = 512
 #: Model number in IDENTIFY DEVICE words 27-46 (padded with spaces to 40 characters).
@@ -194,16 +201,16 @@ class _Drive:
         }
 
     def load_state(self, state: Mapping[str, StateValue]) -> None:
-        self.status = _int(state["status"])
-        self.error = _int(state["error"])
-        self.buffer = bytearray(_bytes(state["buffer"]))
-        self.pos = _int(state["pos"])
+        self.status = state_int(state["status"])
+        self.error = state_int(state["error"])
+        self.buffer = bytearray(state_bytes(state["buffer"]))
+        self.pos = state_int(state["pos"])
         self.phase = Phase(_str(state["phase"]))
-        self.lba = _int(state["lba"])
-        self.remaining = _int(state["remaining"])
+        self.lba = state_int(state["lba"])
+        self.remaining = state_int(state["remaining"])
         self.intrq = bool(state["intrq"])
-        self.heads = _int(state["heads"])
-        self.sectors_per_track = _int(state["sectors_per_track"])
+        self.heads = state_int(state["heads"])
+        self.sectors_per_track = state_int(state["sectors_per_track"])
 
 
 class IdeController(Device):
@@ -507,24 +514,26 @@ class IdeController(Device):
 
     def load_state(self, state: Mapping[str, StateValue]) -> None:
         drives = state["drives"]
-        assert isinstance(drives, list), drives
+        if not (isinstance(drives, list)):
+            raise TypeError("malformed ide device state")
         present = [drive is not None for drive in self.drives]
         if [saved is not None for saved in drives] != present:
             raise MachineError(
                 f"{self.name}: the snapshot's drives (master, slave present: "
                 f"{[saved is not None for saved in drives]}) are not this machine's ({present})"
             )
-        self.features = _int(state["features"])
-        self.sector_count = _int(state["sector_count"])
-        self.lba_low = _int(state["lba_low"])
-        self.lba_mid = _int(state["lba_mid"])
-        self.lba_high = _int(state["lba_high"])
-        self.device = _int(state["device"])
-        self.device_control = _int(state["device_control"])
+        self.features = state_int(state["features"])
+        self.sector_count = state_int(state["sector_count"])
+        self.lba_low = state_int(state["lba_low"])
+        self.lba_mid = state_int(state["lba_mid"])
+        self.lba_high = state_int(state["lba_high"])
+        self.device = state_int(state["device"])
+        self.device_control = state_int(state["device_control"])
         self._irq_level = bool(state["irq_level"])
         for drive, saved in zip(self.drives, drives, strict=True):
             if drive is not None:
-                assert isinstance(saved, dict), saved
+                if not (isinstance(saved, dict)):
+                    raise TypeError("malformed ide device state")
                 drive.load_state(saved)
 
 
@@ -578,16 +587,7 @@ def _put_string(words: list[int], first: int, length: int, text: str) -> None:
         words[first + i] = raw[2 * i] << 8 | raw[2 * i + 1]
 
 
-def _int(value: StateValue) -> int:
-    assert isinstance(value, int), value
-    return value
-
-
 def _str(value: StateValue) -> str:
-    assert isinstance(value, str), value
-    return value
-
-
-def _bytes(value: StateValue) -> bytes:
-    assert isinstance(value, bytes), value
+    if not (isinstance(value, str)):
+        raise TypeError("malformed ide device state")
     return value

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from enum import Enum
 
-from rdebug.machine.devices.base import Device, DeviceContext, State, StateValue
+from rdebug.machine.devices.base import Device, DeviceContext, State, StateValue, state_int
 
 MASTER_PORTS = range(0x20, 0x22)
 SLAVE_PORTS = range(0xA0, 0xA2)
@@ -255,29 +255,25 @@ class _Chip:
         }
 
     def load_state(self, state: Mapping[str, StateValue]) -> None:
-        self.lines = _int(state["lines"])
-        self.irr = _int(state["irr"])
-        self.isr = _int(state["isr"])
-        self.imr = _int(state["imr"])
-        self.icw1 = _int(state["icw1"])
-        self.icw2 = _int(state["icw2"])
-        self.icw3 = _int(state["icw3"])
-        self.icw4 = _int(state["icw4"])
+        self.lines = state_int(state["lines"])
+        self.irr = state_int(state["irr"])
+        self.isr = state_int(state["isr"])
+        self.imr = state_int(state["imr"])
+        self.icw1 = state_int(state["icw1"])
+        self.icw2 = state_int(state["icw2"])
+        self.icw3 = state_int(state["icw3"])
+        self.icw4 = state_int(state["icw4"])
         self.init_step = _InitStep(state["init_step"])
-        self.priority_add = _int(state["priority_add"])
+        self.priority_add = state_int(state["priority_add"])
         self.read_isr = bool(state["read_isr"])
         self.poll = bool(state["poll"])
         self.special_mask = bool(state["special_mask"])
         self.rotate_on_aeoi = bool(state["rotate_on_aeoi"])
 
 
-def _int(value: StateValue) -> int:
-    assert isinstance(value, int), value
-    return value
-
-
 def _mapping(value: StateValue) -> Mapping[str, StateValue]:
-    assert isinstance(value, dict), value
+    if not (isinstance(value, dict)):
+        raise TypeError("malformed pic device state")
     return value
 
 
@@ -419,7 +415,7 @@ class PicPair(Device):
         }
 
     def load_state(self, state: Mapping[str, StateValue]) -> None:
-        self._isa_lines = _int(state["isa_lines"])
+        self._isa_lines = state_int(state["isa_lines"])
         self.master.load_state(_mapping(state["master"]))
         self.slave.load_state(_mapping(state["slave"]))
         self._int_out = self.master.pending() is not None

@@ -24,7 +24,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from enum import Enum
 
-from rdebug.machine.devices.base import Device, DeviceContext, State, StateValue
+from rdebug.machine.devices.base import (
+    Device,
+    DeviceContext,
+    State,
+    StateValue,
+    state_int,
+    state_opt_int,
+)
 
 #: The 8254's input clock on a PC (14.31818 MHz / 12).
 PIT_HZ = 1_193_182
@@ -331,25 +338,25 @@ class _Counter:
         }
 
     def load_state(self, state: Mapping[str, StateValue]) -> None:
-        self.mode_bits = _int(state["mode_bits"])
+        self.mode_bits = state_int(state["mode_bits"])
         self.access = AccessMode(state["access"])
         self.bcd = bool(state["bcd"])
-        self.cr = _int(state["cr"])
+        self.cr = state_int(state["cr"])
         self.has_count = bool(state["has_count"])
         self.null_count = bool(state["null_count"])
-        self.write_lo = _int(state["write_lo"])
+        self.write_lo = state_int(state["write_lo"])
         self.write_msb_next = bool(state["write_msb_next"])
         self.read_msb_next = bool(state["read_msb_next"])
-        self.ol = _opt_int(state["ol"])
-        self.status = _opt_int(state["status"])
+        self.ol = state_opt_int(state["ol"])
+        self.status = state_opt_int(state["status"])
         self.gate = bool(state["gate"])
         self.phase = _Phase(state["phase"])
-        self.start_tick = _int(state["start_tick"])
-        self.start_ce = _int(state["start_ce"])
+        self.start_tick = state_int(state["start_tick"])
+        self.start_ce = state_int(state["start_ce"])
         self.tc_done = bool(state["tc_done"])
-        self.period = _int(state["period"])
-        self.pending = _opt_int(state["pending"])
-        self.pending_tick = _int(state["pending_tick"])
+        self.period = state_int(state["period"])
+        self.pending = state_opt_int(state["pending"])
+        self.pending_tick = state_int(state["pending_tick"])
 
 
 def _from_bcd(value: int) -> int:
@@ -358,16 +365,6 @@ def _from_bcd(value: int) -> int:
 
 def _to_bcd(value: int) -> int:
     return sum(((value // 10**i) % 10) << (4 * i) for i in range(4))
-
-
-def _int(value: StateValue) -> int:
-    assert isinstance(value, int), value
-    return value
-
-
-def _opt_int(value: StateValue) -> int | None:
-    assert value is None or isinstance(value, int), value
-    return value
 
 
 class Pit(Device):
@@ -507,12 +504,14 @@ class Pit(Device):
 
     def load_state(self, state: Mapping[str, StateValue]) -> None:
         counters = state["counters"]
-        assert isinstance(counters, list) and len(counters) == 3, counters
+        if not (isinstance(counters, list) and len(counters) == 3):
+            raise TypeError("malformed pit device state")
         for counter, saved in zip(self._counters, counters, strict=True):
-            assert isinstance(saved, dict), saved
+            if not (isinstance(saved, dict)):
+                raise TypeError("malformed pit device state")
             counter.load_state(saved)
         self._irq_level = bool(state["irq_level"])
-        self._edge_tick = _opt_int(state["edge_tick"])
+        self._edge_tick = state_opt_int(state["edge_tick"])
         self._arm()
 
 
@@ -551,4 +550,4 @@ class SystemControlPort(Device):
         return {"bits": self._bits}
 
     def load_state(self, state: Mapping[str, StateValue]) -> None:
-        self._bits = _int(state["bits"])
+        self._bits = state_int(state["bits"])

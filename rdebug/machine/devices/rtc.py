@@ -18,7 +18,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
-from rdebug.machine.devices.base import Device, DeviceContext, State, StateValue
+from rdebug.machine.devices.base import (
+    Device,
+    DeviceContext,
+    State,
+    StateValue,
+    state_int,
+    state_opt_int,
+)
 
 NS_PER_S = 1_000_000_000
 SECONDS_PER_DAY = 86_400
@@ -499,30 +506,22 @@ class Rtc(Device):
         }
 
     def load_state(self, state: Mapping[str, StateValue]) -> None:
-        self.index = _int(state["index"])
+        self.index = state_int(state["index"])
         cmos = state["cmos"]
-        assert isinstance(cmos, bytes) and len(cmos) == CMOS_SIZE
+        if not (isinstance(cmos, bytes) and len(cmos) == CMOS_SIZE):
+            raise TypeError("malformed rtc device state")
         self.cmos = bytearray(cmos)
-        self._offset_ns = _opt_int(state["offset_ns"])
+        self._offset_ns = state_opt_int(state["offset_ns"])
         frozen = state["frozen"]
         if frozen is None:
             self._frozen = None
         else:
-            assert isinstance(frozen, list)
-            year, month, day, hour, minute, second = (_int(field) for field in frozen)
+            if not (isinstance(frozen, list)):
+                raise TypeError("malformed rtc device state")
+            year, month, day, hour, minute, second = (state_int(field) for field in frozen)
             self._frozen = CalendarTime(year, month, day, hour, minute, second)
-        self._flags = _int(state["flags"])
-        self._accounted_ns = _int(state["accounted_ns"])
+        self._flags = state_int(state["flags"])
+        self._accounted_ns = state_int(state["accounted_ns"])
         self._irq_level = bool(state["irq_level"])
-        self._deadline = _opt_int(state["deadline"])
+        self._deadline = state_opt_int(state["deadline"])
         self.ctx.set_timer(self, self._deadline)
-
-
-def _int(value: StateValue) -> int:
-    assert isinstance(value, int), value
-    return value
-
-
-def _opt_int(value: StateValue) -> int | None:
-    assert value is None or isinstance(value, int), value
-    return value

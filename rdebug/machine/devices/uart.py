@@ -23,7 +23,15 @@ from enum import Enum
 from types import MappingProxyType
 from typing import Protocol
 
-from rdebug.machine.devices.base import Device, DeviceContext, State, StateValue
+from rdebug.machine.devices.base import (
+    Device,
+    DeviceContext,
+    State,
+    StateValue,
+    state_bytes,
+    state_int,
+    state_opt_int,
+)
 
 NS_PER_S = 1_000_000_000
 #: Baud rate for divisor 1 (1.8432 MHz crystal / 16).
@@ -427,36 +435,21 @@ class Uart(Device):
         }
 
     def load_state(self, state: Mapping[str, StateValue]) -> None:
-        self.ier = _int(state["ier"])
-        self.lcr = _int(state["lcr"])
-        self.mcr = _int(state["mcr"])
-        self.scr = _int(state["scr"])
-        self.divisor = _int(state["divisor"])
-        self.fcr = _int(state["fcr"])
-        self.lsr_errors = _int(state["lsr_errors"])
-        self.msr = _int(state["msr"])
-        self._rx = bytearray(_bytes(state["rx"]))
-        self._rbr = _int(state["rbr"])
+        self.ier = state_int(state["ier"])
+        self.lcr = state_int(state["lcr"])
+        self.mcr = state_int(state["mcr"])
+        self.scr = state_int(state["scr"])
+        self.divisor = state_int(state["divisor"])
+        self.fcr = state_int(state["fcr"])
+        self.lsr_errors = state_int(state["lsr_errors"])
+        self.msr = state_int(state["msr"])
+        self._rx = bytearray(state_bytes(state["rx"]))
+        self._rbr = state_int(state["rbr"])
         self._thr_ipending = bool(state["thr_ipending"])
         self._timeout_ipending = bool(state["timeout_ipending"])
         self._rx_started = bool(state["rx_started"])
-        self._rx_deadline = _opt_int(state["rx_deadline"])
-        self._timeout_deadline = _opt_int(state["timeout_deadline"])
+        self._rx_deadline = state_opt_int(state["rx_deadline"])
+        self._timeout_deadline = state_opt_int(state["timeout_deadline"])
         self._irq_level = bool(state["irq_level"])
-        self._host_rx = bytearray(_bytes(state["host_rx"]))
+        self._host_rx = bytearray(state_bytes(state["host_rx"]))
         self._arm()
-
-
-def _int(value: StateValue) -> int:
-    assert isinstance(value, int), value
-    return value
-
-
-def _opt_int(value: StateValue) -> int | None:
-    assert value is None or isinstance(value, int), value
-    return value
-
-
-def _bytes(value: StateValue) -> bytes:
-    assert isinstance(value, bytes), value
-    return value
