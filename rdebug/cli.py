@@ -22,7 +22,9 @@ from rdebug.api import Session
 from rdebug.errors import FormatError, RdebugError, UsageError
 from rdebug.gdb_target import LiveTarget, SessionTarget
 from rdebug.gdbstub.server import GdbServer
+from rdebug.machine.devices.ne2000 import FrameSink, NicConfig
 from rdebug.machine.inputs import (
+    ExternalInputs,
     FileSerialSource,
     LiveInputs,
     SerialSource,
@@ -30,6 +32,7 @@ from rdebug.machine.inputs import (
 )
 from rdebug.machine.loader import ImageFormat, LoadedImage, parse_image
 from rdebug.machine.machine import Machine, MachineConfig, StopEvent, StopReason
+from rdebug.machine.netdev import NetInputs, PcapWriter, SocketNetdev, UdpNetdev, parse_netdev
 from rdebug.replay.dump import dump
 from rdebug.replay.player import Ending, Player
 from rdebug.replay.recording import record
@@ -105,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("guest", type=Path, metavar="GUEST", help="the guest image")
     _add_machine_options(run)
     _add_serial_options(run, inputs=True)
+    _add_net_options(run)
     _add_max_insns(run)
     run.add_argument(
         "--gdb",
@@ -134,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_machine_options(record)
     _add_serial_options(record, inputs=True)
+    _add_net_options(record)
     _add_max_insns(record)
 
     replay = sub.add_parser(
@@ -146,6 +151,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     replay.add_argument("trace", type=Path, metavar="TRACE", help="a folder made by record")
     _add_serial_options(replay, inputs=False)
+    replay.add_argument(
+        "--net-output",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="write the frames the guest's NIC sends to FILE (a pcap capture, stamped "
+        "in virtual time); otherwise they are dropped",
+    )
     replay.add_argument(
         "--gdb",
         default=None,
@@ -252,6 +265,87 @@ def _add_serial_options(parser: argparse.ArgumentParser, inputs: bool) -> None:
         )
 
 
+def _add_net_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--nic",
+        default=None,
+        metavar="ne2k_isa[,iobase=0x300][,irq=9][,mac=52:54:00:12:34:56]",
+        help="an NE2000 network card on the ISA bus (recorded with the trace)",
+    )
+    parser.add_argument(
+        "--netdev",
+        default=None,
+        metavar="socket,udp=HOST:PORT,localaddr=HOST:PORT|none",
+        help="the NIC's host network: Ethernet frames over UDP, one per datagram, sent "
+        "to udp= and received at localaddr= (port 0: any free port, printed), as QEMU's "
+        "-netdev socket; or none (default)",
+    )
+
+
+def parse_nic(text: str) -> NicConfig:
+    """`ne2k_isa[,iobase=N][,irq=N][,mac=XX:XX:XX:XX:XX:XX]` (QEMU's -nic, one model)."""
+    option = f"--nic {text}"
+    model, _, rest = text.partition(",")
+    if model.removeprefix("model=") != "ne2k_isa":
+        raise UsageError(f"{option}: unknown model {model!r} (rdebug has ne2k_isa)")
+    fields: dict[str, str] = {}
+    for part in rest.split(",") if rest else []:
+        key, sep, value = part.partition("=")
+        if not sep or not value or key in fields or key not in ("iobase", "irq", "mac"):
+            raise UsageError(f"{option}: expected iobase=N, irq=N or mac=MAC, not {part!r}")
+        fields[key] = value
+    try:
+        config = NicConfig()
+        iobase = int(fields["iobase"], 0) if "iobase" in fields else config.iobase
+        irq = int(fields["irq"], 0) if "irq" in fields else config.irq
+        mac = config.mac
+        if "mac" in fields:
+            octets = fields["mac"].split(":")
+            if len(octets) != 6 or not all(len(o) == 2 for o in octets):
+                raise ValueError(f"mac {fields['mac']!r}: expected six hex octets a:b:c:d:e:f")
+            mac = bytes.fromhex("".join(octets))
+        return NicConfig(iobase, irq, mac)
+    except ValueError as exc:
+        raise UsageError(f"{option}: {exc}") from None
+
+
+def _nic_config(args: argparse.Namespace) -> NicConfig | None:
+    if args.nic is None:
+        if args.netdev is not None and parse_netdev(args.netdev) != parse_netdev("none"):
+            raise UsageError(f"--netdev {args.netdev}: no NIC to attach it to (add --nic ne2k_isa)")
+        return None
+    return parse_nic(args.nic)
+
+
+@contextlib.contextmanager
+def _netdev(
+    args: argparse.Namespace, inputs: ExternalInputs
+) -> Iterator[tuple[ExternalInputs, FrameSink | None]]:
+    """The live inputs with the NIC's received frames, and where its sent frames go."""
+    spec = None if args.netdev is None else parse_netdev(args.netdev)
+    if not isinstance(spec, SocketNetdev):
+        yield inputs, None
+        return
+    udp = UdpNetdev(spec)
+    print(
+        f"rdebug: netdev socket: receiving at {udp.local[0]}:{udp.local[1]}, sending to "
+        f"{spec.udp[0]}:{spec.udp[1]}",
+        file=sys.stderr,
+        flush=True,
+    )
+    net_inputs = NetInputs(inputs, {0: udp})
+    try:
+        yield net_inputs, udp
+    finally:
+        udp.close()
+        if net_inputs.dropped:
+            print(
+                f"rdebug: netdev socket: {net_inputs.dropped} frames dropped at the host "
+                f"(the guest was not taking them fast enough)",
+                file=sys.stderr,
+            )
+
+
 def _add_max_insns(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-insns",
@@ -350,7 +444,10 @@ def _machine_config(args: argparse.Namespace) -> MachineConfig:
     if args.max_insns is not None and args.max_insns < 0:
         raise UsageError("--max-insns must not be negative")
     return MachineConfig(
-        memory_mb=args.memory_mb, icount_shift=args.icount_shift, counter=args.counter
+        memory_mb=args.memory_mb,
+        icount_shift=args.icount_shift,
+        counter=args.counter,
+        nic=_nic_config(args),
     )
 
 
@@ -418,9 +515,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     _, _, image = _read_guest(args)
     config = _machine_config(args)
     disks = open_disks(_drives(args), check=False)
-    inputs, terminal = _live_inputs(args)
-    with _serial_backend(args.serial) as backend:
-        machine = Machine(config, inputs, [backend] if backend else [], disks)
+    live, terminal = _live_inputs(args)
+    with _serial_backend(args.serial) as backend, _netdev(args, live) as (inputs, net):
+        machine = Machine(config, inputs, [backend] if backend else [], disks, net)
         try:
             if args.gdb is not None:
                 machine.load(image)
@@ -464,8 +561,8 @@ def cmd_record(args: argparse.Namespace) -> int:
     del image  # parsed to refuse a bad image before anything is created
     config = _machine_config(args)
     drives = _drives(args)
-    inputs, terminal = _live_inputs(args)
-    with _serial_backend(args.serial) as backend:
+    live, terminal = _live_inputs(args)
+    with _serial_backend(args.serial) as backend, _netdev(args, live) as (inputs, net):
         recording = record(
             args.output,
             data,
@@ -474,6 +571,7 @@ def cmd_record(args: argparse.Namespace) -> int:
             inputs,
             serial=[backend] if backend else [],
             drives=drives,
+            net=net,
             run=lambda machine: _execute(machine, None, args.max_insns, terminal),
         )
     status = _report(recording.stop)
@@ -536,22 +634,37 @@ def cmd_replay_gdb(args: argparse.Namespace) -> int:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     if args.gdb is not None:
+        if args.net_output is not None:
+            raise UsageError("--net-output: not with --gdb")
         return cmd_replay_gdb(args)
     trace = Trace.open(args.trace)
+    if args.net_output is not None and trace.info.nic is None:
+        raise UsageError(f"--net-output: {args.trace} was recorded without a NIC")
     image = load_guest(trace.info.guest, trace.guest_image())
     try:
         log = trace.log_path.open("rb")
     except OSError as exc:
         raise FormatError(f"{trace.log_path}: cannot read: {exc.strerror}") from None
     disks = open_disks(trace.info.drives, check=True)
-    with log, _serial_backend(args.serial) as backend:
+    with log, _serial_backend(args.serial) as backend, _net_output(args.net_output) as net:
         player = Player(log, str(trace.log_path))
-        machine = Machine(trace.info.machine_config(), player, [backend] if backend else [], disks)
+        serial = [backend] if backend else []
+        machine = Machine(trace.info.machine_config(), player, serial, disks, net)
         try:
             stop = _execute(machine, image, None, terminal=False)
         finally:
             machine.close()
     return _replay_status(stop, player, trace)
+
+
+@contextlib.contextmanager
+def _net_output(path: Path | None) -> Iterator[FrameSink | None]:
+    if path is None:
+        yield None
+        return
+    writer, stream = PcapWriter.open(path)
+    with stream:
+        yield writer
 
 
 _STOP_WORDS = {

@@ -41,7 +41,15 @@ class SerialInput:
     data: bytes
 
 
-AsyncInput = SerialInput
+@dataclass(frozen=True, slots=True)
+class NetInput:
+    """An Ethernet frame that arrived from the host for network adapter `adapter`."""
+
+    adapter: int
+    data: bytes
+
+
+AsyncInput = SerialInput | NetInput
 
 
 class ExternalInputs(Protocol):

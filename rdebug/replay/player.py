@@ -19,9 +19,10 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from rdebug.errors import FormatError, LogDivergence
-from rdebug.machine.inputs import AsyncInput, SerialInput, SyncEvent
+from rdebug.machine.inputs import AsyncInput, NetInput, SerialInput, SyncEvent
 from rdebug.replay.log import (
     AsyncCharRead,
+    AsyncNet,
     Checkpoint,
     CheckpointKind,
     Clock,
@@ -182,8 +183,14 @@ class Player:
             return []
         self._advance()
         items: list[AsyncInput] = []
-        while isinstance(self._next, AsyncCharRead) and self._icount == icount:
-            items.append(SerialInput(self._next.device, self._next.data))
+        while self._icount == icount:
+            match self._next:
+                case AsyncCharRead(_, device, data):
+                    items.append(SerialInput(device, data))
+                case AsyncNet(_, adapter, _, packet):
+                    items.append(NetInput(adapter, packet))
+                case _:
+                    break
             self._advance()
         return items
 

@@ -17,9 +17,10 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-from rdebug.machine.inputs import AsyncInput, ExternalInputs, SerialInput, SyncEvent
+from rdebug.machine.inputs import AsyncInput, ExternalInputs, NetInput, SerialInput, SyncEvent
 from rdebug.replay.log import (
     AsyncCharRead,
+    AsyncNet,
     Checkpoint,
     CheckpointKind,
     Clock,
@@ -38,6 +39,9 @@ from rdebug.replay.log import (
 #: The checkpoint at which rdebug's machine takes asynchronous input (its run loop,
 #: where virtual-clock timers are serviced too).
 INPUT_CHECKPOINT = CheckpointKind.CLOCK_VIRTUAL
+
+#: The NET event's flags word (QEMU's packet flags; rdebug's frames carry none).
+NET_FLAGS = 0
 
 _SYNC_EVENTS: dict[SyncEvent, Event] = {
     SyncEvent.INTERRUPT: InterruptTaken(),
@@ -137,4 +141,6 @@ def _encode_async(item: AsyncInput) -> Event:
     match item:
         case SerialInput(port, data):
             return AsyncCharRead(INPUT_CHECKPOINT, port, data)
+        case NetInput(adapter, data):
+            return AsyncNet(INPUT_CHECKPOINT, adapter, NET_FLAGS, data)
     raise TypeError(f"cannot log input {item!r}")
