@@ -9,6 +9,12 @@ from __future__ import annotations
 
 import socket
 import struct
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from tests.conftest import GUESTS, ROOT
 
 GUEST_MAC = bytes.fromhex("525400123456")
 GUEST_IP = bytes([10, 0, 2, 15])
@@ -96,3 +102,33 @@ class Peer:
 
     def close(self) -> None:
         self.sock.close()
+
+
+def record_net_cli(
+    trace: Path, talk: Callable[[Peer], None], *options: str
+) -> subprocess.CompletedProcess[str]:
+    """`rdebug record net.elf -o TRACE --nic ne2k_isa --netdev socket,...` as a user
+    types it, while `talk` plays the peer; the guest must exit successfully."""
+    peer = Peer()
+    try:
+        with subprocess.Popen(
+            [
+                sys.executable, "-m", "rdebug", "record", str(GUESTS / "net.elf"),
+                "-o", str(trace), "-m", "8", "--nic", "ne2k_isa",
+                "--netdev", f"socket,udp=127.0.0.1:{peer.port},localaddr=127.0.0.1:0",
+                *options,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        ) as process:  # fmt: skip
+            try:
+                talk(peer)
+                stdout, stderr = process.communicate(timeout=120)
+            finally:
+                process.kill()
+    finally:
+        peer.close()
+    assert process.returncode == 1, stderr
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
