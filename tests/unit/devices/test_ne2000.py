@@ -240,6 +240,7 @@ def test_multicast_hash(nic: Ne2000) -> None:
     assert not nic.receive(frame(bytes.fromhex("01005e000002")))
 
 
+@settings(deadline=None)
 @given(st.binary(max_size=64))
 def test_ether_crc_is_the_bit_reversed_ieee_crc(data: bytes) -> None:
     reflected = zlib.crc32(data) ^ 0xFFFFFFFF
