@@ -51,6 +51,8 @@ from rdebug.errors import GuestFault, MachineError
 from rdebug.machine.counter import Counter, NativeCounter, ReferenceCounter, StopCause
 from rdebug.machine.cpu import CR0_PE, EFLAGS_IF, EFLAGS_RESERVED, Cpu, TableRegister
 from rdebug.machine.devices.base import Device, State
+from rdebug.machine.devices.cga import Cga
+from rdebug.machine.devices.i8042 import I8042, FastA20Port
 from rdebug.machine.devices.ide import IdeController
 from rdebug.machine.devices.misc import DebugExit, PostPort
 from rdebug.machine.devices.pic import PicPair
@@ -58,7 +60,14 @@ from rdebug.machine.devices.pit import Pit, SystemControlPort
 from rdebug.machine.devices.rtc import Rtc
 from rdebug.machine.devices.uart import SerialBackend, Uart
 from rdebug.machine.disks import OverlayDisk
-from rdebug.machine.inputs import ExternalInputs, SerialInput, SyncEvent
+from rdebug.machine.inputs import (
+    AsyncInput,
+    ExternalInputs,
+    KeyInput,
+    MouseInput,
+    SerialInput,
+    SyncEvent,
+)
 from rdebug.machine.interrupts import ERROR_CODE_VECTORS, Interrupt, Source, deliver
 from rdebug.machine.loader import (
     GDT_ADDR,
@@ -207,6 +216,9 @@ class Machine:
         self.rtc = Rtc(self, host_time_ns=self._host_time_ns, memory_mb=config.memory_mb)
         self.post = PostPort(self)
         self.debug_exit = DebugExit(self)
+        self.i8042 = I8042(self)
+        self.port92 = FastA20Port(self)
+        self.cga = Cga(self)
         self.disks = [*disks, None, None][:2]
         if len(disks) > 2:
             raise MachineError("at most two IDE drives (master and slave)")
@@ -221,6 +233,9 @@ class Machine:
             self.post,
             self.debug_exit,
             *([self.ide] if self.ide else []),
+            self.i8042,
+            self.port92,
+            self.cga,
         ]
         self._uarts = (self.com1, self.com2)
         self._ports: dict[int, Device] = {}
@@ -459,8 +474,12 @@ class Machine:
             return None
         return None
 
-    def _take_input(self, item: SerialInput) -> None:
-        if 0 <= item.port < len(self._uarts):
+    def _take_input(self, item: AsyncInput) -> None:
+        if isinstance(item, KeyInput):
+            self.i8042.key_input(item.key, item.down)
+        elif isinstance(item, MouseInput):
+            self.i8042.mouse_input(item.dx, item.dy, item.buttons)
+        elif isinstance(item, SerialInput) and 0 <= item.port < len(self._uarts):
             self._uarts[item.port].receive_host(item.data)
 
     def _fire_timers(self) -> None:

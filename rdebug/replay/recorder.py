@@ -17,7 +17,15 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-from rdebug.machine.inputs import AsyncInput, ExternalInputs, SerialInput, SyncEvent
+from rdebug.machine.inputs import (
+    AsyncInput,
+    ExternalInputs,
+    KeyInput,
+    MouseInput,
+    SerialInput,
+    SyncEvent,
+)
+from rdebug.replay.input_events import encode_input
 from rdebug.replay.log import (
     AsyncCharRead,
     Checkpoint,
@@ -106,7 +114,8 @@ class Recorder:
         if items:
             self._put(icount, Checkpoint(INPUT_CHECKPOINT))
             for item in items:
-                self._put(icount, _encode_async(item))
+                for event in _encode_async(item):
+                    self._put(icount, event)
         if self._pending:
             self._flush()
         return items
@@ -133,8 +142,10 @@ class Recorder:
         self._inner.close()
 
 
-def _encode_async(item: AsyncInput) -> Event:
+def _encode_async(item: AsyncInput) -> list[Event]:
     match item:
         case SerialInput(port, data):
-            return AsyncCharRead(INPUT_CHECKPOINT, port, data)
+            return [AsyncCharRead(INPUT_CHECKPOINT, port, data)]
+        case KeyInput() | MouseInput():
+            return encode_input(INPUT_CHECKPOINT, item)
     raise TypeError(f"cannot log input {item!r}")
