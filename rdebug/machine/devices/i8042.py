@@ -146,6 +146,7 @@ class I8042(Device):
         self.aux_rate = _MOUSE_DEFAULT_RATE
         self.aux_resolution = _MOUSE_DEFAULT_RESOLUTION
         self.aux_buttons = 0
+        self.last_host_aux = False  # the last host byte was the mouse's
         self._irq1 = False
         self._irq12 = False
 
@@ -415,32 +416,43 @@ class I8042(Device):
             self._arm(self.ready_ns)
             return
         self._arm(None)
+        if not is_reply:
+            self.last_host_aux = aux
         self.ob = queue.pop(0)
         self.ob_aux = aux
         self.obf = True
         self._update_irqs()
 
     def _next_source(self) -> tuple[bytearray, bool, bool] | None:
-        """The queue the next byte comes from, highest priority first, whether it is the
-        aux port's, and whether it holds replies to the guest's commands."""
+        """The queue the next byte comes from, whether it is the aux port's, and whether
+        it holds replies to the guest's commands.
+
+        Replies come first (controller, keyboard, mouse).  The two host streams, typed
+        keys and mouse packets, are independent devices: when both have a byte ready
+        they take turns, byte by byte (the guest tells them apart by AUXB).
+        """
         if self._ctrl_q:
             return self._ctrl_q, False, True
         if self._kbd_q and self._kbd_enabled():
             return self._kbd_q, False, True
-        if self._aux_enabled():
-            if self._aux_q:
-                return self._aux_q, True, True
-            if self._packet_q:
-                return self._packet_q, True, False
-        if self._host_keys and self._kbd_enabled() and self.kbd_scanning:
+        if self._aux_q and self._aux_enabled():
+            return self._aux_q, True, True
+        keys = bool(self._host_keys) and self._kbd_enabled() and self.kbd_scanning
+        mouse = self._aux_enabled() and self._mouse_ready()
+        if keys and not (mouse and not self.last_host_aux):
             return self._host_keys, False, False
-        while self._host_mouse and self._aux_enabled() and self.aux_reporting:
+        if mouse:
+            return self._packet_q, True, False
+        return None
+
+    def _mouse_ready(self) -> bool:
+        """A packet byte is ready (making the next packet from a host report if needed)."""
+        while not self._packet_q and self._host_mouse and self.aux_reporting:
             dx, dy, buttons = self._host_mouse.pop(0)
             self.aux_buttons = buttons
             if not self.aux_remote:  # remote mode: only the buttons are kept
                 self._packet_q += _packet(dx, dy, buttons)
-                return self._packet_q, True, False
-        return None
+        return bool(self._packet_q)
 
     def _arm(self, deadline: int | None) -> None:
         if deadline != self._deadline:
@@ -492,6 +504,7 @@ class I8042(Device):
             "aux_rate": self.aux_rate,
             "aux_resolution": self.aux_resolution,
             "aux_buttons": self.aux_buttons,
+            "last_host_aux": self.last_host_aux,
             "irq1": self._irq1,
             "irq12": self._irq12,
             "timer": self._deadline,
@@ -539,6 +552,7 @@ class I8042(Device):
         self.aux_rate = state_int(state["aux_rate"])
         self.aux_resolution = state_int(state["aux_resolution"])
         self.aux_buttons = state_int(state["aux_buttons"])
+        self.last_host_aux = bool(state["last_host_aux"])
         self._irq1 = bool(state["irq1"])
         self._irq12 = bool(state["irq12"])
         self._deadline = state_opt_int(state["timer"])
