@@ -32,7 +32,7 @@ from rdebug.replay.player import Player, recording_end
 from rdebug.replay.recorder import Recorder
 from rdebug.replay.timeline import Timeline
 from rdebug.replay.trace import Trace, load_guest
-from tests.conftest import GUESTS, ROOT, Capture
+from tests.conftest import EXPECTED, GUESTS, ROOT, Capture
 
 CONFIG = MachineConfig(memory_mb=8)
 CLOCK_NS = 1_764_000_000_000_000_000
@@ -95,6 +95,12 @@ def test_typed_text_reaches_the_guest_through_irq1() -> None:
     # one byte per key event (no E0 keys), and the make code of q
     count = len(text_to_keys(text)) + 1
     assert out == BANNER + text.encode() + f"\nbye: {count} key bytes, 0 packets\n".encode()
+
+
+def test_same_output_as_qemu_typing_the_same_keys() -> None:
+    """expected/keyboard.txt: QEMU's monitor typed these keys (sample_guests/README.md)."""
+    _, out, _ = _run(_live("Hello, World!\nq"))
+    assert out == (EXPECTED / "keyboard.txt").read_bytes()
 
 
 def test_modifiers_caps_lock_and_e0_keys() -> None:
