@@ -231,8 +231,7 @@ class I8042(Device):
             self.ram[0] &= ~CMD_AUX_DISABLE
         elif command in (0xA9, 0xAB):  # aux / keyboard interface test: no error
             self._ctrl_q.append(0x00)
-        elif command == 0xAA:  # self test (also disables both interfaces, as QEMU)
-            self.ram[0] |= CMD_KBD_DISABLE | CMD_AUX_DISABLE
+        elif command == 0xAA:  # self test: passed; the command byte is kept, as QEMU
             self._ctrl_q.append(0x55)
         elif command == 0xAD:
             self.ram[0] |= CMD_KBD_DISABLE

@@ -77,6 +77,8 @@ def test_command_byte_write_and_ram(ctx: FakeContext, kbc: I8042) -> None:
 def test_controller_tests(ctx: FakeContext, kbc: I8042, cmd: int, reply: list[int]) -> None:
     command(kbc, cmd)
     assert drain(ctx, kbc) == reply
+    command(kbc, 0x20)
+    assert drain(ctx, kbc) == [INITIAL_COMMAND_BYTE]  # the keyboard still works after
 
 
 def test_interface_enable_bits(ctx: FakeContext, kbc: I8042) -> None:
