@@ -26,10 +26,12 @@ from rdebug.machine.devices.ne2000 import FrameSink, NicConfig
 from rdebug.machine.inputs import (
     ExternalInputs,
     FileSerialSource,
+    InputSource,
     LiveInputs,
     SerialSource,
     StreamSerialSource,
 )
+from rdebug.machine.keys import ListInputSource, parse_mouse_script, text_to_keys
 from rdebug.machine.loader import ImageFormat, LoadedImage, parse_image
 from rdebug.machine.machine import Machine, MachineConfig, StopEvent, StopReason
 from rdebug.machine.netdev import NetInputs, PcapWriter, SocketNetdev, UdpNetdev, parse_netdev
@@ -263,6 +265,32 @@ def _add_serial_options(parser: argparse.ArgumentParser, inputs: bool) -> None:
             help="bytes fed to COM1's receiver, one at a time at the line's pace, once "
             "the guest has enabled reception",
         )
+    _add_device_input_options(parser, inputs)
+
+
+def _add_device_input_options(parser: argparse.ArgumentParser, inputs: bool) -> None:
+    """--keyboard-input / --mouse-input (replay accepts them only to refuse them clearly)."""
+    if not inputs:
+        for option in ("--keyboard-input", "--mouse-input", "--serial-input"):
+            parser.add_argument(option, type=Path, default=None, help=argparse.SUPPRESS)
+        return
+    parser.add_argument(
+        "--keyboard-input",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="text typed on the PS/2 keyboard (US layout; Shift for capitals and "
+        "symbols, a newline is Enter), one scan code byte at a time at a steady virtual "
+        "pace, while the guest has the keyboard enabled",
+    )
+    parser.add_argument(
+        "--mouse-input",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="PS/2 mouse reports, one line 'dx dy buttons' each (y up; buttons: 1 left, "
+        "2 right, 4 middle), sent once the guest enabled the mouse",
+    )
 
 
 def _add_net_options(parser: argparse.ArgumentParser) -> None:
@@ -459,10 +487,38 @@ def _live_inputs(args: argparse.Namespace) -> tuple[LiveInputs, bool]:
             sources[0] = FileSerialSource(args.serial_input.read_bytes())
         except OSError as exc:
             raise UsageError(f"--serial-input {args.serial_input}: {exc.strerror}") from None
+    devices = _device_inputs(args)
     if args.serial == "stdio" and args.serial_input is None and _stdin_readable():
         sources[0] = StreamSerialSource(sys.stdin.buffer)
-        return LiveInputs(sources), sys.stdin.isatty()
-    return LiveInputs(sources), False
+        return LiveInputs(sources, input_sources=devices), sys.stdin.isatty()
+    return LiveInputs(sources, input_sources=devices), False
+
+
+def _device_inputs(args: argparse.Namespace) -> list[InputSource]:
+    """The keyboard and mouse sources of --keyboard-input and --mouse-input."""
+    sources: list[InputSource] = []
+    if args.keyboard_input is not None:
+        text = _read_text(args.keyboard_input, "--keyboard-input")
+        try:
+            sources.append(ListInputSource(text_to_keys(text)))
+        except ValueError as exc:
+            raise UsageError(f"--keyboard-input {args.keyboard_input}: {exc}") from None
+    if args.mouse_input is not None:
+        text = _read_text(args.mouse_input, "--mouse-input")
+        try:
+            sources.append(ListInputSource(parse_mouse_script(text)))
+        except ValueError as exc:
+            raise UsageError(f"--mouse-input {args.mouse_input}: {exc}") from None
+    return sources
+
+
+def _read_text(path: Path, option: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(f"{option} {path}: not UTF-8 text") from None
+    except OSError as exc:
+        raise UsageError(f"{option} {path}: {exc.strerror}") from None
 
 
 def _stdin_readable() -> bool:
@@ -633,6 +689,13 @@ def cmd_replay_gdb(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    for option in ("keyboard_input", "mouse_input", "serial_input"):
+        if getattr(args, option) is not None:
+            name = "--" + option.replace("_", "-")
+            raise UsageError(
+                f"replay takes no {name}: the trace's log carries every input of the "
+                "recording (keys, mouse, serial bytes)"
+            )
     if args.gdb is not None:
         if args.net_output is not None:
             raise UsageError("--net-output: not with --gdb")

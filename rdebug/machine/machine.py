@@ -51,6 +51,8 @@ from rdebug.errors import GuestFault, MachineError
 from rdebug.machine.counter import Counter, NativeCounter, ReferenceCounter, StopCause
 from rdebug.machine.cpu import CR0_PE, EFLAGS_IF, EFLAGS_RESERVED, Cpu, TableRegister
 from rdebug.machine.devices.base import Device, State
+from rdebug.machine.devices.cga import Cga
+from rdebug.machine.devices.i8042 import I8042, FastA20Port
 from rdebug.machine.devices.ide import IdeController
 from rdebug.machine.devices.misc import DebugExit, PostPort
 from rdebug.machine.devices.ne2000 import FrameSink, Ne2000, NicConfig
@@ -59,7 +61,15 @@ from rdebug.machine.devices.pit import Pit, SystemControlPort
 from rdebug.machine.devices.rtc import Rtc
 from rdebug.machine.devices.uart import SerialBackend, Uart
 from rdebug.machine.disks import OverlayDisk
-from rdebug.machine.inputs import AsyncInput, ExternalInputs, NetInput, SerialInput, SyncEvent
+from rdebug.machine.inputs import (
+    AsyncInput,
+    ExternalInputs,
+    KeyInput,
+    MouseInput,
+    NetInput,
+    SerialInput,
+    SyncEvent,
+)
 from rdebug.machine.interrupts import ERROR_CODE_VECTORS, Interrupt, Source, deliver
 from rdebug.machine.loader import (
     GDT_ADDR,
@@ -212,6 +222,9 @@ class Machine:
         self.rtc = Rtc(self, host_time_ns=self._host_time_ns, memory_mb=config.memory_mb)
         self.post = PostPort(self)
         self.debug_exit = DebugExit(self)
+        self.i8042 = I8042(self)
+        self.port92 = FastA20Port(self)
+        self.cga = Cga(self)
         self.disks = [*disks, None, None][:2]
         if len(disks) > 2:
             raise MachineError("at most two IDE drives (master and slave)")
@@ -226,6 +239,9 @@ class Machine:
             self.post,
             self.debug_exit,
             *([self.ide] if self.ide else []),
+            self.i8042,
+            self.port92,
+            self.cga,
         ]
         #: Network adapters by adapter id (the id in NetInput and the log's NET events).
         self.nics: list[Ne2000] = []
@@ -477,6 +493,10 @@ class Machine:
             case NetInput(adapter, data):
                 if 0 <= adapter < len(self.nics):
                     self.nics[adapter].receive(data)
+            case KeyInput(key, down):
+                self.i8042.key_input(key, down)
+            case MouseInput(dx, dy, buttons):
+                self.i8042.mouse_input(dx, dy, buttons)
 
     def _fire_timers(self) -> None:
         if not (self.halted or self.counter.at_branch_boundary()):

@@ -17,7 +17,16 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-from rdebug.machine.inputs import AsyncInput, ExternalInputs, NetInput, SerialInput, SyncEvent
+from rdebug.machine.inputs import (
+    AsyncInput,
+    ExternalInputs,
+    KeyInput,
+    MouseInput,
+    NetInput,
+    SerialInput,
+    SyncEvent,
+)
+from rdebug.replay.input_events import encode_input
 from rdebug.replay.log import (
     AsyncCharRead,
     AsyncNet,
@@ -110,7 +119,8 @@ class Recorder:
         if items:
             self._put(icount, Checkpoint(INPUT_CHECKPOINT))
             for item in items:
-                self._put(icount, _encode_async(item))
+                for event in _encode_async(item):
+                    self._put(icount, event)
         if self._pending:
             self._flush()
         return items
@@ -137,10 +147,12 @@ class Recorder:
         self._inner.close()
 
 
-def _encode_async(item: AsyncInput) -> Event:
+def _encode_async(item: AsyncInput) -> list[Event]:
     match item:
         case SerialInput(port, data):
-            return AsyncCharRead(INPUT_CHECKPOINT, port, data)
+            return [AsyncCharRead(INPUT_CHECKPOINT, port, data)]
         case NetInput(adapter, data):
-            return AsyncNet(INPUT_CHECKPOINT, adapter, NET_FLAGS, data)
+            return [AsyncNet(INPUT_CHECKPOINT, adapter, NET_FLAGS, data)]
+        case KeyInput() | MouseInput():
+            return encode_input(INPUT_CHECKPOINT, item)
     raise TypeError(f"cannot log input {item!r}")
