@@ -234,9 +234,9 @@ ALIASES: dict[str, str] = {
     "q": "quit",
 }
 
-#: The words that start a command (for completion).
+#: The words that start a command, for completion (not the short aliases: too many).
 COMMAND_WORDS = sorted(
-    {name.split()[0] for name in HELP} | set(ALIASES) | {"info breakpoints", "info registers"}
+    {name.split()[0] for name in HELP} | {alias for alias in ALIASES if len(alias) > 4}
 )
 
 

@@ -193,27 +193,31 @@ class Repl:
         """Run `operation` in a worker thread; show progress; Ctrl-C interrupts it."""
         result: list[str] = []
         failure: list[BaseException] = []
+        done = threading.Event()  # not Thread.is_alive: Ctrl-C inside join() upsets it
 
         def work() -> None:
             try:
                 result.append(operation())
             except BaseException as exc:  # handed to the waiting thread
                 failure.append(exc)
+            finally:
+                done.set()
 
         self._at = self.session.icount
         worker = threading.Thread(target=work, name="rdebug-repl-worker", daemon=True)
         started = time.monotonic()
         worker.start()
         shown = False
-        while worker.is_alive():
+        while not done.is_set():
             try:
-                worker.join(0.05)
+                done.wait(0.05)
                 if self.show_progress and time.monotonic() - started >= PROGRESS_AFTER:
                     self._draw_progress(time.monotonic() - started)
                     shown = True
             except KeyboardInterrupt:
-                if worker.is_alive():
+                if not done.is_set():
                     self.session.interrupt()
+        worker.join()
         if shown:
             self.err.write("\r" + " " * (PROGRESS_WIDTH + 60) + "\r")
             self.err.flush()
@@ -247,12 +251,20 @@ class Repl:
             f"  gdb -ex 'set architecture i386' -ex 'target remote {host}:{bound}' {guest}\n"
         )
         self.out.flush()
-        serving = threading.Thread(target=server.serve_one, name="rdebug-repl-gdb", daemon=True)
+        done = threading.Event()
+
+        def serve() -> None:
+            try:
+                server.serve_one()
+            finally:
+                done.set()
+
+        serving = threading.Thread(target=serve, name="rdebug-repl-gdb", daemon=True)
         serving.start()
         try:
-            while serving.is_alive():
+            while not done.is_set():
                 try:
-                    serving.join(0.1)
+                    done.wait(0.1)
                 except KeyboardInterrupt:
                     self.session.interrupt()
                     break
