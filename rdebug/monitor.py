@@ -427,6 +427,22 @@ class Debugger:
     points: dict[int, _Point] = field(default_factory=dict)
     next_number: int = 1
 
+    def suspend_points(self) -> None:
+        """Take the numbered points off the session (while gdb, which has its own, drives
+        it: gdb ignores stops it did not ask for); `resume_points` puts them back."""
+        for point in self.points.values():
+            if point.length:
+                self.session.remove_watchpoint(point.addr, point.length, point.kind)
+            else:
+                self.session.remove_breakpoint(point.addr)
+
+    def resume_points(self) -> None:
+        for point in self.points.values():
+            if point.length:
+                self.session.add_watchpoint(point.addr, point.length, point.kind)
+            else:
+                self.session.add_breakpoint(point.addr)
+
     def where(self) -> str:
         """The current icount and instruction, one line."""
         session = self.session

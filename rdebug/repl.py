@@ -14,7 +14,8 @@ REPL adds what needs a terminal: `gdb [PORT]`, `source FILE`, `quit`.
   thread drives the session at any time: the prompt waits for the worker.
 - `gdb [PORT]` serves gdb on this very session in a background thread; the REPL waits
   (the Session is single-threaded) until gdb detaches or Ctrl-C, then goes on where gdb
-  left the replay.
+  left the replay.  Meanwhile the REPL's breakpoints and watchpoints are off (gdb sets
+  its own, and would ignore stops it did not ask for).
 - `-x FILE` / `--batch`: the same commands without a terminal; in batch mode the first
   failing command ends the run with exit status 2 and one message.
 """
@@ -247,7 +248,8 @@ class Repl:
             raise UsageError(f"gdb {port}: cannot listen: {exc.strerror}") from None
         guest = (self.session.trace.path / "guest").resolve()
         self.out.write(
-            f"serving gdb on {host}:{bound} until it detaches (Ctrl-C stops); attach with:\n"
+            f"serving gdb on {host}:{bound} until it detaches (Ctrl-C stops; this REPL's "
+            "breakpoints are off meanwhile); attach with:\n"
             f"  gdb -ex 'set architecture i386' -ex 'target remote {host}:{bound}' {guest}\n"
         )
         self.out.flush()
@@ -260,6 +262,7 @@ class Repl:
                 done.set()
 
         serving = threading.Thread(target=serve, name="rdebug-repl-gdb", daemon=True)
+        self.debugger.suspend_points()
         serving.start()
         try:
             while not done.is_set():
@@ -271,6 +274,7 @@ class Repl:
         finally:
             server.close()
             serving.join()
+            self.debugger.resume_points()
         self._snapshots = None
         return f"gdb is gone; {self.debugger.where()}\n"
 
