@@ -117,6 +117,14 @@ class Session:
         """Stop a running cont/reverse_cont/seek soon (from any thread)."""
         self._machine.interrupt()
 
+    def clear_interrupt(self) -> None:
+        """Forget an `interrupt()` that came too late to stop anything (it would stop the
+        next operation at once).  Call it when no operation runs, e.g. once the thread
+        that ran the interrupted one has finished."""
+        machine = self._machine
+        machine.counter.clear_interrupt()
+        machine.run(machine.icount)  # consumes a pending interrupt; runs nothing
+
     def read_memory(self, addr: int, length: int) -> bytes:
         """Guest memory at the linear address `addr` (through the guest's page tables)."""
         if length < 0:

@@ -208,7 +208,7 @@ class Repl:
         worker = threading.Thread(target=work, name="rdebug-repl-worker", daemon=True)
         started = time.monotonic()
         worker.start()
-        shown = False
+        shown = interrupted = False
         while not done.is_set():
             try:
                 done.wait(0.05)
@@ -218,7 +218,10 @@ class Repl:
             except KeyboardInterrupt:
                 if not done.is_set():
                     self.session.interrupt()
+                    interrupted = True
         worker.join()
+        if interrupted:
+            self.session.clear_interrupt()  # if it came as the operation was ending
         if shown:
             self.err.write("\r" + " " * (PROGRESS_WIDTH + 60) + "\r")
             self.err.flush()
@@ -274,6 +277,7 @@ class Repl:
         finally:
             server.close()
             serving.join()
+            self.session.clear_interrupt()
             self.debugger.resume_points()
         self._snapshots = None
         return f"gdb is gone; {self.debugger.where()}\n"

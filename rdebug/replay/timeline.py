@@ -143,9 +143,18 @@ class Timeline:
         """
         target = self.end_icount if until is None else min(until, self.end_icount)
         stop = self.last_stop
+        if stop is not None and stop.reason is StopReason.INTERRUPTED:
+            # reported by the operation it interrupted; standing on a checkpoint boundary
+            # (where an interrupt between two runs lands) it must not end this one too
+            stop = None
         while True:
             last = self.store.at_or_before(self.machine.icount)
             next_checkpoint = (last.icount if last else 0) + self.interval
+            if next_checkpoint <= self.machine.icount < target:
+                # on (or past) a checkpoint boundary without its checkpoint: a seek or an
+                # interrupt ended there.  Take it now, then go on from here.
+                self.checkpoint()
+                continue
             stop_at = min(target, next_checkpoint)
             if stop_at <= self.machine.icount and stop is not None:
                 return stop

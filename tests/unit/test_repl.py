@@ -28,9 +28,14 @@ from rdebug.repl import Completions, Repl
 from tests.conftest import GUESTS, ROOT, record_cli
 
 
-def long_crc_trace(folder: Path, passes: int = 1500) -> Path:
+def long_crc_trace(tmp_path_factory: pytest.TempPathFactory, passes: int = 20000) -> Path:
     """A recording of the `crc` guest patched to do `passes` passes (about 145 000
-    instructions each): long enough that replaying it takes seconds."""
+    instructions each): long enough that replaying it takes seconds.  Made once per
+    test run (the REPL's unit and terminal tests share it)."""
+    folder = tmp_path_factory.getbasetemp() / f"repl-crc-{passes}"
+    trace = folder / "trace"
+    if (trace / "replay.log").exists():
+        return trace
     data = bytearray((GUESTS / "crc.elf").read_bytes())
     with (GUESTS / "crc.elf").open("rb") as stream:
         elf = ELFFile(stream)
@@ -43,10 +48,9 @@ def long_crc_trace(folder: Path, passes: int = 1500) -> Path:
             and seg["p_vaddr"] <= addr < seg["p_vaddr"] + seg["p_filesz"]
         )
     data[offset : offset + 4] = passes.to_bytes(4, "little")
-    folder.mkdir(parents=True)
+    folder.mkdir(parents=True, exist_ok=True)
     guest = folder / "crc-long.elf"
     guest.write_bytes(data)
-    trace = folder / "trace"
     result = subprocess.run(
         [sys.executable, "-m", "rdebug", "record", str(guest), "-o", str(trace), "-m", "8",
          "--serial", "null"],
@@ -220,7 +224,7 @@ def test_source_runs_a_file_and_stops_at_the_first_failure(
 
 @pytest.fixture(scope="module")
 def long_trace(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return long_crc_trace(tmp_path_factory.mktemp("repl-long") / "crc")
+    return long_crc_trace(tmp_path_factory)
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT")
@@ -253,7 +257,7 @@ def test_ctrl_c_interrupts_a_long_operation_and_shows_progress(long_trace: Path)
         assert 0 < session.icount < session.end_icount
         # the session still works, and going on from there is the straight run
         stopped_at = session.icount
-        assert repl.execute(f"seek {stopped_at + 1000}")
+        assert repl.execute(f"seek {stopped_at + 1000}"), err.getvalue()
         here = session.state_hash()
     with rdebug.open(long_trace) as fresh:
         fresh.seek(stopped_at + 1000)

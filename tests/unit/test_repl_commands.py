@@ -18,6 +18,7 @@ from rdebug.api import Session
 from rdebug.errors import UsageError
 from rdebug.events import EventKind, parse_kind
 from rdebug.replay.log import InterruptTaken, Reader
+from rdebug.replay.timeline import MIN_INTERVAL, Where
 from tests.conftest import record_cli
 
 
@@ -208,3 +209,27 @@ def test_symbols_both_ways(session: Session) -> None:
 
 def test_repl_only_commands_are_refused_by_the_monitor(session: Session) -> None:
     assert monitor.execute(session, "gdb 0") == "error: gdb: only in the REPL (rdebug repl TRACE)\n"
+
+
+@pytest.fixture(scope="module")
+def crc_trace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("repl") / "crc"
+    return record_cli("crc", folder, "-m", "8", "--serial", "null")
+
+
+@pytest.mark.parametrize("boundary", [MIN_INTERVAL, 2 * MIN_INTERVAL])
+def test_stepping_on_from_a_checkpoint_boundary(crc_trace: Path, boundary: int) -> None:
+    """A seek that ends on a checkpoint boundary (no checkpoint taken there), or an
+    interrupt that lands there, must not stop the next step (it once did: "the replay
+    stopped at icount 1048576 before reaching 1048586")."""
+    with rdebug.open(crc_trace) as session:
+        session.seek(boundary)
+        assert session.stepi(10).icount == boundary + 10
+        session.seek(boundary)
+        session.interrupt()  # stops the next run at once, on the boundary
+        assert session.stepi(10).where is Where.INTERRUPTED
+        assert session.stepi(10).icount == boundary + 10
+        here = session.state_hash()
+    with rdebug.open(crc_trace) as fresh:
+        fresh.seek(boundary + 10)
+        assert fresh.state_hash() == here
