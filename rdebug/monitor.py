@@ -197,7 +197,8 @@ HELP: dict[str, str] = {
     "regs": "regs -- the registers; also info registers",
     "x": "x/FMT ADDR|SYMBOL -- examine memory like gdb: FMT is [COUNT][x|d|u|c|s|i][b|h|w|g], "
     "e.g. x/4xw ticks, x/16xb 0x100000, x/s msg, x/3i $eip",
-    "disas": "disas [ADDR|SYMBOL] [N] -- N instructions (default 10) from there (default eip)",
+    "disas": "disas [ADDR|SYMBOL|$REG] [N] -- N instructions (default 10) from there "
+    "(default eip)",
     "events": "events [KIND] [--from I] [--to J] -- the recorded events with their icounts; "
     "KIND is interrupt, exception, input, clock, checkpoint or shutdown",
     "goto": "goto event N -- go to recorded event N (an interrupt: just before it is taken)",
@@ -544,7 +545,8 @@ class Debugger:
             case Examine():
                 return self._examine(command)
             case Disassemble(location, count):
-                lines = session.disassemble(location, count)
+                start = None if location is None else _location(session, location)
+                lines = session.disassemble(start, count)
                 eip = session.registers["eip"]
                 return "".join(f"{'=>' if insn.addr == eip else '  '} {insn}\n" for insn in lines)
             case Events(kind, start, stop):
