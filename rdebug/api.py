@@ -253,7 +253,14 @@ class Session:
 
     def goto_event(self, event: RecordedEvent | int) -> RecordedEvent:
         """Go to the icount of a recorded event (or event number): for an interrupt,
-        just before it is taken (the next instruction is the handler's first)."""
+        just before it is taken (the next instruction is the handler's first).
+
+            >>> import rdebug
+            >>> with rdebug.open(EXAMPLE_TRACE) as session:
+            ...     shutdown = next(session.events("shutdown"))
+            ...     session.goto_event(shutdown) == shutdown, session.icount
+            (True, 424)
+        """
         found = self.event(event) if isinstance(event, int) else event
         self.seek(found.icount)
         return found

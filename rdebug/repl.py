@@ -22,6 +22,7 @@ REPL adds what needs a terminal: `gdb [PORT]`, `source FILE`, `quit`.
 
 from __future__ import annotations
 
+import shlex
 import sys
 import threading
 import time
@@ -362,7 +363,9 @@ def main(
     with Session(trace, checkpoint_budget) as session:
         repl = Repl(session, show_progress=sys.stderr.isatty())
         try:
-            if script is not None:
+            if script is not None and interactive:
+                repl.execute(f"source {shlex.quote(str(script))}")  # an error: say it, go on
+            elif script is not None:
                 repl.source(script)
             if interactive:
                 repl.interact(repl.prompt_session(history_file(history)))
