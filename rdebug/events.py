@@ -20,6 +20,7 @@ from pathlib import Path
 
 from rdebug.errors import FormatError, UsageError
 from rdebug.replay import log
+from rdebug.replay.recorder import INPUT_CHECKPOINT
 
 
 class EventKind(enum.Enum):
@@ -81,6 +82,8 @@ def _classify(event: log.Event) -> tuple[EventKind, str] | None:
         case log.Clock(kind, value):
             return EventKind.CLOCK, f"{kind.name.lower().replace('_', ' ')} clock read: {value}"
         case log.Checkpoint(kind):
+            if kind is INPUT_CHECKPOINT:
+                return None  # the recorder's marker before the inputs that follow
             if kind is log.CheckpointKind.CLOCK_WARP_START:
                 return EventKind.CHECKPOINT, "halted: virtual time skipped to the next timer"
             return EventKind.CHECKPOINT, kind.name.lower().replace("_", " ")

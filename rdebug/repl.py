@@ -23,6 +23,7 @@ REPL adds what needs a terminal: `gdb [PORT]`, `source FILE`, `quit`.
 from __future__ import annotations
 
 import shlex
+import shutil
 import sys
 import threading
 import time
@@ -51,6 +52,7 @@ DEFAULT_HISTORY = Path("~/.rdebug_history")
 #: An operation shows its progress once it has run this long.
 PROGRESS_AFTER = 0.5
 PROGRESS_WIDTH = 30
+EXIT_INTERRUPTED = 130
 
 _INFO_TOPICS = ["breakpoints", "registers", "replay", "snapshots"]
 _SYMBOL_COMMANDS = {"break", "b", "watch", "disas", "disassemble"}
@@ -130,6 +132,7 @@ class Repl:
         self.show_progress = show_progress
         self._snapshots: list[NamedSnapshot] | None = None
         self._at = 0  # the icount the worker last reported
+        self._drawn = 0  # the length of the progress line on the screen
         session.progress = self._report
 
     # -- one command -------------------------------------------------------------------------
@@ -224,7 +227,7 @@ class Repl:
         if interrupted:
             self.session.clear_interrupt()  # if it came as the operation was ending
         if shown:
-            self.err.write("\r" + " " * (PROGRESS_WIDTH + 60) + "\r")
+            self.err.write("\r" + " " * self._drawn + "\r")
             self.err.flush()
         if failure:
             raise failure[0]
@@ -235,10 +238,11 @@ class Repl:
         at = min(self._at, end)
         filled = PROGRESS_WIDTH * at // end
         bar = "#" * filled + "." * (PROGRESS_WIDTH - filled)
-        self.err.write(
-            f"\r[{bar}] replaying at icount {at} of {end}, {elapsed:.1f}s (Ctrl-C stops)"
-        )
+        text = f"[{bar}] replaying at icount {at} of {end}, {elapsed:.1f}s (Ctrl-C stops)"
+        text = text[: shutil.get_terminal_size().columns - 1]  # one line: \r rewrites it
+        self.err.write("\r" + text)
         self.err.flush()
+        self._drawn = len(text)
 
     # -- gdb on this session ---------------------------------------------------------------
 
@@ -338,6 +342,8 @@ class Repl:
                 self.execute(line)
             except QuitRepl:
                 return
+            except KeyboardInterrupt:  # outside a long move (those stop cleanly)
+                self.err.write("\ninterrupted\n")
 
 
 def history_file(path: Path | None) -> FileHistory:
@@ -373,4 +379,7 @@ def main(
                 repl.run_lines(sys.stdin, "<stdin>")
         except QuitRepl:
             pass
+        except KeyboardInterrupt:
+            sys.stderr.write("rdebug: interrupted\n")
+            return EXIT_INTERRUPTED
     return 0

@@ -233,3 +233,18 @@ def test_stepping_on_from_a_checkpoint_boundary(crc_trace: Path, boundary: int) 
     with rdebug.open(crc_trace) as fresh:
         fresh.seek(boundary + 10)
         assert fresh.state_hash() == here
+
+
+def test_serial_input_is_a_recorded_input_event(tmp_path: Path) -> None:
+    typed = tmp_path / "typed"
+    typed.write_bytes(b"abcq")
+    trace = record_cli("echo", tmp_path / "echo", "-m", "8", "--serial", "null",
+                       "--serial-input", str(typed))  # fmt: skip
+    with rdebug.open(trace) as session:
+        inputs = list(session.events("input"))
+        assert [e.detail for e in inputs] == ["COM1 received b'abcq'"]
+        kinds = {e.kind for e in session.events()}
+        assert kinds == {EventKind.INPUT, EventKind.CHECKPOINT, EventKind.INTERRUPT,
+                         EventKind.SHUTDOWN}  # fmt: skip
+        text = monitor.Debugger(session).execute("events input")
+        assert "COM1 received b'abcq'" in text and "checkpoint" not in text
