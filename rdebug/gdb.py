@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -133,9 +134,9 @@ class Gdb:
         self.close()
 
 
-def attach(session: Session, gdb: str = "gdb", *settings: str) -> Gdb:
-    """Serve `session` on a free local port and start `gdb` attached to it, with the
-    guest's symbols; `settings` are gdb commands run before attaching."""
+def attach(session: Session, *, gdb: str = "gdb", settings: Sequence[str] = ()) -> Gdb:
+    """Serve `session` on a free local port and start `gdb` (a name on PATH or a path)
+    attached to it, with the guest's symbols; `settings` are gdb commands run first."""
     program = shutil.which(gdb)
     if program is None:
         raise RdebugError(f"{gdb!r}: gdb is not installed (or not on PATH)")

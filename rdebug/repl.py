@@ -133,6 +133,7 @@ class Repl:
         self._snapshots: list[NamedSnapshot] | None = None
         self._at = 0  # the icount the worker last reported
         self._drawn = 0  # the length of the progress line on the screen
+        self._sourcing: set[Path] = set()  # the files `source` is running now
         session.progress = self._report
 
     # -- one command -------------------------------------------------------------------------
@@ -175,11 +176,18 @@ class Repl:
         """Run the commands of `path`; the first failing one stops it, named by line."""
         try:
             lines = path.read_text().splitlines()
+            key = path.resolve()
         except OSError as exc:
             raise UsageError(f"source {path}: cannot read: {exc.strerror}") from None
         except UnicodeDecodeError:
             raise UsageError(f"source {path}: not a text file") from None
-        self.run_lines(lines, str(path))
+        if key in self._sourcing:
+            raise UsageError(f"source {path}: already running (a file that sources itself)")
+        self._sourcing.add(key)
+        try:
+            self.run_lines(lines, str(path))
+        finally:
+            self._sourcing.discard(key)
 
     def run_lines(self, lines: Iterable[str], name: str) -> None:
         """Run commands one by one; the first failing one stops them (`name:LINE: why`)."""

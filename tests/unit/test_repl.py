@@ -220,6 +220,11 @@ def test_source_runs_a_file_and_stops_at_the_first_failure(
         f"error: {bad}:2: icount 99999999 is outside the recording (0 to {session.end_icount})\n"
     )
     assert not repl.execute(f"source {tmp_path / 'missing'}")
+    loop = tmp_path / "loop.cmds"
+    loop.write_text(f"seek 30\nsource {loop}\n")
+    assert not repl.execute(f"source {loop}")
+    assert session.icount == 30
+    assert err.getvalue().endswith("already running (a file that sources itself)\n")
 
 
 @pytest.fixture(scope="module")
