@@ -87,3 +87,17 @@ def test_the_repl_serves_gdb_on_its_session(bug_trace: Path) -> None:
         # gdb's breakpoint went with gdb; the REPL's is back
         assert repl.execute("continue")
         assert session.registers["eip"] == session.address("guest_exit")
+
+
+def test_gdb_monitor_speaks_the_repl_language(bug_trace: Path) -> None:
+    with rdebug.open(bug_trace) as session:
+        interrupts = list(session.events("interrupt"))
+        with rdebug.gdb.attach(session) as gdb:
+            listing = gdb.command("monitor events interrupt").console
+            assert all(f" {e.icount}  interrupt" in listing for e in interrupts)
+            assert f"icount {interrupts[2].icount}:" in gdb.command("monitor goto event 2").console
+            gdb.command("flushregs")
+            pc = gdb.value("$pc")
+            assert "<" in gdb.command("monitor x/2i $eip").console
+            assert gdb.command("monitor frobnicate").console.startswith("error: unknown command")
+        assert session.icount == interrupts[2].icount and session.registers["eip"] == pc
