@@ -77,7 +77,7 @@ _WRITABLE: dict[int, int] = {
     SVR: 0x13FF,
     ICR_LOW: 0x000CCFFF,  # vector, delivery/dest mode, level, trigger, shorthand
     ICR_HIGH: 0xFF000000,
-    LVT_TIMER: 0x000600FF,
+    LVT_TIMER: 0x000700FF,
     LVT_THERMAL: 0x000107FF,
     LVT_PERF: 0x000107FF,
     LVT_LINT0: 0x0001A7FF,
@@ -352,6 +352,7 @@ class LocalApic(Device):
 
     def _schedule(self) -> None:
         """Arm the virtual-time timer for the next time the count reaches zero."""
+        self._publish(TIMER_CURRENT)  # not hot any more once it stops counting
         initial = self._regs[TIMER_INITIAL]
         if initial == 0:
             self._set_deadline(None)
@@ -364,7 +365,6 @@ class LocalApic(Device):
         else:
             end = self._timer_start_ns + period
             self._set_deadline(end if end > now else None)
-        self._publish(TIMER_CURRENT)
 
     def _set_deadline(self, deadline: int | None) -> None:
         self._timer_deadline = deadline
