@@ -18,7 +18,7 @@ def _ram_after_load() -> bytes:
     machine = Machine(MachineConfig(memory_mb=8), LiveInputs())
     try:
         machine.load(load_image(GUESTS / "hello.elf"))
-        return bytes(machine.cpu.ram[: 0x100000])
+        return bytes(machine.cpu.ram[:0x100000])
     finally:
         machine.close()
 
