@@ -245,7 +245,7 @@ def _add_machine_options(parser: argparse.ArgumentParser) -> None:
         type=_int,
         default=256,
         metavar="MB",
-        help="guest RAM in MiB (default 256)",
+        help="guest RAM in MiB, 2-3072 (default 256; xv6-style kernels assume 224)",
     )
     parser.add_argument(
         "--icount-shift",
