@@ -585,10 +585,10 @@ def measure_gdb(
 # ----------------------------------------------------------------------------- main
 
 
-def raw_unicorn_mips(passes: int) -> tuple[float, float]:
-    """(raw unicorn MIPS, rdebug Machine MIPS) on the crc workload, best of 3, in-process
+def raw_unicorn_mips(workload: Workload) -> tuple[float, float]:
+    """(raw unicorn MIPS, rdebug Machine MIPS) on a workload, best of 3, in-process
     (bench/speed.py's measurement)."""
-    result = measure(Workload("crc", "crc_passes", passes), 3)
+    result = measure(workload, 3)
     return result.mips(result.raw_times, "best"), result.mips(result.rd_times, "best")
 
 
@@ -651,12 +651,16 @@ def main(argv: list[str] | None = None) -> int:
         if with_gdb:
             figures += measure_gdb(guests[0].elf, work, points, steps, span, bool(with_qemu))
 
-    raw, machine = raw_unicorn_mips(crc_passes // 4)
+    speeds = {
+        name: raw_unicorn_mips(Workload(name, f"{name}_passes", passes // 4))
+        for name, passes in (("crc", crc_passes), ("memcopy", memcopy_passes))
+    }
     print("\nall figures (medians; ratio = rdebug/QEMU):\n" + format_table(figures))
-    print(
-        f"\ncrc workload in-process: raw unicorn (no hooks) {raw:.0f} MIPS, rdebug's "
-        f"Machine {machine:.0f} MIPS ({machine / raw:.2f}x raw)"
-    )
+    for name, (raw, machine) in speeds.items():
+        print(
+            f"{name} workload in-process: raw unicorn (no hooks) {raw:.0f} MIPS, rdebug's "
+            f"Machine {machine:.0f} MIPS ({machine / raw:.2f}x raw)"
+        )
     if args.json is not None:
         args.json.write_text(
             json.dumps(
@@ -665,8 +669,10 @@ def main(argv: list[str] | None = None) -> int:
                     "quick": quick,
                     "rounds": rounds,
                     "figures": [asdict(f) | {"ratio": f.ratio} for f in figures],
-                    "raw_unicorn_mips": raw,
-                    "machine_mips": machine,
+                    "mips": {
+                        name: {"raw_unicorn": raw, "rdebug_machine": machine}
+                        for name, (raw, machine) in speeds.items()
+                    },
                 },
                 indent=1,
             )
