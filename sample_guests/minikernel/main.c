@@ -365,7 +365,9 @@ static void print_ps(void)
     }
 }
 
-static struct regs *syscall(struct regs *r)
+/* Not inlined into trap(): a debugger can break on every system call here. */
+__attribute__((noinline)) struct regs *do_syscall(struct regs *r);
+struct regs *do_syscall(struct regs *r)
 {
     syscalls++;
     uint32_t a = r->ebx, b = r->ecx;
@@ -484,7 +486,7 @@ struct regs *trap(struct regs *r)
     if (v < 32)
         return fault(r);
     if (v == SYSCALL_VECTOR)
-        return syscall(r);
+        return do_syscall(r);
     if (v == SPURIOUS_VECTOR || (v >= PIC_VECTOR && v < PIC_VECTOR + 16))
         return r; /* LAPIC spurious, or a spurious IRQ 7/15 of the masked 8259s */
     if (v == TIMER_VECTOR) {
