@@ -183,3 +183,25 @@ def test_key_reads_a_line_typed_on_the_ps2_keyboard() -> None:
     _skip_without_apic(bytes(out.data))
     assert stop.reason is StopReason.EXIT and stop.exit_code == 1, (stop, bytes(out.data))
     assert bytes(out.data) == (EXPECTED / "minikernel-key.txt").read_bytes()
+
+
+def test_key_session_recorded_from_the_command_line(tmp_path: Path) -> None:
+    """`record --keyboard-input` types the keyboard line; the replay, with no input
+    source, prints the same."""
+    if b"--keyboard-input" not in _rdebug("record", "--help").stdout:
+        pytest.skip("rdebug has no --keyboard-input yet (issue 7, part 1)")
+    (tmp_path / "keys.txt").write_text("hi kbd 42\n")
+    (tmp_path / "com1.txt").write_bytes(b"key\nexit\n")
+    recorded, replayed = tmp_path / "recorded.txt", tmp_path / "replayed.txt"
+    result = _rdebug(
+        "record", KERNEL, "-o", tmp_path / "trace", "-m", str(MEMORY_MB),
+        "--serial-input", tmp_path / "com1.txt", "--keyboard-input", tmp_path / "keys.txt",
+        "--serial", f"file:{recorded}",
+    )  # fmt: skip
+    _skip_without_apic(recorded.read_bytes())
+    assert result.returncode == 1, result.stderr
+    expected = (EXPECTED / "minikernel-key.txt").read_bytes()
+    assert recorded.read_bytes() == expected
+    result = _rdebug("replay", tmp_path / "trace", "--serial", f"file:{replayed}")
+    assert result.returncode == 1, result.stderr
+    assert replayed.read_bytes() == expected
