@@ -22,14 +22,19 @@ from rdebug.api import Session
 from rdebug.errors import FormatError, RdebugError, UsageError
 from rdebug.gdb_target import LiveTarget, SessionTarget
 from rdebug.gdbstub.server import GdbServer
+from rdebug.machine.devices.ne2000 import FrameSink, NicConfig
 from rdebug.machine.inputs import (
+    ExternalInputs,
     FileSerialSource,
+    InputSource,
     LiveInputs,
     SerialSource,
     StreamSerialSource,
 )
+from rdebug.machine.keys import ListInputSource, parse_mouse_script, text_to_keys
 from rdebug.machine.loader import ImageFormat, LoadedImage, parse_image
 from rdebug.machine.machine import Machine, MachineConfig, StopEvent, StopReason
+from rdebug.machine.netdev import NetInputs, PcapWriter, SocketNetdev, UdpNetdev, parse_netdev
 from rdebug.replay.dump import dump
 from rdebug.replay.player import Ending, Player
 from rdebug.replay.recording import record
@@ -105,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("guest", type=Path, metavar="GUEST", help="the guest image")
     _add_machine_options(run)
     _add_serial_options(run, inputs=True)
+    _add_net_options(run)
     _add_max_insns(run)
     run.add_argument(
         "--gdb",
@@ -134,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_machine_options(record)
     _add_serial_options(record, inputs=True)
+    _add_net_options(record)
     _add_max_insns(record)
 
     replay = sub.add_parser(
@@ -146,6 +153,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     replay.add_argument("trace", type=Path, metavar="TRACE", help="a folder made by record")
     _add_serial_options(replay, inputs=False)
+    replay.add_argument(
+        "--net-output",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="write the frames the guest's NIC sends to FILE (a pcap capture, stamped "
+        "in virtual time); otherwise they are dropped",
+    )
     replay.add_argument(
         "--gdb",
         default=None,
@@ -250,6 +265,113 @@ def _add_serial_options(parser: argparse.ArgumentParser, inputs: bool) -> None:
             help="bytes fed to COM1's receiver, one at a time at the line's pace, once "
             "the guest has enabled reception",
         )
+    _add_device_input_options(parser, inputs)
+
+
+def _add_device_input_options(parser: argparse.ArgumentParser, inputs: bool) -> None:
+    """--keyboard-input / --mouse-input (replay accepts them only to refuse them clearly)."""
+    if not inputs:
+        for option in ("--keyboard-input", "--mouse-input", "--serial-input"):
+            parser.add_argument(option, type=Path, default=None, help=argparse.SUPPRESS)
+        return
+    parser.add_argument(
+        "--keyboard-input",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="text typed on the PS/2 keyboard (US layout; Shift for capitals and "
+        "symbols, a newline is Enter), one scan code byte at a time at a steady virtual "
+        "pace, while the guest has the keyboard enabled",
+    )
+    parser.add_argument(
+        "--mouse-input",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="PS/2 mouse reports, one line 'dx dy buttons' each (y up; buttons: 1 left, "
+        "2 right, 4 middle), sent once the guest enabled the mouse",
+    )
+
+
+def _add_net_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--nic",
+        default=None,
+        metavar="ne2k_isa[,iobase=0x300][,irq=9][,mac=52:54:00:12:34:56]",
+        help="an NE2000 network card on the ISA bus (recorded with the trace)",
+    )
+    parser.add_argument(
+        "--netdev",
+        default=None,
+        metavar="socket,udp=HOST:PORT,localaddr=HOST:PORT|none",
+        help="the NIC's host network: Ethernet frames over UDP, one per datagram, sent "
+        "to udp= and received at localaddr= (port 0: any free port, printed), as QEMU's "
+        "-netdev socket; or none (default)",
+    )
+
+
+def parse_nic(text: str) -> NicConfig:
+    """`ne2k_isa[,iobase=N][,irq=N][,mac=XX:XX:XX:XX:XX:XX]` (QEMU's -nic, one model)."""
+    option = f"--nic {text}"
+    model, _, rest = text.partition(",")
+    if model.removeprefix("model=") != "ne2k_isa":
+        raise UsageError(f"{option}: unknown model {model!r} (rdebug has ne2k_isa)")
+    fields: dict[str, str] = {}
+    for part in rest.split(",") if rest else []:
+        key, sep, value = part.partition("=")
+        if not sep or not value or key in fields or key not in ("iobase", "irq", "mac"):
+            raise UsageError(f"{option}: expected iobase=N, irq=N or mac=MAC, not {part!r}")
+        fields[key] = value
+    try:
+        config = NicConfig()
+        iobase = int(fields["iobase"], 0) if "iobase" in fields else config.iobase
+        irq = int(fields["irq"], 0) if "irq" in fields else config.irq
+        mac = config.mac
+        if "mac" in fields:
+            octets = fields["mac"].split(":")
+            if len(octets) != 6 or not all(len(o) == 2 for o in octets):
+                raise ValueError(f"mac {fields['mac']!r}: expected six hex octets a:b:c:d:e:f")
+            mac = bytes.fromhex("".join(octets))
+        return NicConfig(iobase, irq, mac)
+    except ValueError as exc:
+        raise UsageError(f"{option}: {exc}") from None
+
+
+def _nic_config(args: argparse.Namespace) -> NicConfig | None:
+    if args.nic is None:
+        if args.netdev is not None and parse_netdev(args.netdev) != parse_netdev("none"):
+            raise UsageError(f"--netdev {args.netdev}: no NIC to attach it to (add --nic ne2k_isa)")
+        return None
+    return parse_nic(args.nic)
+
+
+@contextlib.contextmanager
+def _netdev(
+    args: argparse.Namespace, inputs: ExternalInputs
+) -> Iterator[tuple[ExternalInputs, FrameSink | None]]:
+    """The live inputs with the NIC's received frames, and where its sent frames go."""
+    spec = None if args.netdev is None else parse_netdev(args.netdev)
+    if not isinstance(spec, SocketNetdev):
+        yield inputs, None
+        return
+    udp = UdpNetdev(spec)
+    print(
+        f"rdebug: netdev socket: receiving at {udp.local[0]}:{udp.local[1]}, sending to "
+        f"{spec.udp[0]}:{spec.udp[1]}",
+        file=sys.stderr,
+        flush=True,
+    )
+    net_inputs = NetInputs(inputs, {0: udp})
+    try:
+        yield net_inputs, udp
+    finally:
+        udp.close()
+        if net_inputs.dropped:
+            print(
+                f"rdebug: netdev socket: {net_inputs.dropped} frames dropped at the host "
+                f"(the guest was not taking them fast enough)",
+                file=sys.stderr,
+            )
 
 
 def _add_max_insns(parser: argparse.ArgumentParser) -> None:
@@ -350,7 +472,10 @@ def _machine_config(args: argparse.Namespace) -> MachineConfig:
     if args.max_insns is not None and args.max_insns < 0:
         raise UsageError("--max-insns must not be negative")
     return MachineConfig(
-        memory_mb=args.memory_mb, icount_shift=args.icount_shift, counter=args.counter
+        memory_mb=args.memory_mb,
+        icount_shift=args.icount_shift,
+        counter=args.counter,
+        nic=_nic_config(args),
     )
 
 
@@ -362,10 +487,38 @@ def _live_inputs(args: argparse.Namespace) -> tuple[LiveInputs, bool]:
             sources[0] = FileSerialSource(args.serial_input.read_bytes())
         except OSError as exc:
             raise UsageError(f"--serial-input {args.serial_input}: {exc.strerror}") from None
+    devices = _device_inputs(args)
     if args.serial == "stdio" and args.serial_input is None and _stdin_readable():
         sources[0] = StreamSerialSource(sys.stdin.buffer)
-        return LiveInputs(sources), sys.stdin.isatty()
-    return LiveInputs(sources), False
+        return LiveInputs(sources, input_sources=devices), sys.stdin.isatty()
+    return LiveInputs(sources, input_sources=devices), False
+
+
+def _device_inputs(args: argparse.Namespace) -> list[InputSource]:
+    """The keyboard and mouse sources of --keyboard-input and --mouse-input."""
+    sources: list[InputSource] = []
+    if args.keyboard_input is not None:
+        text = _read_text(args.keyboard_input, "--keyboard-input")
+        try:
+            sources.append(ListInputSource(text_to_keys(text)))
+        except ValueError as exc:
+            raise UsageError(f"--keyboard-input {args.keyboard_input}: {exc}") from None
+    if args.mouse_input is not None:
+        text = _read_text(args.mouse_input, "--mouse-input")
+        try:
+            sources.append(ListInputSource(parse_mouse_script(text)))
+        except ValueError as exc:
+            raise UsageError(f"--mouse-input {args.mouse_input}: {exc}") from None
+    return sources
+
+
+def _read_text(path: Path, option: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(f"{option} {path}: not UTF-8 text") from None
+    except OSError as exc:
+        raise UsageError(f"{option} {path}: {exc.strerror}") from None
 
 
 def _stdin_readable() -> bool:
@@ -418,9 +571,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     _, _, image = _read_guest(args)
     config = _machine_config(args)
     disks = open_disks(_drives(args), check=False)
-    inputs, terminal = _live_inputs(args)
-    with _serial_backend(args.serial) as backend:
-        machine = Machine(config, inputs, [backend] if backend else [], disks)
+    live, terminal = _live_inputs(args)
+    with _serial_backend(args.serial) as backend, _netdev(args, live) as (inputs, net):
+        machine = Machine(config, inputs, [backend] if backend else [], disks, net)
         try:
             if args.gdb is not None:
                 machine.load(image)
@@ -464,8 +617,8 @@ def cmd_record(args: argparse.Namespace) -> int:
     del image  # parsed to refuse a bad image before anything is created
     config = _machine_config(args)
     drives = _drives(args)
-    inputs, terminal = _live_inputs(args)
-    with _serial_backend(args.serial) as backend:
+    live, terminal = _live_inputs(args)
+    with _serial_backend(args.serial) as backend, _netdev(args, live) as (inputs, net):
         recording = record(
             args.output,
             data,
@@ -474,6 +627,7 @@ def cmd_record(args: argparse.Namespace) -> int:
             inputs,
             serial=[backend] if backend else [],
             drives=drives,
+            net=net,
             run=lambda machine: _execute(machine, None, args.max_insns, terminal),
         )
     status = _report(recording.stop)
@@ -535,23 +689,45 @@ def cmd_replay_gdb(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    for option in ("keyboard_input", "mouse_input", "serial_input"):
+        if getattr(args, option) is not None:
+            name = "--" + option.replace("_", "-")
+            raise UsageError(
+                f"replay takes no {name}: the trace's log carries every input of the "
+                "recording (keys, mouse, serial bytes)"
+            )
     if args.gdb is not None:
+        if args.net_output is not None:
+            raise UsageError("--net-output: not with --gdb")
         return cmd_replay_gdb(args)
     trace = Trace.open(args.trace)
+    if args.net_output is not None and trace.info.nic is None:
+        raise UsageError(f"--net-output: {args.trace} was recorded without a NIC")
     image = load_guest(trace.info.guest, trace.guest_image())
     try:
         log = trace.log_path.open("rb")
     except OSError as exc:
         raise FormatError(f"{trace.log_path}: cannot read: {exc.strerror}") from None
     disks = open_disks(trace.info.drives, check=True)
-    with log, _serial_backend(args.serial) as backend:
+    with log, _serial_backend(args.serial) as backend, _net_output(args.net_output) as net:
         player = Player(log, str(trace.log_path))
-        machine = Machine(trace.info.machine_config(), player, [backend] if backend else [], disks)
+        serial = [backend] if backend else []
+        machine = Machine(trace.info.machine_config(), player, serial, disks, net)
         try:
             stop = _execute(machine, image, None, terminal=False)
         finally:
             machine.close()
     return _replay_status(stop, player, trace)
+
+
+@contextlib.contextmanager
+def _net_output(path: Path | None) -> Iterator[FrameSink | None]:
+    if path is None:
+        yield None
+        return
+    writer, stream = PcapWriter.open(path)
+    with stream:
+        yield writer
 
 
 _STOP_WORDS = {

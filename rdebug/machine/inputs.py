@@ -41,7 +41,37 @@ class SerialInput:
     data: bytes
 
 
-AsyncInput = SerialInput
+@dataclass(frozen=True, slots=True)
+class NetInput:
+    """An Ethernet frame that arrived from the host for network adapter `adapter`."""
+
+    adapter: int
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class KeyInput:
+    """A key went down or up on the host keyboard.
+
+    `key` is the key's scan code set 1 make code; keys sent with an E0 prefix are
+    0xE000 | code (e.g. 0xE01D, right Ctrl).
+    """
+
+    key: int
+    down: bool
+
+
+@dataclass(frozen=True, slots=True)
+class MouseInput:
+    """One report of the host mouse: a relative move (y grows upwards, as PS/2 reports)
+    and the buttons held (bit 0 left, bit 1 right, bit 2 middle)."""
+
+    dx: int
+    dy: int
+    buttons: int
+
+
+AsyncInput = SerialInput | NetInput | KeyInput | MouseInput
 
 
 class ExternalInputs(Protocol):
@@ -95,6 +125,20 @@ class DeliverFn(Protocol):
     def __call__(self, data: bytes | None) -> None:
         """Hand over bytes; None means the source is exhausted."""
         ...
+
+
+class InputDeliverFn(Protocol):
+    def __call__(self, items: Sequence[KeyInput | MouseInput] | None) -> None:
+        """Hand over keyboard or mouse events; None means the source is exhausted."""
+        ...
+
+
+class InputSource(Protocol):
+    """A host source of keyboard or mouse events, read on its own thread."""
+
+    def start(self, deliver: InputDeliverFn) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class FileSerialSource:
@@ -153,19 +197,35 @@ class LiveInputs:
         self,
         serial_sources: dict[int, SerialSource] | None = None,
         clock: Callable[[], int] = time.time_ns,
+        input_sources: Sequence[InputSource] = (),
     ) -> None:
         self._clock = clock
-        self._queue: queue.SimpleQueue[SerialInput | int] = queue.SimpleQueue()
-        self._open: set[int] = set()
+        self._queue: queue.SimpleQueue[AsyncInput | int] = queue.SimpleQueue()
+        self._open: set[int] = set()  # serial ports, and -1, -2, ... for input sources
         self._sources = dict(serial_sources or {})
+        self._input_sources = list(input_sources)
         self._wake = threading.Event()
         for port, source in self._sources.items():
             self._open.add(port)
             source.start(self._deliverer(port))
+        for index, input_source in enumerate(self._input_sources):
+            self._open.add(-1 - index)
+            input_source.start(self._input_deliverer(-1 - index))
 
     def _deliverer(self, port: int) -> DeliverFn:
         def deliver(data: bytes | None) -> None:
             self._queue.put(SerialInput(port, data) if data is not None else port)
+            self._wake.set()
+
+        return deliver
+
+    def _input_deliverer(self, key: int) -> InputDeliverFn:
+        def deliver(items: Sequence[KeyInput | MouseInput] | None) -> None:
+            if items is None:
+                self._queue.put(key)
+            else:
+                for item in items:
+                    self._queue.put(item)
             self._wake.set()
 
         return deliver
@@ -206,20 +266,29 @@ class LiveInputs:
     def close(self) -> None:
         for source in self._sources.values():
             source.close()
+        for input_source in self._input_sources:
+            input_source.close()
 
 
 class ScriptedInputs:
-    """Serial input delivered at chosen instruction counts: scripted sessions and tests.
+    """Input delivered at chosen instruction counts: scripted sessions and tests.
 
-    Each `(icount, port, data)` is handed over at the first checkpoint at or after
+    Each `(icount, port, data)` of serial input, and each `(icount, input)` of `events`
+    (any `AsyncInput`), is handed over at the first checkpoint at or after
     `icount`; an idle guest (halted, nothing else pending) gets the next one at once.
     The host clock is a fixed value.
     """
 
     def __init__(
-        self, schedule: Sequence[tuple[int, int, bytes]], clock_ns: int = 1_700_000_000 * 10**9
+        self,
+        schedule: Sequence[tuple[int, int, bytes]],
+        clock_ns: int = 1_700_000_000 * 10**9,
+        events: Sequence[tuple[int, AsyncInput]] = (),
     ) -> None:
-        self._schedule = sorted(schedule, key=lambda item: item[0])
+        items = [(icount, SerialInput(port, data)) for icount, port, data in schedule]
+        self._schedule: list[tuple[int, AsyncInput]] = sorted(
+            [*items, *events], key=lambda item: item[0]
+        )
         self._clock_ns = clock_ns
         self._release_next = False
 
@@ -230,8 +299,7 @@ class ScriptedInputs:
     def take_async(self, icount: int) -> list[AsyncInput]:
         out: list[AsyncInput] = []
         while self._schedule and (self._schedule[0][0] <= icount or self._release_next):
-            _, port, data = self._schedule.pop(0)
-            out.append(SerialInput(port, data))
+            out.append(self._schedule.pop(0)[1])
             self._release_next = False
         return out
 

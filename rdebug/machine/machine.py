@@ -51,14 +51,25 @@ from rdebug.errors import GuestFault, MachineError
 from rdebug.machine.counter import Counter, NativeCounter, ReferenceCounter, StopCause
 from rdebug.machine.cpu import CR0_PE, EFLAGS_IF, EFLAGS_RESERVED, Cpu, TableRegister
 from rdebug.machine.devices.base import Device, State
+from rdebug.machine.devices.cga import Cga
+from rdebug.machine.devices.i8042 import I8042, FastA20Port
 from rdebug.machine.devices.ide import IdeController
 from rdebug.machine.devices.misc import DebugExit, PostPort
+from rdebug.machine.devices.ne2000 import FrameSink, Ne2000, NicConfig
 from rdebug.machine.devices.pic import PicPair
 from rdebug.machine.devices.pit import Pit, SystemControlPort
 from rdebug.machine.devices.rtc import Rtc
 from rdebug.machine.devices.uart import SerialBackend, Uart
 from rdebug.machine.disks import OverlayDisk
-from rdebug.machine.inputs import ExternalInputs, SerialInput, SyncEvent
+from rdebug.machine.inputs import (
+    AsyncInput,
+    ExternalInputs,
+    KeyInput,
+    MouseInput,
+    NetInput,
+    SerialInput,
+    SyncEvent,
+)
 from rdebug.machine.interrupts import ERROR_CODE_VECTORS, Interrupt, Source, deliver
 from rdebug.machine.loader import (
     GDT_ADDR,
@@ -152,6 +163,8 @@ class MachineConfig:
     icount_shift: int = 7
     #: "native" (fast, exact) or "reference" (slow, per-instruction; for cross-checks)
     counter: str = "native"
+    #: An NE2000 on the ISA bus (network adapter 0), or none.
+    nic: NicConfig | None = None
 
     def __post_init__(self) -> None:
         if not 1 <= self.memory_mb <= 3072:
@@ -173,7 +186,9 @@ class Machine:
         inputs: ExternalInputs,
         serial: Sequence[SerialBackend] = (),
         disks: Sequence[OverlayDisk | None] = (),
+        net: FrameSink | None = None,
     ) -> None:
+        """`net` receives the frames the NIC (if `config.nic`) transmits; None drops them."""
         self.config = config
         self.inputs = inputs
         self.cpu = Cpu(config.memory_mb)
@@ -207,6 +222,9 @@ class Machine:
         self.rtc = Rtc(self, host_time_ns=self._host_time_ns, memory_mb=config.memory_mb)
         self.post = PostPort(self)
         self.debug_exit = DebugExit(self)
+        self.i8042 = I8042(self)
+        self.port92 = FastA20Port(self)
+        self.cga = Cga(self)
         self.disks = [*disks, None, None][:2]
         if len(disks) > 2:
             raise MachineError("at most two IDE drives (master and slave)")
@@ -221,7 +239,15 @@ class Machine:
             self.post,
             self.debug_exit,
             *([self.ide] if self.ide else []),
+            self.i8042,
+            self.port92,
+            self.cga,
         ]
+        #: Network adapters by adapter id (the id in NetInput and the log's NET events).
+        self.nics: list[Ne2000] = []
+        if config.nic is not None:
+            self.nics.append(Ne2000(self, config.nic, net))
+            self.devices.append(self.nics[0])
         self._uarts = (self.com1, self.com2)
         self._ports: dict[int, Device] = {}
         for device in self.devices:
@@ -459,9 +485,18 @@ class Machine:
             return None
         return None
 
-    def _take_input(self, item: SerialInput) -> None:
-        if 0 <= item.port < len(self._uarts):
-            self._uarts[item.port].receive_host(item.data)
+    def _take_input(self, item: AsyncInput) -> None:
+        match item:
+            case SerialInput(port, data):
+                if 0 <= port < len(self._uarts):
+                    self._uarts[port].receive_host(data)
+            case NetInput(adapter, data):
+                if 0 <= adapter < len(self.nics):
+                    self.nics[adapter].receive(data)
+            case KeyInput(key, down):
+                self.i8042.key_input(key, down)
+            case MouseInput(dx, dy, buttons):
+                self.i8042.mouse_input(dx, dy, buttons)
 
     def _fire_timers(self) -> None:
         if not (self.halted or self.counter.at_branch_boundary()):

@@ -20,7 +20,11 @@ clock kind and checkpoint kind, so those carry no extra byte):
     2  EVENT_EXCEPTION          (an exception or software interrupt was taken here)
     3  EVENT_ASYNC              u8 checkpoint id, u8 async kind, then by kind:
                                   0 BH          u64 operation id
-                                  1 INPUT       u32 input kind, then 8 bytes of data
+                                  1 INPUT       u32 input kind, then 8 bytes of data:
+                                    0 KEY  u32 key (set-1 make code, 0xE0xx), u8 down, 3x0
+                                    1 BTN  u32 button (0 left 1 middle 2 right), u8 down,
+                                           3x0
+                                    2 REL  u32 axis (0 X, 1 Y), i32 value (Y up)
                                   2 INPUT_SYNC  -
                                   3 CHAR_READ   u8 char device id, array of bytes
                                   4 BLOCK       u64 operation id
@@ -92,6 +96,24 @@ class AsyncKind(enum.IntEnum):
     BLOCK = 4
     NET = 5
 
+
+class InputKind(enum.IntEnum):
+    """QEMU's InputEvent kinds, as EVENT_ASYNC INPUT carries them."""
+
+    KEY = 0
+    BTN = 1
+    REL = 2
+
+
+class Axis(enum.IntEnum):
+    X = 0
+    Y = 1
+
+
+#: The 8 data bytes of KEY and BTN input events: key or button, down flag.
+INPUT_PRESS = struct.Struct(">IB3x")
+#: The 8 data bytes of REL input events: axis, signed value.
+INPUT_REL = struct.Struct(">Ii")
 
 EVENT_INSTRUCTION = 0
 EVENT_INTERRUPT = 1
@@ -437,7 +459,7 @@ def describe(event: Event) -> str:
         case AsyncBottomHalf(checkpoint, operation):
             return f"ASYNC BH checkpoint={checkpoint.name} operation={operation}"
         case AsyncInput(checkpoint, kind, data):
-            return f"ASYNC INPUT checkpoint={checkpoint.name} kind={kind} data={data.hex(' ')}"
+            return f"ASYNC INPUT checkpoint={checkpoint.name} {describe_input(kind, data)}"
         case AsyncInputSync(checkpoint):
             return f"ASYNC INPUT_SYNC checkpoint={checkpoint.name}"
         case AsyncBlock(checkpoint, operation):
@@ -462,6 +484,21 @@ def describe(event: Event) -> str:
         case End():
             return "END"
     raise TypeError(f"not a log event: {event!r}")
+
+
+def describe_input(kind: int, data: bytes) -> str:
+    """The kind and data of an INPUT event, for humans."""
+    if kind in (InputKind.KEY, InputKind.BTN) and data[5:] == bytes(3) and data[4] < 2:
+        number, down = INPUT_PRESS.unpack(data)
+        state = "down" if down else "up"
+        if kind == InputKind.KEY:
+            return f"KEY key={number:#04x} {state}"
+        name = {0: "left", 1: "middle", 2: "right"}.get(number, str(number))
+        return f"BTN button={name} {state}"
+    if kind == InputKind.REL:
+        axis, value = INPUT_REL.unpack(data)
+        return f"REL axis={Axis(axis).name if axis in (0, 1) else axis} value={value}"
+    return f"kind={kind} data={data.hex(' ')}"
 
 
 def kind_name(event: Event) -> str:

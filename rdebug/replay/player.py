@@ -19,9 +19,12 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from rdebug.errors import FormatError, LogDivergence
-from rdebug.machine.inputs import AsyncInput, SerialInput, SyncEvent
+from rdebug.machine.inputs import AsyncInput, NetInput, SerialInput, SyncEvent
+from rdebug.replay.input_events import InputAssembler
 from rdebug.replay.log import (
     AsyncCharRead,
+    AsyncInputSync,
+    AsyncNet,
     Checkpoint,
     CheckpointKind,
     Clock,
@@ -38,6 +41,9 @@ from rdebug.replay.log import (
     describe,
     encode,
     encode_header,
+)
+from rdebug.replay.log import (
+    AsyncInput as LoggedInput,
 )
 from rdebug.replay.recorder import INPUT_CHECKPOINT
 
@@ -182,8 +188,18 @@ class Player:
             return []
         self._advance()
         items: list[AsyncInput] = []
-        while isinstance(self._next, AsyncCharRead) and self._icount == icount:
-            items.append(SerialInput(self._next.device, self._next.data))
+        inputs = InputAssembler(self._name)  # a mouse report is a group of events
+        while self._icount == icount:
+            if isinstance(self._next, AsyncCharRead):
+                items.append(SerialInput(self._next.device, self._next.data))
+            elif isinstance(self._next, AsyncNet):
+                items.append(NetInput(self._next.adapter, self._next.packet))
+            elif isinstance(self._next, LoggedInput | AsyncInputSync):
+                item = inputs.feed(self._next)
+                if item is not None:
+                    items.append(item)
+            else:
+                break
             self._advance()
         return items
 

@@ -17,9 +17,19 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-from rdebug.machine.inputs import AsyncInput, ExternalInputs, SerialInput, SyncEvent
+from rdebug.machine.inputs import (
+    AsyncInput,
+    ExternalInputs,
+    KeyInput,
+    MouseInput,
+    NetInput,
+    SerialInput,
+    SyncEvent,
+)
+from rdebug.replay.input_events import encode_input
 from rdebug.replay.log import (
     AsyncCharRead,
+    AsyncNet,
     Checkpoint,
     CheckpointKind,
     Clock,
@@ -38,6 +48,9 @@ from rdebug.replay.log import (
 #: The checkpoint at which rdebug's machine takes asynchronous input (its run loop,
 #: where virtual-clock timers are serviced too).
 INPUT_CHECKPOINT = CheckpointKind.CLOCK_VIRTUAL
+
+#: The NET event's flags word (QEMU's packet flags; rdebug's frames carry none).
+NET_FLAGS = 0
 
 _SYNC_EVENTS: dict[SyncEvent, Event] = {
     SyncEvent.INTERRUPT: InterruptTaken(),
@@ -106,7 +119,8 @@ class Recorder:
         if items:
             self._put(icount, Checkpoint(INPUT_CHECKPOINT))
             for item in items:
-                self._put(icount, _encode_async(item))
+                for event in _encode_async(item):
+                    self._put(icount, event)
         if self._pending:
             self._flush()
         return items
@@ -133,8 +147,12 @@ class Recorder:
         self._inner.close()
 
 
-def _encode_async(item: AsyncInput) -> Event:
+def _encode_async(item: AsyncInput) -> list[Event]:
     match item:
         case SerialInput(port, data):
-            return AsyncCharRead(INPUT_CHECKPOINT, port, data)
+            return [AsyncCharRead(INPUT_CHECKPOINT, port, data)]
+        case NetInput(adapter, data):
+            return [AsyncNet(INPUT_CHECKPOINT, adapter, NET_FLAGS, data)]
+        case KeyInput() | MouseInput():
+            return encode_input(INPUT_CHECKPOINT, item)
     raise TypeError(f"cannot log input {item!r}")

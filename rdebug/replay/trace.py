@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from rdebug.errors import FormatError, UsageError
+from rdebug.machine.devices.ne2000 import NicConfig, format_mac
 from rdebug.machine.disks import OverlayDisk
 from rdebug.machine.loader import ImageFormat, LoadedImage, parse_image
 from rdebug.machine.machine import MachineConfig
@@ -29,7 +30,9 @@ from rdebug.snapshots.images import detect_format, open_image
 
 TRACE_FORMAT = "rdebug-trace"
 #: Bump when the folder layout or trace.json changes.
-TRACE_VERSION = 2
+TRACE_VERSION = 3
+#: Older versions this rdebug still reads (2: before the "nic" entry; it had no NIC).
+_READABLE_VERSIONS = (2, TRACE_VERSION)
 META_NAME = "trace.json"
 GUEST_NAME = "guest"
 LOG_NAME = "replay.log"
@@ -65,9 +68,10 @@ class TraceInfo:
     memory_mb: int
     icount_shift: int
     drives: tuple[DriveSpec, ...] = ()
+    nic: NicConfig | None = None
 
     def machine_config(self) -> MachineConfig:
-        return MachineConfig(memory_mb=self.memory_mb, icount_shift=self.icount_shift)
+        return MachineConfig(memory_mb=self.memory_mb, icount_shift=self.icount_shift, nic=self.nic)
 
 
 def sha256(data: bytes) -> str:
@@ -164,7 +168,7 @@ class Trace:
         try:
             path.mkdir(parents=True, exist_ok=True)
             (path / GUEST_NAME).write_bytes(guest)
-            info = TraceInfo(spec, config.memory_mb, config.icount_shift, drives)
+            info = TraceInfo(spec, config.memory_mb, config.icount_shift, drives, config.nic)
             meta = {"format": TRACE_FORMAT, "version": TRACE_VERSION, **_to_json(info)}
             tmp = path / (META_NAME + ".tmp")
             tmp.write_text(json.dumps(meta, indent=2) + "\n")
@@ -194,7 +198,7 @@ class Trace:
             raise FormatError(f"{meta_path}: unreadable: {exc}") from None
         if not isinstance(meta, dict) or meta.get("format") != TRACE_FORMAT:
             raise FormatError(f"{meta_path}: not an rdebug trace description")
-        if meta.get("version") != TRACE_VERSION:
+        if meta.get("version") not in _READABLE_VERSIONS:
             raise FormatError(
                 f"{meta_path}: trace version {meta.get('version')!r}, this rdebug reads "
                 f"version {TRACE_VERSION}"
@@ -235,6 +239,14 @@ def _to_json(info: TraceInfo) -> dict[str, Any]:
         "machine": {"memory_mb": info.memory_mb, "icount_shift": info.icount_shift},
         "guest": asdict(info.guest),
         "drives": [asdict(d) for d in info.drives],
+        "nic": None
+        if info.nic is None
+        else {
+            "model": "ne2k_isa",
+            "iobase": info.nic.iobase,
+            "irq": info.nic.irq,
+            "mac": format_mac(info.nic.mac),
+        },
     }
 
 
@@ -256,7 +268,17 @@ def _from_json(meta: dict[str, Any], where: Path) -> TraceInfo:
             DriveSpec(int(d["index"]), str(d["source"]), str(d["format"]), str(d["sha256"]))
             for d in meta.get("drives", [])
         )
-        return TraceInfo(spec, int(machine["memory_mb"]), int(machine["icount_shift"]), drives)
+        nic = meta.get("nic")
+        nic_config = (
+            None
+            if nic is None
+            else NicConfig(
+                int(nic["iobase"]), int(nic["irq"]), bytes.fromhex(str(nic["mac"]).replace(":", ""))
+            )
+        )
+        return TraceInfo(
+            spec, int(machine["memory_mb"]), int(machine["icount_shift"]), drives, nic_config
+        )
     except (KeyError, TypeError, ValueError) as exc:
         raise FormatError(f"{where}: malformed trace description ({exc})") from None
 

@@ -11,13 +11,18 @@ know the PIC: INTRQ is a level on `ctx.set_irq(irq, ...)`.
 
 Timing model: every command completes at once, in the OUT that writes the Command
 register, so BSY is never seen (except while the guest holds SRST).  A read or IDENTIFY
-has its first sector in the buffer with DRQ set; a write has DRQ set for the first sector.
-Each further DRQ block of a read is loaded when the previous one has been read out; each
-sector of a write reaches the `BlockDevice` when its last word is written.
+has its first DRQ block in the buffer with DRQ set; a write has DRQ set for the first
+block.  Each further DRQ block of a read is loaded when the previous one has been read
+out; each block of a write reaches the `BlockDevice` when its last word is written.  A
+DRQ block is one sector, or for READ/WRITE MULTIPLE up to the multiple count sectors.
+INTRQ rises for each DRQ block of a read, for each block of a write after the first and
+at the end of a write; reading Status (not Alternate Status) negates it.
 
 Commands: IDENTIFY DEVICE (0xEC), READ SECTORS (0x20, 0x21), WRITE SECTORS (0x30, 0x31),
-SET FEATURES (0xEF, every subcommand accepted), INITIALIZE DEVICE PARAMETERS (0x91),
-FLUSH CACHE (0xE7); any other command is aborted (ERR, ABRT).  Addresses are LBA28 or CHS
+READ MULTIPLE (0xC4), WRITE MULTIPLE (0xC5), SET MULTIPLE MODE (0xC6: 0 disables, else a
+power of two up to `MAX_MULTIPLE`, the power-on setting as in QEMU), SET FEATURES (0xEF,
+every subcommand accepted), INITIALIZE DEVICE PARAMETERS (0x91), FLUSH CACHE (0xE7);
+any other command is aborted (ERR, ABRT).  Addresses are LBA28 or CHS
 (through the translation set by INITIALIZE DEVICE PARAMETERS, default 16 heads and 63
 sectors per track); a range past the end of the disk fails with IDNF before any transfer.
 
@@ -60,6 +65,9 @@ DEFAULT_HEADS = 16
 DEFAULT_SECTORS_PER_TRACK = 63
 #: Largest sector count an LBA28 command can address (IDENTIFY words 60-61).
 LBA28_SECTORS = 0x0FFF_FFFF
+#: Most sectors per DRQ block of READ/WRITE MULTIPLE (IDENTIFY word 47), and the
+#: power-on multiple count (QEMU's MAX_MULT_SECTORS: guests use READ MULTIPLE unset).
+MAX_MULTIPLE = 16
 
 #: Device names of the standard channel bases.
 CHANNELS: Mapping[int, str] = MappingProxyType({0x1F0: "ide0", 0x170: "ide1"})
@@ -103,6 +111,9 @@ class AtaCommand(Enum):
     WRITE_SECTORS = 0x30
     WRITE_SECTORS_NO_RETRY = 0x31
     INITIALIZE_DEVICE_PARAMETERS = 0x91
+    READ_MULTIPLE = 0xC4
+    WRITE_MULTIPLE = 0xC5
+    SET_MULTIPLE_MODE = 0xC6
     FLUSH_CACHE = 0xE7
     IDENTIFY_DEVICE = 0xEC
     SET_FEATURES = 0xEF
@@ -173,6 +184,7 @@ class _Drive:
     def power_on(self) -> None:
         self.heads = DEFAULT_HEADS
         self.sectors_per_track = DEFAULT_SECTORS_PER_TRACK
+        self.multiple = MAX_MULTIPLE  # sectors per DRQ block of READ/WRITE MULTIPLE
         self.soft_reset()
 
     def soft_reset(self) -> None:
@@ -184,6 +196,8 @@ class _Drive:
         self.phase = Phase.IDLE
         self.lba = 0  # next sector to load (data-in) or to store (data-out)
         self.remaining = 0  # sectors still to load after the buffer (data-in) or to store
+        self.block_size = SECTOR_SIZE  # bytes in the current DRQ block
+        self.per_block = 1  # sectors per DRQ block of the command in progress
         self.intrq = False  # interrupt pending
 
     def save_state(self) -> State:
@@ -198,6 +212,9 @@ class _Drive:
             "intrq": self.intrq,
             "heads": self.heads,
             "sectors_per_track": self.sectors_per_track,
+            "multiple": self.multiple,
+            "block_size": self.block_size,
+            "per_block": self.per_block,
         }
 
     def load_state(self, state: Mapping[str, StateValue]) -> None:
@@ -211,6 +228,14 @@ class _Drive:
         self.intrq = bool(state["intrq"])
         self.heads = state_int(state["heads"])
         self.sectors_per_track = state_int(state["sectors_per_track"])
+        # (absent from snapshots made before READ/WRITE MULTIPLE: their defaults)
+        self.multiple = state_int(state.get("multiple", MAX_MULTIPLE))
+        self.block_size = state_int(state.get("block_size", SECTOR_SIZE))
+        self.per_block = state_int(state.get("per_block", 1))
+        if not 0 < self.block_size <= MAX_MULTIPLE * SECTOR_SIZE or self.block_size % 512:
+            raise TypeError("malformed ide device state: block size")
+        if len(self.buffer) < self.block_size or self.pos > self.block_size:
+            raise TypeError("malformed ide device state: buffer")
 
 
 class IdeController(Device):
@@ -378,9 +403,9 @@ class IdeController(Device):
             return 0
         word = drive.buffer[drive.pos] | drive.buffer[drive.pos + 1] << 8
         drive.pos += 2
-        if drive.pos == SECTOR_SIZE:
+        if drive.pos >= drive.block_size:
             if drive.remaining:
-                self._load_sector(drive)
+                self._load_block(drive)
             else:
                 drive.phase = Phase.IDLE
                 drive.status = _READY
@@ -394,27 +419,37 @@ class IdeController(Device):
         drive.buffer[drive.pos] = word & 0xFF
         drive.buffer[drive.pos + 1] = word >> 8
         drive.pos += 2
-        if drive.pos == SECTOR_SIZE:
-            drive.disk.write_sectors(drive.lba, bytes(drive.buffer))
-            drive.lba += 1
-            drive.remaining -= 1
+        if drive.pos >= drive.block_size:
+            drive.disk.write_sectors(drive.lba, bytes(drive.buffer[: drive.block_size]))
+            sectors = drive.block_size // SECTOR_SIZE
+            drive.lba += sectors
+            drive.remaining -= sectors
             drive.pos = 0
             if drive.remaining:
+                self._next_out_block(drive)
                 drive.status = _READY | _DRQ  # next DRQ block
             else:
                 drive.phase = Phase.IDLE
                 drive.status = _READY
             drive.intrq = True  # at each further DRQ block and at command completion
 
-    def _load_sector(self, drive: _Drive) -> None:
-        """Start a PIO data-in block with the next sector; interrupt for it."""
-        drive.buffer = bytearray(drive.disk.read_sectors(drive.lba, 1))
-        drive.lba += 1
-        drive.remaining -= 1
+    def _load_block(self, drive: _Drive) -> None:
+        """Start a PIO data-in block with the next sector(s); interrupt for it."""
+        sectors = min(drive.per_block, drive.remaining)
+        drive.buffer = bytearray(drive.disk.read_sectors(drive.lba, sectors))
+        drive.block_size = sectors * SECTOR_SIZE
+        drive.lba += sectors
+        drive.remaining -= sectors
         drive.pos = 0
         drive.phase = Phase.DATA_IN
         drive.status = _READY | _DRQ
         drive.intrq = True
+
+    def _next_out_block(self, drive: _Drive) -> None:
+        """Size the next PIO data-out block."""
+        drive.block_size = min(drive.per_block, drive.remaining) * SECTOR_SIZE
+        if len(drive.buffer) < drive.block_size:
+            drive.buffer = bytearray(drive.block_size)
 
     # -- commands ---------------------------------------------------------------------------
 
@@ -426,6 +461,8 @@ class IdeController(Device):
         drive.intrq = False  # writing Command negates INTRQ
         drive.phase = Phase.IDLE
         drive.pos = 0
+        drive.block_size = SECTOR_SIZE
+        drive.per_block = 1
         drive.error = 0
         try:
             command = AtaCommand(value)
@@ -441,11 +478,26 @@ class IdeController(Device):
                 drive.intrq = True
             case AtaCommand.READ_SECTORS | AtaCommand.READ_SECTORS_NO_RETRY:
                 if self._start_transfer(drive):
-                    self._load_sector(drive)
+                    self._load_block(drive)
             case AtaCommand.WRITE_SECTORS | AtaCommand.WRITE_SECTORS_NO_RETRY:
                 if self._start_transfer(drive):
-                    drive.phase = Phase.DATA_OUT
-                    drive.status = _READY | _DRQ  # no interrupt for the first block
+                    self._start_data_out(drive)
+            case AtaCommand.READ_MULTIPLE | AtaCommand.WRITE_MULTIPLE:
+                if not drive.multiple:
+                    self._fail(drive, _ABRT)  # multiple mode disabled
+                elif self._start_transfer(drive):
+                    drive.per_block = drive.multiple
+                    if command is AtaCommand.READ_MULTIPLE:
+                        self._load_block(drive)
+                    else:
+                        self._start_data_out(drive)
+            case AtaCommand.SET_MULTIPLE_MODE:
+                count = self.sector_count
+                if count > MAX_MULTIPLE or count & (count - 1):
+                    self._fail(drive, _ABRT)
+                else:
+                    drive.multiple = count
+                    self._complete(drive)
             case AtaCommand.INITIALIZE_DEVICE_PARAMETERS:
                 drive.heads = (self.device & 0x0F) + 1
                 drive.sectors_per_track = self.sector_count
@@ -454,6 +506,11 @@ class IdeController(Device):
                 self._complete(drive)
             case _:
                 assert_never(command)
+
+    def _start_data_out(self, drive: _Drive) -> None:
+        drive.phase = Phase.DATA_OUT
+        self._next_out_block(drive)
+        drive.status = _READY | _DRQ  # no interrupt for the first block
 
     def _start_transfer(self, drive: _Drive) -> bool:
         """Take the address and count from the Command Block; IDNF if out of the disk."""
@@ -549,7 +606,7 @@ def _identify_data(drive: _Drive) -> bytes:
     _put_string(words, 10, 20, f"RDEBUG{drive.index:014d}")  # serial number
     _put_string(words, 23, 8, FIRMWARE)
     _put_string(words, 27, 40, MODEL)
-    words[47] = 0  # READ/WRITE MULTIPLE not supported
+    words[47] = 0x8000 | MAX_MULTIPLE  # READ/WRITE MULTIPLE: up to 16 sectors a block
     words[49] = 0x0200  # capabilities: LBA supported (no DMA)
     words[50] = 0x4000
     words[51] = 0x0200  # PIO mode 2 (obsolete field)
@@ -560,7 +617,7 @@ def _identify_data(drive: _Drive) -> bytes:
         capacity = current_cylinders * heads * sectors
         words[53] |= 0x0001
         words[54:59] = [current_cylinders, heads, sectors, capacity & 0xFFFF, capacity >> 16]
-    words[59] = 0  # no multiple sector setting
+    words[59] = 0x0100 | drive.multiple if drive.multiple else 0  # current multiple count
     lba28 = min(total, LBA28_SECTORS)
     words[60] = lba28 & 0xFFFF
     words[61] = lba28 >> 16

@@ -148,13 +148,13 @@ def test_multi_byte_access_to_the_command_block(ide: IdeController) -> None:
         (1, 1),  # default cylinders: 300 sectors < one 16 x 63 cylinder, at least 1
         (3, 16),  # default heads
         (6, 63),  # default sectors per track
-        (47, 0),  # READ/WRITE MULTIPLE: not supported
+        (47, 0x8010),  # READ/WRITE MULTIPLE: up to 16 sectors a block
         (49, 0x0200),  # LBA supported
         (53, 0x0003),  # words 54-58 and 64-70 valid
         (54, 0),  # current cylinders: 300 // (16 * 63)
         (55, 16),
         (56, 63),
-        (59, 0),  # no multiple sector setting
+        (59, 0x0110),  # multiple count valid: 16 (QEMU's power-on setting)
         (60, MASTER_SECTORS),  # LBA28 capacity, low word
         (61, 0),
         (80, 0x007E),
@@ -254,6 +254,107 @@ def test_write_sectors(
     assert len(ctx.rises(IRQ)) == count
     if lba:
         assert master.read_sectors(lba - 1, 1) == pattern(lba - 1, 0)
+
+
+# -- READ MULTIPLE, WRITE MULTIPLE, SET MULTIPLE MODE ---------------------------------------
+
+READ_MULTIPLE, WRITE_MULTIPLE, SET_MULTIPLE = 0xC4, 0xC5, 0xC6
+
+
+def set_multiple(ide: IdeController, count: int) -> int:
+    """SET MULTIPLE MODE; the Status it ends with."""
+    outb(ide, SECTOR_COUNT, count)
+    outb(ide, COMMAND, SET_MULTIPLE)
+    return inb(ide, STATUS)
+
+
+@pytest.mark.parametrize("size", [2, 4])
+@pytest.mark.parametrize(("multiple", "count"), [(16, 16), (16, 5), (4, 10), (2, 7), (1, 3)])
+def test_read_multiple_drq_blocks(
+    ctx: FakeContext, ide: IdeController, size: int, multiple: int, count: int
+) -> None:
+    if multiple != 16:
+        assert set_multiple(ide, multiple) == 0x50
+    lba = 40
+    before = len(ctx.rises(IRQ))  # SET MULTIPLE MODE's own interrupt
+    issue(ide, READ_MULTIPLE, lba, count)
+    got = b""
+    blocks = 0
+    while len(got) < count * 512:
+        assert ctx.level(IRQ), blocks  # one interrupt per DRQ block
+        assert inb(ide, ALT_STATUS) == 0x58
+        assert ctx.level(IRQ)  # Alternate Status does not acknowledge it
+        assert inb(ide, STATUS) == 0x58
+        assert not ctx.level(IRQ)
+        in_block = min(multiple, count - blocks * multiple)
+        for _ in range(in_block):
+            got += read_block(ide, size)
+        blocks += 1
+    assert got == b"".join(pattern(lba + n, 0) for n in range(count))
+    assert inb(ide, STATUS) == 0x50
+    assert len(ctx.rises(IRQ)) - before == blocks == -(-count // multiple)
+
+
+@pytest.mark.parametrize("size", [2, 4])
+@pytest.mark.parametrize(("multiple", "count"), [(16, 3), (4, 10), (8, 8)])
+def test_write_multiple_drq_blocks(
+    ctx: FakeContext,
+    ide: IdeController,
+    master: MemoryBlockDevice,
+    size: int,
+    multiple: int,
+    count: int,
+) -> None:
+    assert set_multiple(ide, multiple) == 0x50
+    lba = 100
+    data = [pattern(n, 0x3C) for n in range(count)]
+    before = len(ctx.rises(IRQ))
+    issue(ide, WRITE_MULTIPLE, lba, count)
+    done = 0
+    blocks = 0
+    while done < count:
+        assert inb(ide, STATUS) == 0x58
+        in_block = min(multiple, count - done)
+        for n in range(in_block):
+            assert not ctx.level(IRQ)
+            write_block(ide, data[done + n], size)
+            if n + 1 < in_block:  # stored only when the whole block is in
+                assert master.read_sectors(lba + done + n, 1) == pattern(lba + done + n, 0)
+        done += in_block
+        blocks += 1
+        assert master.read_sectors(lba, done) == b"".join(data[:done])
+        assert ctx.level(IRQ)
+    assert inb(ide, STATUS) == 0x50
+    assert len(ctx.rises(IRQ)) - before == blocks
+
+
+@pytest.mark.parametrize("count", [3, 5, 32, 17])
+def test_set_multiple_mode_refuses_bad_counts(ide: IdeController, count: int) -> None:
+    assert set_multiple(ide, count) == 0x51
+    assert inb(ide, ERROR) == 0x04
+    assert identify_words(ide)[59] == 0x0110  # unchanged
+
+
+def test_multiple_disabled_aborts_read_and_write_multiple(ide: IdeController) -> None:
+    assert set_multiple(ide, 0) == 0x50
+    assert identify_words(ide)[59] == 0
+    for command in (READ_MULTIPLE, WRITE_MULTIPLE):
+        issue(ide, command, 0, 2)
+        assert (inb(ide, STATUS), inb(ide, ERROR)) == (0x51, 0x04)
+    assert set_multiple(ide, 8) == 0x50
+    assert identify_words(ide)[59] == 0x0108
+
+
+def test_nien_polled_multiple_read_as_a_driver_without_interrupts(
+    ctx: FakeContext, ide: IdeController
+) -> None:
+    outb(ide, DEVICE_CONTROL, 0x02)
+    issue(ide, READ_MULTIPLE, 3, 20)
+    got = b""
+    while inb(ide, ALT_STATUS) & 0x08:
+        got += read_block(ide, 4)
+    assert got == b"".join(pattern(3 + n, 0) for n in range(20))
+    assert ctx.rises(IRQ) == []
 
 
 @pytest.mark.parametrize("size", [2, 4])
@@ -451,7 +552,7 @@ def test_reset_lowers_the_line(ctx: FakeContext, ide: IdeController) -> None:
 # -- errors -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("command", [0x00, 0x10, 0x90, 0xA1, 0xC4, 0xC6, 0xC8, 0xFF])
+@pytest.mark.parametrize("command", [0x00, 0x10, 0x90, 0xA1, 0xC8, 0xFF])
 def test_unknown_command_aborts(ctx: FakeContext, ide: IdeController, command: int) -> None:
     outb(ide, COMMAND, command)
     assert ctx.level(IRQ)
@@ -553,7 +654,33 @@ def after_chs_setup(ide: IdeController) -> None:
     outb(ide, COMMAND, 0x91)
 
 
-PREFIXES = [mid_identify, mid_read, mid_write, in_reset, after_error, after_chs_setup]
+def mid_read_multiple(ide: IdeController) -> None:
+    outb(ide, SECTOR_COUNT, 4)
+    outb(ide, COMMAND, 0xC6)
+    issue(ide, 0xC4, 60, 10)
+    read_block(ide, 4)
+    for _ in range(70):
+        ide.io_read(DATA, 4)
+
+
+def mid_write_multiple(ide: IdeController) -> None:
+    issue(ide, 0xC5, 70, 20)
+    for n in range(17):
+        write_block(ide, pattern(n, 0x77), 4)
+    for i in range(9):
+        ide.io_write(DATA, 4, i * 0x01010101)
+
+
+PREFIXES = [
+    mid_identify,
+    mid_read,
+    mid_write,
+    in_reset,
+    after_error,
+    after_chs_setup,
+    mid_read_multiple,
+    mid_write_multiple,
+]
 
 
 def finish(ide: IdeController) -> list[int]:
