@@ -21,12 +21,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import bisect
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
 
+import capstone
+
 from rdebug.errors import RdebugError, SnapshotError, UsageError
+from rdebug.events import EventKind, RecordedEvent, read_events, select
 from rdebug.machine.machine import Machine, WatchKind
 from rdebug.replay.player import (
     Player,
@@ -39,6 +45,26 @@ from rdebug.replay.trace import Trace, load_guest, open_disks
 from rdebug.snapshots import vmstate
 from rdebug.snapshots.checkpoints import DEFAULT_BUDGET
 from rdebug.snapshots.named import NamedSnapshot, SnapshotFile
+
+#: `symbol()` names an address by a symbol at most this far below it.
+SYMBOL_REACH = 0x10000
+#: The longest i386 instruction.
+MAX_INSN = 15
+
+
+@dataclass(frozen=True, slots=True)
+class Instruction:
+    """One disassembled guest instruction."""
+
+    addr: int
+    data: bytes
+    mnemonic: str
+    operands: str  # with "<symbol+off>" after any address that has a symbol
+    symbol: str | None  # where it is ("name+off")
+
+    def __str__(self) -> str:
+        where = f" <{self.symbol}>" if self.symbol else ""
+        return f"{self.addr:#010x}{where}: {self.mnemonic} {self.operands}".rstrip()
 
 
 class Session:
@@ -57,6 +83,8 @@ class Session:
             self._machine = Machine(self.trace.info.machine_config(), self._player, [], disks)
             self._machine.load(image)
             self.symbols = dict(image.symbols)
+            self._by_addr = _symbol_table(self.symbols)
+            self._events: list[RecordedEvent] | None = None
             self._timeline = Timeline(self._machine, self._player, end, checkpoint_budget)
         except BaseException:
             self._log.close()
@@ -88,6 +116,14 @@ class Session:
     def interrupt(self) -> None:
         """Stop a running cont/reverse_cont/seek soon (from any thread)."""
         self._machine.interrupt()
+
+    def clear_interrupt(self) -> None:
+        """Forget an `interrupt()` that came too late to stop anything (it would stop the
+        next operation at once).  Call it when no operation runs, e.g. once the thread
+        that ran the interrupted one has finished."""
+        machine = self._machine
+        machine.counter.clear_interrupt()
+        machine.run(machine.icount)  # consumes a pending interrupt; runs nothing
 
     def read_memory(self, addr: int, length: int) -> bytes:
         """Guest memory at the linear address `addr` (through the guest's page tables)."""
@@ -169,12 +205,153 @@ class Session:
     def _address(self, addr: int | str) -> int:
         if isinstance(addr, int):
             return addr & 0xFFFFFFFF
-        if addr in self.symbols:
-            return self.symbols[addr]
+        text = addr.strip()
+        if text in self.symbols:
+            return self.symbols[text]
+        base, sign, offset = text.replace(" ", "").rpartition("+")
+        if not sign:
+            base, sign, offset = text.replace(" ", "").rpartition("-")
+        if sign and base in self.symbols:
+            try:
+                delta = int(offset, 0)
+            except ValueError:
+                raise UsageError(f"{addr!r}: {offset!r} is not a number") from None
+            return (self.symbols[base] + (delta if sign == "+" else -delta)) & 0xFFFFFFFF
         try:
-            return int(addr, 0) & 0xFFFFFFFF
+            return int(text, 0) & 0xFFFFFFFF
         except ValueError:
             raise UsageError(f"{addr!r}: no such symbol in the guest") from None
+
+    # -- the recorded events ----------------------------------------------------------------
+
+    def events(
+        self,
+        kind: EventKind | str | None = None,
+        start: int | None = None,
+        stop: int | None = None,
+    ) -> Iterator[RecordedEvent]:
+        """The recorded events (interrupts, exceptions, inputs, clock reads, checkpoints,
+        shutdown) of `kind` (all if None) with start <= icount < stop, in order.
+
+            >>> import rdebug
+            >>> with rdebug.open(EXAMPLE_TRACE) as session:
+            ...     for event in session.events():
+            ...         print(event)
+            #0 icount 424 shutdown: guest shutdown
+        """
+        if self._events is None:
+            self._events = read_events(self.trace.log_path)
+        return select(self._events, kind, start, stop)
+
+    def event(self, index: int) -> RecordedEvent:
+        """The recorded event number `index` (as `events()` numbers them)."""
+        if self._events is None:
+            self._events = read_events(self.trace.log_path)
+        if not 0 <= index < len(self._events):
+            raise UsageError(f"no event {index}: the recording has {len(self._events)} events")
+        return self._events[index]
+
+    def goto_event(self, event: RecordedEvent | int) -> RecordedEvent:
+        """Go to the icount of a recorded event (or event number): for an interrupt,
+        just before it is taken (the next instruction is the handler's first).
+
+            >>> import rdebug
+            >>> with rdebug.open(EXAMPLE_TRACE) as session:
+            ...     shutdown = next(session.events("shutdown"))
+            ...     session.goto_event(shutdown) == shutdown, session.icount
+            (True, 424)
+        """
+        found = self.event(event) if isinstance(event, int) else event
+        self.seek(found.icount)
+        return found
+
+    # -- symbols and code ---------------------------------------------------------------------
+
+    def symbol(self, addr: int) -> str | None:
+        """The guest ELF's symbol at or just below `addr`, as "name" or "name+0xoff".
+
+        >>> import rdebug
+        >>> with rdebug.open(EXAMPLE_TRACE) as session:
+        ...     session.symbol(session.address("guest_main") + 3)
+        'guest_main+0x3'
+        """
+        addr &= 0xFFFFFFFF
+        at = bisect.bisect_right(self._by_addr, (addr, "\U0010ffff")) - 1
+        if at < 0:
+            return None
+        base, name = self._by_addr[at]
+        if addr - base > SYMBOL_REACH:
+            return None
+        return name if addr == base else f"{name}+{addr - base:#x}"
+
+    def address(self, symbol: str) -> int:
+        """The address of a symbol ("name", "name+off") or a number ("0x100000")."""
+        return self._address(symbol)
+
+    def disassemble(self, addr: int | str | None = None, count: int = 1) -> list[Instruction]:
+        """`count` instructions from `addr` (default: eip), in the CPU's current mode.
+
+        >>> import rdebug
+        >>> with rdebug.open(EXAMPLE_TRACE) as session:
+        ...     for instruction in session.disassemble("_start", 4)[2:]:
+        ...         print(instruction)
+        0x0010000e <_start+0x2>: mov esi, eax
+        0x00100010 <_start+0x4>: mov esp, 0x105000 <boot_stack_top>
+        """
+        if count < 0:
+            raise UsageError("disassemble: count must not be negative")
+        start = self._machine.cpu.linear_pc() if addr is None else self._address(addr)
+        code = self._readable(start, count * MAX_INSN)
+        if not code and count:
+            raise RdebugError(f"memory at {start:#x} is not mapped")
+        real_mode = not self.register("cr0") & 1
+        engine = capstone.Cs(
+            capstone.CS_ARCH_X86, capstone.CS_MODE_16 if real_mode else capstone.CS_MODE_32
+        )
+        out: list[Instruction] = []
+        for insn in engine.disasm(code, start, count):
+            out.append(
+                Instruction(
+                    insn.address,
+                    bytes(insn.bytes),
+                    insn.mnemonic,
+                    self._annotate(insn.op_str),
+                    self.symbol(insn.address),
+                )
+            )
+        return out
+
+    def _annotate(self, operands: str) -> str:
+        """gdb's "<symbol+off>" after the operands, for the first address with a symbol."""
+        for match in re.finditer(r"0x[0-9a-f]+", operands):
+            value = int(match[0], 16)
+            name = self.symbol(value) if value >= 0x1000 else None
+            if name is not None:
+                return f"{operands} <{name}>"
+        return operands
+
+    def _readable(self, addr: int, length: int) -> bytes:
+        """Up to `length` bytes at `addr`: those before the first unmapped page."""
+        data = b""
+        while len(data) < length:
+            chunk = min(length - len(data), 4096 - ((addr + len(data)) & 0xFFF))
+            part = self._machine.cpu.read_linear(addr + len(data), chunk)
+            if part is None:
+                break
+            data += part
+        return data
+
+    # -- progress -----------------------------------------------------------------------------
+
+    @property
+    def progress(self) -> Callable[[int], None] | None:
+        """Called with the icount now and then while a long operation replays (from the
+        thread running it): a front end's progress display."""
+        return self._timeline.progress
+
+    @progress.setter
+    def progress(self, callback: Callable[[int], None] | None) -> None:
+        self._timeline.progress = callback
 
     # -- named snapshots --------------------------------------------------------------------
 
@@ -228,6 +405,20 @@ class Session:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _symbol_table(symbols: Mapping[str, int]) -> list[tuple[int, str]]:
+    """(address, name) sorted by address; of the names at one address, the most telling
+    first (not "__section" markers or "*_end" labels)."""
+
+    def rank(item: tuple[str, int]) -> tuple[int, bool, bool, str]:
+        name, addr = item
+        return (addr, name.startswith("_"), name.endswith("_end"), name)
+
+    best: dict[int, str] = {}
+    for name, addr in sorted(symbols.items(), key=rank):
+        best.setdefault(addr, name)
+    return sorted(best.items())
 
 
 def open(trace: Path | str, checkpoint_budget: int = DEFAULT_BUDGET) -> Session:

@@ -1,4 +1,4 @@
-"""The `rdebug` command line: run, record, replay, dump.
+"""The `rdebug` command line: run, record, replay, repl, dump, snapshots.
 
 Every `RdebugError` becomes one line on stderr and a non-zero exit status; a traceback
 means a bug in rdebug.
@@ -188,6 +188,45 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dumper.add_argument("--summary", action="store_true", help="count the events per kind")
 
+    repl = sub.add_parser(
+        "repl",
+        help="debug a recorded trace interactively (or run debugger commands from a file)",
+        description="An interactive debugger on the recording TRACE: step and continue "
+        "both ways, breakpoints and watchpoints by symbol, memory and registers, the "
+        "recorded events (interrupts, inputs) and jumps to them, named snapshots, gdb on "
+        "the same replay. 'help' at the prompt lists the commands.",
+        epilog="exit status: 0, or 2 when TRACE cannot be opened or (with -x or --batch) a "
+        "command fails",
+    )
+    repl.add_argument("trace", type=Path, metavar="TRACE", help="a folder made by record")
+    repl.add_argument(
+        "-x",
+        dest="script",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="run the commands in FILE first (stop at the first failing one)",
+    )
+    repl.add_argument(
+        "--batch",
+        action="store_true",
+        help="no prompt: run -x FILE (or the commands on standard input) and exit",
+    )
+    repl.add_argument(
+        "--history",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="the command history file (default ~/.rdebug_history)",
+    )
+    repl.add_argument(
+        "--checkpoint-budget",
+        type=_int,
+        default=512,
+        metavar="MB",
+        help="memory for the in-memory checkpoints (default 512 MiB)",
+    )
+
     snaps = sub.add_parser(
         "snapshots",
         help="list a trace's named snapshots",
@@ -206,7 +245,7 @@ def _add_machine_options(parser: argparse.ArgumentParser) -> None:
         type=_int,
         default=256,
         metavar="MB",
-        help="guest RAM in MiB (default 256)",
+        help="guest RAM in MiB, 2-3072 (default 256; xv6-style kernels assume 224)",
     )
     parser.add_argument(
         "--icount-shift",
@@ -789,12 +828,23 @@ def cmd_snapshots(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_repl(args: argparse.Namespace) -> int:
+    from rdebug import repl  # noqa: PLC0415 - prompt_toolkit only for this command
+
+    if args.checkpoint_budget <= 0:
+        raise UsageError("--checkpoint-budget must be positive")
+    return repl.main(
+        args.trace, args.script, args.batch, args.history, args.checkpoint_budget << 20
+    )
+
+
 _COMMANDS = {
     "run": cmd_run,
     "record": cmd_record,
     "replay": cmd_replay,
     "dump": cmd_dump,
     "snapshots": cmd_snapshots,
+    "repl": cmd_repl,
 }
 
 

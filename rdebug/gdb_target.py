@@ -59,8 +59,10 @@ _GDB_WATCH = {"write": GdbWatchKind.WRITE, "read": GdbWatchKind.READ, "access": 
 class SessionTarget:
     """A replay `Session`, as gdb sees it: one i386 thread that can also run backward."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, debugger: monitor.Debugger | None = None) -> None:
         self._session = session
+        #: what `monitor CMD` runs on (the REPL's own, when the REPL serves gdb)
+        self._debugger = monitor.Debugger(session) if debugger is None else debugger
         self._layout = i386_layout(sse=True)
         self._last: StopReason = Signalled(GdbSignal.TRAP)
 
@@ -179,7 +181,7 @@ class SessionTarget:
         return str(Path(self._session.trace.path / "guest").resolve())
 
     def monitor(self, command: str) -> str:
-        return monitor.execute(self._session, command)
+        return self._debugger.execute(command)
 
     def breakpoints(self) -> Breakpoints | None:
         return _SessionBreakpoints(self._session)

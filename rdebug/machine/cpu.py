@@ -15,7 +15,7 @@ import struct
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
-from unicorn import UC_ARCH_X86, UC_HOOK_INTR, UC_MODE_32, UC_PROT_ALL, Uc, UcError
+from unicorn import UC_ARCH_X86, UC_HOOK_INTR, UC_MODE_32, UC_PROT_ALL, UC_PROT_READ, Uc, UcError
 from unicorn import x86_const as X
 
 from rdebug.errors import MachineError
@@ -173,9 +173,23 @@ class Cpu:
         self._context_header = self._layout.header
         self._scratch = self.uc.context_save()
         self._scratch_addr = ctypes.cast(self._scratch.context, ctypes.c_void_p).value or 0
+        self._register_pages: list[ctypes.c_char] = []
+
+    def map_register_page(self, base: int, page: mmap.mmap) -> None:
+        """Map a device's 4 KiB register page read-only at physical `base` (above RAM).
+
+        Guest reads are plain memory reads; guest writes fault into the machine's
+        UC_HOOK_MEM_WRITE_PROT hook.  The page is not RAM: not in `ram`, not in RAM dumps.
+        """
+        if base < self.ram_size or base % PAGE_SIZE or len(page) != PAGE_SIZE:
+            raise MachineError(f"cannot map a register page at {base:#x}")
+        ptr = ctypes.c_char.from_buffer(page)
+        self._register_pages.append(ptr)
+        self.uc.mem_map_ptr(base, PAGE_SIZE, UC_PROT_READ, ctypes.addressof(ptr))
 
     def close(self) -> None:
         """Release the engine and the RAM buffer."""
+        self._register_pages.clear()
         del self._ram_ptr
         self.ram.release()
         self.uc = None

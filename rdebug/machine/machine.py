@@ -35,12 +35,14 @@ import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+import capstone
 from unicorn import (
     UC_HOOK_INSN,
     UC_HOOK_INSN_INVALID,
     UC_HOOK_INTR,
     UC_HOOK_MEM_READ,
     UC_HOOK_MEM_WRITE,
+    UC_HOOK_MEM_WRITE_PROT,
     Uc,
     UcError,
 )
@@ -54,6 +56,8 @@ from rdebug.machine.devices.base import Device, State
 from rdebug.machine.devices.cga import Cga
 from rdebug.machine.devices.i8042 import I8042, FastA20Port
 from rdebug.machine.devices.ide import IdeController
+from rdebug.machine.devices.ioapic import IoApic
+from rdebug.machine.devices.lapic import LocalApic
 from rdebug.machine.devices.misc import DebugExit, PostPort
 from rdebug.machine.devices.ne2000 import FrameSink, Ne2000, NicConfig
 from rdebug.machine.devices.pic import PicPair
@@ -82,6 +86,7 @@ from rdebug.machine.loader import (
     flat_gdt,
     multiboot_info,
 )
+from rdebug.machine.mptable import mp_tables
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +103,8 @@ _MAX_NESTED_DELIVERIES = 16
 _MAX_IDLE_FAST_FORWARDS = 1000
 
 _INT_OPCODES = {0xCC: 3, 0xCE: 4, 0xF1: 1}
+#: Stores to a register page after which the run loop stops exactly (see _on_mmio_write).
+_PLAIN_STORES = frozenset({"mov", "movd", "movnti"})
 
 
 class StopReason(enum.Enum):
@@ -212,9 +219,18 @@ class Machine:
         self._io_fault_eip: int | None = None
         self._watch_hooks: dict[tuple[int, int, WatchKind], int] = {}
         self._watch_hit: WatchHit | None = None
+        #: Register-page stores not yet settled, and (store eip, next eip) to skip to.
+        self._mmio_unsettled: set[Device] = set()
+        self._mmio_skip: tuple[int, int] | None = None
+        self._in_mmio_store = False
+        self._hot_hooks: dict[tuple[int, int], int] = {}
+        self._cs32 = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_32)
+        self._cs16 = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_16)
 
         backends: list[SerialBackend | None] = [*serial, None, None]  # None: dropped
         self.pic = PicPair(self)
+        self.lapic = LocalApic(self)
+        self.ioapic = IoApic(self, self.lapic)
         self.pit = Pit(self)
         self.port61 = SystemControlPort(self, self.pit)
         self.com1 = Uart(self, base=0x3F8, irq=4, backend=backends[0])
@@ -231,6 +247,8 @@ class Machine:
         self.ide = IdeController(self, self.disks[0], self.disks[1]) if any(self.disks) else None
         self.devices: list[Device] = [
             self.pic,
+            self.lapic,
+            self.ioapic,
             self.pit,
             self.port61,
             self.com1,
@@ -261,6 +279,7 @@ class Machine:
         for device in self.devices:
             device.reset()
         self._install_hooks()
+        self._map_register_pages()
         self.symbols: dict[str, int] = {}
 
     # -- DeviceContext ---------------------------------------------------------------------
@@ -275,13 +294,15 @@ class Machine:
             return
         self._timers[device] = deadline_ns
         if self._emulating and self._deadline_icount(deadline_ns) < self._target:
-            self.counter.request_stop_after_current()
+            self.request_stop()
 
     def set_irq(self, line: int, level: bool) -> None:
+        """An ISA line goes to both interrupt controllers, as on a PC with an IOAPIC."""
         self.pic.set_irq(line, level)
+        self.ioapic.set_irq(line, level)
 
     def request_stop(self) -> None:
-        if self._emulating:
+        if self._emulating and not self._in_mmio_store:  # that store stops on its own
             self.counter.request_stop_after_current()
 
     def guest_exit(self, code: int) -> None:
@@ -318,7 +339,7 @@ class Machine:
                 )
             cpu.write_physical(seg.paddr, seg.data)
             cpu.write_physical(seg.paddr + len(seg.data), bytes(seg.memsize - len(seg.data)))
-        for paddr, data in bios_data_area():
+        for paddr, data in [*bios_data_area(), *mp_tables()]:
             cpu.write_physical(paddr, data)
         self.symbols = dict(image.symbols)
         if image.mode is StartMode.REAL:
@@ -442,6 +463,7 @@ class Machine:
                 return self._stop(StopReason.FAULT, detail=f"{exc} at eip {self.cpu.eip:#x}")
             finally:
                 self._emulating = False
+                self._finish_mmio_stores()
             if self._fault is not None:
                 fault, self._fault = self._fault, None
                 self.inputs.synchronize(SyncEvent.RESET, self.icount)
@@ -481,8 +503,7 @@ class Machine:
                 return stop
             shadow = False
         self._deliver_irqs(shadow)
-        if self._exit_code is not None:
-            return None
+        self._sync_hot_registers()
         return None
 
     def _take_input(self, item: AsyncInput) -> None:
@@ -518,7 +539,7 @@ class Machine:
         every warp is reported to the inputs seam (and logged).
         """
         if_set = bool(self.cpu.read("eflags") & EFLAGS_IF)
-        if if_set and self.pic.intr():
+        if if_set and self._irq_pending():
             self.halted = False
             self._idle_fast_forwards = 0
             self._waited = False
@@ -549,17 +570,30 @@ class Machine:
 
     def _deliver_irqs(self, shadow: bool) -> None:
         for _ in range(_MAX_NESTED_DELIVERIES):
-            if not self.pic.intr():
+            if not self._irq_pending():
                 self.counter.irq_check = False
                 return
             if shadow or not self.cpu.read("eflags") & EFLAGS_IF:
                 self.counter.irq_check = True
                 return
-            vector = self.pic.acknowledge()
+            vector = self._irq_acknowledge()
             self.inputs.synchronize(SyncEvent.INTERRUPT, self.icount)
             self._deliver(Interrupt(vector, Source.EXTERNAL))
             shadow = False
-        self.counter.irq_check = self.pic.intr()
+        self.counter.irq_check = self._irq_pending()
+
+    def _irq_pending(self) -> bool:
+        """The CPU's INTR: from the LAPIC (IOAPIC, timer, self-IPI) or the 8259 through
+        LINT0 in ExtINT mode; with the LAPIC software-disabled, the 8259 directly."""
+        if not self.lapic.software_enabled:
+            return self.pic.intr()
+        return self.lapic.intr() or (self.lapic.extint_open() and self.pic.intr())
+
+    def _irq_acknowledge(self) -> int:
+        """The INTA cycle of whichever controller `_irq_pending` found."""
+        if self.lapic.software_enabled and self.lapic.intr():
+            return self.lapic.acknowledge()
+        return self.pic.acknowledge()
 
     def _deliver(self, interrupt: Interrupt) -> None:
         try:
@@ -588,6 +622,92 @@ class Machine:
             _hook_insn_ctypes(uc, self._tsc_fn, X.UC_X86_INS_RDTSC),
             _hook_insn_ctypes(uc, self._tscp_fn, X.UC_X86_INS_RDTSCP),
         ]
+
+    def _map_register_pages(self) -> None:
+        """Map the devices' register pages read-only; their stores come to a hook.
+
+        A read-only page whose stores are caught by a UC_HOOK_MEM_WRITE_PROT hook costs
+        nothing to other memory accesses (any UC_HOOK_MEM_* hook would send every guest
+        load or store through unicorn's slow path); reads are plain RAM reads.
+        """
+        for device in self.devices:
+            for base, page in device.register_pages():
+                self.cpu.map_register_page(base, page)
+                self._uc.hook_add(
+                    UC_HOOK_MEM_WRITE_PROT, self._on_register_store, device, base, base + 0xFFF
+                )
+
+    def _on_register_store(
+        self, uc: Uc, access: int, addr: int, size: int, value: int, device: Device
+    ) -> bool:
+        """A guest store into a register page (EIP is exact here, unlike in MMIO hooks).
+
+        Unicorn performs the store after this hook.  After a plain MOV the engine is
+        stopped right behind it, where the device settles its page; the stop leaves EIP
+        at the store (resuming would store again), so `_finish_mmio_stores` moves EIP to
+        the next instruction.  Other instructions (string stores, read-modify-write)
+        cannot be cut there: the page settles at the next block boundary.
+        """
+        self._in_mmio_store = True
+        try:
+            device.mmio_write(addr, size, value & ((1 << (8 * size)) - 1))
+        finally:
+            self._in_mmio_store = False
+        self._mmio_unsettled.add(device)
+        if not self._emulating:
+            return True
+        next_eip = self._after_plain_store()
+        if next_eip is None:
+            self.counter.request_stop_soon()
+        else:
+            self._mmio_skip = (self.cpu.eip, next_eip)
+            self.counter.request_stop_after_current()
+        return True
+
+    def _after_plain_store(self) -> int | None:
+        """EIP of the instruction after the current one if it is a plain MOV store."""
+        code = self.cpu.read_linear(self.cpu.linear_pc(), 16)
+        if code is None:
+            return None
+        wide = self.cpu.code_is_32bit()
+        cs = self._cs32 if wide else self._cs16
+        for _addr, length, mnemonic, _ops in cs.disasm_lite(code, 0, 1):
+            if mnemonic in _PLAIN_STORES:
+                return (self.cpu.eip + int(length)) & (0xFFFFFFFF if wide else 0xFFFF)
+        return None
+
+    def _finish_mmio_stores(self) -> None:
+        """After the engine stopped: step past a register store, settle the pages."""
+        if self._mmio_skip is not None:
+            store_eip, next_eip = self._mmio_skip
+            self._mmio_skip = None
+            if self.cpu.eip == store_eip:
+                self.cpu.eip = next_eip
+        for device in self._mmio_unsettled:
+            device.mmio_settle()
+        self._mmio_unsettled.clear()
+
+    def _sync_hot_registers(self) -> None:
+        """Hook reads of the registers that move with time (only while they do)."""
+        wanted = {
+            (r.start, r.stop - 1): device for device in self.devices for r in device.hot_registers()
+        }
+        removed = False
+        for key in [k for k in self._hot_hooks if k not in wanted]:
+            self._uc.hook_del(self._hot_hooks.pop(key))
+            removed = True
+        for key, device in wanted.items():
+            if key not in self._hot_hooks:
+                self._hot_hooks[key] = self._uc.hook_add(
+                    UC_HOOK_MEM_READ, self._on_hot_read, device, key[0], key[1]
+                )
+        if removed:
+            self.counter.invalidate()  # back to unicorn's fast memory path
+
+    def _on_hot_read(
+        self, uc: Uc, access: int, addr: int, size: int, value: int, device: Device
+    ) -> None:
+        device.mmio_refresh(addr, size)  # before the load: it reads the updated page
 
     def _io_allowed(self, port: int, size: int) -> bool:
         """The protected-mode I/O permission check (IOPL, then the TSS I/O bitmap).
@@ -630,7 +750,7 @@ class Machine:
     def _after_io(self) -> None:
         if self._exit_code is not None:
             return
-        if self.pic.intr() and not self.counter.irq_check:
+        if self._irq_pending() and not self.counter.irq_check:
             self.counter.request_stop_after_current()
 
     def _on_in(self, uc: Uc, port: int, size: int, _user: object) -> int:
@@ -755,6 +875,8 @@ class Machine:
         self._io_fault_eip = state.io_fault_eip
         self._fault = None
         self._watch_hit = None
+        self._mmio_unsettled.clear()
+        self._mmio_skip = None
         for index, disk in enumerate(self.disks):
             if disk is not None:
                 disk.load_state(state.disks.get(index, {}))
@@ -764,6 +886,7 @@ class Machine:
             self.counter.memory_rewritten(rewritten)
         self.counter.restore_position(state.icount, state.branch_boundary, state.shadow)
         self.counter.irq_check = state.irq_check
+        self._sync_hot_registers()
 
     def state_hash(self) -> str:
         """SHA-256 over registers, RAM, device state and virtual time."""

@@ -28,6 +28,8 @@ MIN_INTERVAL = 1 << 20
 MAX_INTERVAL = 1 << 26
 #: Checkpoints may cost this share of the replay time at most.
 CHECKPOINT_SHARE = 0.5
+#: With a progress callback, the replay reports at least every this many instructions.
+PROGRESS_STEP = 1 << 20
 
 
 _HITS = (StopReason.BREAKPOINT, StopReason.WATCHPOINT)
@@ -90,6 +92,8 @@ class Timeline:
         self.watchpoints: set[tuple[int, int, WatchKind]] = set()
         #: continue and reverse-continue stop when they reach this icount (replay_break)
         self.icount_break: int | None = None
+        #: called with the icount as a long replay goes (a front end's progress bar)
+        self.progress: Callable[[int], None] | None = None
         self.store.take(player.position(), pinned=True)
 
     @property
@@ -139,12 +143,24 @@ class Timeline:
         """
         target = self.end_icount if until is None else min(until, self.end_icount)
         stop = self.last_stop
+        if stop is not None and stop.reason is StopReason.INTERRUPTED:
+            # reported by the operation it interrupted; standing on a checkpoint boundary
+            # (where an interrupt between two runs lands) it must not end this one too
+            stop = None
         while True:
             last = self.store.at_or_before(self.machine.icount)
             next_checkpoint = (last.icount if last else 0) + self.interval
+            if next_checkpoint <= self.machine.icount < target:
+                # on (or past) a checkpoint boundary without its checkpoint: a seek or an
+                # interrupt ended there.  Take it now, then go on from here.
+                self.checkpoint()
+                continue
             stop_at = min(target, next_checkpoint)
             if stop_at <= self.machine.icount and stop is not None:
                 return stop
+            if self.progress is not None:
+                self.progress(self.machine.icount)
+                stop_at = min(stop_at, self.machine.icount + PROGRESS_STEP)
             started = time.perf_counter()
             before = self.machine.icount
             stop = self.machine.run(stop_at)

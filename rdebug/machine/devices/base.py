@@ -9,6 +9,7 @@ schedules its work through `ctx.set_timer` behaves the same on every run.
 
 from __future__ import annotations
 
+import mmap
 from collections.abc import Mapping
 from typing import Protocol
 
@@ -70,6 +71,33 @@ class Device:
 
     def on_timer(self) -> None:
         """The deadline given to `ctx.set_timer` has been reached."""
+
+    # -- memory-mapped registers ----------------------------------------------------------
+    #
+    # A device with memory-mapped registers keeps them in host pages that the machine maps
+    # read-only at their physical addresses: a guest *read* is a plain memory read (no
+    # callback: the LAPIC ID is read every few dozen instructions by some kernels), a
+    # *write* calls `mmio_write` before the store lands in the page, and `mmio_settle`
+    # once the instruction is done, to put the page back to what the registers read as
+    # (write-only, read-only and self-clearing registers).  Registers whose value moves
+    # with time are listed by `hot_registers`: their reads call `mmio_refresh` first.
+
+    def register_pages(self) -> tuple[tuple[int, mmap.mmap], ...]:
+        """(physical base, 4 KiB host page) of each register page (none by default)."""
+        return ()
+
+    def mmio_write(self, addr: int, size: int, value: int) -> None:
+        """A guest store of `size` bytes at physical `addr` in one of the pages."""
+
+    def mmio_settle(self) -> None:
+        """The store(s) reported by `mmio_write` landed: rewrite what they changed."""
+
+    def hot_registers(self) -> tuple[range, ...]:
+        """Physical addresses whose reads must call `mmio_refresh` now."""
+        return ()
+
+    def mmio_refresh(self, addr: int, size: int) -> None:
+        """About to read `size` bytes at `addr` (in `hot_registers`): update the page."""
 
     def save_state(self) -> State:
         return {}

@@ -29,7 +29,9 @@ sectors per track); a range past the end of the disk fails with IDNF before any 
 Simplifications: the Command Block registers other than Status and Error are shared by
 both drives (the guest writes them to both drives at once anyway) and commands do not
 update them.  A drive that is absent reads 0x00 in Status, Alternate Status and Error and
-ignores commands; with no drive at all every Command Block read gives 0x00 (as QEMU).  A
+ignores commands, except that an absent master beside a present slave reads Status
+0x50 (DRDY, DSC), as QEMU's does: kernels wait for the master's DRDY before probing the
+slave.  With no drive at all every Command Block read gives 0x00 (as QEMU).  A
 machine without disks should leave the controller out: the bus's floating 0xFF then says
 "no controller".  Data port reads outside a PIO data-in transfer give 0, writes outside a
 data-out transfer are ignored.  Byte accesses to the Data register move a whole word.
@@ -297,7 +299,14 @@ class IdeController(Device):
     def status(self) -> int:
         """The selected drive's Status register (0x00 when the drive is absent)."""
         drive = self.selected()
-        return 0 if drive is None else drive.status
+        if drive is None:
+            return self._absent_status()
+        return drive.status
+
+    def _absent_status(self) -> int:
+        """An absent drive's Status: 0x00, but DRDY|DSC for a master beside a slave."""
+        master_selected = not self.device & _DEV_DEV
+        return _READY if master_selected and self.drives[1] is not None else 0x00
 
     def irq_level(self) -> bool:
         """INTRQ: the selected drive has an interrupt pending and nIEN is clear."""
@@ -354,7 +363,7 @@ class IdeController(Device):
             case _:
                 # Status: reading it acknowledges the interrupt (negates INTRQ).
                 if drive is None:
-                    return 0x00
+                    return self._absent_status()
                 drive.intrq = False
                 self._update_irq()
                 return drive.status
@@ -458,7 +467,8 @@ class IdeController(Device):
         drive = self.selected()
         if drive is None or drive.status & _BSY:
             return
-        drive.intrq = False  # writing Command negates INTRQ
+        drive.intrq = False  # writing Command negates INTRQ: a new edge for this command
+        self._update_irq()
         drive.phase = Phase.IDLE
         drive.pos = 0
         drive.block_size = SECTOR_SIZE

@@ -1,0 +1,180 @@
+"""The I/O APIC (82093AA-style, memory-mapped at 0xFEC00000) wired to the ISA IRQ lines.
+
+Owns the ID, version and arbitration registers, 24 redirection entries, and the routing
+of ISA IRQ lines to its pins: ISA IRQ n to pin n, but IRQ0 (the PIT) to pin 2, as on
+real boards and in QEMU (the MP table says so with an interrupt-source override).  Sends
+each edge on an unmasked pin to the local APIC as a fixed interrupt message; knows
+nothing of the CPU or the 8259 that sees the same lines.
+
+Guest access goes through a select register (IOREGSEL at +0x00) and a data window
+(IOWIN at +0x10).  Both live in a host register page like the LAPIC's (see
+`Device.register_pages`): the window's content is republished after every store, so
+reads cost nothing.
+
+Edges that arrive while a pin is masked stay pending (the pin's IRR) and are delivered
+when it is unmasked, as QEMU's IOAPIC does.  Level-triggered entries deliver on the
+rising edge only (no remote-IRR/EOI handshake): ISA interrupts are edge-triggered.
+
+Reference: Intel 82093AA I/O APIC datasheet (290566), section 3.
+"""
+
+from __future__ import annotations
+
+import logging
+import mmap
+from collections.abc import Mapping
+
+from rdebug.machine.devices.base import Device, DeviceContext, State, StateValue, state_int
+from rdebug.machine.devices.lapic import LocalApic
+
+log = logging.getLogger(__name__)
+
+IOAPIC_BASE = 0xFEC00000
+#: The IOAPIC's APIC id (the MP table lists the same one); the CPU's LAPIC has id 0.
+IOAPIC_ID = 1
+PINS = 24
+#: Version 0x11, maximum redirection entry 23.
+IOAPIC_VERSION = 0x11 | ((PINS - 1) << 16)
+IOREGSEL = 0x00
+IOWIN = 0x10
+REG_ID = 0x00
+REG_VERSION = 0x01
+REG_ARBITRATION = 0x02
+REG_REDTBL = 0x10
+#: ISA IRQ -> pin where they differ (IRQ0, the PIT, is wired to pin 2).
+ISA_OVERRIDES = {0: 2}
+
+_MASKED = 1 << 16
+_LEVEL = 1 << 15
+_DEST_LOGICAL = 1 << 11
+#: Writable bits of a redirection entry (delivery status and remote IRR are read-only).
+_ENTRY_WRITABLE = 0xFF000000_0001AFFF
+
+
+def isa_pin(irq: int) -> int:
+    """The IOAPIC pin ISA IRQ `irq` is wired to."""
+    return ISA_OVERRIDES.get(irq, irq)
+
+
+class IoApic(Device):
+    """One IOAPIC with 24 pins, one device named "ioapic"."""
+
+    name = "ioapic"
+
+    def __init__(self, ctx: DeviceContext, lapic: LocalApic, base: int = IOAPIC_BASE) -> None:
+        super().__init__(ctx)
+        self.base = base
+        self.lapic = lapic
+        self.page = mmap.mmap(-1, 4096)
+        self.ioregsel = 0
+        self.id = IOAPIC_ID
+        self.redirection = [_MASKED] * PINS
+        self.lines = 0  # pin levels
+        self.irr = 0  # edges not yet delivered
+
+    def reset(self) -> None:
+        self.ioregsel = 0
+        self.id = IOAPIC_ID
+        self.redirection = [_MASKED] * PINS
+        self.irr = 0  # the lines keep their levels: wires driven by the devices
+        self._publish()
+
+    # -- the ISA side ------------------------------------------------------------------
+
+    def set_irq(self, line: int, level: bool) -> None:
+        """ISA line `line` (0-15) driven to `level`: latch a rising edge, deliver it."""
+        pin = isa_pin(line)
+        mask = 1 << pin
+        if level and not self.lines & mask:
+            self.irr |= mask
+        self.lines = self.lines | mask if level else self.lines & ~mask
+        self._service()
+
+    def _service(self) -> None:
+        for pin in range(PINS):
+            if not self.irr & (1 << pin):
+                continue
+            entry = self.redirection[pin]
+            if entry & _MASKED:
+                continue
+            self.irr &= ~(1 << pin)
+            if self._targets_lapic(entry):
+                self.lapic.accept(entry & 0xFF, level=bool(entry & _LEVEL))
+
+    def _targets_lapic(self, entry: int) -> bool:
+        dest = entry >> 56
+        if entry & _DEST_LOGICAL:  # flat model: a bit per APIC in the logical id
+            return dest == 0xFF or bool(dest & (self.lapic.read_register(0x0D0) >> 24))
+        return dest in (0xFF, self.lapic.apic_id)
+
+    # -- registers -----------------------------------------------------------------------
+
+    def read_register(self, index: int) -> int:
+        """The 32-bit register `index` as IOWIN reads it."""
+        if index == REG_ID:
+            return self.id << 24
+        if index == REG_VERSION:
+            return IOAPIC_VERSION
+        if index == REG_ARBITRATION:
+            return self.id << 24
+        if REG_REDTBL <= index < REG_REDTBL + 2 * PINS:
+            entry = self.redirection[(index - REG_REDTBL) >> 1]
+            return (entry >> 32) if index & 1 else entry & 0xFFFFFFFF
+        return 0
+
+    def write_register(self, index: int, value: int) -> None:
+        if index == REG_ID:
+            self.id = (value >> 24) & 0x0F
+        elif REG_REDTBL <= index < REG_REDTBL + 2 * PINS:
+            pin = (index - REG_REDTBL) >> 1
+            old = self.redirection[pin]
+            half = 32 if index & 1 else 0
+            new = (old & ~(0xFFFFFFFF << half)) | (value << half)
+            self.redirection[pin] = (new & _ENTRY_WRITABLE) | (old & ~_ENTRY_WRITABLE)
+            self._service()
+        else:
+            log.debug("IOAPIC: write to read-only register %#x ignored", index)
+
+    # -- guest accesses (see Device.register_pages) ---------------------------------------
+
+    def register_pages(self) -> tuple[tuple[int, mmap.mmap], ...]:
+        return ((self.base, self.page),)
+
+    def mmio_write(self, addr: int, size: int, value: int) -> None:
+        offset = addr - self.base
+        if offset == IOREGSEL:
+            self.ioregsel = value & 0xFF
+        elif offset == IOWIN and size == 4:
+            self.write_register(self.ioregsel, value & 0xFFFFFFFF)
+        else:
+            log.debug("IOAPIC: %d-byte write at +%#x ignored", size, offset)
+
+    def mmio_settle(self) -> None:
+        self._publish()
+
+    def _publish(self) -> None:
+        self.page[:] = bytes(len(self.page))
+        self.page[IOREGSEL : IOREGSEL + 4] = self.ioregsel.to_bytes(4, "little")
+        self.page[IOWIN : IOWIN + 4] = self.read_register(self.ioregsel).to_bytes(4, "little")
+
+    # -- snapshots -----------------------------------------------------------------------
+
+    def save_state(self) -> State:
+        return {
+            "ioregsel": self.ioregsel,
+            "id": self.id,
+            "redirection": list(self.redirection),
+            "lines": self.lines,
+            "irr": self.irr,
+        }
+
+    def load_state(self, state: Mapping[str, StateValue]) -> None:
+        entries = state["redirection"]
+        if not isinstance(entries, list) or len(entries) != PINS:
+            raise TypeError(f"an IOAPIC state needs {PINS} redirection entries")
+        self.ioregsel = state_int(state["ioregsel"])
+        self.id = state_int(state["id"])
+        self.redirection = [state_int(e) for e in entries]
+        self.lines = state_int(state["lines"])
+        self.irr = state_int(state["irr"])
+        self._publish()

@@ -1,0 +1,421 @@
+"""The local APIC of the one CPU (xAPIC, memory-mapped at 0xFEE00000).
+
+Owns the register file (ID, version, TPR/PPR, EOI, LDR/DFR, SVR, ISR/TMR/IRR, ESR, ICR,
+the LVT and the timer), the priority logic that picks the next vector, and the timer in
+virtual time.  Knows nothing of the CPU or of the IOAPIC and the 8259 behind it: the
+machine asks `intr()` and calls `acknowledge()` when it delivers; the IOAPIC calls
+`accept(vector)`.
+
+Registers live in a host page the machine maps read-only (see `Device.register_pages`):
+reads, the ID above all, cost no callback.  The registers themselves are `_regs` (plus
+the IRR/ISR/TMR bit sets); the page is a copy that `_publish` keeps equal to what the
+guest must read.  The timer's current count (0x390) moves with time: it is the one hot
+register, refreshed on each read while the timer counts.
+
+The timer counts down once per `divisor` virtual nanoseconds, as QEMU's APIC does.
+There is one CPU: IPIs to other APIC ids (INIT, STARTUP, fixed) are dropped; a fixed IPI
+that includes this APIC (self, broadcast, its own id) is accepted.
+
+Reference: Intel SDM vol. 3A chapter 10 "Advanced Programmable Interrupt Controller".
+"""
+
+from __future__ import annotations
+
+import logging
+import mmap
+from collections.abc import Mapping
+
+from rdebug.machine.devices.base import Device, DeviceContext, State, StateValue, state_int
+
+log = logging.getLogger(__name__)
+
+LAPIC_BASE = 0xFEE00000
+PAGE_SIZE = 4096
+#: version 0x14 (integrated xAPIC), max LVT entry 5 (timer, thermal, perf, LINT0, LINT1,
+#: error: the CMCI entry at 0x2F0 is not there).
+LAPIC_VERSION = 0x00050014
+
+# Register offsets (SDM table 10-1).
+ID = 0x020
+VERSION = 0x030
+TPR = 0x080
+APR = 0x090
+PPR = 0x0A0
+EOI = 0x0B0
+RRD = 0x0C0
+LDR = 0x0D0
+DFR = 0x0E0
+SVR = 0x0F0
+ISR_BASE = 0x100
+TMR_BASE = 0x180
+IRR_BASE = 0x200
+ESR = 0x280
+ICR_LOW = 0x300
+ICR_HIGH = 0x310
+LVT_TIMER = 0x320
+LVT_THERMAL = 0x330
+LVT_PERF = 0x340
+LVT_LINT0 = 0x350
+LVT_LINT1 = 0x360
+LVT_ERROR = 0x370
+TIMER_INITIAL = 0x380
+TIMER_CURRENT = 0x390
+TIMER_DIVIDE = 0x3E0
+
+LVT_MASKED = 1 << 16
+LVT_PERIODIC = 1 << 17
+SVR_ENABLE = 1 << 8
+DELIVERY_EXTINT = 7
+
+_LVTS = (LVT_TIMER, LVT_THERMAL, LVT_PERF, LVT_LINT0, LVT_LINT1, LVT_ERROR)
+#: Writable bits of each register (others read as written-never; reserved bits as 0).
+_WRITABLE: dict[int, int] = {
+    ID: 0xFF000000,
+    TPR: 0xFF,
+    LDR: 0xFF000000,
+    DFR: 0xF0000000,
+    SVR: 0x13FF,
+    ICR_LOW: 0x000CCFFF,  # vector, delivery/dest mode, level, trigger, shorthand
+    ICR_HIGH: 0xFF000000,
+    LVT_TIMER: 0x000700FF,
+    LVT_THERMAL: 0x000107FF,
+    LVT_PERF: 0x000107FF,
+    LVT_LINT0: 0x0001A7FF,
+    LVT_LINT1: 0x0001A7FF,
+    LVT_ERROR: 0x000100FF,
+    TIMER_INITIAL: 0xFFFFFFFF,
+    TIMER_DIVIDE: 0x0B,
+}
+_RESET: dict[int, int] = {
+    ID: 0,
+    VERSION: LAPIC_VERSION,
+    TPR: 0,
+    LDR: 0,
+    DFR: 0xFFFFFFFF,
+    SVR: 0xFF,
+    ESR: 0,
+    ICR_LOW: 0,
+    ICR_HIGH: 0,
+    **{lvt: LVT_MASKED for lvt in _LVTS},
+    TIMER_INITIAL: 0,
+    TIMER_DIVIDE: 0,
+}
+
+# ICR fields.
+_ICR_DELIVERY_SHIFT = 8
+_ICR_SHORTHAND_SHIFT = 18
+_MODE_FIXED, _MODE_LOWEST = 0, 1
+
+
+def timer_divisor(divide_config: int) -> int:
+    """The divide configuration register's value (bits 0, 1, 3) as a divisor.
+
+    >>> [timer_divisor(v) for v in (0x0, 0x1, 0x2, 0x3, 0x8, 0x9, 0xA, 0xB)]
+    [2, 4, 8, 16, 32, 64, 128, 1]
+    """
+    code = (divide_config & 3) | ((divide_config >> 1) & 4)
+    return 1 if code == 7 else 2 << code
+
+
+def _highest(bits: int) -> int:
+    """The highest set bit's index, -1 for none."""
+    return bits.bit_length() - 1
+
+
+class LocalApic(Device):
+    """The LAPIC of CPU 0 (APIC id 0), one device named "lapic"."""
+
+    name = "lapic"
+
+    def __init__(self, ctx: DeviceContext, base: int = LAPIC_BASE) -> None:
+        super().__init__(ctx)
+        self.base = base
+        self.page = mmap.mmap(-1, PAGE_SIZE)
+        self._regs: dict[int, int] = {}
+        self.irr = 0
+        self.isr = 0
+        self.tmr = 0
+        self._timer_start_ns = 0  # when the current count was last loaded
+        self._timer_deadline: int | None = None  # next expiry that raises the LVT vector
+        self._written: set[int] = set()  # offsets stored to since the last settle
+        self._int_out = False
+
+    # -- power-on ----------------------------------------------------------------------
+
+    def reset(self) -> None:
+        self._regs = dict(_RESET)
+        self.irr = self.isr = self.tmr = 0
+        self._timer_start_ns = 0
+        self._set_deadline(None)
+        self._written.clear()
+        self._publish_all()
+        self._int_out = False
+
+    # -- the machine's side --------------------------------------------------------------
+
+    @property
+    def software_enabled(self) -> bool:
+        """SVR bit 8: a disabled APIC delivers nothing (the 8259 goes straight to the CPU)."""
+        return bool(self._regs[SVR] & SVR_ENABLE)
+
+    def extint_open(self) -> bool:
+        """LINT0 passes the 8259's INTR through (unmasked, delivery mode ExtINT)."""
+        lint0 = self._regs[LVT_LINT0]
+        return not lint0 & LVT_MASKED and (lint0 >> 8) & 7 == DELIVERY_EXTINT
+
+    @property
+    def apic_id(self) -> int:
+        return self._regs[ID] >> 24
+
+    def ppr(self) -> int:
+        """Processor priority: the TPR or the class of the highest vector in service."""
+        tpr = self._regs[TPR]
+        isrv = max(_highest(self.isr), 0)
+        return tpr if (tpr >> 4) >= (isrv >> 4) else isrv & 0xF0
+
+    def intr(self) -> bool:
+        """A requested vector's priority class is above the processor priority class."""
+        return self._int_out
+
+    def acknowledge(self) -> int:
+        """The INTA cycle: move the highest requested vector into service and return it
+        (the spurious vector when nothing is deliverable any more)."""
+        vector = _highest(self.irr)
+        if not self._deliverable(vector):
+            return self._regs[SVR] & 0xFF
+        self.irr &= ~(1 << vector)
+        self.isr |= 1 << vector
+        self._publish_bits()
+        self._update()
+        return vector
+
+    def accept(self, vector: int, level: bool = False) -> None:
+        """An interrupt message for this APIC (from the IOAPIC, an IPI or the LVT)."""
+        if not self.software_enabled:
+            return
+        if vector < 16:
+            self._regs[ESR] |= 1 << 6  # received illegal vector
+            self._publish(ESR)
+            return
+        self.irr |= 1 << vector
+        if level:
+            self.tmr |= 1 << vector
+        else:
+            self.tmr &= ~(1 << vector)
+        self._publish_bits()
+        self._update()
+
+    def _deliverable(self, vector: int) -> bool:
+        return vector >= 16 and self.software_enabled and (vector >> 4) > (self.ppr() >> 4)
+
+    def _update(self) -> None:
+        int_out = self._deliverable(_highest(self.irr))
+        if int_out and not self._int_out:
+            self.ctx.request_stop()
+        self._int_out = int_out
+
+    # -- guest accesses (see Device.register_pages) ---------------------------------------
+
+    def register_pages(self) -> tuple[tuple[int, mmap.mmap], ...]:
+        return ((self.base, self.page),)
+
+    def read_register(self, offset: int) -> int:
+        """What the guest reads at `offset` (also what the page holds, but for 0x390)."""
+        if offset == TIMER_CURRENT:
+            return self.current_count()
+        if offset == PPR:
+            return self.ppr()
+        for base, bits in ((ISR_BASE, self.isr), (TMR_BASE, self.tmr), (IRR_BASE, self.irr)):
+            if base <= offset < base + 0x80:
+                return (bits >> (((offset - base) >> 4) * 32)) & 0xFFFFFFFF
+        return self._regs.get(offset, 0)
+
+    def mmio_write(self, addr: int, size: int, value: int) -> None:
+        offset = addr - self.base
+        self._written.add(offset & ~0xF)
+        if offset & 0xF or size != 4:
+            log.debug("LAPIC: %d-byte write at +%#x ignored", size, offset)
+            return
+        self.write_register(offset, value)
+
+    def mmio_settle(self) -> None:
+        for offset in sorted(self._written):
+            self._publish(offset)
+            self._publish(offset + 4)  # a store may straddle into the next dword
+        self._written.clear()
+
+    def hot_registers(self) -> tuple[range, ...]:
+        if self._counting():
+            return (range(self.base + TIMER_CURRENT, self.base + TIMER_CURRENT + 4),)
+        return ()
+
+    def mmio_refresh(self, addr: int, size: int) -> None:
+        self._publish(TIMER_CURRENT)
+
+    def write_register(self, offset: int, value: int) -> None:
+        """A 32-bit guest write to the register at `offset` (SDM 10.4-10.6)."""
+        value &= 0xFFFFFFFF
+        if offset == EOI:
+            self._eoi()
+        elif offset == ESR:
+            self._regs[ESR] = 0  # the write latches the (never set) error flags
+        elif offset == ICR_LOW:
+            self._regs[ICR_LOW] = value & _WRITABLE[ICR_LOW]
+            self._send_ipi()
+        elif offset == SVR:
+            self._regs[SVR] = (value & _WRITABLE[SVR]) | 0x0F  # vector bits 0-3 are 1
+            if not self.software_enabled:  # software disable masks every LVT entry
+                for lvt in _LVTS:
+                    self._regs[lvt] |= LVT_MASKED
+                    self._publish(lvt)
+            self._update()
+        elif offset == DFR:
+            self._regs[DFR] = (value & _WRITABLE[DFR]) | 0x0FFFFFFF
+        elif offset in _LVTS:
+            if not self.software_enabled:
+                value |= LVT_MASKED
+            self._write_timer_config(offset, value & _WRITABLE[offset])
+        elif offset == TIMER_INITIAL:
+            self._regs[TIMER_INITIAL] = value
+            self._timer_start_ns = self.ctx.now_ns()
+            self._schedule()
+        elif offset == TIMER_DIVIDE:
+            self._write_timer_config(offset, value & _WRITABLE[offset])
+        elif offset in _WRITABLE:
+            self._regs[offset] = value & _WRITABLE[offset]
+            if offset == TPR:
+                self._publish(PPR)
+                self._update()
+        else:
+            log.debug("LAPIC: write to read-only register +%#x ignored", offset)
+        self._publish(offset)
+
+    def _eoi(self) -> None:
+        vector = _highest(self.isr)
+        if vector < 0:
+            return
+        self.isr &= ~(1 << vector)
+        self.tmr &= ~(1 << vector)
+        self._publish_bits()
+        self._update()
+
+    def _send_ipi(self) -> None:
+        icr = self._regs[ICR_LOW]
+        mode = (icr >> _ICR_DELIVERY_SHIFT) & 7
+        shorthand = (icr >> _ICR_SHORTHAND_SHIFT) & 3
+        dest = self._regs[ICR_HIGH] >> 24
+        to_self = shorthand in (1, 2) or (shorthand == 0 and dest in (self.apic_id, 0xFF))
+        if mode in (_MODE_FIXED, _MODE_LOWEST) and to_self:
+            self.accept(icr & 0xFF)
+        else:
+            # INIT/STARTUP for CPUs that are not there (an INIT level de-assert only
+            # resynchronizes arbitration ids), an NMI/SMI: nothing to do on one CPU.
+            log.debug("LAPIC: IPI %#x to %#x (shorthand %d) dropped", icr, dest, shorthand)
+
+    # -- timer ---------------------------------------------------------------------------
+
+    def _divisor(self) -> int:
+        return timer_divisor(self._regs[TIMER_DIVIDE])
+
+    def _periodic(self) -> bool:
+        return bool(self._regs[LVT_TIMER] & LVT_PERIODIC)
+
+    def _elapsed_counts(self, now: int) -> int:
+        return max(0, now - self._timer_start_ns) // self._divisor()
+
+    def current_count(self) -> int:
+        """The current count register: initial count minus the ticks since it was loaded."""
+        initial = self._regs[TIMER_INITIAL]
+        if initial == 0:
+            return 0
+        elapsed = self._elapsed_counts(self.ctx.now_ns())
+        if self._periodic():
+            return initial - elapsed % initial
+        return max(0, initial - elapsed)
+
+    def _counting(self) -> bool:
+        return self.current_count() != 0
+
+    def _write_timer_config(self, offset: int, value: int) -> None:
+        """LVT timer mode or divide changes: keep the current count, restart the schedule."""
+        if offset not in (LVT_TIMER, TIMER_DIVIDE):
+            self._regs[offset] = value
+            return
+        now = self.ctx.now_ns()
+        current = self.current_count()
+        initial = self._regs[TIMER_INITIAL]
+        self._regs[offset] = value
+        if current:
+            # Rebase so that the count goes on from where it is, at the new rate.
+            self._timer_start_ns = now - (initial - current) * self._divisor()
+        self._schedule()
+
+    def _schedule(self) -> None:
+        """Arm the virtual-time timer for the next time the count reaches zero."""
+        self._publish(TIMER_CURRENT)  # not hot any more once it stops counting
+        initial = self._regs[TIMER_INITIAL]
+        if initial == 0:
+            self._set_deadline(None)
+            return
+        period = initial * self._divisor()
+        now = self.ctx.now_ns()
+        if self._periodic():
+            done = max(0, now - self._timer_start_ns) // period
+            self._set_deadline(self._timer_start_ns + (done + 1) * period)
+        else:
+            end = self._timer_start_ns + period
+            self._set_deadline(end if end > now else None)
+
+    def _set_deadline(self, deadline: int | None) -> None:
+        self._timer_deadline = deadline
+        self.ctx.set_timer(self, deadline)
+
+    def on_timer(self) -> None:
+        lvt = self._regs[LVT_TIMER]
+        if not lvt & LVT_MASKED:
+            self.accept(lvt & 0xFF)
+        self._schedule()
+
+    # -- the register page ---------------------------------------------------------------
+
+    def _publish(self, offset: int) -> None:
+        if 0 <= offset < PAGE_SIZE and not offset & 0xF:
+            self.page[offset : offset + 4] = self.read_register(offset).to_bytes(4, "little")
+
+    def _publish_bits(self) -> None:
+        for base in (ISR_BASE, TMR_BASE, IRR_BASE):
+            for offset in range(base, base + 0x80, 0x10):
+                self._publish(offset)
+        self._publish(PPR)
+
+    def _publish_all(self) -> None:
+        self.page[:] = bytes(PAGE_SIZE)
+        for offset in range(0, 0x400, 0x10):
+            self._publish(offset)
+
+    # -- snapshots -----------------------------------------------------------------------
+
+    def save_state(self) -> State:
+        return {
+            "regs": {f"{k:#05x}": v for k, v in sorted(self._regs.items())},
+            "irr": self.irr,
+            "isr": self.isr,
+            "tmr": self.tmr,
+            "timer_start_ns": self._timer_start_ns,
+            "timer_deadline": self._timer_deadline,
+        }
+
+    def load_state(self, state: Mapping[str, StateValue]) -> None:
+        regs = state["regs"]
+        if not isinstance(regs, dict) or set(regs) != {f"{k:#05x}" for k in _RESET}:
+            raise TypeError("a LAPIC state needs every register")
+        self._regs = {int(k, 16): state_int(v) for k, v in regs.items()}
+        self.irr = state_int(state["irr"])
+        self.isr = state_int(state["isr"])
+        self.tmr = state_int(state["tmr"])
+        self._timer_start_ns = state_int(state["timer_start_ns"])
+        deadline = state["timer_deadline"]
+        self._set_deadline(None if deadline is None else state_int(deadline))
+        self._written.clear()
+        self._publish_all()
+        self._int_out = self._deliverable(_highest(self.irr))
