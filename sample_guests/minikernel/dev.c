@@ -62,12 +62,13 @@ static int line_take(struct line *l, char *dst, uint32_t max)
 }
 
 /* ---- COM1 ------------------------------------------------------------- */
+/* Bytes that arrived since serial_init() (which polled LSR while printing the
+ * banner) are kept: the FIFO is not cleared, and what waits is taken now. */
 void uart_rx_init(void)
 {
-    outb(COM1 + UART_FCR, 0x07); /* FIFOs on and cleared, trigger at 1 byte */
-    while (inb(COM1 + UART_LSR) & LSR_DR)
-        inb(COM1 + UART_RBR);
+    outb(COM1 + UART_FCR, 0x01); /* FIFOs on, trigger at 1 byte */
     outb(COM1 + UART_IER, 0x01); /* received data available */
+    uart_irq();
 }
 
 void uart_irq(void)
@@ -103,13 +104,20 @@ static int kbd_wait_output_full(void)
     return -1;
 }
 
-/* Enable IRQ1 (and scan code translation) in the controller's command byte. */
+static void kbd_scan_code(uint8_t code);
+
+/* Enable IRQ1 (and scan code translation) in the controller's command byte.
+ * The keyboard interface is disabled meanwhile; a key already waiting in the
+ * output buffer (typed before we got here) is kept as input, not flushed. */
 int kbd_init(void)
 {
     if (inb(KBD_STATUS) == 0xFF)
         return -1;
+    if (kbd_wait_input_empty() < 0)
+        return -1;
+    outb(KBD_CMD, 0xAD);
     for (int i = 0; i < 32 && (inb(KBD_STATUS) & KBD_OBF); i++)
-        inb(KBD_DATA);
+        kbd_scan_code(inb(KBD_DATA));
     if (kbd_wait_input_empty() < 0)
         return -1;
     outb(KBD_CMD, 0x20);
@@ -139,13 +147,16 @@ static const char keymap[0x3A] = {
     [0x39] = ' ',
 };
 
+static void kbd_scan_code(uint8_t code)
+{
+    if (code < sizeof(keymap) && keymap[code])
+        line_put(&kbd_line, keymap[code]);
+}
+
 void kbd_irq(void)
 {
-    for (int i = 0; i < 16 && (inb(KBD_STATUS) & KBD_OBF); i++) {
-        uint8_t code = inb(KBD_DATA);
-        if (code < sizeof(keymap) && keymap[code])
-            line_put(&kbd_line, keymap[code]);
-    }
+    for (int i = 0; i < 16 && (inb(KBD_STATUS) & KBD_OBF); i++)
+        kbd_scan_code(inb(KBD_DATA));
 }
 
 int kbd_take_line(char *dst, uint32_t max) { return line_take(&kbd_line, dst, max); }

@@ -40,6 +40,7 @@ void lapic_init(uint32_t timer_initial_count);
 void lapic_eoi(void);
 uint32_t lapic_id(void);
 uint32_t ioapic_pins(void);
+uint32_t ioapic_id(void);         /* from its ID register */
 void ioapic_route(uint32_t isa_irq, uint8_t vector, uint32_t apic_id);
 
 /* ---- dev.c: COM1 receive, i8042 keyboard, IDE slave ------------------- */

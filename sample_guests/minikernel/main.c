@@ -540,16 +540,21 @@ int guest_main(uint32_t mbi)
     outb(0xA1, 0xFF);
     if (mp_find() < 0)
         panic("no usable MP table");
-    printk("mp: %u cpu, lapic %p, ioapic %u at %p\n", mp.cpus, mp.lapic, mp.ioapic_id,
-           mp.ioapic);
+    printk("mp: %u cpu, lapic %p, ioapic %p\n", mp.cpus, mp.lapic, mp.ioapic);
     setup_paging(ram);
     printk("paging: 4 MiB kernel pages, CR0.WP\n");
     frames_init();
     lapic_init(TIMER_INITIAL_COUNT);
     uint32_t id = lapic_id();
     printk("lapic: id %u, timer periodic\n", id);
-    printk("ioapic: %u pins; com1 irq4 -> pin %u, kbd irq1 -> pin %u, ide irq14 -> pin %u\n",
-           ioapic_pins(), mp.isa_pin[IRQ_COM1], mp.isa_pin[IRQ_KBD], mp.isa_pin[IRQ_IDE]);
+    /* Like xv6: the IOAPIC's own ID register should say what the MP table says. */
+    if (ioapic_id() == mp.ioapic_id)
+        printk("ioapic: %u pins, id as in the MP table\n", ioapic_pins());
+    else
+        printk("ioapic: %u pins, id %u but the MP table says %u\n", ioapic_pins(), ioapic_id(),
+               mp.ioapic_id);
+    printk("ioapic: com1 irq4 -> pin %u, kbd irq1 -> pin %u, ide irq14 -> pin %u\n",
+           mp.isa_pin[IRQ_COM1], mp.isa_pin[IRQ_KBD], mp.isa_pin[IRQ_IDE]);
     ioapic_route(IRQ_COM1, IRQ_VECTOR + IRQ_COM1, id);
     uart_rx_init();
     if (kbd_init() == 0) {

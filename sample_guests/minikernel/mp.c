@@ -182,6 +182,7 @@ static void ioapic_w(uint32_t reg, uint32_t v)
 }
 
 uint32_t ioapic_pins(void) { return ((ioapic_r(1) >> 16) & 0xFF) + 1; }
+uint32_t ioapic_id(void) { return (ioapic_r(0) >> 24) & 0xF; }
 
 /* Every pin masked first; then ISA IRQ -> vector, edge, active high, fixed
  * delivery, physical destination apic_id. */

@@ -13,7 +13,7 @@ from tests.conftest import GUESTS
 from tests.e2e.gdb.conftest import Gdb, attached_gdb, rdebug_gdb_server
 from tests.integration.test_minikernel import KERNEL, _rdebug, _skip_without_apic, slave_image
 
-SESSION = b"ps\ndisk\nexit 0\n"
+SESSION = b"ps\ndisk\ncrc 1\nexit 0\n"  # crc: long enough for timer ticks
 
 
 @pytest.fixture(scope="module")
