@@ -17,7 +17,7 @@ of each mode (whole session, boot included), the ratios to raw unicorn and recor
 and the wall time of `rdebug run` from its start to the shell's first prompt (Python
 start-up included).  Shared machines are noisy: take the best of several rounds.
 
-    python bench/kernel.py [--rounds 2] [--passes 6000]
+    python bench/kernel.py [--rounds 2] [--passes 3600]
 """
 
 from __future__ import annotations
@@ -166,7 +166,7 @@ def boot_to_prompt() -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--passes", type=int, default=6000, help="N of `crc N`")
+    parser.add_argument("--passes", type=int, default=3600, help="N of `crc N`")
     parser.add_argument("--crc-passes", type=int, default=2000, help="raw unicorn's crc")
     parser.add_argument("--memcopy-passes", type=int, default=500, help="raw's memcopy")
     args = parser.parse_args(argv)
