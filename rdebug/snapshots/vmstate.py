@@ -87,7 +87,14 @@ def encode(machine: Machine, extra: Any) -> bytes:
     }
     head = json.dumps(header, sort_keys=True).encode()
     ram = np.frombuffer(machine.cpu.ram, dtype=np.uint8).reshape(-1, PAGE)
-    used = np.flatnonzero(ram.any(axis=1))
+    # only the pages ever written can be non-zero: reading the others would fault them in
+    used = np.concatenate(
+        [
+            start // PAGE + np.flatnonzero(ram[start // PAGE : -(-end // PAGE)].any(axis=1))
+            for start, end in machine.cpu.written_ranges()
+        ]
+        or [np.zeros(0, dtype=np.intp)]
+    )
     packer = zlib.compressobj(1)
     chunks = [packer.compress(struct.pack(">I", int(i)) + ram[i].tobytes()) for i in used]
     chunks.append(packer.flush())
