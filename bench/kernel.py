@@ -199,8 +199,10 @@ def main(argv: list[str] | None = None) -> int:
         best = max(modes[mode])
         ratios = ", ".join(f"{best / max(raw[n]):.2f}x raw {n}" for n in raw)
         print(f"{mode}: {ratios}  (target >= 0.5x)")
-    record_over_run = max(modes["run"]) / max(modes["record"])
-    print(f"record time / run time: {record_over_run:.3f}  (target <= 1.15)")
+    best_ratio = max(modes["run"]) / max(modes["record"])
+    median_ratio = statistics.median(modes["run"]) / statistics.median(modes["record"])
+    print(f"record time / run time: best {best_ratio:.3f}, median {median_ratio:.3f}"
+          "  (target <= 1.15)")  # fmt: skip
     print(f"boot to the prompt (rdebug run, wall): best {min(boots):.2f} s, "
           f"median {statistics.median(boots):.2f} s  (target < 2 s)")  # fmt: skip
     return 0
