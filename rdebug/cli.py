@@ -427,13 +427,16 @@ def _add_max_insns(parser: argparse.ArgumentParser) -> None:
 
 
 class _SerialOut:
+    """COM1's output: flushed at every write (a terminal) or at line ends (a file, so
+    that `tail -f` follows a long run)."""
+
     def __init__(self, stream: BinaryIO, flush: bool) -> None:
         self._stream = stream
         self._flush = flush
 
     def write(self, data: bytes) -> None:
         self._stream.write(data)
-        if self._flush:
+        if self._flush or b"\n" in data:
             self._stream.flush()
 
 
