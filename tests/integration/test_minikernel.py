@@ -15,7 +15,7 @@ import pytest
 
 from rdebug import api
 from rdebug.machine.disks import OverlayDisk
-from rdebug.machine.inputs import FileSerialSource, LiveInputs
+from rdebug.machine.inputs import FileSerialSource, KeyInput, LiveInputs, ScriptedInputs
 from rdebug.machine.loader import load_image
 from rdebug.machine.machine import Machine, MachineConfig, StopReason
 from tests.conftest import EXPECTED, GUESTS, ROOT, BytesImage, Capture
@@ -43,11 +43,6 @@ def _rdebug(*args: str | Path) -> subprocess.CompletedProcess[bytes]:
     )
 
 
-def _skip_without_apic(output: bytes) -> None:
-    if b"mp: no floating pointer" in output:
-        pytest.skip("this machine has no MP table, LAPIC and IOAPIC yet (issue 7, part 1)")
-
-
 @pytest.fixture(scope="module")
 def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("minikernel")
@@ -69,7 +64,6 @@ def _session_args(files: Path, session: str, out: Path) -> list[str | Path]:
 def test_shell_session_prints_what_qemu_printed(files: Path, tmp_path: Path) -> None:
     out = tmp_path / "com1.txt"
     result = _rdebug("run", KERNEL, *_session_args(files, "shell", out))
-    _skip_without_apic(out.read_bytes())
     assert result.returncode == 1, result.stderr
     assert out.read_bytes() == (EXPECTED / "minikernel-shell.txt").read_bytes()
     # rdebug never writes the user's image: the guest's counter lives in the overlay
@@ -80,7 +74,6 @@ def test_boot_reaches_the_prompt_and_waits(files: Path, tmp_path: Path) -> None:
     out = tmp_path / "com1.txt"
     result = _rdebug("run", KERNEL, "-m", "32", "--serial", f"file:{out}", "--max-insns", "3000000")
     text = out.read_bytes()
-    _skip_without_apic(text)
     assert result.returncode == 4, result.stderr  # idle at the prompt, not crashed
     assert text.endswith(b"ide: no slave\nminikernel shell, pid 1: type help\n$ ")
 
@@ -106,7 +99,6 @@ def trace(files: Path) -> Path:
     folder = files / "trace"
     out = files / "recorded.txt"
     result = _rdebug("record", KERNEL, "-o", folder, *_session_args(files, "short", out))
-    _skip_without_apic(out.read_bytes())
     assert result.returncode == (5 << 1) | 1, result.stderr
     return folder
 
@@ -164,15 +156,11 @@ KEY_CODES = [0x23, 0x17, 0x39, 0x25, 0x30, 0x20, 0x39, 0x05, 0x03, 0x1C]
 def test_key_reads_a_line_typed_on_the_ps2_keyboard() -> None:
     """`key`: make and break codes through the i8042 and IRQ1 on the IOAPIC (the session
     of expected/minikernel-key.txt); the inputs are handed over while the shell idles."""
-    inputs_module = pytest.importorskip("rdebug.machine.inputs")
-    key_input = getattr(inputs_module, "KeyInput", None)
-    if key_input is None:
-        pytest.skip("this machine has no keyboard input yet (issue 7, part 1)")
     later = 10**9  # an idle guest gets the next scripted input at once
     events = []
     for code in KEY_CODES:
-        events += [(later + 1, key_input(code, True)), (later + 1, key_input(code, False))]
-    inputs = inputs_module.ScriptedInputs([(later, 0, b"key\nexit\n")], events=events)
+        events += [(later + 1, KeyInput(code, True)), (later + 1, KeyInput(code, False))]
+    inputs = ScriptedInputs([(later, 0, b"key\nexit\n")], events=events)
     out = Capture()
     machine = Machine(MachineConfig(memory_mb=MEMORY_MB), inputs, [out])
     try:
@@ -180,7 +168,6 @@ def test_key_reads_a_line_typed_on_the_ps2_keyboard() -> None:
         stop = machine.run()
     finally:
         machine.close()
-    _skip_without_apic(bytes(out.data))
     assert stop.reason is StopReason.EXIT and stop.exit_code == 1, (stop, bytes(out.data))
     assert bytes(out.data) == (EXPECTED / "minikernel-key.txt").read_bytes()
 
@@ -188,8 +175,6 @@ def test_key_reads_a_line_typed_on_the_ps2_keyboard() -> None:
 def test_key_session_recorded_from_the_command_line(tmp_path: Path) -> None:
     """`record --keyboard-input` types the keyboard line; the replay, with no input
     source, prints the same."""
-    if b"--keyboard-input" not in _rdebug("record", "--help").stdout:
-        pytest.skip("rdebug has no --keyboard-input yet (issue 7, part 1)")
     (tmp_path / "keys.txt").write_text("hi kbd 42\n")
     (tmp_path / "com1.txt").write_bytes(b"key\nexit\n")
     recorded, replayed = tmp_path / "recorded.txt", tmp_path / "replayed.txt"
@@ -198,7 +183,6 @@ def test_key_session_recorded_from_the_command_line(tmp_path: Path) -> None:
         "--serial-input", tmp_path / "com1.txt", "--keyboard-input", tmp_path / "keys.txt",
         "--serial", f"file:{recorded}",
     )  # fmt: skip
-    _skip_without_apic(recorded.read_bytes())
     assert result.returncode == 1, result.stderr
     expected = (EXPECTED / "minikernel-key.txt").read_bytes()
     assert recorded.read_bytes() == expected
