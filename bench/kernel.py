@@ -1,0 +1,212 @@
+"""The minikernel's long workload under run, record and replay, against raw unicorn.
+
+The workload is the shell command `crc N` of sample_guests/minikernel: ring 3 computes
+a bitwise CRC-32 of a 4 KiB buffer N times with two system calls (int 0x80) a pass,
+while the LAPIC timer interrupts it every 10 ms of virtual time; N is chosen so that the
+session (boot, the command, `exit`) lasts more than 1e9 instructions.  The session is
+typed on COM1 (IRQ4 through the IOAPIC) by a FileSerialSource, the same bytes for the
+three modes:
+
+- run: a Machine with live inputs;
+- record: the same, its inputs going through the Recorder into a log file;
+- replay: a Machine fed by the Player from that log.
+
+For comparison, in the same process and run, raw unicorn (no hooks, bench/speed.py's
+method) on the `crc` and `memcopy` sample guests' workload loops.  Printed: guest MIPS
+of each mode (whole session, boot included), the ratios to raw unicorn and record/run,
+and the wall time of `rdebug run` from its start to the shell's first prompt (Python
+start-up included).  Shared machines are noisy: take the best of several rounds.
+
+    python bench/kernel.py [--rounds 2] [--passes 3600]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from unicorn import x86_const as X
+
+from bench.speed import _boot_to_begin, _raw_engine
+from rdebug.machine.inputs import ExternalInputs, FileSerialSource, LiveInputs
+from rdebug.machine.loader import load_image
+from rdebug.machine.machine import Machine, MachineConfig, StopEvent, StopReason
+from rdebug.replay.player import Player
+from rdebug.replay.recorder import Recorder
+
+ROOT = Path(__file__).resolve().parent.parent
+GUESTS = ROOT / "sample_guests" / "build"
+KERNEL = GUESTS / "minikernel.elf"
+CONFIG = MachineConfig(memory_mb=64)
+PROMPT = b"$ "
+
+
+class _Sink:
+    """COM1 output, kept to check the session's result."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def write(self, data: bytes) -> None:
+        self.data += data
+
+
+def _session(passes: int) -> bytes:
+    return b"crc %d\nexit 0\n" % passes
+
+
+def _kernel_run(inputs: ExternalInputs) -> tuple[StopEvent, bytes]:
+    sink = _Sink()
+    machine = Machine(CONFIG, inputs, [sink])
+    try:
+        machine.load(load_image(KERNEL))
+        return machine.run(), bytes(sink.data)
+    finally:
+        machine.close()
+
+
+def _timed(fn: Callable[[], tuple[StopEvent, bytes]]) -> tuple[float, StopEvent, bytes]:
+    t0 = time.perf_counter()
+    stop, out = fn()
+    return time.perf_counter() - t0, stop, out
+
+
+def kernel_modes(passes: int, folder: Path) -> tuple[int, dict[str, float], bytes]:
+    """One round of run, record, replay: icount, wall seconds of each, COM1 output."""
+    session = _session(passes)
+    log = folder / "minikernel.log"
+    times: dict[str, float] = {}
+    results: set[tuple[str, int, bytes]] = set()
+
+    def live() -> ExternalInputs:
+        return LiveInputs({0: FileSerialSource(session)})
+
+    dt, stop, out = _timed(lambda: _kernel_run(live()))
+    times["run"] = dt
+    results.add((stop.reason.value, stop.icount, out))
+
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    try:
+        recorder = Recorder(live(), fd)
+
+        def record() -> tuple[StopEvent, bytes]:
+            stop, out = _kernel_run(recorder)
+            recorder.finish(stop.icount)
+            return stop, out
+
+        dt, stop, out = _timed(record)
+    finally:
+        os.close(fd)
+    times["record"] = dt
+    results.add((stop.reason.value, stop.icount, out))
+
+    with log.open("rb") as stream:
+        dt, stop, out = _timed(lambda: _kernel_run(Player(stream, str(log))))
+    times["replay"] = dt
+    results.add((stop.reason.value, stop.icount, out))
+    if len(results) != 1:
+        raise SystemExit("minikernel: run, record and replay ended differently")
+    reason, icount, out = results.pop()
+    if reason != StopReason.EXIT.value or b"crc %d: 0x" % passes not in out:
+        raise SystemExit(f"minikernel: the session did not complete ({reason}): {out[-200:]!r}")
+    return icount, times, out
+
+
+def raw_unicorn(name: str, passes: int) -> tuple[int, float]:
+    """Instructions and seconds of raw unicorn on a sample guest's workload loop."""
+    image = load_image(GUESTS / f"{name}.elf")
+    begin, end = image.symbols["workload_begin"], image.symbols["workload_end"]
+    machine = _boot_to_begin(image, f"{name}_passes", passes)
+    try:
+        uc = _raw_engine(machine)
+        t0 = time.perf_counter()
+        uc.emu_start(begin, end)
+        seconds = time.perf_counter() - t0
+        raw_eax = uc.reg_read(X.UC_X86_REG_EAX)
+        start = machine.icount
+        machine.add_breakpoint(end)
+        machine.run()  # the exact instruction count of the stretch
+        if machine.cpu.read("eax") != raw_eax:
+            raise SystemExit(f"{name}: raw unicorn and rdebug disagree")
+        return machine.icount - start, seconds
+    finally:
+        machine.close()
+
+
+def boot_to_prompt() -> float:
+    """Wall seconds from starting `rdebug run minikernel.elf` to the shell's first prompt."""
+    t0 = time.perf_counter()
+    with subprocess.Popen(
+        [sys.executable, "-m", "rdebug", "run", str(KERNEL), "-m", "224", "--serial", "stdio"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        cwd=ROOT,
+    ) as proc:
+        assert proc.stdout is not None
+        seen = b""
+        try:
+            while not seen.endswith(PROMPT):
+                byte = proc.stdout.read(1)
+                if not byte:
+                    raise SystemExit(f"rdebug run ended before the prompt: {seen[-200:]!r}")
+                seen += byte
+            return time.perf_counter() - t0
+        finally:
+            proc.kill()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--passes", type=int, default=3600, help="N of `crc N`")
+    parser.add_argument("--crc-passes", type=int, default=2000, help="raw unicorn's crc")
+    parser.add_argument("--memcopy-passes", type=int, default=500, help="raw's memcopy")
+    args = parser.parse_args(argv)
+
+    raw: dict[str, list[float]] = {"crc": [], "memcopy": []}
+    modes: dict[str, list[float]] = {"run": [], "record": [], "replay": []}
+    boots: list[float] = []
+    icount = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        for _ in range(args.rounds):
+            for name, passes in (("crc", args.crc_passes), ("memcopy", args.memcopy_passes)):
+                insns, seconds = raw_unicorn(name, passes)
+                raw[name].append(insns / seconds / 1e6)
+            icount, times, _ = kernel_modes(args.passes, Path(tmp))
+            for mode, seconds in times.items():
+                modes[mode].append(icount / seconds / 1e6)
+            boots.append(boot_to_prompt())
+
+    print(f"minikernel `crc {args.passes}` session: {icount:,} instructions, {args.rounds} rounds")
+    print("(a shared, noisy machine: best and median of the rounds)\n")
+    print(f"{'':22} {'best':>8} {'median':>8}")
+    for name, values in raw.items():
+        print(f"{'raw unicorn ' + name + ' MIPS':22} {max(values):>8.1f} "
+              f"{statistics.median(values):>8.1f}")  # fmt: skip
+    for mode, values in modes.items():
+        print(f"{'minikernel ' + mode + ' MIPS':22} {max(values):>8.1f} "
+              f"{statistics.median(values):>8.1f}")  # fmt: skip
+    print()
+    for mode in ("record", "replay"):
+        best = max(modes[mode])
+        ratios = ", ".join(f"{best / max(raw[n]):.2f}x raw {n}" for n in raw)
+        print(f"{mode}: {ratios}  (target >= 0.5x)")
+    best_ratio = max(modes["run"]) / max(modes["record"])
+    median_ratio = statistics.median(modes["run"]) / statistics.median(modes["record"])
+    print(f"record time / run time: best {best_ratio:.3f}, median {median_ratio:.3f}"
+          "  (target <= 1.15)")  # fmt: skip
+    print(f"boot to the prompt (rdebug run, wall): best {min(boots):.2f} s, "
+          f"median {statistics.median(boots):.2f} s  (target < 2 s)")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
