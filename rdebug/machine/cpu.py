@@ -161,7 +161,6 @@ def _blob_layout() -> _BlobLayout:
     return _calibrate()
 
 
-
 class _MmrStruct(ctypes.Structure):
     """unicorn's uc_x86_mmr (GDTR, IDTR, LDTR, TR) as its C API passes it."""
 
@@ -206,6 +205,7 @@ class _RegisterReader:
             selector, base, limit, flags = self._uc.reg_read(regid)
             return int(selector), int(base), int(limit), int(flags)
         return mmr.selector, mmr.base, mmr.limit, mmr.flags
+
 
 class Cpu:
     """One unicorn engine with `memory_mb` MiB of RAM mapped from a host buffer at 0."""

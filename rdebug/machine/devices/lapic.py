@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import mmap
+import struct
 from collections.abc import Mapping
 
 from rdebug.machine.devices.base import Device, DeviceContext, State, StateValue, state_int
@@ -120,6 +121,11 @@ def timer_divisor(divide_config: int) -> int:
 def _highest(bits: int) -> int:
     """The highest set bit's index, -1 for none."""
     return bits.bit_length() - 1
+
+
+#: Eight 32-bit registers 16 bytes apart (the ISR/TMR/IRR layout of the register page).
+_BITMAP = struct.Struct("<" + "I12x" * 7 + "I")
+_U32 = struct.Struct("<I")
 
 
 class LocalApic(Device):
@@ -383,10 +389,15 @@ class LocalApic(Device):
             self.page[offset : offset + 4] = self.read_register(offset).to_bytes(4, "little")
 
     def _publish_bits(self) -> None:
-        for base in (ISR_BASE, TMR_BASE, IRR_BASE):
-            for offset in range(base, base + 0x80, 0x10):
-                self._publish(offset)
-        self._publish(PPR)
+        """ISR, TMR, IRR (eight dwords each, 16 bytes apart) and PPR into the page.
+
+        Called at every accepted interrupt and every EOI: packed directly rather than
+        register by register through `read_register`.
+        """
+        page = self.page
+        for base, bits in ((ISR_BASE, self.isr), (TMR_BASE, self.tmr), (IRR_BASE, self.irr)):
+            _BITMAP.pack_into(page, base, *((bits >> (32 * i)) & 0xFFFFFFFF for i in range(8)))
+        _U32.pack_into(page, PPR, self.ppr())
 
     def _publish_all(self) -> None:
         self.page[:] = bytes(PAGE_SIZE)

@@ -237,3 +237,18 @@ def test_damaged_state_is_refused(apic: LocalApic) -> None:
     state["regs"] = {}
     with pytest.raises(TypeError):
         apic.load_state(state)
+
+
+def test_the_page_holds_every_bitmap_register_after_accepts_and_eois(
+    enabled: LocalApic,
+) -> None:
+    for vector in (0x20, 0x41, 0x7F, 0x80, 0xC3, 0xFF):
+        enabled.accept(vector, level=vector & 1 == 1)
+    enabled.acknowledge()  # 0xFF in service
+    store(enabled, L.TPR, 0x30)
+    store(enabled, L.EOI, 0)
+    enabled.acknowledge()
+    for offset in range(0, 0x400, 0x10):
+        if offset != L.TIMER_CURRENT:
+            assert page_read(enabled, offset) == enabled.read_register(offset), hex(offset)
+    assert page_read(enabled, L.IRR_BASE + 0x20) == 1 << (0x41 - 64)  # vectors 64-95
