@@ -190,6 +190,7 @@ class _RegisterReader:
         self._value_ref = ctypes.byref(self._value)
         self._mmr = _MmrStruct()
         self._mmr_ref = ctypes.byref(self._mmr)
+        self._mmr_address = ctypes.addressof(self._mmr)
 
     def scalar(self, regid: int) -> int:
         """A register of at most 64 bits (general, segment selector, control, flags)."""
@@ -201,6 +202,7 @@ class _RegisterReader:
     def table(self, regid: int) -> tuple[int, int, int, int]:
         """(selector, base, limit, flags) of GDTR, IDTR, LDTR or TR."""
         mmr = self._mmr
+        ctypes.memset(self._mmr_address, 0, ctypes.sizeof(mmr))  # GDTR/IDTR fill no selector
         if self._fn(self._handle, regid, self._mmr_ref):
             selector, base, limit, flags = self._uc.reg_read(regid)
             return int(selector), int(base), int(limit), int(flags)

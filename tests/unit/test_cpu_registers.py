@@ -39,6 +39,8 @@ def test_table_registers_match_the_binding() -> None:
     try:
         cpu.set_table_register("gdtr", TableRegister(0, 0x12345678, 0x27, 0))
         cpu.set_table_register("idtr", TableRegister(0, 0x9ABC0000, 0x7FF, 0))
+        cpu.set_table_register("tr", TableRegister(0x28, 0x1000, 0x67, 0x8B00))
+        cpu.table_register("tr")  # GDTR and IDTR reads after it must not keep its fields
         for name, regid in TABLE_REGISTERS:
             selector, base, limit, flags = cpu.uc.reg_read(regid)
             assert cpu.table_register(name) == TableRegister(selector, base, limit, flags)
