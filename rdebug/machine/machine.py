@@ -433,6 +433,12 @@ class Machine:
                 return self._stop(StopReason.INTERRUPTED)
             if self.icount >= until:
                 return self._stop(StopReason.TARGET)
+            horizon = self.inputs.horizon()
+            if horizon is not None and horizon <= self.icount and self.inputs.finished():
+                # The inputs end here, before anything else happens at this icount: a
+                # recording cut short (--max-insns, Ctrl-C) stopped before delivering the
+                # interrupt or clock warp that was due, so its replay must too.
+                return self._stop(StopReason.END_OF_INPUT)
             if self._io_fault_eip is not None:
                 self._raise_io_fault()
                 shadow = False

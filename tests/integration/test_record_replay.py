@@ -250,3 +250,41 @@ def test_reader_refuses_garbage() -> None:
         Player(io.BytesIO(b"\x00" * 12), "zeros")
     with pytest.raises(FormatError, match="too short"):
         Player(io.BytesIO(b"\x72\x64"), "short")
+
+
+def test_a_recording_stopped_where_an_interrupt_was_due_replays_to_its_end(
+    tmp_path: Path,
+) -> None:
+    """A recording cut (--max-insns, Ctrl-C) at the icount where an interrupt was about to
+    be delivered ends before the delivery; its replay must stop there too, not deliver
+    it and then find the end of the log instead of an INTERRUPT."""
+    full = tmp_path / "full.log"
+    _record("timer", LiveInputs({}), full)
+    interrupts, icount = [], 0
+    with full.open("rb") as stream:
+        for event in Reader(stream, str(full)):
+            if isinstance(event, Instruction):
+                icount += event.count
+            elif isinstance(event, InterruptTaken):
+                interrupts.append(icount)
+    cut = interrupts[len(interrupts) // 2]
+    log = tmp_path / "cut.log"
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    try:
+        recorder = Recorder(LiveInputs({}), fd)
+        out = Capture()
+        machine = Machine(CONFIG, recorder, [out])
+        try:
+            machine.load(load_image(GUESTS / "timer.elf"))
+            stop = machine.run(cut)
+            recorded = (stop.icount, bytes(out.data), machine.state_hash())
+        finally:
+            machine.close()
+        recorder.finish(stop.icount)
+    finally:
+        os.close(fd)
+    assert stop.reason is StopReason.TARGET and stop.icount == cut
+    for _ in range(2):
+        stop, out_bytes, state, _player = _replay("timer", log)
+        assert stop.reason is StopReason.END_OF_INPUT
+        assert (stop.icount, out_bytes, state) == recorded
