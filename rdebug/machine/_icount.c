@@ -39,6 +39,7 @@ typedef uint32_t (*rd_miss_fn)(uint64_t addr, uint32_t size);
 #define RD_INFO_SHADOW 0x01000000u     /* last instruction is STI / MOV SS / POP SS */
 #define RD_INFO_RETRANSLATE 0x02000000u /* stop before running it: hooks must be added */
 #define RD_INFO_BRANCH 0x04000000u     /* last instruction is a control transfer */
+#define RD_INFO_MMU 0x08000000u        /* writes CR0/CR3/CR4 or INVLPG: mappings may change */
 #define RD_INFO_EMPTY 0xffffffffu
 
 enum rd_stop {
@@ -55,10 +56,19 @@ enum rd_stop {
 #define RD_RECENT_SIZE 256
 #define RD_RECENT_MASK (RD_RECENT_SIZE - 1)
 
+/* A block is known by its linear address and size, but the same (addr, size) may hold
+ * other code in another address space (two processes' programs at the same virtual
+ * address).  So each entry keeps a hash of the code bytes it was decoded from, and the
+ * epoch in which it was last found to match: the epoch moves on whenever the mappings
+ * may have changed (a block that wrote CR0/CR3/CR4 or ran INVLPG, a restored state), and
+ * an entry from an older epoch is checked against the bytes now at its address before it
+ * is used (and decoded again when they differ). */
 struct rd_block {
     uint64_t addr;
     uint32_t size;
     uint32_t info;
+    uint64_t hash;
+    uint64_t epoch;
 };
 
 struct rd_counter {
@@ -101,6 +111,15 @@ struct rd_counter {
     uint64_t stop_at;      /* stop at the first block entry at or after this icount */
     uint32_t stop_pending; /* stop at the next hooked instruction (after a mid-block I/O) */
     uint32_t _pad2;
+    /* address spaces (see struct rd_block) */
+    uint64_t epoch;
+    const uint8_t *ram; /* guest RAM at physical 0, for reading code through the page tables */
+    uint64_t ram_size;
+    int32_t cr0_regid;
+    int32_t cr3_regid;
+    int32_t cr4_regid;
+    uint32_t _pad3;
+    uint64_t revalidations; /* statistics: entries checked against their code again */
     /* a direct-mapped cache in front of the table (Python never touches it) */
     struct rd_block recent[RD_RECENT_SIZE];
 };
@@ -159,8 +178,90 @@ int rd_block_set(struct rd_counter *st, uint64_t addr, uint32_t size, uint32_t i
     st->blocks[h].addr = addr;
     st->blocks[h].size = size;
     st->blocks[h].info = info;
+    st->blocks[h].hash = 0;
+    st->blocks[h].epoch = st->epoch;
     st->blocks_used++;
     return 0;
+}
+
+static struct rd_block *block_find(struct rd_counter *st, uint64_t addr, uint32_t size) {
+    if (!st->blocks)
+        return NULL;
+    uint32_t h = hash64(addr ^ ((uint64_t)size << 40)) & st->blocks_mask;
+    for (;;) {
+        struct rd_block *b = &st->blocks[h];
+        if (b->info == RD_INFO_EMPTY)
+            return NULL;
+        if (b->addr == addr && b->size == size)
+            return b;
+        h = (h + 1) & st->blocks_mask;
+    }
+}
+
+static void recent_clear(struct rd_counter *st) {
+    for (uint32_t i = 0; i < RD_RECENT_SIZE; i++)
+        st->recent[i].info = RD_INFO_EMPTY;
+}
+
+/* The mappings may have changed (called by Python after restoring a state). */
+void rd_space_changed(struct rd_counter *st) {
+    st->epoch++;
+    recent_clear(st);
+}
+
+/* Guest-physical address of linear `addr` through the current page tables (4 KiB and
+ * 4 MiB pages, no PAE), or UINT64_MAX.  Reads RAM only: no accessed bits are set. */
+static uint64_t linear_to_physical(const struct rd_counter *st, uint64_t addr, uint64_t cr0,
+                                   uint64_t cr3, uint64_t cr4) {
+    addr &= 0xffffffffu;
+    if (!(cr0 & 0x80000000u))
+        return addr;
+    uint64_t pde_at = (cr3 & 0xfffff000u) + ((addr >> 22) << 2);
+    if (pde_at + 4 > st->ram_size)
+        return UINT64_MAX;
+    uint32_t pde;
+    memcpy(&pde, st->ram + pde_at, 4);
+    if (!(pde & 1))
+        return UINT64_MAX;
+    if ((pde & 0x80) && (cr4 & 0x10))
+        return (pde & 0xffc00000u) | (addr & 0x3fffffu);
+    uint64_t pte_at = (pde & 0xfffff000u) + (((addr >> 12) & 0x3ff) << 2);
+    if (pte_at + 4 > st->ram_size)
+        return UINT64_MAX;
+    uint32_t pte;
+    memcpy(&pte, st->ram + pte_at, 4);
+    if (!(pte & 1))
+        return UINT64_MAX;
+    return (pte & 0xfffff000u) | (addr & 0xfffu);
+}
+
+/* FNV-1a of the `size` code bytes at linear `addr`; 0 when they cannot be read (then
+ * the engine cannot fetch them either: the entry is kept as it is). */
+static uint64_t code_hash(struct rd_counter *st, uc_engine *uc, uint64_t addr, uint32_t size) {
+    if (!st->ram)
+        return 0;
+    uint64_t cr0 = 0, cr3 = 0, cr4 = 0;
+    st->reg_read(uc, st->cr0_regid, &cr0);
+    if (cr0 & 0x80000000u) {
+        st->reg_read(uc, st->cr3_regid, &cr3);
+        st->reg_read(uc, st->cr4_regid, &cr4);
+    }
+    uint64_t h = 0xcbf29ce484222325ULL;
+    uint64_t pos = addr;
+    uint64_t end = addr + size;
+    while (pos < end) {
+        uint64_t page_end = (pos | 0xfffu) + 1;
+        uint64_t chunk = (end < page_end ? end : page_end) - pos;
+        uint64_t phys = linear_to_physical(st, pos, cr0, cr3, cr4);
+        if (phys == UINT64_MAX || phys + chunk > st->ram_size)
+            return 0;
+        for (uint64_t i = 0; i < chunk; i++) {
+            h ^= st->ram[phys + i];
+            h *= 0x100000001b3ULL;
+        }
+        pos += chunk;
+    }
+    return h | 1; /* never 0 */
 }
 
 uint32_t rd_block_get(struct rd_counter *st, uint64_t addr, uint32_t size) {
@@ -179,8 +280,8 @@ uint32_t rd_block_get(struct rd_counter *st, uint64_t addr, uint32_t size) {
 
 /* Forget every block (after the translation cache was flushed). */
 void rd_blocks_clear(struct rd_counter *st) {
-    for (uint32_t i = 0; i < RD_RECENT_SIZE; i++)
-        st->recent[i].info = RD_INFO_EMPTY;
+    st->epoch++;
+    recent_clear(st);
     if (!st->blocks)
         return;
     for (uint32_t i = 0; i <= st->blocks_mask; i++)
@@ -282,24 +383,49 @@ void rd_block_hook(uc_engine *uc, uint64_t addr, uint32_t size, void *user) {
         stop_before(st, uc, RD_STOP_REQUESTED, addr, size, 0);
         return;
     }
+    if (__builtin_expect(st->block_info & RD_INFO_MMU, 0))
+        rd_space_changed(st); /* the block just run may have changed the mappings */
     uint32_t info;
     struct rd_block *slot = &st->recent[(addr ^ (addr >> 7)) & RD_RECENT_MASK];
     if (__builtin_expect(slot->addr == addr && slot->size == size, 1) &&
         slot->info != RD_INFO_EMPTY) {
-        info = slot->info; /* hot loops hit this small direct-mapped cache */
+        info = slot->info; /* hot loops hit this small direct-mapped cache (this epoch) */
     } else {
-        info = rd_block_get(st, addr, size);
-        if (info != RD_INFO_EMPTY) {
+        struct rd_block *b = block_find(st, addr, size);
+        info = RD_INFO_EMPTY;
+        uint64_t code = 0;
+        if (b && b->epoch == st->epoch) {
+            info = b->info;
+        } else if (b) {
+            st->revalidations++;
+            code = code_hash(st, uc, addr, size);
+            if (code == 0 || b->hash == 0 || code == b->hash) {
+                b->epoch = st->epoch;
+                if (b->hash == 0)
+                    b->hash = code;
+                info = b->info;
+            }
+        } else {
+            code = code_hash(st, uc, addr, size);
+        }
+        if (info == RD_INFO_EMPTY) {
+            info = st->miss(addr, size); /* Python decodes the code now at addr */
+            st->blocks_seen++;
+            if (rd_block_set(st, addr, size, info) < 0) {
+                info |= RD_INFO_RETRANSLATE; /* out of memory: let Python see it */
+            } else {
+                b = block_find(st, addr, size);
+                if (b) {
+                    b->hash = code;
+                    b->epoch = st->epoch;
+                }
+            }
+        }
+        if (!(info & RD_INFO_RETRANSLATE)) {
             slot->addr = addr;
             slot->size = size;
             slot->info = info;
         }
-    }
-    if (info == RD_INFO_EMPTY) {
-        info = st->miss(addr, size);
-        st->blocks_seen++;
-        if (rd_block_set(st, addr, size, info) < 0)
-            info |= RD_INFO_RETRANSLATE; /* out of memory: let Python see it */
     }
     if (info & RD_INFO_RETRANSLATE) {
         stop_before(st, uc, RD_STOP_RETRANSLATE, addr, size, info);

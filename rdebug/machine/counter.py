@@ -53,6 +53,7 @@ _INFO_COUNT_MASK = 0x00FFFFFF
 _INFO_SHADOW = 0x01000000
 _INFO_RETRANSLATE = 0x02000000
 _INFO_BRANCH = 0x04000000
+_INFO_MMU = 0x08000000
 
 
 class StopCause(enum.Enum):
@@ -96,6 +97,8 @@ class Block:
     #: Indexes of the block's I/O and RDTSC instructions, in order (their hooks do not
     #: see a synced EIP: the counter tells them apart by their order in the block).
     specials: tuple[int, ...]
+    #: Writes CR0/CR3/CR4 or runs INVLPG: the mappings of linear addresses may change.
+    mmu: bool = False
 
     def index(self, linear: int) -> int:
         """How many of the block's instructions lie before `linear` (inside or at end)."""
@@ -177,9 +180,12 @@ class BlockDecoder:
         specials: list[int] = []
         last = b""
         branch = False
+        mmu = False
         pos = 0
-        for _addr, length, mnemonic, _ops in cs.disasm_lite(code, addr):
+        for _addr, length, mnemonic, ops in cs.disasm_lite(code, addr):
             name = mnemonic.rsplit(maxsplit=1)[-1]
+            if name == "invlpg" or (name == "mov" and ops.startswith("cr")):
+                mmu = True
             if name in _SPECIAL_MNEMONICS:
                 specials.append(len(offsets))
             offsets.append(pos)
@@ -204,6 +210,7 @@ class BlockDecoder:
             after_io=tuple(after_io),
             cs_base=cs_base,
             specials=tuple(specials),
+            mmu=mmu,
         )
 
 
@@ -300,7 +307,13 @@ _MISS_FN = ctypes.CFUNCTYPE(ctypes.c_uint32, ctypes.c_uint64, ctypes.c_uint32)
 class _Block(ctypes.Structure):
     """Mirror of struct rd_block."""
 
-    _fields_ = (("addr", ctypes.c_uint64), ("size", ctypes.c_uint32), ("info", ctypes.c_uint32))
+    _fields_ = (
+        ("addr", ctypes.c_uint64),
+        ("size", ctypes.c_uint32),
+        ("info", ctypes.c_uint32),
+        ("hash", ctypes.c_uint64),
+        ("epoch", ctypes.c_uint64),
+    )
 
 
 class _State(ctypes.Structure):
@@ -338,6 +351,14 @@ class _State(ctypes.Structure):
         ("stop_at", ctypes.c_uint64),
         ("stop_pending", ctypes.c_uint32),
         ("_pad2", ctypes.c_uint32),
+        ("epoch", ctypes.c_uint64),
+        ("ram", ctypes.c_void_p),
+        ("ram_size", ctypes.c_uint64),
+        ("cr0_regid", ctypes.c_int32),
+        ("cr3_regid", ctypes.c_int32),
+        ("cr4_regid", ctypes.c_int32),
+        ("_pad3", ctypes.c_uint32),
+        ("revalidations", ctypes.c_uint64),
         ("recent", _Block * 256),
     )
 
@@ -353,6 +374,8 @@ def _native_library() -> ctypes.CDLL:
     lib.rd_block_set.restype = ctypes.c_int
     lib.rd_blocks_clear.argtypes = (ctypes.c_void_p,)
     lib.rd_blocks_clear.restype = None
+    lib.rd_space_changed.argtypes = (ctypes.c_void_p,)
+    lib.rd_space_changed.restype = None
     lib.rd_bp_add.argtypes = (ctypes.c_void_p, ctypes.c_uint64)
     lib.rd_bp_add.restype = ctypes.c_int
     lib.rd_bp_remove.argtypes = (ctypes.c_void_p, ctypes.c_uint64)
@@ -397,6 +420,8 @@ def _block_info(block: Block) -> int:
         info |= _INFO_SHADOW
     if block.branch:
         info |= _INFO_BRANCH
+    if block.mmu:
+        info |= _INFO_MMU
     return info
 
 
@@ -423,6 +448,11 @@ class NativeCounter:
         st.emu_stop = ctypes.cast(_ucpy.uclib.uc_emu_stop, ctypes.c_void_p).value
         st.reg_read = ctypes.cast(_ucpy.uclib.uc_reg_read, ctypes.c_void_p).value
         st.miss = self._miss_fn
+        st.ram = cpu.ram_address
+        st.ram_size = cpu.ram_size
+        st.cr0_regid = X.UC_X86_REG_CR0
+        st.cr3_regid = X.UC_X86_REG_CR3
+        st.cr4_regid = X.UC_X86_REG_CR4
         self._st = st
         self._st_addr = ctypes.addressof(st)
         self._shadow_after_stop = False
@@ -592,6 +622,8 @@ class NativeCounter:
         self._canonical = branch_boundary
         self._shadow_after_stop = shadow
         self._requested_icount = None
+        # The restored CR3 and page tables may map other code at the blocks' addresses.
+        self._lib.rd_space_changed(self._st_addr)
 
     def interrupt(self) -> None:
         self._interrupted = True

@@ -281,6 +281,11 @@ class Cpu:
                 return [(0, self.ram_size)]
         return ranges
 
+    @property
+    def ram_address(self) -> int:
+        """Host address of guest-physical 0 (the RAM buffer the engine runs on)."""
+        return ctypes.addressof(self._ram_ptr)
+
     # -- registers ---------------------------------------------------------------------
 
     def read(self, name: str) -> int:

@@ -217,7 +217,7 @@ class Machine:
         self._fault: GuestFault | None = None
         #: EIP of an I/O instruction that ring 3 was not allowed to execute (#GP pending)
         self._io_fault_eip: int | None = None
-        self._watch_hooks: dict[tuple[int, int, WatchKind], int] = {}
+        self._watch_hooks: dict[tuple[int, int, WatchKind], list[int]] = {}
         self._watch_hit: WatchHit | None = None
         #: Register-page stores not yet settled, and (store eip, next eip) to skip to.
         self._mmio_unsettled: set[Device] = set()
@@ -380,6 +380,11 @@ class Machine:
         Watching costs speed: any memory hook sends every guest access through
         unicorn's slow path.  The stop lands at the next block boundary; its `watch`
         says which instructions may have made the access (the timeline finds which one).
+
+        Unicorn matches memory hooks on *physical* addresses once paging is on, so the
+        range is watched where the page tables in force now map it (a kernel's globals:
+        the same in every address space); pages not mapped now are watched at their
+        linear address, as with paging off.
         """
         key = (addr & 0xFFFFFFFF, length, kind)
         if key in self._watch_hooks or length <= 0:
@@ -389,23 +394,51 @@ class Machine:
             WatchKind.READ: UC_HOOK_MEM_READ,
             WatchKind.ACCESS: UC_HOOK_MEM_READ | UC_HOOK_MEM_WRITE,
         }[kind]
-        self._watch_hooks[key] = self._uc.hook_add(
-            types, self._on_watched, kind, key[0], key[0] + length - 1
-        )
+        self._watch_hooks[key] = [
+            self._uc.hook_add(
+                types, self._on_watched, (kind, linear - physical), physical, physical + n - 1
+            )
+            for linear, physical, n in self._watched_ranges(key[0], length)
+        ]
         self.counter.invalidate()
 
+    def _watched_ranges(self, addr: int, length: int) -> list[tuple[int, int, int]]:
+        """(linear, physical, length) pieces of a linear range, physically contiguous."""
+        pieces: list[tuple[int, int, int]] = []
+        linear, end = addr, addr + length
+        while linear < end:
+            n = min(end, (linear | 0xFFF) + 1) - linear
+            physical = self.cpu.linear_to_physical(linear)
+            if physical is None:
+                physical = linear
+            if pieces and pieces[-1][1] + pieces[-1][2] == physical:
+                first, start, size = pieces[-1]
+                pieces[-1] = (first, start, size + n)
+            else:
+                pieces.append((linear, physical, n))
+            linear += n
+        return pieces
+
     def remove_watchpoint(self, addr: int, length: int, kind: WatchKind) -> None:
-        handle = self._watch_hooks.pop((addr & 0xFFFFFFFF, length, kind), None)
-        if handle is not None:
+        handles = self._watch_hooks.pop((addr & 0xFFFFFFFF, length, kind), [])
+        for handle in handles:
             self._uc.hook_del(handle)
+        if handles:
             self.counter.invalidate()
 
     def _on_watched(
-        self, uc: Uc, access: int, addr: int, size: int, value: int, kind: WatchKind
+        self,
+        uc: Uc,
+        access: int,
+        addr: int,
+        size: int,
+        value: int,
+        watch: tuple[WatchKind, int],
     ) -> None:
         if self._watch_hit is None:
+            kind, delta = watch
             since = self.counter.request_stop_soon()
-            self._watch_hit = WatchHit(kind, addr & 0xFFFFFFFF, since)
+            self._watch_hit = WatchHit(kind, (addr + delta) & 0xFFFFFFFF, since)
 
     # -- running -----------------------------------------------------------------------------
 
