@@ -323,7 +323,10 @@ class Machine:
         return -(-delta >> self.shift)
 
     def _host_time_ns(self) -> int:
-        return self.inputs.host_clock_ns(self.counter.icount)
+        # The exact instruction (an I/O hook runs mid-block): where the run was cut into
+        # blocks must not change the icount a recording gives the host clock read.
+        icount = self.counter.current_icount() if self._emulating else self.counter.icount
+        return self.inputs.host_clock_ns(icount)
 
     # -- loading -----------------------------------------------------------------------------
 

@@ -41,7 +41,10 @@ clock kind and checkpoint kind, so those carry no extra byte):
                                   5 clock host, 6 clock virtual RT, 7 init, 8 reset)
     26 EVENT_END
 
-Bump LOG_VERSION whenever anything above changes.
+Bump LOG_VERSION whenever anything above changes, or what an icount in it means.
+Revision 2: a host clock read is logged at the icount of the instruction that made it
+(revision 1 used the end of its translation block, which a replay cut elsewhere could
+not reproduce), and instruction counts are checked per address space.
 """
 
 from __future__ import annotations
@@ -55,7 +58,7 @@ from typing import BinaryIO
 from rdebug.errors import FormatError
 
 #: rdebug's own log version id ("rd" + format revision).  Bump when the format changes.
-LOG_VERSION = 0x72640001
+LOG_VERSION = 0x72640002
 HEADER = struct.Struct(">IQ")
 HEADER_SIZE = HEADER.size
 

@@ -230,7 +230,7 @@ def _damaged(tmp_path: Path, mutate: str) -> subprocess.CompletedProcess[bytes]:
     ("mutate", "status", "needle"),
     [
         ("truncate", 6, "stops abruptly"),
-        ("version", 2, "rdebug log version 2"),
+        ("version", 2, f"rdebug log version {(LOG_VERSION + 1) & 0xFFFF}"),
         ("qemu", 2, "QEMU replay log"),
         ("event-id", 2, "unknown event id 238"),
         ("guest", 2, "guest image changed"),

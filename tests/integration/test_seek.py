@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from rdebug.machine.inputs import ExternalInputs, LiveInputs, ScriptedInputs
 from rdebug.machine.machine import Machine, MachineConfig
+from rdebug.replay.log import Clock, Instruction, Reader
 from rdebug.replay.player import Player, recording_end
 from rdebug.replay.recording import record
 from rdebug.replay.timeline import SeekError, Timeline
@@ -127,3 +128,23 @@ def test_checkpoints_track_writes_by_fault_and_keep_only_dirty_pages(trace: Trac
     finally:
         line.close()
         replay.close()
+
+
+def test_replays_cut_just_before_a_clock_read_read_it_at_the_recorded_icount(
+    tmp_path: Path,
+) -> None:
+    """The host clock is logged at the icount of the instruction that reads it, not at
+    the end of its translation block: a replay that stops a few instructions before the
+    read (and so cuts that block) must not see the read elsewhere."""
+    trace = _record(tmp_path / "trace", "clock", _inputs("clock"))
+    clock_reads, icount = [], 0
+    with trace.log_path.open("rb") as stream:
+        for event in Reader(stream, "log"):
+            if isinstance(event, Instruction):
+                icount += event.count
+            elif isinstance(event, Clock):
+                clock_reads.append(icount)
+    assert clock_reads
+    first = clock_reads[0]
+    for cut in range(max(0, first - 6), first + 2):
+        _straight_hash(trace, cut)  # raised LogDivergence inside the reading block
