@@ -42,10 +42,10 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 from pygdbmi.gdbcontroller import GdbController
 
+from rdebug.gdb import console_text, exchange
 from rdebug.machine.loader import load_image, parse_image
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -361,26 +361,8 @@ class Gdb:
     def run(self, command: str, timeout: float = 600) -> str:
         """Console command -> its console/target text; waits for the result record and,
         for a command that resumed the target, the `*stopped`.  TimeoutError otherwise."""
-        self._gdb.write(f'-interpreter-exec console "{command}"', read_response=False)
-        records: list[dict[str, Any]] = []
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError(command)
-            records += self._gdb.get_gdb_response(
-                timeout_sec=min(left, 1.0), raise_error_on_timeout=False
-            )
-            done = any(r.get("type") == "result" for r in records)
-            running = any(r.get("message") == "running" for r in records)
-            stopped = any(r.get("message") == "stopped" for r in records)
-            if done and (stopped or not running):
-                break
-        return "".join(
-            str(r["payload"])
-            for r in records
-            if r.get("type") in ("console", "target") and r.get("payload")
-        )
+        records = exchange(self._gdb, f'-interpreter-exec console "{command}"', timeout)
+        return console_text(records)
 
     def icount(self) -> int:
         text = self.run("monitor info replay")

@@ -55,6 +55,36 @@ class Response:
         return None
 
 
+def exchange(controller: GdbController, text: str, timeout: float) -> list[dict[str, Any]]:
+    """Send one GDB/MI command to a pygdbmi controller and collect its records: up to its
+    result record and, for a command that resumed the target, up to the `*stopped`.
+    TimeoutError if that takes longer than `timeout` seconds."""
+    controller.write(text, read_response=False)
+    records: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"gdb did not finish {text!r} within {timeout} s")
+        records += controller.get_gdb_response(
+            timeout_sec=min(left, 0.5), raise_error_on_timeout=False
+        )
+        done = any(r.get("type") == "result" for r in records)
+        running = any(r.get("message") == "running" for r in records)
+        stopped = any(r.get("message") == "stopped" for r in records)
+        if done and (stopped or not running):
+            return records
+
+
+def console_text(records: Sequence[dict[str, Any]]) -> str:
+    """What gdb printed (console and target streams) in `records`."""
+    return "".join(
+        str(r["payload"])
+        for r in records
+        if r.get("type") in ("console", "target") and r.get("payload")
+    )
+
+
 class Gdb:
     """A gdb process attached to a session's stub."""
 
@@ -74,26 +104,11 @@ class Gdb:
         self, text: str, timeout: float = 60, check: bool = True, label: str | None = None
     ) -> Response:
         """Run a GDB/MI command (e.g. `-data-evaluate-expression $pc`)."""
-        self._gdb.write(text, read_response=False)
-        records: list[dict[str, Any]] = []
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise GdbError(f"gdb did not finish {text!r} within {timeout} s")
-            records += self._gdb.get_gdb_response(
-                timeout_sec=min(left, 0.5), raise_error_on_timeout=False
-            )
-            done = any(r.get("type") == "result" for r in records)
-            running = any(r.get("message") == "running" for r in records)
-            stopped = any(r.get("message") == "stopped" for r in records)
-            if done and (stopped or not running):
-                break
-        console = "".join(
-            str(r["payload"])
-            for r in records
-            if r.get("type") in ("console", "target") and r.get("payload")
-        )
+        try:
+            records = exchange(self._gdb, text, timeout)
+        except TimeoutError:
+            raise GdbError(f"gdb did not finish {text!r} within {timeout} s") from None
+        console = console_text(records)
         error = next(
             (
                 str((r.get("payload") or {}).get("msg", "error"))

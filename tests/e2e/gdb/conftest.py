@@ -12,7 +12,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 import pytest
 from pygdbmi.gdbcontroller import GdbController
 
+from rdebug.gdb import console_text, exchange
 from tests.conftest import ROOT, record_cli
 
 GDB = shutil.which("gdb")
@@ -41,26 +41,8 @@ class Gdb:
         """A console command; returns (console text, records).  Waits for its result
         record and, for a command that resumed the target, for the `*stopped`."""
         escaped = command.replace("\\", "\\\\").replace('"', '\\"')
-        self._gdb.write(f'-interpreter-exec console "{escaped}"', read_response=False)
-        records: list[dict[str, Any]] = []
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError(f"gdb did not finish {command!r}: {records}")
-            records += self._gdb.get_gdb_response(
-                timeout_sec=min(left, 1.0), raise_error_on_timeout=False
-            )
-            done = any(r.get("type") == "result" for r in records)
-            running = any(r.get("message") == "running" for r in records)
-            stopped = any(r.get("message") == "stopped" for r in records)
-            if done and (stopped or not running):
-                break
-        text = "".join(
-            r["payload"]
-            for r in records
-            if r.get("type") in ("console", "target") and r.get("payload")
-        )
+        records = exchange(self._gdb, f'-interpreter-exec console "{escaped}"', timeout)
+        text = console_text(records)
         return text, records
 
     def values(self, *expressions: str) -> list[int]:
