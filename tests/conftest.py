@@ -13,6 +13,8 @@ from rdebug.machine.disks import OverlayDisk
 from rdebug.machine.inputs import FileSerialSource, LiveInputs, SerialSource
 from rdebug.machine.loader import load_image
 from rdebug.machine.machine import Machine, MachineConfig
+from rdebug.replay.player import Player, recording_end
+from rdebug.replay.trace import Trace, load_guest
 
 ROOT = Path(__file__).resolve().parent.parent
 GUESTS = ROOT / "sample_guests" / "build"
@@ -90,3 +92,31 @@ def machines() -> Iterator[list[Machine]]:
     yield made
     for machine in made:
         machine.close()
+
+
+class Replay:
+    """A machine + player over a trace (the machine set up as the trace says), for
+    straight runs and timelines."""
+
+    def __init__(self, trace: Trace) -> None:
+        self.log = trace.log_path.open("rb")
+        self.end = recording_end(self.log, "log")
+        self.log.seek(0)
+        self.player = Player(self.log, "log")
+        self.machine = Machine(trace.info.machine_config(), self.player, [])
+        self.machine.load(load_guest(trace.info.guest, trace.guest_image()))
+
+    def close(self) -> None:
+        self.machine.close()
+        self.log.close()
+
+
+def straight_hash(trace: Trace, icount: int) -> str:
+    """The state hash at `icount` of a fresh replay run straight there."""
+    replay = Replay(trace)
+    try:
+        replay.machine.run(icount)
+        assert replay.machine.icount == icount
+        return replay.machine.state_hash()
+    finally:
+        replay.close()

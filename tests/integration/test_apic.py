@@ -12,12 +12,12 @@ import pytest
 from rdebug.machine.inputs import ExternalInputs, LiveInputs
 from rdebug.machine.loader import load_image
 from rdebug.machine.machine import Machine, MachineConfig, StopEvent, StopReason
-from rdebug.replay.player import Ending, Player, recording_end
+from rdebug.replay.player import Ending, Player
 from rdebug.replay.recorder import Recorder
 from rdebug.replay.recording import record
 from rdebug.replay.timeline import Timeline
-from rdebug.replay.trace import GuestSpec, Trace, load_guest, sha256
-from tests.conftest import EXPECTED, GUESTS, Capture, make_machine
+from rdebug.replay.trace import GuestSpec, Trace, sha256
+from tests.conftest import EXPECTED, GUESTS, Capture, Replay, make_machine, straight_hash
 
 CONFIG = MachineConfig(memory_mb=16)
 STEP = 7919  # a prime: stops fall at every phase of the guest's loops
@@ -110,32 +110,8 @@ def trace(tmp_path_factory: pytest.TempPathFactory) -> Trace:
     return record(folder, data, spec, CONFIG, LiveInputs(clock=lambda: CLOCK_NS)).trace
 
 
-class _Replay:
-    def __init__(self, trace: Trace) -> None:
-        self.log = trace.log_path.open("rb")
-        self.end = recording_end(self.log, "log")
-        self.log.seek(0)
-        self.player = Player(self.log, "log")
-        self.machine = Machine(CONFIG, self.player, [])
-        self.machine.load(load_guest(trace.info.guest, trace.guest_image()))
-
-    def close(self) -> None:
-        self.machine.close()
-        self.log.close()
-
-
-def _straight_hash(trace: Trace, icount: int) -> str:
-    replay = _Replay(trace)
-    try:
-        replay.machine.run(icount)
-        assert replay.machine.icount == icount
-        return replay.machine.state_hash()
-    finally:
-        replay.close()
-
-
 def test_seeks_in_any_order_match_straight_replays(trace: Trace) -> None:
-    replay = _Replay(trace)
+    replay = Replay(trace)
     line = Timeline(
         replay.machine,
         replay.player,
@@ -150,7 +126,7 @@ def test_seeks_in_any_order_match_straight_replays(trace: Trace) -> None:
         for target in [end // 2, 7, end - 1, end // 3, 0, end // 2 + 1, end * 5 // 7, end]:
             line.seek(target)
             assert line.icount == target
-            assert line.machine.state_hash() == _straight_hash(trace, target), target
+            assert line.machine.state_hash() == straight_hash(trace, target), target
     finally:
         line.close()
         replay.close()

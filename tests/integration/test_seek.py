@@ -10,13 +10,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rdebug.machine.inputs import ExternalInputs, LiveInputs, ScriptedInputs
-from rdebug.machine.machine import Machine, MachineConfig
+from rdebug.machine.machine import MachineConfig
 from rdebug.replay.log import Clock, Instruction, Reader
-from rdebug.replay.player import Player, recording_end
 from rdebug.replay.recording import record
 from rdebug.replay.timeline import SeekError, Timeline
-from rdebug.replay.trace import GuestSpec, Trace, load_guest, sha256
-from tests.conftest import GUESTS
+from rdebug.replay.trace import GuestSpec, Trace, sha256
+from tests.conftest import GUESTS, Replay, straight_hash
 
 CONFIG = MachineConfig(memory_mb=8)
 INPUTS: dict[str, ExternalInputs] = {}
@@ -38,32 +37,6 @@ def _inputs(guest: str) -> ExternalInputs:
 def trace(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Trace:
     guest = request.param
     return _record(tmp_path_factory.mktemp(guest) / "trace", guest, _inputs(guest))
-
-
-class Replay:
-    """A machine + player over a trace, for straight runs and timelines."""
-
-    def __init__(self, trace: Trace) -> None:
-        self.log = trace.log_path.open("rb")
-        self.end = recording_end(self.log, "log")
-        self.log.seek(0)
-        self.player = Player(self.log, "log")
-        self.machine = Machine(CONFIG, self.player, [])
-        self.machine.load(load_guest(trace.info.guest, trace.guest_image()))
-
-    def close(self) -> None:
-        self.machine.close()
-        self.log.close()
-
-
-def _straight_hash(trace: Trace, icount: int) -> str:
-    replay = Replay(trace)
-    try:
-        replay.machine.run(icount)
-        assert replay.machine.icount == icount
-        return replay.machine.state_hash()
-    finally:
-        replay.close()
 
 
 @pytest.fixture(params=[True, False], ids=["write-faults", "page-compare"])
@@ -90,7 +63,7 @@ def test_seeks_in_any_order_match_straight_replays(trace: Trace, timeline: Timel
     for target in targets:
         timeline.seek(target)
         assert timeline.icount == target
-        assert timeline.machine.state_hash() == _straight_hash(trace, target), target
+        assert timeline.machine.state_hash() == straight_hash(trace, target), target
 
 
 @settings(
@@ -104,7 +77,7 @@ def test_random_seeks_match_straight_replays(
     targets = data.draw(st.lists(st.integers(0, end), min_size=1, max_size=4))
     for target in targets:
         timeline.seek(target)
-        assert timeline.machine.state_hash() == _straight_hash(trace, target), target
+        assert timeline.machine.state_hash() == straight_hash(trace, target), target
 
 
 def test_seek_outside_the_recording_is_refused(timeline: Timeline) -> None:
@@ -147,4 +120,4 @@ def test_replays_cut_just_before_a_clock_read_read_it_at_the_recorded_icount(
     assert clock_reads
     first = clock_reads[0]
     for cut in range(max(0, first - 6), first + 2):
-        _straight_hash(trace, cut)  # raised LogDivergence inside the reading block
+        straight_hash(trace, cut)  # raised LogDivergence inside the reading block
