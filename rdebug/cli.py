@@ -22,19 +22,13 @@ from rdebug.api import Session
 from rdebug.errors import FormatError, RdebugError, UsageError
 from rdebug.gdb_target import LiveTarget, SessionTarget
 from rdebug.gdbstub.server import GdbServer
+from rdebug.host.keys import ListInputSource, parse_mouse_script, text_to_keys
+from rdebug.host.netdev import NetInputs, PcapWriter, SocketNetdev, UdpNetdev, parse_netdev
+from rdebug.host.sources import FileSerialSource, LiveInputs, StreamSerialSource
 from rdebug.machine.devices.ne2000 import FrameSink, NicConfig
-from rdebug.machine.inputs import (
-    ExternalInputs,
-    FileSerialSource,
-    InputSource,
-    LiveInputs,
-    SerialSource,
-    StreamSerialSource,
-)
-from rdebug.machine.keys import ListInputSource, parse_mouse_script, text_to_keys
+from rdebug.machine.inputs import ExternalInputs, InputSource, SerialSource
 from rdebug.machine.loader import ImageFormat, LoadedImage, parse_image
 from rdebug.machine.machine import Machine, MachineConfig, StopEvent, StopReason
-from rdebug.machine.netdev import NetInputs, PcapWriter, SocketNetdev, UdpNetdev, parse_netdev
 from rdebug.replay.dump import dump
 from rdebug.replay.player import Ending, Player
 from rdebug.replay.recording import record

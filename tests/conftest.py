@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from rdebug.host.sources import FileSerialSource, LiveInputs
 from rdebug.machine.disks import OverlayDisk
-from rdebug.machine.inputs import FileSerialSource, LiveInputs, SerialSource
+from rdebug.machine.inputs import SerialSource
 from rdebug.machine.loader import load_image
 from rdebug.machine.machine import Machine, MachineConfig
 from rdebug.replay.player import Player, recording_end

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from rdebug.machine.inputs import ExternalInputs, LiveInputs
+from rdebug.host.sources import LiveInputs
+from rdebug.machine.inputs import ExternalInputs
 from rdebug.machine.loader import load_image
 from rdebug.machine.machine import Machine, MachineConfig, StopEvent, StopReason
 from rdebug.replay.player import Ending, Player

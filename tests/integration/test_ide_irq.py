@@ -21,8 +21,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from rdebug.host.sources import LiveInputs
 from rdebug.machine.disks import OverlayDisk
-from rdebug.machine.inputs import LiveInputs
 from rdebug.machine.loader import ImageFormat, parse_image
 from rdebug.machine.machine import Machine, MachineConfig, StopReason
 from tests.conftest import DISK_IMAGE, BytesImage

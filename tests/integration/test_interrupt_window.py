@@ -13,7 +13,7 @@ import struct
 
 import pytest
 
-from rdebug.machine.inputs import LiveInputs
+from rdebug.host.sources import LiveInputs
 from rdebug.machine.loader import ImageFormat, parse_image
 from rdebug.machine.machine import Machine, MachineConfig, StopReason
 
