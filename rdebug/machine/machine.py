@@ -23,7 +23,8 @@ The run loop is this module; the rest of the PC lives beside it: board.py (the d
 their wiring, the port map), boot.py (the CPU as a boot protocol leaves it), clock.py
 (virtual time and device timers), ioports.py (IN/OUT and the I/O permission check),
 regpages.py (memory-mapped device registers), watchpoints.py, cpuid.py (CPUID, RDTSC),
-state.py (what a snapshot keeps, the state hash) and counter.py (the exact icount).
+state.py (what a snapshot keeps, the state hash), counter.py and native_counter.py (the
+exact icount).
 
 Knows nothing of logs, snapshots files or gdb: non-determinism comes in only through
 `ExternalInputs` (machine/inputs.py).
@@ -43,7 +44,7 @@ from rdebug.errors import GuestFault, MachineError
 from rdebug.machine.board import Board
 from rdebug.machine.boot import boot
 from rdebug.machine.clock import VirtualClock
-from rdebug.machine.counter import Counter, NativeCounter, ReferenceCounter, StopCause
+from rdebug.machine.counter import Counter, CounterFactory, StopCause
 from rdebug.machine.cpu import EFLAGS_IF, Cpu
 from rdebug.machine.cpuid import CpuidTsc
 from rdebug.machine.devices.base import Device, State
@@ -60,6 +61,7 @@ from rdebug.machine.interrupts import (
 )
 from rdebug.machine.ioports import PortIo
 from rdebug.machine.loader import LoadedImage
+from rdebug.machine.native_counter import NativeCounter
 from rdebug.machine.regpages import RegisterPages
 from rdebug.machine.state import MachineState, state_hash
 from rdebug.machine.watchpoints import WatchHit, WatchKind, Watchpoints
@@ -103,8 +105,6 @@ class StopEvent:
 class MachineConfig:
     memory_mb: int = 256
     icount_shift: int = 7
-    #: "native" (fast, exact) or "reference" (slow, per-instruction; for cross-checks)
-    counter: str = "native"
     #: An NE2000 on the ISA bus (network adapter 0), or none.
     nic: NicConfig | None = None
 
@@ -115,8 +115,6 @@ class MachineConfig:
             raise MachineError("-m: at least 2 MiB are needed (guests load at 1 MiB)")
         if not 0 <= self.icount_shift <= 10:
             raise MachineError(f"--icount-shift {self.icount_shift}: must be 0..10")
-        if self.counter not in ("native", "reference"):
-            raise MachineError(f"unknown instruction counter {self.counter!r}")
 
 
 class Machine:
@@ -129,14 +127,16 @@ class Machine:
         serial: Sequence[SerialBackend] = (),
         disks: Sequence[OverlayDisk | None] = (),
         net: FrameSink | None = None,
+        counter: CounterFactory = NativeCounter,
     ) -> None:
-        """`net` receives the frames the NIC (if `config.nic`) transmits; None drops them."""
+        """`net` receives the frames the NIC (if `config.nic`) transmits; None drops them.
+
+        `counter` makes the instruction counter (tests give the reference counter).
+        """
         self.config = config
         self.inputs = inputs
         self.cpu = Cpu(config.memory_mb)
-        self.counter: Counter = (
-            NativeCounter(self.cpu) if config.counter == "native" else ReferenceCounter(self.cpu)
-        )
+        self.counter: Counter = counter(self.cpu)
         self._uc: Uc = self.cpu.uc
         self.clock = VirtualClock(config.icount_shift)
         self.halted = False
