@@ -157,6 +157,27 @@ class Device(Stateful):
         return level
 
 
+class ByteDevice(Device):
+    """A device of byte-wide registers: a 16- or 32-bit IN/OUT is that many byte
+    accesses to consecutive ports, the lowest first (as the ISA bus splits them)."""
+
+    def io_read(self, port: int, size: int) -> int:
+        value = 0
+        for i in range(size):
+            value |= self._read_byte(port + i) << (8 * i)
+        return value
+
+    def io_write(self, port: int, size: int, value: int) -> None:
+        for i in range(size):
+            self._write_byte(port + i, (value >> (8 * i)) & 0xFF)
+
+    def _read_byte(self, port: int) -> int:
+        return 0xFF
+
+    def _write_byte(self, port: int, value: int) -> None:
+        pass
+
+
 # -- reading saved state back (it may come from a file: wrong types raise, never assert) --
 
 

@@ -21,7 +21,7 @@ from enum import Enum
 from rdebug.machine.devices.base import (
     BOOL,
     INT,
-    Device,
+    ByteDevice,
     DeviceContext,
     Field,
     State,
@@ -261,7 +261,7 @@ def _mapping(value: StateValue) -> Mapping[str, StateValue]:
     return value
 
 
-class PicPair(Device):
+class PicPair(ByteDevice):
     """The PC/AT master + slave 8259A pair, one device named "pic".
 
     The machine routes ISA line levels in with `set_irq`, watches `intr()` (the master's
@@ -329,16 +329,6 @@ class PicPair(Device):
         return vector
 
     # -- the guest's side -----------------------------------------------------------------
-
-    def io_read(self, port: int, size: int) -> int:
-        value = 0
-        for i in range(size):
-            value |= self._read_byte(port + i) << (8 * i)
-        return value
-
-    def io_write(self, port: int, size: int, value: int) -> None:
-        for i in range(size):
-            self._write_byte(port + i, (value >> (8 * i)) & 0xFF)
 
     def _chip(self, port: int) -> _Chip | None:
         if port in MASTER_PORTS:

@@ -28,6 +28,7 @@ from rdebug.machine.devices.base import (
     BOOL,
     INT,
     OPT_INT,
+    ByteDevice,
     Device,
     DeviceContext,
     Field,
@@ -346,7 +347,7 @@ def _to_bcd(value: int) -> int:
     return sum(((value // 10**i) % 10) << (4 * i) for i in range(4))
 
 
-class Pit(Device):
+class Pit(ByteDevice):
     """The 8254 at 0x40-0x43: counter 0 drives IRQ0, counter 2's GATE/OUT go to port 0x61.
 
     Power-on state is what QEMU gives: every counter in mode 3 with count 0 (65536), so
@@ -406,16 +407,6 @@ class Pit(Device):
         self._sync_irq0()
 
     # -- the guest's side -------------------------------------------------------------------
-
-    def io_read(self, port: int, size: int) -> int:
-        value = 0
-        for i in range(size):
-            value |= self._read_byte(port + i) << (8 * i)
-        return value
-
-    def io_write(self, port: int, size: int, value: int) -> None:
-        for i in range(size):
-            self._write_byte(port + i, (value >> (8 * i)) & 0xFF)
 
     def _read_byte(self, port: int) -> int:
         if port not in PIT_PORTS or port == CONTROL_PORT:

@@ -23,8 +23,8 @@ from rdebug.machine.devices.base import (
     BUFFER,
     INT,
     OPT_INT,
+    ByteDevice,
     Codec,
-    Device,
     DeviceContext,
     Field,
     StateValue,
@@ -187,7 +187,7 @@ def _load_frozen(frozen: StateValue) -> CalendarTime | None:
     return CalendarTime(year, month, day, hour, minute, second)
 
 
-class Rtc(Device):
+class Rtc(ByteDevice):
     """The CMOS RTC: `Rtc(ctx, host_time_ns, memory_mb=...)`.
 
     `memory_mb` (the guest's RAM) fills the CMOS memory-size bytes.  Writes to the
@@ -323,15 +323,11 @@ class Rtc(Device):
 
     def io_read(self, port: int, size: int) -> int:
         self._first_access()
-        value = 0
-        for i in range(size):
-            value |= self._read_byte(port + i) << (8 * i)
-        return value
+        return super().io_read(port, size)
 
     def io_write(self, port: int, size: int, value: int) -> None:
         self._first_access()
-        for i in range(size):
-            self._write_byte(port + i, (value >> (8 * i)) & 0xFF)
+        super().io_write(port, size, value)
 
     def _first_access(self) -> None:
         """Host time enters here, once per reset."""
