@@ -302,8 +302,8 @@ class Machine:
             shadow = self.counter.in_shadow()
             if cause is StopCause.HALTED:
                 self.halted = True
-            hit = self._watchpoints.take_hit()
-            if hit is not None:
+            if self._watchpoints.hit is not None:
+                hit = self._watchpoints.take_hit()
                 return StopEvent(StopReason.WATCHPOINT, self.icount, self.cpu.eip, watch=hit)
             if cause is StopCause.BREAKPOINT:
                 return self._stop(StopReason.BREAKPOINT)
@@ -335,7 +335,8 @@ class Machine:
     def _fire_timers(self) -> None:
         if not (self.halted or self.counter.at_branch_boundary()):
             return  # the counter stops again at the next branch boundary
-        while (device := self.clock.pop_due(self.icount)) is not None:
+        icount = self.icount
+        while (device := self.clock.pop_due(icount)) is not None:
             device.on_timer()
 
     def _wake_or_wait(self) -> StopEvent | None:

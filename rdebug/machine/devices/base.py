@@ -51,7 +51,8 @@ class Codec:
     """How one kind of attribute is written into a saved state and read back from it."""
 
     load: Callable[[StateValue], Any]
-    save: Callable[[Any], StateValue] = lambda value: value
+    #: None: the attribute's value is saved as it is
+    save: Callable[[Any], StateValue] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,9 +67,9 @@ class Field:
     default: StateValue = None
     required: bool = True
 
-    @property
-    def name(self) -> str:
-        return self.key or self.attr.lstrip("_")
+    def __post_init__(self) -> None:
+        if not self.key:
+            object.__setattr__(self, "key", self.attr.lstrip("_"))
 
 
 def fields(codec: Codec, *attrs: str) -> tuple[Field, ...]:
@@ -85,15 +86,28 @@ class Stateful:
     """
 
     state_fields: ClassVar[tuple[Field, ...]] = ()
+    # `state_fields` as plain tuples (snapshots and restores are on the seek path)
+    _save_plan: ClassVar[tuple[tuple[str, str, Callable[[Any], StateValue] | None], ...]] = ()
+    _load_plan: ClassVar[tuple[tuple[str, str, Callable[[StateValue], Any], bool, Any], ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._save_plan = tuple((f.key, f.attr, f.codec.save) for f in cls.state_fields)
+        cls._load_plan = tuple(
+            (f.key, f.attr, f.codec.load, f.required, f.default) for f in cls.state_fields
+        )
 
     def save_state(self) -> State:
-        return {f.name: f.codec.save(getattr(self, f.attr)) for f in self.state_fields}
+        state: State = {}
+        for key, attr, save in self._save_plan:
+            value = getattr(self, attr)
+            state[key] = value if save is None else save(value)
+        return state
 
     def load_state(self, state: Mapping[str, StateValue]) -> None:
         """Restore what `save_state` returned (timers are re-armed by the device)."""
-        for f in self.state_fields:
-            raw = state[f.name] if f.required else state.get(f.name, f.default)
-            setattr(self, f.attr, f.codec.load(raw))
+        for key, attr, load, required, default in self._load_plan:
+            setattr(self, attr, load(state[key] if required else state.get(key, default)))
 
 
 class Device(Stateful):
