@@ -13,10 +13,8 @@ import shlex
 from dataclasses import dataclass, field
 from typing import assert_never
 
-from rdebug.api import Session
+from rdebug.api import EventKind, RecordedEvent, Session, Stop, Where, parse_kind
 from rdebug.errors import RdebugError, UsageError
-from rdebug.events import EventKind, RecordedEvent, parse_kind
-from rdebug.replay.timeline import Stop, Where
 
 # -- the commands ------------------------------------------------------------------------
 
@@ -482,8 +480,8 @@ class Debugger:
                 what = "interrupted"
             case Where.REPLAY_BREAK:
                 what = "replay_break"
-            case Where.OTHER:
-                what = stop.detail
+            case Where.HALTED | Where.CRASHED | Where.OTHER:
+                what = f"{stop.cause} {stop.detail}"
             case Where.TARGET:
                 what = ""
         return (f"{what}\n" if what else "") + self.where() + "\n"

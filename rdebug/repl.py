@@ -39,13 +39,9 @@ from prompt_toolkit.input import Input
 from prompt_toolkit.output import Output
 
 from rdebug import monitor
-from rdebug.api import Session
+from rdebug.api import DEFAULT_BUDGET, EventKind, NamedSnapshot, Session
 from rdebug.errors import RdebugError, UsageError
-from rdebug.events import EventKind
-from rdebug.gdb_target import SessionTarget
-from rdebug.gdbstub.server import GdbServer
-from rdebug.snapshots.checkpoints import DEFAULT_BUDGET
-from rdebug.snapshots.named import NamedSnapshot
+from rdebug.gdb_target import SessionTarget, attach_hint, listen
 
 PROMPT = "(rdebug) "
 DEFAULT_HISTORY = Path("~/.rdebug_history")
@@ -256,17 +252,14 @@ class Repl:
 
     def serve_gdb(self, port: int) -> str:
         """Serve gdb on this session until gdb detaches (or Ctrl-C); this thread waits."""
-        server = GdbServer(SessionTarget(self.session, self.debugger), "127.0.0.1", port)
-        try:
-            host, bound = server.listen()
-        except OSError as exc:
-            server.close()
-            raise UsageError(f"gdb {port}: cannot listen: {exc.strerror}") from None
+        target = SessionTarget(self.session, self.debugger)
+        server, (host, bound) = listen(target, "127.0.0.1", port, f"gdb {port}")
         guest = (self.session.trace.path / "guest").resolve()
         self.out.write(
             f"serving gdb on {host}:{bound} until it detaches (Ctrl-C stops; this REPL's "
             "breakpoints are off meanwhile); attach with:\n"
-            f"  gdb -ex 'set architecture i386' -ex 'target remote {host}:{bound}' {guest}\n"
+            + attach_hint((host, bound), guest)
+            + "\n"
         )
         self.out.flush()
         done = threading.Event()

@@ -8,8 +8,8 @@ import pytest
 
 import rdebug
 from rdebug import monitor
+from rdebug.api import Where
 from rdebug.errors import UsageError
-from rdebug.replay.timeline import Where
 from tests.conftest import record_cli
 
 

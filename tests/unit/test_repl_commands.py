@@ -14,11 +14,11 @@ import pytest
 
 import rdebug
 from rdebug import monitor
-from rdebug.api import Session
+from rdebug.api import Session, Where
 from rdebug.errors import UsageError
 from rdebug.events import EventKind, parse_kind
 from rdebug.replay.log import InterruptTaken, Reader
-from rdebug.replay.timeline import MIN_INTERVAL, Where
+from rdebug.replay.timeline import MIN_INTERVAL
 from tests.conftest import record_cli
 
 
