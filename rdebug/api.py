@@ -261,11 +261,11 @@ class Session:
     @property
     def replay_break(self) -> int | None:
         """An icount where `cont` and `reverse_cont` stop (QEMU's replay_break)."""
-        return self._timeline.icount_break
+        return self._timeline.replay_break
 
     @replay_break.setter
-    def replay_break(self, icount: int | None) -> None:
-        self._timeline.icount_break = icount
+    def replay_break(self, target: int | None) -> None:
+        self._timeline.replay_break = target
 
     def cont(self) -> Stop:
         """Forward to the next breakpoint or watchpoint hit, or the end of the recording."""

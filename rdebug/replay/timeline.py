@@ -69,7 +69,7 @@ class Timeline:
         self.breakpoints: set[int] = set()
         self.watchpoints: set[tuple[int, int, WatchKind]] = set()
         #: continue and reverse-continue stop when they reach this icount (replay_break)
-        self.icount_break: int | None = None
+        self.replay_break: int | None = None
         #: called with the icount as a long replay goes (a front end's progress bar)
         self.progress: Callable[[int], None] | None = None
         self.store.take(player.position(), pinned=True)
@@ -229,7 +229,7 @@ class Timeline:
         return self._interruptible(self._cont)
 
     def _cont(self) -> Stop:
-        brk = self.icount_break
+        brk = self.replay_break
         target = brk if brk is not None and brk > self.icount else None
         stop = self.forward(target)
         if target is not None and stop.reason is StopReason.TARGET and self.icount == target:
@@ -267,7 +267,7 @@ class Timeline:
         return self._interruptible(self._reverse_cont_or_break)
 
     def _reverse_cont_or_break(self) -> Stop:
-        brk = self.icount_break
+        brk = self.replay_break
         floor = brk if brk is not None and brk < self.icount else 0
         stop = self._reverse_cont(floor)
         if floor and stop.where is Where.BEGIN:
