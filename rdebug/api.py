@@ -44,7 +44,8 @@ from rdebug.live import Guest, LiveSession, Recorded, record
 from rdebug.machine.devices.ne2000 import FrameSink, NicConfig
 from rdebug.machine.devices.uart import SerialBackend
 from rdebug.machine.loader import ImageFormat
-from rdebug.machine.machine import Machine, MachineConfig, WatchKind
+from rdebug.machine.machine import Machine, MachineConfig
+from rdebug.machine.watchpoints import WatchKind
 from rdebug.replay import dump as _dump
 from rdebug.replay.playback import Played, play
 from rdebug.replay.player import (

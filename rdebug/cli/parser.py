@@ -241,9 +241,6 @@ def _add_machine_options(parser: argparse.ArgumentParser) -> None:
         help="an IDE disk (index 0 master, 1 slave). The image is never written: the "
         "guest's writes stay in memory (record keeps them in TRACE/diskN.qcow2)",
     )
-    parser.add_argument(
-        "--counter", choices=["native", "reference"], default="native", help=argparse.SUPPRESS
-    )  # the slow reference counter, for checks
 
 
 def _add_serial_options(parser: argparse.ArgumentParser, inputs: bool) -> None:

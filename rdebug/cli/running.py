@@ -149,7 +149,6 @@ def _machine_config(args: argparse.Namespace) -> MachineConfig:
     return MachineConfig(
         memory_mb=args.memory_mb,
         icount_shift=args.icount_shift,
-        counter=args.counter,
         nic=_nic_config(args),
     )
 

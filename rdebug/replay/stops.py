@@ -10,7 +10,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from rdebug.machine.machine import StopEvent, StopReason, WatchKind
+from rdebug.machine.machine import StopEvent, StopReason
+from rdebug.machine.watchpoints import WatchKind
 
 
 class Where(enum.Enum):

@@ -18,7 +18,8 @@ import time
 from collections.abc import Callable
 
 from rdebug.errors import RdebugError, SnapshotError
-from rdebug.machine.machine import Machine, StopEvent, StopReason, WatchHit, WatchKind
+from rdebug.machine.machine import Machine, StopEvent, StopReason
+from rdebug.machine.watchpoints import WatchHit, WatchKind
 from rdebug.replay.player import Player, PlayerPosition
 from rdebug.replay.stops import Stop, Where, stop_of
 from rdebug.snapshots import vmstate
