@@ -30,11 +30,11 @@ from __future__ import annotations
 
 import bisect
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO, TextIO
+from typing import BinaryIO, TextIO, TypeVar
 
 import capstone
 
@@ -54,6 +54,19 @@ from rdebug.replay.player import (
     position_to_data,
     recording_end,
 )
+from rdebug.replay.query import (
+    Access,
+    Accesses,
+    Call,
+    Calls,
+    Change,
+    History,
+    InterruptRow,
+    Interrupts,
+    PortRow,
+    Ports,
+    Query,
+)
 from rdebug.replay.stops import Stop, Where
 from rdebug.replay.timeline import Timeline
 from rdebug.replay.trace import DriveSpec, Trace, drive_spec, load_guest, open_disks
@@ -63,17 +76,23 @@ from rdebug.snapshots.named import NamedSnapshot, SnapshotFile
 
 __all__ = [
     "DEFAULT_BUDGET",
+    "Access",
+    "Call",
+    "Change",
     "DriveSpec",
     "EventKind",
     "FrameSink",
     "Guest",
     "ImageFormat",
     "Instruction",
+    "InterruptRow",
     "LiveSession",
     "MachineConfig",
     "NamedSnapshot",
     "NicConfig",
     "Played",
+    "PortRow",
+    "Query",
     "Recorded",
     "RecordedEvent",
     "SerialBackend",
@@ -89,6 +108,8 @@ __all__ = [
     "record",
     "snapshots",
 ]
+
+T = TypeVar("T")
 
 #: `symbol()` names an address by a symbol at most this far below it.
 SYMBOL_REACH = 0x10000
@@ -421,6 +442,122 @@ class Session:
             data += part
         return data
 
+    # -- queries over the whole recording -------------------------------------------------------
+
+    def accesses(
+        self,
+        addr: int | str,
+        length: int = 4,
+        kind: str = "write",
+        start: int | None = None,
+        end: int | None = None,
+    ) -> Accesses:
+        """Every `kind` ("write", "read" or "access") of [addr, addr+length) by the CPU
+        with start <= icount < end, as `Access` rows (icount, pc, where, size, value,
+        before), replayed once and streamed.  See docs/queries.md.
+
+            >>> import rdebug
+            >>> with rdebug.open(EXAMPLE_TRACE) as session:
+            ...     for write in session.accesses(0x100000, 4, end=300):
+            ...         print(write.icount, write.where, hex(write.value))
+            ...     session.icount  # a query leaves the session where it was
+            0
+        """
+        return Accesses(self._timeline, self.symbol, self._address(addr), length, kind, start, end)
+
+    def history(
+        self,
+        addr: int | str,
+        length: int = 4,
+        start: int | None = None,
+        end: int | None = None,
+    ) -> History:
+        """Every change of the little-endian value in [addr, addr+length) as `Change`
+        rows (icount of the writing instruction, value, previous); `.initial` is the
+        value at `start`."""
+        resolved = self._address(addr)
+
+        def initial() -> bytes:
+            data = self._machine.cpu.read_linear(resolved, length)
+            return bytes(length) if data is None else data
+
+        return History(self._timeline, self.symbol, resolved, length, initial, start, end)
+
+    def calls(
+        self,
+        function: int | str,
+        nargs: int = 4,
+        start: int | None = None,
+        end: int | None = None,
+    ) -> Calls:
+        """Every call of `function` entered with start <= icount < end, as `Call` rows:
+        the entry icount, the return address and its symbol, the first `nargs` cdecl
+        stack arguments, the depth, and the matching return (icount and EAX), matched
+        by stack depth; `returned` is false for a call that never returned."""
+        entry = self._address(function)
+        name = function if isinstance(function, str) else (self.symbol(entry) or hex(entry))
+
+        def read_u32(addr: int) -> int | None:
+            data = self._machine.cpu.read_linear(addr, 4)
+            return None if data is None else int.from_bytes(data, "little")
+
+        return Calls(self._timeline, self.symbol, entry, name, nargs, read_u32, start, end)
+
+    def interrupts(
+        self,
+        vector: int | Iterable[int] | None = None,
+        start: int | None = None,
+        end: int | None = None,
+    ) -> Interrupts:
+        """Every hardware interrupt (IRQ) taken, of `vector` (one or several; all if
+        None), as `InterruptRow` rows."""
+        return Interrupts(self._timeline, self.symbol, _EXTERNAL, _vectors(vector), start, end)
+
+    def exceptions(
+        self,
+        vector: int | Iterable[int] | None = None,
+        start: int | None = None,
+        end: int | None = None,
+    ) -> Interrupts:
+        """Every exception and software interrupt (INT n) taken, of `vector`."""
+        return Interrupts(self._timeline, self.symbol, _RAISED, _vectors(vector), start, end)
+
+    def io(
+        self,
+        ports: int | tuple[int, int] | str,
+        direction: str | None = None,
+        start: int | None = None,
+        end: int | None = None,
+    ) -> Ports:
+        """Every IN/OUT on `ports` (a port, a (low, high) pair or "0x3f8-0x3ff"),
+        `direction` "in", "out" or both (None), as `PortRow` rows."""
+        low, high = _port_range(ports)
+        return Ports(self._timeline, self.symbol, low, high, direction, start, end)
+
+    def inputs(self, start: int | None = None, end: int | None = None) -> Iterator[RecordedEvent]:
+        """The recorded inputs (serial bytes, keys, frames) with start <= icount < end."""
+        return self.events(EventKind.INPUT, start, end)
+
+    @staticmethod
+    def first(rows: Iterable[T]) -> T | None:
+        """The first row of a query (None if it has none); stops the query there."""
+        iterator = iter(rows)
+        try:
+            return next(iterator, None)
+        finally:
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                close()
+
+    @staticmethod
+    def last(rows: Iterable[T]) -> T | None:
+        """The last row of a query (None if it has none): "the last write before N" is
+        `session.last(session.accesses(addr, end=N))`."""
+        found: T | None = None
+        for found in rows:  # noqa: B007
+            pass
+        return found
+
     # -- progress -----------------------------------------------------------------------------
 
     @property
@@ -479,6 +616,31 @@ class Session:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+_EXTERNAL = frozenset({"external"})
+_RAISED = frozenset({"exception", "software"})
+
+
+def _vectors(vector: int | Iterable[int] | None) -> frozenset[int] | None:
+    if vector is None:
+        return None
+    wanted = frozenset({vector}) if isinstance(vector, int) else frozenset(vector)
+    if any(not 0 <= v <= 255 for v in wanted):
+        raise UsageError("an interrupt vector is 0 to 255")
+    return wanted
+
+
+def _port_range(ports: int | tuple[int, int] | str) -> tuple[int, int]:
+    if isinstance(ports, int):
+        return ports, ports
+    if isinstance(ports, tuple):
+        return ports
+    low, _, high = ports.replace(" ", "").partition("-")
+    try:
+        return int(low, 0), int(high or low, 0)
+    except ValueError:
+        raise UsageError(f"{ports!r}: a port or a range of ports (0x3f8-0x3ff)") from None
 
 
 def _symbol_table(symbols: Mapping[str, int]) -> list[tuple[int, str]]:

@@ -20,6 +20,7 @@ from unicorn import x86_const as X
 from rdebug.machine.counter import Counter
 from rdebug.machine.cpu import CR0_PE, Cpu
 from rdebug.machine.devices.base import Device
+from rdebug.machine.probes import PortAccess
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,8 @@ class PortIo:
         self._after_access = after_access
         #: EIP of an I/O instruction that ring 3 was not allowed to execute (#GP pending)
         self.fault_eip: int | None = None
+        #: called with every access the guest made (answered or not), when set (machine/probes.py)
+        self.probe: Callable[[PortAccess], None] | None = None
         cpu.uc.hook_add(UC_HOOK_INSN, self._on_in, None, 1, 0, X.UC_X86_INS_IN)
         cpu.uc.hook_add(UC_HOOK_INSN, self._on_out, None, 1, 0, X.UC_X86_INS_OUT)
 
@@ -51,6 +54,10 @@ class PortIo:
         """Ring 3 may not do this I/O: stop after it (the run loop raises #GP(0))."""
         self.fault_eip = (linear - self._cpu.cs_base()) & 0xFFFFFFFF
         self._counter.request_stop_after_current()
+
+    def _probed(self, linear: int, port: int, size: int, out: bool, value: int) -> None:
+        assert self.probe is not None
+        self.probe(PortAccess(self._counter.current_icount(), linear, port, size, out, value))
 
     def _on_in(self, uc: Uc, port: int, size: int, _user: object) -> int:
         linear = self._counter.begin_special()
@@ -61,9 +68,13 @@ class PortIo:
             device = self._ports.get(port)
             if device is None:
                 log.debug("IN %#x: no device", port)
-                return (1 << (8 * size)) - 1
-            value = device.io_read(port, size) & ((1 << (8 * size)) - 1)
-            self._after_access()
+                value = (1 << (8 * size)) - 1
+            else:
+                value = device.io_read(port, size) & ((1 << (8 * size)) - 1)
+            if self.probe is not None:
+                self._probed(linear, port, size, False, value)
+            if device is not None:
+                self._after_access()
             return value
         finally:
             self._counter.end_special()
@@ -74,6 +85,8 @@ class PortIo:
             if not io_allowed(self._cpu, port, size):
                 self._refuse(linear)
                 return
+            if self.probe is not None:
+                self._probed(linear, port, size, True, value & ((1 << (8 * size)) - 1))
             device = self._ports.get(port)
             if device is None:
                 log.debug("OUT %#x <- %#x: no device", port, value)

@@ -35,7 +35,7 @@ from __future__ import annotations
 import copy
 import enum
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from unicorn import UC_HOOK_INSN_INVALID, UC_HOOK_INTR, Uc, UcError
@@ -62,6 +62,7 @@ from rdebug.machine.interrupts import (
 from rdebug.machine.ioports import PortIo
 from rdebug.machine.loader import LoadedImage
 from rdebug.machine.native_counter import NativeCounter
+from rdebug.machine.probes import Delivery, MemoryProbes, PortAccess
 from rdebug.machine.regpages import RegisterPages
 from rdebug.machine.state import MachineState, state_hash
 from rdebug.machine.watchpoints import WatchHit, WatchKind, Watchpoints
@@ -160,6 +161,10 @@ class Machine:
         self.devices = self.board.devices
         self.disks = self.board.disks
         self._watchpoints = Watchpoints(self.cpu, self.counter)
+        #: memory access probes (machine/probes.py), for queries over a run
+        self.probes = MemoryProbes(self.cpu, self.counter)
+        #: called with every interrupt or exception delivered, when set
+        self.interrupt_probe: Callable[[Delivery], None] | None = None
         self._install_hooks()
         self._register_pages = RegisterPages(
             self.cpu, self.counter, self.devices, lambda: self._emulating
@@ -391,7 +396,22 @@ class Machine:
             shadow = False
         self.counter.irq_check = self.board.irq_pending()
 
+    def probe_ports(self, sink: Callable[[PortAccess], None] | None) -> None:
+        """Call `sink` with every IN and OUT a device answers (None: stop)."""
+        self._port_io.probe = sink
+
     def _deliver(self, interrupt: Interrupt) -> None:
+        if self.interrupt_probe is not None:
+            icount = self.counter.current_icount() if self._emulating else self.counter.icount
+            self.interrupt_probe(
+                Delivery(
+                    icount,
+                    interrupt.vector,
+                    interrupt.source.value,
+                    interrupt.error_code,
+                    self.cpu.linear_pc(),
+                )
+            )
         try:
             deliver(self.cpu, interrupt)
         except GuestFault as fault:

@@ -87,21 +87,7 @@ class Watchpoints:
         return hit
 
     def _ranges(self, addr: int, length: int) -> list[tuple[int, int, int]]:
-        """(linear, physical, length) pieces of a linear range, physically contiguous."""
-        pieces: list[tuple[int, int, int]] = []
-        linear, end = addr, addr + length
-        while linear < end:
-            n = min(end, (linear | 0xFFF) + 1) - linear
-            physical = self._cpu.linear_to_physical(linear)
-            if physical is None:
-                physical = linear
-            if pieces and pieces[-1][1] + pieces[-1][2] == physical:
-                first, start, size = pieces[-1]
-                pieces[-1] = (first, start, size + n)
-            else:
-                pieces.append((linear, physical, n))
-            linear += n
-        return pieces
+        return physical_ranges(self._cpu, addr, length)
 
     def _on_watched(
         self,
@@ -116,3 +102,22 @@ class Watchpoints:
             kind, delta = watch
             since = self._counter.request_stop_soon()
             self.hit = WatchHit(kind, (addr + delta) & 0xFFFFFFFF, since)
+
+
+def physical_ranges(cpu: Cpu, addr: int, length: int) -> list[tuple[int, int, int]]:
+    """(linear, physical, length) pieces of a linear range, physically contiguous, as
+    the page tables in force now map it (unmapped pages: at their linear address)."""
+    pieces: list[tuple[int, int, int]] = []
+    linear, end = addr, addr + length
+    while linear < end:
+        n = min(end, (linear | 0xFFF) + 1) - linear
+        physical = cpu.linear_to_physical(linear)
+        if physical is None:
+            physical = linear
+        if pieces and pieces[-1][1] + pieces[-1][2] == physical:
+            first, start, size = pieces[-1]
+            pieces[-1] = (first, start, size + n)
+        else:
+            pieces.append((linear, physical, n))
+        linear += n
+    return pieces
