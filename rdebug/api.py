@@ -458,9 +458,11 @@ class Session:
 
             >>> import rdebug
             >>> with rdebug.open(EXAMPLE_TRACE) as session:
-            ...     for write in session.accesses(0x100000, 4, end=300):
+            ...     for write in session.accesses("boot_stack_top-8", 8, end=100):
             ...         print(write.icount, write.where, hex(write.value))
             ...     session.icount  # a query leaves the session where it was
+            19 _start+0x3a 0x9000
+            20 _start+0x3b 0x2badb002
             0
         """
         return Accesses(self._timeline, self.symbol, self._address(addr), length, kind, start, end)
@@ -493,7 +495,18 @@ class Session:
         """Every call of `function` entered with start <= icount < end, as `Call` rows:
         the entry icount, the return address and its symbol, the first `nargs` cdecl
         stack arguments, the depth, and the matching return (icount and EAX), matched
-        by stack depth; `returned` is false for a call that never returned."""
+        by stack depth; `returned` is false for a call that never returned.
+
+            >>> import rdebug
+            >>> with rdebug.open(EXAMPLE_TRACE) as session:
+            ...     call = session.first(session.calls("serial_puts", nargs=1))
+            ...     call.icount, call.caller, session.read_memory(call.args[0], 5)
+            ...     call.return_icount, session.icount
+            ...     "".join(chr(out.value) for out in session.io(0x3F8, "out", start=60))
+            (65, 'guest_main+0xf', b'Hello')
+            (416, 0)
+            'Hello from rdebug guest\\n'
+        """
         entry = self._address(function)
         name = function if isinstance(function, str) else (self.symbol(entry) or hex(entry))
 

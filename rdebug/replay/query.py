@@ -348,20 +348,29 @@ class Calls(Query[Call]):
 
     def _arm(self) -> None:
         machine = self._timeline.machine
+        machine.interrupt_probe = self._interrupted_at
         wanted = {self.entry} | {call.return_address for call in self._open()}
         for addr in wanted - self._timeline.breakpoints:
             machine.add_breakpoint(addr)
             self._armed.add(addr)
 
     def _disarm(self) -> None:
+        self._timeline.machine.interrupt_probe = None
         for addr in self._armed - self._timeline.breakpoints:
             self._timeline.machine.remove_breakpoint(addr)
         self._armed.clear()
 
+    def _interrupted_at(self, delivery: Delivery) -> None:
+        """An interrupt taken just before the entry or a return address: the call (or
+        return) happened at that icount, before the handler ran."""
+        self._at(delivery.pc, delivery.icount)
+
     def _on_break(self, pc: int) -> None:
+        self._at(pc, self._timeline.icount)
+
+    def _at(self, pc: int, icount: int) -> None:
         cpu = self._timeline.machine.cpu
         esp = cpu.read("esp")
-        icount = self._timeline.icount
         if not self.start <= icount < self.end:
             return
         open_calls = self._open()
