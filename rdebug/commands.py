@@ -128,6 +128,28 @@ class NextEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class RunQuery:
+    """A query over the recording (accesses, history, calls, interrupts, exceptions, io)."""
+
+    what: str
+    target: str | None = None  # a location, a function, or ports ("0x3f8-0x3ff")
+    length: int = 4
+    kind: str = "write"
+    nargs: int = 4
+    vectors: tuple[int, ...] = ()
+    direction: str | None = None  # io: "in", "out" or both
+    start: int | None = None
+    stop: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GotoRow:
+    """Go to row N of the last query's table."""
+
+    index: int
+
+
+@dataclass(frozen=True, slots=True)
 class ServeGdb:
     """REPL only: serve gdb on this session."""
 
@@ -167,13 +189,15 @@ Command = (
     | Events
     | GotoEvent
     | NextEvent
+    | RunQuery
+    | GotoRow
     | ServeGdb
     | Source
     | Quit
 )
 
 #: The commands that move through time (a front end shows progress while they run).
-MOVES = (ReplaySeek, StepI, Continue, GotoEvent, NextEvent, LoadVm)
+MOVES = (ReplaySeek, StepI, Continue, GotoEvent, NextEvent, LoadVm, RunQuery, GotoRow)
 #: The commands only the REPL carries out.
 REPL_ONLY = (ServeGdb, Source, Quit)
 
@@ -196,9 +220,21 @@ HELP: dict[str, str] = {
     "disas": "disas [ADDR|SYMBOL|$REG] [N] -- N instructions (default 10) from there (default eip)",
     "events": "events [KIND] [--from I] [--to J] -- the recorded events with their icounts; "
     "KIND is interrupt, exception, input, clock, checkpoint or shutdown",
-    "goto": "goto event N -- go to recorded event N (an interrupt: just before it is taken)",
+    "goto": "goto event N | goto N -- go to recorded event N (an interrupt: just before it is "
+    "taken), or to row N of the last query's table",
     "next-event": "next-event [KIND] -- forward to the next recorded event (of KIND)",
     "prev-event": "prev-event [KIND] -- backward to the previous recorded event (of KIND)",
+    "accesses": "accesses ADDR|SYMBOL [LEN] [write|read|access] [--from I] [--to J] -- every "
+    "write (default), read or access of LEN bytes (default 4) there, with the instruction "
+    "and the values; goto N goes to row N",
+    "history": "history ADDR|SYMBOL [LEN] [--from I] [--to J] -- every change of the value "
+    "there (LEN bytes, default 4) with its icount",
+    "calls": "calls FUNCTION [NARGS] [--from I] [--to J] -- every call of FUNCTION: caller, "
+    "the first NARGS (default 4) stack arguments, where it returned and EAX there",
+    "interrupts": "interrupts [VECTOR...] [--from I] [--to J] -- every hardware interrupt "
+    "taken (of those vectors)",
+    "exceptions": "exceptions [VECTOR...] [--from I] [--to J] -- every exception and INT n taken",
+    "io": "io PORT[-PORT] [in|out] [--from I] [--to J] -- every IN/OUT on those ports",
     "savevm": "savevm NAME -- keep the machine state as NAME, in the trace",
     "loadvm": "loadvm NAME -- go back to the snapshot NAME",
     "snapshots": "snapshots -- the named snapshots and their icounts; also info snapshots",
@@ -367,6 +403,10 @@ def parse(line: str) -> Command:
             return _events(args)
         case "goto", ["event", number]:
             return GotoEvent(_number(number, "goto event"))
+        case "goto", [number]:
+            return GotoRow(_number(number, "goto"))
+        case "accesses" | "history" | "calls" | "interrupts" | "exceptions" | "io", _:
+            return _query(head, args)
         case "next-event" | "prev-event", [] | [_]:
             kind = parse_kind(args[0]) if args else None
             return NextEvent(kind, reverse=head == "prev-event")
@@ -390,6 +430,50 @@ def parse(line: str) -> Command:
     if head in HELP:
         raise _usage(head)
     raise UsageError(f"unknown command {head!r} (try 'help')")
+
+
+def _query(what: str, args: list[str]) -> RunQuery:
+    """`accesses`, `history`, `calls`, `interrupts`, `exceptions` or `io` and its words."""
+    span: dict[str, int] = {}
+    words: list[str] = []
+    rest = iter(args)
+    for word in rest:
+        if word in ("--from", "--to"):
+            value = next(rest, None)
+            if value is None:
+                raise UsageError(f"{what}: {word} needs an icount")
+            span[word] = _number(value, f"{what} {word}")
+        elif word.startswith("--"):
+            raise _usage(what)
+        else:
+            words.append(word)
+    start, stop = span.get("--from"), span.get("--to")
+    if what in ("interrupts", "exceptions"):
+        vectors = tuple(_number(word, f"{what} VECTOR") for word in words)
+        if any(v > 255 for v in vectors):
+            raise UsageError(f"{what}: a vector is 0 to 255")
+        return RunQuery(what, vectors=vectors, start=start, stop=stop)
+    if not words:
+        raise _usage(what)
+    target, options = words[0], words[1:]
+    match what, options:
+        case "accesses", _ if len(options) <= 2:
+            watch = _watch(target, options)
+            return RunQuery(what, target, watch.length, watch.kind, start=start, stop=stop)
+        case "history", [] | [_]:
+            length = _number(options[0], "history LEN") if options else 4
+            if not 1 <= length <= 8:
+                raise UsageError("history: LEN is 1 to 8 bytes")
+            return RunQuery(what, target, length, start=start, stop=stop)
+        case "calls", [] | [_]:
+            nargs = _number(options[0], "calls NARGS") if options else 4
+            if nargs > 16:
+                raise UsageError("calls: NARGS is at most 16")
+            return RunQuery(what, target, nargs=nargs, start=start, stop=stop)
+        case "io", [] | ["in"] | ["out"]:
+            direction = options[0] if options else None
+            return RunQuery(what, target, direction=direction, start=start, stop=stop)
+    raise _usage(what)
 
 
 def _watch(location: str, rest: list[str]) -> Watch:

@@ -13,7 +13,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import assert_never
 
-from rdebug.api import EventKind, RecordedEvent, Session, Stop, Where
+from rdebug.api import (
+    Access,
+    Call,
+    Change,
+    EventKind,
+    InterruptRow,
+    PortRow,
+    Query,
+    RecordedEvent,
+    Session,
+    Stop,
+    Where,
+)
 from rdebug.commands import (
     Break,
     Command,
@@ -23,6 +35,7 @@ from rdebug.commands import (
     Events,
     Examine,
     GotoEvent,
+    GotoRow,
     Help,
     InfoBreakpoints,
     InfoReplay,
@@ -34,6 +47,7 @@ from rdebug.commands import (
     ReplayBreak,
     ReplayDeleteBreak,
     ReplaySeek,
+    RunQuery,
     SaveVm,
     ServeGdb,
     Source,
@@ -62,6 +76,8 @@ class Debugger:
     session: Session
     points: dict[int, _Point] = field(default_factory=dict)
     next_number: int = 1
+    #: the icounts of the last query's rows (`goto N`)
+    rows: list[int] = field(default_factory=list)
 
     def suspend_points(self) -> None:
         """Take the numbered points off the session (while gdb, which has its own, drives
@@ -191,6 +207,13 @@ class Debugger:
                 return f"{event}\n{self.where()}\n"
             case NextEvent(kind, reverse):
                 return self._next_event(kind, reverse)
+            case RunQuery():
+                return self._query(command)
+            case GotoRow(index):
+                if not 0 <= index < len(self.rows):
+                    raise UsageError(f"goto: no row {index} (the last query had {len(self.rows)})")
+                session.seek(self.rows[index])
+                return self.where() + "\n"
             case ServeGdb() | Source() | Quit():
                 name = {ServeGdb: "gdb", Source: "source", Quit: "quit"}[type(command)]
                 raise UsageError(f"{name}: only in the REPL (rdebug repl TRACE)")
@@ -313,6 +336,44 @@ class Debugger:
             rows.append(f"... and {more} more (narrow with KIND, --from, --to)\n")
         return "".join(rows)
 
+    def _query(self, command: RunQuery) -> str:
+        query = self._start_query(command)
+        self.rows = []
+        lines: list[str] = []
+        for row in query:
+            index = len(self.rows)
+            self.rows.append(row.icount)
+            if index < ROWS_SHOWN:
+                lines.append(f"{index:>5} {row.icount:>14}  {_row_text(self.session, row)}\n")
+        header = f"{'row':>5} {'icount':>14}  {_HEADERS[command.what]}\n"
+        out = [header, *lines] if lines else [f"no {command.what} found\n"]
+        if len(self.rows) > ROWS_SHOWN:
+            out.append(f"... and {len(self.rows) - ROWS_SHOWN} more (narrow with --from, --to)\n")
+        if query.interrupted:
+            out.append(f"interrupted at icount {query.position}: the rows found so far\n")
+        elif self.rows:
+            out.append(f"{len(self.rows)} rows; goto N goes to row N\n")
+        return "".join(out)
+
+    def _start_query(self, command: RunQuery) -> Query[Row]:
+        session, target = self.session, command.target or ""
+        vectors = command.vectors or None
+        start, stop = command.start, command.stop
+        match command.what:
+            case "accesses":
+                return session.accesses(target, command.length, command.kind, start, stop)
+            case "history":
+                return session.history(target, command.length, start, stop)
+            case "calls":
+                return session.calls(target, command.nargs, start, stop)
+            case "interrupts":
+                return session.interrupts(vectors, start, stop)
+            case "exceptions":
+                return session.exceptions(vectors, start, stop)
+            case "io":
+                return session.io(target, command.direction, start, stop)
+        raise UsageError(f"unknown query {command.what!r}")
+
     def _next_event(self, kind: EventKind | None, reverse: bool) -> str:
         session = self.session
         here = session.icount
@@ -332,6 +393,52 @@ class Debugger:
 
 #: `events` lists at most this many (narrowing shows the rest).
 EVENTS_SHOWN = 200
+#: A query's table shows this many rows (`goto N` reaches all of them).
+ROWS_SHOWN = 200
+
+Row = Access | Change | Call | InterruptRow | PortRow
+
+_HEADERS = {
+    "accesses": f"{'kind':<5}  {'address':>10}  size  {'value':>10}  {'before':>10}  instruction",
+    "history": f"{'value':>10}  {'previous':>10}  instruction",
+    "calls": f"{'args':<36}  {'returned at':>14}  {'eax':>10}  caller",
+    "interrupts": "vector  source     error  interrupted at",
+    "exceptions": "vector  source     error  interrupted at",
+    "io": f"dir  {'port':>6}  size  {'value':>10}  instruction",
+}
+
+
+def _where(pc: int, name: str | None) -> str:
+    return f"{pc:#010x}" + (f" <{name}>" if name else "")
+
+
+def _row_text(session: Session, row: Row) -> str:
+    """One row of a query's table (after the row number and icount)."""
+    match row:
+        case Access():
+            before = "" if row.before is None else f"{row.before:#x}"
+            return (
+                f"{row.kind:<5}  {row.addr:>#10x}  {row.size:>4}  {row.value:>#10x}  "
+                f"{before:>10}  {_where(row.pc, row.where)}"
+            )
+        case Change():
+            return f"{row.value:>#10x}  {row.previous:>#10x}  {_where(row.pc, row.where)}"
+        case Call():
+            args = ", ".join(f"{arg:#x}" for arg in row.args)
+            back = str(row.return_icount) if row.returned else "never"
+            eax = f"{row.eax:#x}" if row.eax is not None else "-"
+            caller = _where(row.return_address, row.caller)
+            return f"({args}){'':<{max(0, 34 - len(args))}}  {back:>14}  {eax:>10}  {caller}"
+        case InterruptRow():
+            error = "-" if row.error_code is None else f"{row.error_code:#x}"
+            return f"{row.vector:>#6x}  {row.source:<9}  {error:>5}  {_where(row.pc, row.where)}"
+        case PortRow():
+            return (
+                f"{row.direction:<3}  {row.port:>#6x}  {row.size:>4}  {row.value:>#10x}  "
+                f"{_where(row.pc, row.where)}"
+            )
+    assert_never(row)
+
 
 _FLAGS = [
     (0, "CF"),

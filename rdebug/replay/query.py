@@ -104,7 +104,7 @@ class Change:
     previous: int
 
 
-R = TypeVar("R")
+R = TypeVar("R", covariant=True)
 
 
 class Query(Generic[R]):

@@ -96,7 +96,7 @@ static void frames_init(void)
         free_frames[nfree++] = f - PAGE_SIZE;
 }
 
-static uint32_t *frame_alloc(void)
+static __attribute__((noinline)) uint32_t *frame_alloc(void)
 {
     if (!nfree)
         return 0;
