@@ -521,10 +521,13 @@ class Session:
         vector: int | Iterable[int] | None = None,
         start: int | None = None,
         end: int | None = None,
+        *,
+        exceptions: bool = False,
     ) -> Interrupts:
         """Every hardware interrupt (IRQ) taken, of `vector` (one or several; all if
-        None), as `InterruptRow` rows."""
-        return Interrupts(self._timeline, self.symbol, _EXTERNAL, _vectors(vector), start, end)
+        None), as `InterruptRow` rows; with `exceptions`, the exceptions and INT n too."""
+        sources = _EXTERNAL | _RAISED if exceptions else _EXTERNAL
+        return Interrupts(self._timeline, self.symbol, sources, _vectors(vector), start, end)
 
     def exceptions(
         self,

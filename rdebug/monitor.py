@@ -10,6 +10,7 @@ of RSP or terminals.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import assert_never
 
@@ -58,6 +59,9 @@ from rdebug.commands import (
 )
 from rdebug.errors import RdebugError, UsageError
 
+#: A query's table shows this many rows by default (`goto N` reaches all of them).
+ROWS_SHOWN_DEFAULT = 200
+
 # -- running them ----------------------------------------------------------------------------
 
 
@@ -78,6 +82,10 @@ class Debugger:
     next_number: int = 1
     #: the icounts of the last query's rows (`goto N`)
     rows: list[int] = field(default_factory=list)
+    #: a query's table shows this many rows (None: all; `goto N` reaches all of them)
+    rows_shown: int | None = ROWS_SHOWN_DEFAULT
+    #: the last query run (did it finish: `.interrupted`)
+    last_query: Query[Row] | None = None
 
     def suspend_points(self) -> None:
         """Take the numbered points off the session (while gdb, which has its own, drives
@@ -337,25 +345,32 @@ class Debugger:
         return "".join(rows)
 
     def _query(self, command: RunQuery) -> str:
-        query = self._start_query(command)
+        return "".join(self.query_lines(command))
+
+    def query_lines(self, command: RunQuery) -> Iterator[str]:
+        """The table of a query, line by line as its rows come (and remember them for
+        `goto N`)."""
+        query = self.last_query = self.start_query(command)
         self.rows = []
-        lines: list[str] = []
+        shown = self.rows_shown
         for row in query:
             index = len(self.rows)
             self.rows.append(row.icount)
-            if index < ROWS_SHOWN:
-                lines.append(f"{index:>5} {row.icount:>14}  {_row_text(self.session, row)}\n")
-        header = f"{'row':>5} {'icount':>14}  {_HEADERS[command.what]}\n"
-        out = [header, *lines] if lines else [f"no {command.what} found\n"]
-        if len(self.rows) > ROWS_SHOWN:
-            out.append(f"... and {len(self.rows) - ROWS_SHOWN} more (narrow with --from, --to)\n")
+            if index == 0:
+                yield f"{'row':>5} {'icount':>14}  {_HEADERS[command.what]}\n"
+            if shown is None or index < shown:
+                yield f"{index:>5} {row.icount:>14}  {_row_text(row)}\n"
+        if not self.rows:
+            yield f"no {command.what} found\n"
+        if shown is not None and len(self.rows) > shown:
+            yield f"... and {len(self.rows) - shown} more (narrow with --from, --to)\n"
         if query.interrupted:
-            out.append(f"interrupted at icount {query.position}: the rows found so far\n")
+            yield f"interrupted at icount {query.position}: the rows found so far\n"
         elif self.rows:
-            out.append(f"{len(self.rows)} rows; goto N goes to row N\n")
-        return "".join(out)
+            yield f"{len(self.rows)} rows; goto N goes to row N\n"
 
-    def _start_query(self, command: RunQuery) -> Query[Row]:
+    def start_query(self, command: RunQuery) -> Query[Row]:
+        """The Session's query that `command` asks for (not run yet)."""
         session, target = self.session, command.target or ""
         vectors = command.vectors or None
         start, stop = command.start, command.stop
@@ -393,8 +408,6 @@ class Debugger:
 
 #: `events` lists at most this many (narrowing shows the rest).
 EVENTS_SHOWN = 200
-#: A query's table shows this many rows (`goto N` reaches all of them).
-ROWS_SHOWN = 200
 
 Row = Access | Change | Call | InterruptRow | PortRow
 
@@ -412,7 +425,7 @@ def _where(pc: int, name: str | None) -> str:
     return f"{pc:#010x}" + (f" <{name}>" if name else "")
 
 
-def _row_text(session: Session, row: Row) -> str:
+def _row_text(row: Row) -> str:
     """One row of a query's table (after the row number and icount)."""
     match row:
         case Access():

@@ -1,9 +1,9 @@
-"""The `rdebug` command line: run, record, replay, repl, dump, snapshots.
+"""The `rdebug` command line: run, record, replay, repl, dump, snapshots, query, report.
 
 `parser` holds the arguments and their help, `running` the live subcommands (run,
-record), `replaying` the ones on a trace; the host wiring (terminal, Ctrl-C, serial
-output, network) is the host package's.  Every `RdebugError` becomes one line on stderr
-and a non-zero exit status; a traceback means a bug in rdebug.
+record), `replaying` the ones on a trace, `querying` query and report; the host wiring
+(terminal, Ctrl-C, serial output, network) is the host package's.  Every `RdebugError`
+becomes one line on stderr and a non-zero exit status; a traceback means a bug in rdebug.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from rdebug.cli.parser import EXIT_ERROR, build_parser
+from rdebug.cli.querying import cmd_query, cmd_report
 from rdebug.cli.replaying import cmd_dump, cmd_repl, cmd_replay, cmd_snapshots
 from rdebug.cli.running import cmd_record, cmd_run
 from rdebug.errors import RdebugError
@@ -26,6 +27,8 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "dump": cmd_dump,
     "snapshots": cmd_snapshots,
     "repl": cmd_repl,
+    "query": cmd_query,
+    "report": cmd_report,
 }
 
 

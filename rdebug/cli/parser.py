@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from rdebug.api import DriveSpec, ImageFormat, NicConfig, drive_spec
+from rdebug.cli import query_args
 from rdebug.errors import UsageError
 
 EXIT_OK = 0
@@ -194,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
         "in TRACE/snapshots.qcow2) with their icounts.",
     )
     snaps.add_argument("trace", type=Path, metavar="TRACE", help="a folder made by record")
+    query_args.add_parsers(sub, _int)
     return parser
 
 

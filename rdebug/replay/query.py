@@ -104,10 +104,10 @@ class Change:
     previous: int
 
 
-R = TypeVar("R", covariant=True)
+R_co = TypeVar("R_co", covariant=True)
 
 
-class Query(Generic[R]):
+class Query(Generic[R_co]):
     """The rows of one query over [start, end), produced lazily as it is iterated.
 
     `position` is how far the replay has got (a progress bar); `interrupted` says the
@@ -129,7 +129,7 @@ class Query(Generic[R]):
         self.interrupted = False
         self._started = False
 
-    def __iter__(self) -> Iterator[R]:
+    def __iter__(self) -> Iterator[R_co]:
         if self._started:
             raise UsageError("a query can be iterated only once")
         self._started = True
@@ -146,17 +146,17 @@ class Query(Generic[R]):
     def _on_break(self, pc: int) -> None:
         """The run stopped at one of the query's breakpoints (before `pc`)."""
 
-    def _ready(self) -> list[R]:
+    def _ready(self) -> list[R_co]:
         """Rows complete so far (and forget them)."""
         return []
 
-    def _finish(self) -> list[R]:
+    def _finish(self) -> list[R_co]:
         """Rows still open at the end of the span."""
         return []
 
     # -- the run ----------------------------------------------------------------------
 
-    def _scan(self) -> Iterator[R]:
+    def _scan(self) -> Iterator[R_co]:
         timeline = self._timeline
         caller = timeline.icount
         here = caller
