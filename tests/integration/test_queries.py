@@ -43,18 +43,22 @@ def _overlaps(ea: int, size: int, addr: int, length: int) -> bool:
     return ea < addr + length and addr < ea + size
 
 
-def _reference(trace: Path, variable: str, function: str | None) -> Reference:
-    """Step the recording from 0 to its end, one instruction at a time."""
+def _reference(
+    trace: Path, variable: str, function: str | None, start: int = 0, end: int | None = None
+) -> Reference:
+    """Step the recording from `start` to `end` (its end), one instruction at a time."""
     engine = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_32)
     engine.detail = True
     with api.open(trace) as session:
         addr = session.address(variable)
         entry = session.address(function) if function else None
-        ref = Reference(session.end_icount)
+        end = session.end_icount if end is None else end
+        ref = Reference(end)
+        session.seek(start)
         value = int.from_bytes(session.read_memory(addr, 4), "little")
         open_calls: list[list[int | None]] = []  # [icount, esp, ret, arg0, return icount, eax]
         all_calls: list[list[int | None]] = []
-        while session.icount < session.end_icount:
+        while session.icount < end:
             icount = session.icount
             regs = dict(session.registers)
             ref.initial[icount] = value
