@@ -10,6 +10,11 @@ windows and compares them with the reference cut to the window.
 
 from __future__ import annotations
 
+import io
+import os
+import re
+import signal
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +26,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rdebug import api
+from rdebug.repl import Repl
 from tests.conftest import record_cli
+from tests.unit.test_repl import long_crc_trace, wait_until
 
 BALANCE = "acct+16"
 
@@ -237,3 +244,48 @@ def test_random_windows_agree_with_stepping(
     ]
     assert calls == expected
     assert session.icount == here
+
+
+@pytest.fixture(scope="module")
+def long_trace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return long_crc_trace(tmp_path_factory)
+
+
+def test_ctrl_c_stops_a_query_in_the_repl_keeping_the_rows(long_trace: Path) -> None:
+    out, err = io.StringIO(), io.StringIO()
+    with api.open(long_trace) as session:
+        session.seek(1000)
+        repl = Repl(session, out, err)  # the progress bar on (err)
+        report = session.progress
+        assert report is not None
+        moving = threading.Event()
+
+        def progress(icount: int) -> None:
+            report(icount)
+            if icount > 50_000_000:  # well into the query: rows found already
+                moving.set()
+
+        session.progress = progress
+
+        def press_ctrl_c() -> None:
+            moving.wait(120)
+            wait_until(lambda: "replaying at icount" in err.getvalue())  # the bar is up
+            os.kill(os.getpid(), signal.SIGINT)
+
+        presser = threading.Thread(target=press_ctrl_c)
+        presser.start()
+        assert repl.execute("accesses crc_buffer 4 read")  # not a failure: the rows so far
+        presser.join()
+        table = out.getvalue()
+        stopped = re.search(r"interrupted at icount (\d+): the rows found so far", table)
+        assert stopped, table + err.getvalue()
+        rows = [line.split() for line in table.splitlines() if line[:5].strip().isdigit()]
+        assert len(rows) > 10
+        assert all(int(row[1]) < int(stopped[1]) for row in rows)
+        assert session.icount == 1000  # back where it was
+        # the rows so far are the query's first rows, and goto reaches them
+        query = session.accesses("crc_buffer", 4, "read")
+        first = [r.icount for _, r in zip(range(len(rows)), query, strict=False)]
+        assert [int(row[1]) for row in rows[: len(first)]] == first
+        assert repl.execute("goto 3")
+        assert session.icount == int(rows[3][1])
