@@ -438,7 +438,7 @@ def _row_text(row: Row) -> str:
             return f"{row.value:>#10x}  {row.previous:>#10x}  {_where(row.pc, row.where)}"
         case Call():
             args = ", ".join(f"{arg:#x}" for arg in row.args)
-            back = str(row.return_icount) if row.returned else "never"
+            back = str(row.return_icount) if row.returned else "no return"
             eax = f"{row.eax:#x}" if row.eax is not None else "-"
             caller = _where(row.return_address, row.caller)
             return f"({args}){'':<{max(0, 34 - len(args))}}  {back:>14}  {eax:>10}  {caller}"
