@@ -42,10 +42,8 @@ def test_play_ends_where_the_recording_ended_in_the_state_of_a_straight_run(
     assert hashes[0] == hashes[1]
     with rdebug.open(timer_trace) as session:
         session.seek(session.end_icount)
-        assert (
-            session.state_hash()
-            == hashes[0]
-            == straight_hash(Trace.open(timer_trace), session.end_icount)
+        assert session.state_hash() == hashes[0] == straight_hash(
+            Trace.open(timer_trace), session.end_icount
         )
 
 
