@@ -289,3 +289,33 @@ def test_ctrl_c_stops_a_query_in_the_repl_keeping_the_rows(long_trace: Path) -> 
         assert [int(row[1]) for row in rows[: len(first)]] == first
         assert repl.execute("goto 3")
         assert session.icount == int(rows[3][1])
+
+
+def test_queries_leave_the_timeline_as_a_straight_run(bug: tuple[Path, Reference]) -> None:
+    """After queries of every kind (hooks, breakpoints, probes, their checkpoints), going
+    anywhere gives the state of a straight replay, and cont/watchpoints work as before."""
+    trace, ref = bug
+    targets = [ref.end, 9384, 40668, 123, 40669, 25011]
+    with api.open(trace) as fresh:
+        straight = {}
+        for target in sorted(targets):
+            fresh.seek(target)
+            straight[target] = fresh.state_hash()
+    with api.open(trace) as session:
+        session.add_breakpoint("timer_irq")
+        list(session.calls("deposit", 2))
+        list(session.accesses(BALANCE, 8, "access", 500, 30000))
+        list(session.history("sample_index"))
+        list(session.interrupts(exceptions=True))
+        list(session.io((0x20, 0x3FF)))
+        for target in targets:
+            session.seek(target)
+            assert session.state_hash() == straight[target], target
+        session.seek(0)
+        stop = session.cont()  # the user's breakpoint still stops, no query's does
+        assert stop.where.value == "breakpoint" and session.symbol(stop.addr or 0) == "timer_irq"
+        session.remove_breakpoint("timer_irq")
+        session.add_watchpoint(BALANCE)
+        session.seek(40600)
+        stop = session.cont()
+        assert stop.where.value == "watchpoint" and session.icount == 40613
