@@ -51,7 +51,8 @@ PROGRESS_WIDTH = 30
 EXIT_INTERRUPTED = 130
 
 _INFO_TOPICS = ["breakpoints", "registers", "replay", "snapshots"]
-_SYMBOL_COMMANDS = {"break", "b", "watch", "disas", "disassemble"}
+_SYMBOL_COMMANDS = {"break", "b", "watch", "disas", "disassemble", "accesses", "history", "calls"}
+_QUERIES = {"accesses", "history", "calls", "interrupts", "exceptions", "io"}
 
 
 class QuitRepl(Exception):
@@ -94,8 +95,10 @@ class Completions(Completer):
             return [s.name for s in repl.snapshot_list()]
         if head in ("events", "next-event", "prev-event"):
             return [k.value for k in EventKind] + (["--from", "--to"] if head == "events" else [])
-        if head == "watch" and position >= 2:
-            return ["read", "write", "access"]
+        if head in ("watch", "accesses") and position >= 2:
+            return ["read", "write", "access"] + (["--from", "--to"] if head != "watch" else [])
+        if head in _QUERIES and position >= (1 if head in ("interrupts", "exceptions") else 2):
+            return ["--from", "--to"] + (["in", "out"] if head == "io" else [])
         if head == "delete" and position == 1:
             return [str(n) for n in repl.debugger.points]
         if (head in _SYMBOL_COMMANDS or head.startswith("x")) and position == 1:

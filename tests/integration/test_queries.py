@@ -24,9 +24,11 @@ import pytest
 from capstone import x86_const as CX
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from prompt_toolkit.completion import CompleteEvent
+from prompt_toolkit.document import Document
 
 from rdebug import api
-from rdebug.repl import Repl
+from rdebug.repl import Completions, Repl
 from tests.conftest import record_cli
 from tests.unit.test_repl import long_crc_trace, wait_until
 
@@ -319,3 +321,18 @@ def test_queries_leave_the_timeline_as_a_straight_run(bug: tuple[Path, Reference
         session.seek(40600)
         stop = session.cont()
         assert stop.where.value == "watchpoint" and session.icount == 40613
+
+
+def test_the_repl_completes_the_queries(session: api.Session) -> None:
+    completer = Completions(Repl(session, io.StringIO(), io.StringIO()))
+
+    def complete(text: str) -> list[str]:
+        found = completer.get_completions(Document(text, len(text)), CompleteEvent(True))
+        return [c.text for c in found]
+
+    assert complete("acc") == ["accesses"]
+    assert complete("history ac") == ["acct"]
+    assert complete("calls dep") == ["deposit"]
+    assert complete("accesses acct r") == ["read"]
+    assert complete("io 0x60 o") == ["out"]
+    assert complete("interrupts --f") == ["--from"]
