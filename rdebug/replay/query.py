@@ -48,7 +48,9 @@ class Access:
     kind: str
     value: int  # the value written (write) or read (read), little-endian, `size` bytes
     before: int | None  # write: the value of those bytes before it
-    origin: str = "cpu"  # only the CPU's accesses are seen (device DMA is not)
+    #: only guest instructions' accesses are seen, not the interrupt frames the machine
+    #: pushes (no device writes guest memory by DMA)
+    origin: str = "cpu"
 
 
 @dataclass(frozen=True, slots=True)
