@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from rdebug.api import Session
+from rdebug.errors import RdebugError
 
 #: Bins of the rate plots.
 BINS = 120
@@ -23,6 +24,10 @@ BINS = 120
 LANE_HEIGHT = 18
 RATE_HEIGHT = 26
 HISTORY_HEIGHT = 90
+
+
+class ReportInterrupted(RdebugError):
+    """`Session.interrupt()` (Ctrl-C) stopped a query the page needs: no page."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +104,8 @@ def lanes(session: Session) -> list[Lane]:
     """The lanes of the page: interrupts and exceptions per vector, inputs, snapshots and
     checkpoints (one replay of the recording for the interrupts)."""
     by_vector: dict[tuple[str, int], Lane] = {}
-    for row in session.interrupts(exceptions=True):
+    deliveries = session.interrupts(exceptions=True)
+    for row in deliveries:
         kind = "IRQ" if row.source == "external" else "exception"
         key = (kind, row.vector)
         if key not in by_vector:
@@ -109,6 +115,8 @@ def lanes(session: Session) -> list[Lane]:
         lane.icounts.append(row.icount)
         where = f" <{row.where}>" if row.where else ""
         lane.titles.append(f"icount {row.icount}: vector {row.vector:#x} at {row.pc:#x}{where}")
+    if deliveries.interrupted:
+        raise ReportInterrupted(f"interrupted at icount {deliveries.position}")
     result = [by_vector[key] for key in sorted(by_vector)]
     inputs = list(session.inputs())
     result.append(
@@ -147,6 +155,8 @@ def build(session: Session, histories: Iterable[tuple[str, int]] = ()) -> str:
     for name, length in histories:
         query = session.history(name, length)
         changes = [(change.icount, change.value) for change in query]
+        if query.interrupted:
+            raise ReportInterrupted(f"interrupted at icount {query.position}")
         initial = query.initial if query.initial is not None else 0
         rows.append(_history_plot(name, initial, changes, end))
     guest = session.trace.info.guest.name

@@ -66,7 +66,8 @@ def add_parsers(sub: argparse._SubParsersAction[Any], number: Callable[[str], in
         "along icount, their rates over time, the named snapshots and recorded "
         "checkpoints, and the history of the variables given with --history, zoomable "
         "(mouse wheel; double-click resets).",
-        epilog="exit status: 0; 2 when TRACE cannot be opened or OUT cannot be written",
+        epilog="exit status: 0; 2 when TRACE cannot be opened, a --history symbol is "
+        "unknown or OUT cannot be written; 130 when interrupted (Ctrl-C: no page written)",
     )
     report.add_argument("trace", type=Path, metavar="TRACE", help="a folder made by record")
     report.add_argument("-o", "--output", type=Path, required=True, metavar="OUT")

@@ -94,7 +94,11 @@ def cmd_report(args: argparse.Namespace) -> int:
         except ValueError:
             raise UsageError(f"--history {spec!r}: LEN is a number") from None
     with api.open(args.trace) as session, _interruptible(session):
-        page = report.build(session, histories)
+        try:
+            page = report.build(session, histories)
+        except report.ReportInterrupted as exc:
+            print(f"rdebug: {exc}: no page written", file=sys.stderr)
+            return EXIT_INTERRUPTED
     try:
         args.output.write_text(page, encoding="utf-8")
     except OSError as exc:
