@@ -29,10 +29,10 @@ def add_parsers(sub: argparse._SubParsersAction[Any], number: Callable[[str], in
     query = sub.add_parser(
         "query",
         help="ask a trace a question: accesses, history, calls, interrupts, exceptions, io",
-        description="Replay the span once and print every row of one query, each with the "
-        "icount it happened at: accesses ADDR|SYMBOL (the instruction, size, value before "
-        "and after), history ADDR|SYMBOL (every change of the value), calls FUNCTION "
-        "(arguments, caller, return icount and EAX), interrupts/exceptions [VECTOR...], "
+        description="Replay the span once and print every row of one query, each with the\n"
+        "icount it happened at: accesses ADDR|SYMBOL (the instruction, size, value before\n"
+        "and after), history ADDR|SYMBOL (every change of the value), calls FUNCTION\n"
+        "(arguments, caller, return icount and EAX), interrupts or exceptions [VECTOR...],\n"
         "io PORT[-PORT].",
         epilog=QUERY_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -54,8 +54,12 @@ def add_parsers(sub: argparse._SubParsersAction[Any], number: Callable[[str], in
         "--nargs", type=number, default=4, metavar="N", help="calls: stack arguments (default 4)"
     )
     query.add_argument("--direction", choices=("in", "out"), default=None, help="io: which")
-    query.add_argument("--from", dest="start", type=number, default=None, metavar="I")
-    query.add_argument("--to", dest="stop", type=number, default=None, metavar="J")
+    query.add_argument(
+        "--from", dest="start", type=number, default=None, metavar="I", help="from icount I"
+    )
+    query.add_argument(
+        "--to", dest="stop", type=number, default=None, metavar="J", help="to icount J (excluded)"
+    )
     query.add_argument("--json", action="store_true", help="a JSON list of row objects")
 
     report = sub.add_parser(
