@@ -336,3 +336,29 @@ def test_the_repl_completes_the_queries(session: api.Session) -> None:
     assert complete("accesses acct r") == ["read"]
     assert complete("io 0x60 o") == ["out"]
     assert complete("interrupts --f") == ["--from"]
+
+
+def test_timer_ticks_and_irq0_equal_stepping(tmp_path: Path) -> None:
+    """timer.elf: the writes to `ticks` and the IRQ0 interrupts, against stepping: an
+    interrupt taken at icount i puts the next instruction in its `isr_stub_N`."""
+    trace = record_cli("timer", tmp_path / "timer")
+    ref = _reference(trace, "ticks", None)
+    taken: list[tuple[int, int]] = []
+    with api.open(trace) as session:
+        while session.icount < session.end_icount:
+            icount = session.icount
+            before = session.symbol(session.registers["eip"]) or ""
+            session.stepi(1)
+            name = session.symbol(session.registers["eip"]) or ""
+            stub = name.split("+")[0]
+            if stub.startswith("isr_stub_") and not before.startswith(stub):
+                taken.append((icount, int(stub[len("isr_stub_") :], 0)))
+        assert len(ref.changes) == 50 and [v for _, v, _ in ref.changes] == list(range(1, 51))
+        writes = [(w.icount, w.pc, w.value) for w in session.accesses("ticks")]
+        assert writes == ref.writes
+        assert [(c.icount, c.value) for c in session.history("ticks")] == [
+            (i, v) for i, v, _ in ref.changes
+        ]
+        rows = [(r.icount, r.vector) for r in session.interrupts(exceptions=True)]
+        assert rows == taken and {v for _, v in rows} == {32}
+        assert [(r.icount, r.vector) for r in session.interrupts(32)] == taken
