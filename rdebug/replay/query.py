@@ -130,6 +130,7 @@ class Query(Generic[R_co]):
         self.position = self.start
         self.interrupted = False
         self._started = False
+        self._left = timeline.icount  # where the query's last move left the timeline
 
     def __iter__(self) -> Iterator[R_co]:
         if self._started:
@@ -160,28 +161,42 @@ class Query(Generic[R_co]):
 
     def _scan(self) -> Iterator[R_co]:
         timeline = self._timeline
-        caller = timeline.icount
-        here = caller
+        caller = self._left = timeline.icount
         try:
-            timeline.seek(self.start)
+            if not self._seek(self.start):
+                return
             here = self.start
             while here < self.end:
-                if timeline.icount != here:  # the caller moved between two rows
+                if timeline.icount != self._left:  # the caller moved between two rows
                     caller = timeline.icount
-                    timeline.seek(here)
+                    if not self._seek(here):
+                        return
                 ended = self._run(min(self.end, here + CHUNK))
                 here = self.position = timeline.icount
                 yield from self._ready()
                 if ended or self.interrupted:
                     break
-            if timeline.icount != here:
+            if timeline.icount != self._left:
                 caller = timeline.icount
             if not self.interrupted:
                 self.position = self.end
             yield from self._finish()
         finally:
-            if timeline.icount == here and here != caller:
+            # back where the caller was, unless the caller moved the session since our
+            # last move (then it stays where the caller put it)
+            if timeline.icount == self._left and self._left != caller:
                 timeline.seek(caller)
+
+    def _seek(self, target: int) -> bool:
+        """Go to `target`; False if interrupted on the way."""
+        try:
+            self._timeline.seek(target)
+        except Interrupted:
+            self.interrupted = True
+            return False
+        finally:
+            self._left = self._timeline.icount
+        return True
 
     def _run(self, target: int) -> bool:
         """Replay to `target` with the probes set; True if the recording ended first."""
@@ -198,6 +213,7 @@ class Query(Generic[R_co]):
             self.interrupted = True
         finally:
             self._disarm()
+            self._left = timeline.icount
         return False
 
 
