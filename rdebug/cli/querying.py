@@ -10,12 +10,14 @@ import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
-from rdebug import api
 from rdebug.cli.parser import EXIT_INTERRUPTED, EXIT_OK
-from rdebug.commands import RunQuery, parse
 from rdebug.errors import UsageError
-from rdebug.monitor import Debugger
+
+if TYPE_CHECKING:  # the engine is imported when a command runs, not for --help
+    from rdebug import api
+    from rdebug.commands import RunQuery
 
 
 def _command(args: argparse.Namespace) -> RunQuery:
@@ -36,6 +38,8 @@ def _command(args: argparse.Namespace) -> RunQuery:
         words += ["--from", str(args.start)]
     if args.stop is not None:
         words += ["--to", str(args.stop)]
+    from rdebug.commands import RunQuery, parse  # noqa: PLC0415 - see the imports
+
     command = parse(" ".join(_quote(word) for word in words))
     assert isinstance(command, RunQuery)
     return command
@@ -60,6 +64,9 @@ def _interruptible(session: api.Session) -> Iterator[None]:
 
 
 def cmd_query(args: argparse.Namespace) -> int:
+    from rdebug import api  # noqa: PLC0415 - see the imports
+    from rdebug.monitor import Debugger  # noqa: PLC0415
+
     command = _command(args)
     with api.open(args.trace) as session, _interruptible(session):
         debugger = Debugger(session, rows_shown=None)
@@ -84,7 +91,7 @@ def cmd_query(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from rdebug import report  # noqa: PLC0415 - only this command needs it
+    from rdebug import api, report  # noqa: PLC0415 - see the imports
 
     histories: list[tuple[str, int]] = []
     for spec in args.history:
