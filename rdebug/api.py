@@ -32,8 +32,8 @@ from typing import BinaryIO
 import capstone
 
 from rdebug.errors import RdebugError, SnapshotError, UsageError
-from rdebug.events import EventKind, RecordedEvent, read_events, select
 from rdebug.machine.machine import Machine, WatchKind
+from rdebug.replay.events import EventKind, RecordedEvent, read_events, select
 from rdebug.replay.player import (
     Player,
     position_from_data,

@@ -15,7 +15,7 @@ from typing import assert_never
 
 from rdebug.api import Session
 from rdebug.errors import RdebugError, UsageError
-from rdebug.events import EventKind, RecordedEvent, parse_kind
+from rdebug.replay.events import EventKind, RecordedEvent, parse_kind
 from rdebug.replay.timeline import Stop, Where
 
 # -- the commands ------------------------------------------------------------------------

@@ -41,9 +41,9 @@ from prompt_toolkit.output import Output
 from rdebug import monitor
 from rdebug.api import Session
 from rdebug.errors import RdebugError, UsageError
-from rdebug.events import EventKind
 from rdebug.gdb_target import SessionTarget
 from rdebug.gdbstub.server import GdbServer
+from rdebug.replay.events import EventKind
 from rdebug.snapshots.checkpoints import DEFAULT_BUDGET
 from rdebug.snapshots.named import NamedSnapshot
 

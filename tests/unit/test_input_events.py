@@ -1,4 +1,4 @@
-"""Keyboard/mouse inputs: text to key strokes, mouse scripts, and the INPUT event codec."""
+"""Keyboard/mouse inputs: text to key strokes, mouse scripts, and the input event codec."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from rdebug.errors import FormatError
 from rdebug.machine.inputs import KeyInput, MouseInput
 from rdebug.machine.keys import KEYMAP, parse_mouse_script, text_to_keys
-from rdebug.replay.input_events import InputAssembler, encode_input
+from rdebug.replay.codec import InputDecoder, encode_inputs
 from rdebug.replay.log import (
     AsyncInput,
     AsyncInputSync,
@@ -67,11 +67,11 @@ def test_mouse_script_accepts_hex_and_comments() -> None:
 def _through_the_log(events: list[AsyncInput | AsyncInputSync]) -> list[object]:
     raw = encode_header() + b"".join(encode(event) for event in events)
     reader = Reader(io.BytesIO(raw), "log")
-    assembler = InputAssembler("log")
+    decoder = InputDecoder("log")
     out: list[object] = []
     for event in reader:
         assert isinstance(event, AsyncInput | AsyncInputSync)
-        item = assembler.feed(event)
+        item = decoder.feed(event)
         if item is not None:
             out.append(item)
     return out
@@ -93,13 +93,13 @@ inputs = st.lists(
 
 @given(inputs)
 def test_inputs_survive_the_log(items: list[KeyInput | MouseInput]) -> None:
-    events = [event for item in items for event in encode_input(CP, item)]
+    events = [event for item in items for event in encode_inputs(item)]
     assert all(isinstance(e, AsyncInput | AsyncInputSync) for e in events)
     assert _through_the_log(events) == items  # type: ignore[arg-type]
 
 
 def test_mouse_report_is_a_qemu_style_group() -> None:
-    events = encode_input(CP, MouseInput(3, -4, 0x05))
+    events = encode_inputs(MouseInput(3, -4, 0x05))
     assert [describe(event) for event in events] == [
         "ASYNC INPUT checkpoint=CLOCK_VIRTUAL REL axis=X value=3",
         "ASYNC INPUT checkpoint=CLOCK_VIRTUAL REL axis=Y value=-4",
@@ -108,7 +108,7 @@ def test_mouse_report_is_a_qemu_style_group() -> None:
         "ASYNC INPUT checkpoint=CLOCK_VIRTUAL BTN button=right up",
         "ASYNC INPUT_SYNC checkpoint=CLOCK_VIRTUAL",
     ]
-    key = encode_input(CP, KeyInput(0xE048, True))
+    key = encode_inputs(KeyInput(0xE048, True))
     assert encode(key[0])[-8:] == bytes.fromhex("0000e048 01 000000")
     assert describe(key[0]) == "ASYNC INPUT checkpoint=CLOCK_VIRTUAL KEY key=0xe048 down"
 
@@ -123,5 +123,5 @@ def test_mouse_report_is_a_qemu_style_group() -> None:
 )
 def test_unreplayable_input_events_are_format_errors(kind: int, data: bytes, message: str) -> None:
     with pytest.raises(FormatError, match=message):
-        InputAssembler("log").feed(AsyncInput(CP, kind, data))
+        InputDecoder("log").feed(AsyncInput(CP, kind, data))
     assert "kind=" in describe(AsyncInput(CP, 7, data))
