@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from rdebug.errors import FormatError
 from rdebug.machine.inputs import (
     AsyncInput,
     KeyInput,
@@ -26,7 +27,10 @@ from rdebug.replay.codec import (
     is_input,
     matches_sync,
 )
-from rdebug.replay.log import Reader, encode, encode_header
+from rdebug.replay.log import AsyncInput as LoggedInput
+from rdebug.replay.log import CheckpointKind, Reader, describe, encode, encode_header
+
+CP = CheckpointKind.CLOCK_VIRTUAL
 
 inputs = st.lists(
     st.one_of(
@@ -89,3 +93,32 @@ def test_host_clock_reads_round_trip_and_nothing_else_is_one() -> None:
     assert decode_clock(logged) == value
     assert not any(matches_sync(event, logged) for event in SyncEvent)
     assert decode_clock(None) is None
+
+
+def test_mouse_report_is_a_qemu_style_group() -> None:
+    events = encode_inputs(MouseInput(3, -4, 0x05))
+    assert [describe(event) for event in events] == [
+        "ASYNC INPUT checkpoint=CLOCK_VIRTUAL REL axis=X value=3",
+        "ASYNC INPUT checkpoint=CLOCK_VIRTUAL REL axis=Y value=-4",
+        "ASYNC INPUT checkpoint=CLOCK_VIRTUAL BTN button=left down",
+        "ASYNC INPUT checkpoint=CLOCK_VIRTUAL BTN button=middle down",
+        "ASYNC INPUT checkpoint=CLOCK_VIRTUAL BTN button=right up",
+        "ASYNC INPUT_SYNC checkpoint=CLOCK_VIRTUAL",
+    ]
+    key = encode_inputs(KeyInput(0xE048, True))
+    assert encode(key[0])[-8:] == bytes.fromhex("0000e048 01 000000")
+    assert describe(key[0]) == "ASYNC INPUT checkpoint=CLOCK_VIRTUAL KEY key=0xe048 down"
+
+
+@pytest.mark.parametrize(
+    ("kind", "data", "message"),
+    [
+        (1, bytes.fromhex("00000009 01 000000"), "mouse button 9"),
+        (2, bytes.fromhex("00000002 00000001"), "axis 2"),
+        (3, bytes(8), "kind 3 is not replayable"),
+    ],
+)
+def test_unreplayable_input_events_are_format_errors(kind: int, data: bytes, message: str) -> None:
+    with pytest.raises(FormatError, match=message):
+        InputDecoder("log").feed(LoggedInput(CP, kind, data))
+    assert "kind=" in describe(LoggedInput(CP, 7, data))
