@@ -1,5 +1,8 @@
 """The replay log format (the seed's "Replay log format"), encoded and decoded.
 
+The seed is QEMU's record/replay design notes, docs/replay.txt of March 2018
+(docs/replay-log.md says what rdebug follows of it).
+
 Owns every byte of a replay log; knows nothing of the machine.  Layout, big-endian:
 
     header   +--------------------+------------------------------+
