@@ -32,7 +32,8 @@ from typing import BinaryIO
 import capstone
 
 from rdebug.errors import RdebugError, SnapshotError, UsageError
-from rdebug.machine.machine import Machine, WatchKind
+from rdebug.machine.machine import Machine
+from rdebug.machine.watchpoints import WatchKind
 from rdebug.replay.events import EventKind, RecordedEvent, read_events, select
 from rdebug.replay.player import (
     Player,

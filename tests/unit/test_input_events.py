@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from rdebug.host.keys import KEYMAP, parse_mouse_script, text_to_keys
 from rdebug.machine.inputs import KeyInput, MouseInput
-from rdebug.machine.keys import KEYMAP, parse_mouse_script, text_to_keys
 
 
 def test_text_to_keys_uses_shift_only_where_needed() -> None:
