@@ -245,6 +245,12 @@ def test_random_windows_agree_with_stepping(
         for i, ret, arg, back, _eax in _in(ref.calls, start, end)
     ]
     assert calls == expected
+    ports = [
+        (r.icount, r.port, r.direction, r.value) for r in session.io((0, 0xFFFF), None, start, end)
+    ]
+    assert ports == _in(ref.ports, start, end)
+    taken = [r.icount for r in session.interrupts(None, start, end)]
+    assert taken == [e.icount for e in session.events("interrupt", start, end)]
     assert session.icount == here
 
 
