@@ -1,4 +1,5 @@
-"""Builds the native instruction counter (rdebug/machine/_icount.c) at install time."""
+"""Builds the native instruction counter and page walk (rdebug/machine/_icount.c, _vtlb.c)
+at install time."""
 
 from setuptools import Extension, setup
 
@@ -6,7 +7,7 @@ setup(
     ext_modules=[
         Extension(
             "rdebug.machine._icount",
-            sources=["rdebug/machine/_icount.c", "rdebug/machine/_pages.c"],
+            sources=["rdebug/machine/_icount.c", "rdebug/machine/_pages.c", "rdebug/machine/_vtlb.c"],
             extra_compile_args=["-O3", "-std=c11"],
         )
     ]

@@ -87,6 +87,7 @@ from rdebug.machine.loader import (
     multiboot_info,
 )
 from rdebug.machine.mptable import mp_tables
+from rdebug.machine.vtlb import PageFault
 
 log = logging.getLogger(__name__)
 
@@ -502,7 +503,15 @@ class Machine:
                 # every guest load and store through unicorn's slow path): the engine's
                 # error says what happened.
                 self._emulating = False
-                return self._stop(StopReason.FAULT, detail=f"{exc} at eip {self.cpu.eip:#x}")
+                try:
+                    page_fault = self.cpu.vtlb.take_fault()
+                except MachineError as error:
+                    return self._stop(StopReason.FAULT, detail=str(error))
+                if page_fault is None:
+                    return self._stop(StopReason.FAULT, detail=f"{exc} at eip {self.cpu.eip:#x}")
+                self._raise_page_fault(page_fault)
+                shadow = False
+                continue
             finally:
                 self._emulating = False
                 self._finish_mmio_stores()
@@ -788,6 +797,13 @@ class Machine:
         self.cpu.eip = eip
         self.inputs.synchronize(SyncEvent.EXCEPTION, self.icount)
         self._deliver(Interrupt(13, Source.EXCEPTION, 0))
+
+    def _raise_page_fault(self, fault: PageFault) -> None:
+        """The page walk refused an access of the instruction at EIP: deliver its #PF."""
+        self.counter.exception_taken(faulting=True)
+        self.inputs.synchronize(SyncEvent.EXCEPTION, self.icount)
+        self.cpu.write("cr2", fault.address)
+        self._deliver(Interrupt(14, Source.EXCEPTION, fault.error_code))
 
     def _after_io(self) -> None:
         if self._exit_code is not None:
