@@ -33,6 +33,7 @@
 typedef void uc_engine;
 typedef int (*uc_reg_read_fn)(uc_engine *, int, void *);
 typedef int (*uc_ctl_fn)(uc_engine *, int, ...);
+typedef int (*uc_reg_write_fn)(uc_engine *, int, const void *);
 
 /* unicorn.h values */
 #define UC_MEM_READ 16
@@ -103,6 +104,13 @@ struct rd_vtlb {
     uint64_t refused;
     uint64_t code_flushes;
     uint64_t refused_host;
+    /* interrupt delivery (rd_deliver) */
+    uc_reg_write_fn reg_write;
+    int32_t ss_regid;
+    int32_t esp_regid;
+    int32_t eflags_regid;
+    int32_t idtr_regid;
+    uint64_t delivered;
 };
 
 static inline uint32_t load32(const struct rd_vtlb *v, uint64_t paddr) {
@@ -361,4 +369,152 @@ bool rd_tlb_fill(uc_engine *uc, uint64_t addr, int type, struct uc_tlb_entry *e,
     v->refused_host++;
     v->fault = RD_FAULT_NONE;
     return grant(v, e, addr, type, 1);
+}
+
+/* -- interrupt delivery --------------------------------------------------------------- */
+
+static int peek_u32(const struct rd_vtlb *v, uint64_t addr, uint32_t *out, uint64_t cr0,
+                    uint64_t cr3, uint64_t cr4) {
+    uint8_t raw[4];
+    if (peek_linear(v, addr, raw, 4, cr0, cr3, cr4) < 0)
+        return -1;
+    memcpy(out, raw, 4);
+    return 0;
+}
+
+/* The descriptor of `selector` (GDT or LDT) as its two words; -1 beyond the limit or
+ * unmapped. */
+static int descriptor(const struct rd_vtlb *v, uint32_t selector, uint32_t *lo, uint32_t *hi,
+                      uint64_t cr0, uint64_t cr3, uint64_t cr4) {
+    struct uc_x86_mmr table;
+    memset(&table, 0, sizeof table);
+    v->reg_read(v->uc, (selector & 4) ? v->ldtr_regid : v->gdtr_regid, &table);
+    uint32_t index = selector & 0xfff8u;
+    if (index + 7 > table.limit)
+        return -1;
+    if (peek_u32(v, table.base + index, lo, cr0, cr3, cr4) < 0 ||
+        peek_u32(v, table.base + index + 4, hi, cr0, cr3, cr4) < 0)
+        return -1;
+    return 0;
+}
+
+static uint32_t descriptor_base(uint32_t lo, uint32_t hi) {
+    return (lo >> 16) | ((hi & 0xffu) << 16) | (hi & 0xff000000u);
+}
+
+static void put(struct rd_vtlb *v, int32_t regid, uint64_t value) {
+    v->reg_write(v->uc, regid, &value);
+}
+
+/* Deliver interrupt `vector` through a 32-bit interrupt or trap gate of the IDT, in
+ * protected mode, the common case of interrupts.py's _deliver_protected, step for step
+ * and with the same results.  Returns 0 when delivered, 1 when anything is out of the
+ * ordinary (real or virtual-8086 mode, a 16-bit, task or absent gate, a privilege
+ * check that fails, a descriptor, TSS or stack that cannot be read or written): then
+ * nothing was changed and the Python code delivers (or raises the fault). */
+int rd_deliver(struct rd_vtlb *v, uint32_t vector, uint32_t software, uint32_t has_error,
+               uint32_t error_code) {
+    uint64_t cr0 = reg(v, v->cr0_regid);
+    if (!(cr0 & CR0_PE))
+        return 1;
+    uint64_t eflags = reg(v, v->eflags_regid);
+    if (eflags & 0x20000u) /* VM */
+        return 1;
+    uint64_t cr3 = reg(v, v->cr3_regid);
+    uint64_t cr4 = reg(v, v->cr4_regid);
+    if ((cr0 & CR0_PG) && (cr4 & CR4_PAE))
+        return 1;
+    struct uc_x86_mmr idtr;
+    memset(&idtr, 0, sizeof idtr);
+    v->reg_read(v->uc, v->idtr_regid, &idtr);
+    if (vector * 8 + 7 > idtr.limit)
+        return 1;
+    uint32_t lo, hi;
+    if (peek_u32(v, idtr.base + vector * 8, &lo, cr0, cr3, cr4) < 0 ||
+        peek_u32(v, idtr.base + vector * 8 + 4, &hi, cr0, cr3, cr4) < 0)
+        return 1;
+    uint32_t gate_type = (hi >> 8) & 0x1f;
+    uint32_t gate_dpl = (hi >> 13) & 3;
+    uint64_t old_cs = reg(v, v->cs_regid);
+    uint32_t cpl = old_cs & 3;
+    if (gate_type != 0xe && gate_type != 0xf)
+        return 1;
+    if (software && gate_dpl < cpl)
+        return 1;
+    if (!(hi & 0x8000u))
+        return 1;
+    uint32_t selector = lo >> 16;
+    uint32_t offset = (lo & 0xffffu) | (hi & 0xffff0000u);
+    uint32_t dlo, dhi;
+    if ((selector & 0xfffcu) == 0 || descriptor(v, selector, &dlo, &dhi, cr0, cr3, cr4) < 0)
+        return 1;
+    uint32_t access = (dhi >> 8) & 0xff;
+    if ((access & 0x18) != 0x18 || !(access & 0x80))
+        return 1;
+    uint32_t new_cpl = (access & 0x04) ? cpl : (access >> 5) & 3;
+    if (new_cpl > cpl)
+        return 1;
+    uint64_t old_ss = reg(v, v->ss_regid);
+    uint64_t old_esp = reg(v, v->esp_regid);
+    uint64_t eip = reg(v, v->eip_regid);
+    uint32_t new_ss, new_esp;
+    uint32_t words[6];
+    uint32_t n = 0;
+    if (new_cpl < cpl) {
+        struct uc_x86_mmr tr;
+        memset(&tr, 0, sizeof tr);
+        v->reg_read(v->uc, v->tr_regid, &tr);
+        if (tr.limit < 8 * new_cpl + 9)
+            return 1;
+        uint32_t ss;
+        if (peek_u32(v, tr.base + 4 + 8 * new_cpl, &new_esp, cr0, cr3, cr4) < 0 ||
+            peek_u32(v, tr.base + 8 + 8 * new_cpl, &ss, cr0, cr3, cr4) < 0)
+            return 1;
+        new_ss = ss & 0xffffu;
+        words[n++] = (uint32_t)old_ss;
+        words[n++] = (uint32_t)old_esp;
+    } else {
+        new_ss = (uint32_t)old_ss;
+        new_esp = (uint32_t)old_esp;
+    }
+    uint32_t slo, shi, stack_base = 0;
+    if (descriptor(v, new_ss, &slo, &shi, cr0, cr3, cr4) == 0)
+        stack_base = descriptor_base(slo, shi);
+    words[n++] = (uint32_t)eflags;
+    words[n++] = (uint32_t)old_cs;
+    words[n++] = (uint32_t)eip;
+    if (has_error)
+        words[n++] = error_code;
+    new_esp -= 4 * n;
+    /* the frame, lowest address first: every byte must be mapped before any is written */
+    uint64_t frame = (stack_base + new_esp) & 0xffffffffu;
+    uint64_t phys[6 * 4];
+    for (uint32_t i = 0; i < 4 * n; i++) {
+        phys[i] = peek_physical(v, frame + i, cr0, cr3, cr4);
+        if (phys[i] == UINT64_MAX || phys[i] >= v->ram_size)
+            return 1;
+    }
+    for (uint32_t k = 0; k < n; k++) {
+        uint32_t w = words[n - 1 - k];
+        for (uint32_t b = 0; b < 4; b++)
+            v->ram[phys[4 * k + b]] = (uint8_t)(w >> (8 * b));
+    }
+    v->host++;
+    if (new_cpl < cpl) {
+        /* unicorn refuses a ring-0 SS at CPL 3: load it with PE clear (interrupts.py) */
+        put(v, v->cr0_regid, cr0 & ~(uint64_t)CR0_PE);
+        put(v, v->ss_regid, 0);
+        put(v, v->cr0_regid, cr0);
+        put(v, v->ss_regid, new_ss);
+    }
+    put(v, v->cs_regid, (selector & 0xfffcu) | new_cpl);
+    v->host--;
+    put(v, v->esp_regid, new_esp);
+    uint64_t cleared = 0x100u | 0x4000u | 0x10000u | 0x20000u; /* TF NT RF VM */
+    if (gate_type == 0xe)
+        cleared |= 0x200u; /* IF */
+    put(v, v->eflags_regid, eflags & ~cleared);
+    put(v, v->eip_regid, offset);
+    v->delivered++;
+    return 0;
 }

@@ -60,6 +60,12 @@ class _State(ctypes.Structure):
         ("refused", ctypes.c_uint64),
         ("code_flushes", ctypes.c_uint64),
         ("refused_host", ctypes.c_uint64),
+        ("reg_write", ctypes.c_void_p),
+        ("ss_regid", ctypes.c_int32),
+        ("esp_regid", ctypes.c_int32),
+        ("eflags_regid", ctypes.c_int32),
+        ("idtr_regid", ctypes.c_int32),
+        ("delivered", ctypes.c_uint64),
     )
 
 
@@ -78,6 +84,14 @@ def _library() -> ctypes.CDLL:
     lib = ctypes.CDLL(spec.origin)
     lib.rd_vtlb_forget_code.argtypes = (ctypes.c_void_p,)
     lib.rd_vtlb_forget_code.restype = None
+    lib.rd_deliver.argtypes = (
+        ctypes.c_void_p,
+        ctypes.c_uint32,
+        ctypes.c_uint32,
+        ctypes.c_uint32,
+        ctypes.c_uint32,
+    )
+    lib.rd_deliver.restype = ctypes.c_int
     return lib
 
 
@@ -165,12 +179,18 @@ class VirtualTlb:
         st.gdtr_regid = X.UC_X86_REG_GDTR
         st.ldtr_regid = X.UC_X86_REG_LDTR
         st.tr_regid = X.UC_X86_REG_TR
+        st.reg_write = ctypes.cast(_ucpy.uclib.uc_reg_write, ctypes.c_void_p).value
+        st.ss_regid = X.UC_X86_REG_SS
+        st.esp_regid = X.UC_X86_REG_ESP
+        st.eflags_regid = X.UC_X86_REG_EFLAGS
+        st.idtr_regid = X.UC_X86_REG_IDTR
         self._st = st
         self._st_addr = ctypes.addressof(st)
         uc.ctl_set_tlb_mode(UC_TLB_VIRTUAL)
         fn = ctypes.cast(self._lib.rd_tlb_fill, ctypes.c_void_p).value
         assert fn is not None
         self._hook = _hook_add(uc, fn, self._st_addr)
+        self._deliver = self._lib.rd_deliver
 
     @property
     def fills(self) -> int:
@@ -190,6 +210,14 @@ class VirtualTlb:
         if address >> 12 != int(st.fault_page) >> 12:
             address = int(st.fault_page)  # not the access unicorn reported: the page
         return PageFault(address, int(st.fault_error))
+
+    def deliver(self, vector: int, software: bool, error_code: int | None) -> bool:
+        """Deliver through a 32-bit gate of the IDT in protected mode, natively; False
+        (nothing changed) when the case is not the common one: interrupts.py does it."""
+        code = 0 if error_code is None else error_code & 0xFFFFFFFF
+        return not self._deliver(
+            self._st_addr, vector, int(software), int(error_code is not None), code
+        )
 
     def host_access(self, on: bool) -> None:
         """Around engine calls that access guest memory outside guest execution (loading
