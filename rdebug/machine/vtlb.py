@@ -194,7 +194,13 @@ class VirtualTlb:
 
     @property
     def fills(self) -> int:
+        """TLB fills the page walk answered (statistics)."""
         return int(self._st.fills)
+
+    @property
+    def delivered(self) -> int:
+        """Interrupts delivered natively (statistics)."""
+        return int(self._st.delivered)
 
     def take_fault(self) -> PageFault | None:
         """After the engine stopped with UC_ERR_EXCEPTION: the page fault it stopped for

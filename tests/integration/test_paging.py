@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from rdebug.machine.inputs import LiveInputs
+from rdebug.host.sources import LiveInputs
 from rdebug.machine.loader import load_image
 from rdebug.machine.machine import Machine, StopReason
 from rdebug.replay.player import Ending, Player
