@@ -185,7 +185,9 @@ class Machine:
         self.board.set_irq(line, level)
 
     def request_stop(self) -> None:
-        if self._emulating and not self._register_pages.in_store:  # that store stops on its own
+        if self._register_pages.in_store:
+            self._register_pages.stop_wanted = True  # that store stops on its own
+        elif self._emulating:
             self.counter.request_stop_after_current()
 
     def guest_exit(self, code: int) -> None:
