@@ -6,7 +6,8 @@
  * faulting instruction, a load that crosses into a missing page, a ring-3
  * fetch from a supervisor page, ring-3 segment loads (the CPU's own supervisor
  * reads of the GDT) next to a ring-3 read of kernel data in the GDT's page,
- * INVLPG after a page-table change, and CR3 reloads between two directories. */
+ * INVLPG after a page-table change, CR3 reloads between two directories, and
+ * code rewritten through a second mapping of its page after it ran. */
 #include "guest.h"
 
 #define PTE_P 0x001u
@@ -57,6 +58,7 @@ static uint32_t pt_low[1024] __attribute__((aligned(4096)));  /* 0..4 MiB */
 static uint32_t pt_test[1024] __attribute__((aligned(4096))); /* 8..12 MiB in dir_a */
 static uint32_t pt_test_b[1024] __attribute__((aligned(4096))); /* the same in dir_b */
 static uint8_t frames[8][PAGE] __attribute__((aligned(4096)));
+static uint8_t code_page[PAGE] __attribute__((aligned(4096))); /* code written at run time */
 
 #define TEST_BASE 0x00800000u /* pt_test maps 8..12 MiB */
 #define V_READ (TEST_BASE + 0 * PAGE)   /* supervisor RW, read first */
@@ -70,6 +72,7 @@ static uint8_t frames[8][PAGE] __attribute__((aligned(4096)));
 #define V_NO_PDE 0x00C00000u            /* no page table at all */
 #define V_BIG 0x40000000u               /* a 4 MiB page onto physical 4..8 MiB */
 #define USER_STACK_TOP (TEST_BASE + 9 * PAGE)
+#define V_ALIAS (TEST_BASE + 10 * PAGE) /* a second mapping of code_page */
 
 extern char __user_start[], __user_end[];
 extern char user_main[];
@@ -196,6 +199,7 @@ static void setup_tables(void)
     pt_test[6] = (uint32_t)frames[6] | PTE_P | PTE_W | PTE_U;
     /* pt_test[7] stays not present */
     pt_test[8] = (uint32_t)frames[7] | PTE_P | PTE_W | PTE_U; /* the user stack */
+    pt_test[10] = (uint32_t)code_page | PTE_P | PTE_W;
     for (uint32_t i = 0; i < 1024; i++)
         pt_test_b[i] = pt_test[i];
     pt_test_b[3] = (uint32_t)frames[5] | PTE_P | PTE_W;
@@ -274,6 +278,17 @@ int guest_main(uint32_t mbi)
     printk("directory b %08x\n", probe_load(V_SWAP));
     write_cr3((uint32_t)dir_a);
     printk("directory a %08x\n", probe_load(V_SWAP));
+
+    /* code rewritten through another mapping of its page, after it ran */
+    static const uint8_t ret_1[] = {0xB8, 0x01, 0x00, 0x00, 0x00, 0xC3}; /* mov eax,1; ret */
+    for (uint32_t i = 0; i < sizeof ret_1; i++)
+        code_page[i] = ret_1[i];
+    uint32_t (*fn)(void) = (uint32_t (*)(void))(uint32_t)code_page;
+    uint32_t first = fn();
+    *(volatile uint32_t *)(V_ALIAS + 0x800) = 0x12345678u; /* data in the same page */
+    *(volatile uint8_t *)(V_ALIAS + 1) = 0x02;             /* mov eax,2 */
+    uint32_t second = fn();
+    printk("code patched through an alias: %u then %u\n", first, second);
 
     /* ring 3 */
     uint32_t code = enter_user((uint32_t)user_main, USER_STACK_TOP);
