@@ -10,7 +10,8 @@
  * executable (no NX).  Here a data fill is granted READ/WRITE only, so after its first
  * store the entry takes TCG's inline fast path; EXEC is granted on instruction-fetch
  * fills, and on data fills of physical pages code was ever fetched from (so stores to
- * code keep invalidating its translations, whatever linear address they use).
+ * code keep invalidating its translations, whatever linear address they use; the set
+ * only grows, which costs speed on pages that held code once, never correctness).
  *
  * The walk is the one of unicorn's (QEMU's) i386 MMU without PAE: 4 KiB pages and 4 MiB
  * PSE pages, U/S and R/W of the PDE and PTE combined and checked against the CPL and
@@ -25,6 +26,9 @@
  * ring-3 segment load, far transfer, IRET, LAR/LSL/VERR/VERW) come here with no mmu
  * index: a fill refused for ring 3 is granted as a supervisor access when the faulting
  * instruction is one of those and the page holds the GDT, the LDT or the TSS.
+ *
+ * rd_deliver (at the end) delivers an interrupt through a 32-bit IDT gate in protected
+ * mode, the common case of interrupts.py, without a Python round trip.
  */
 #include <stdbool.h>
 #include <stdint.h>
@@ -347,12 +351,6 @@ static bool fill(struct rd_vtlb *v, uint64_t addr, int type, struct uc_tlb_entry
         store32(v, entry_at, entry);
     }
     return grant(v, e, paddr, type, writable && (entry & PG_D));
-}
-
-/* Forget which pages held code (the translation cache was flushed). */
-void rd_vtlb_forget_code(struct rd_vtlb *v) {
-    memset(v->code_pages, 0, (size_t)((v->ram_size >> 12) + 7) / 8);
-    v->ctl(v->uc, v->flush_ctl);
 }
 
 bool rd_tlb_fill(uc_engine *uc, uint64_t addr, int type, struct uc_tlb_entry *e, void *user) {

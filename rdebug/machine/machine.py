@@ -286,6 +286,7 @@ class Machine:
             self._target = min(hard, soft)
             self._emulating = True
             page_fault: PageFault | None = None
+            self.cpu.vtlb.clear_fault()  # a refusal seen by a probe never became a fault
             try:
                 cause = self.counter.execute(hard, soft)
             except UcError as exc:

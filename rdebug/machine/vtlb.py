@@ -82,8 +82,6 @@ def _library() -> ctypes.CDLL:
     if spec is None or spec.origin is None:
         raise MachineError("the native extension is not built: reinstall rdebug (pip install .)")
     lib = ctypes.CDLL(spec.origin)
-    lib.rd_vtlb_forget_code.argtypes = (ctypes.c_void_p,)
-    lib.rd_vtlb_forget_code.restype = None
     lib.rd_deliver.argtypes = (
         ctypes.c_void_p,
         ctypes.c_uint32,
@@ -232,7 +230,3 @@ class VirtualTlb:
 
     def clear_fault(self) -> None:
         self._st.fault = _FAULT_NONE
-
-    def forget_code(self) -> None:
-        """The translation cache was flushed: no page holds translated code now."""
-        self._lib.rd_vtlb_forget_code(self._st_addr)
