@@ -42,7 +42,8 @@ from rdebug.host.sources import LiveInputs
 from rdebug.machine.loader import LoadedImage, load_image
 from rdebug.machine.machine import Machine, MachineConfig, StopReason
 
-GUESTS = Path(__file__).resolve().parent.parent / "sample_guests" / "build"
+ROOT = Path(__file__).resolve().parent.parent
+GUESTS = ROOT / "sample_guests" / "build"
 MEMORY_MB = 256
 
 _REGS = (
@@ -131,11 +132,12 @@ class Result:
 
 
 def whole_run(elf: Path) -> float:
-    """Wall seconds of `rdebug run` on `elf`, a whole process (bytecode cached)."""
+    """Wall seconds of `rdebug run` on `elf`, a whole process (bytecode cached), run in
+    this tree (`python -m` looks in the working directory first)."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     argv = [sys.executable, "-m", "rdebug", "run", "-m", str(MEMORY_MB), "--serial", "null"]
     t0 = time.perf_counter()
-    proc = subprocess.run([*argv, str(elf)], capture_output=True, check=False, env=env)
+    proc = subprocess.run([*argv, str(elf)], capture_output=True, check=False, env=env, cwd=ROOT)
     elapsed = time.perf_counter() - t0
     if proc.returncode != 1:
         raise SystemExit(f"rdebug run {elf.name}: status {proc.returncode}: {proc.stderr[-300:]!r}")
