@@ -1,5 +1,6 @@
-"""Builds the native instruction counter and page walk (rdebug/machine/_icount.c, _vtlb.c)
-at install time."""
+"""Builds the native extensions at install time: the instruction counter and the page
+walk (rdebug/machine/_icount.c, _vtlb.c) and the dirty-page tracker
+(rdebug/machine/_pages.c)."""
 
 from setuptools import Extension, setup
 
@@ -7,8 +8,13 @@ setup(
     ext_modules=[
         Extension(
             "rdebug.machine._icount",
-            sources=["rdebug/machine/_icount.c", "rdebug/machine/_pages.c", "rdebug/machine/_vtlb.c"],
+            sources=["rdebug/machine/_icount.c", "rdebug/machine/_vtlb.c"],
             extra_compile_args=["-O3", "-std=c11"],
-        )
+        ),
+        Extension(
+            "rdebug.machine._pages",
+            sources=["rdebug/machine/_pages.c"],
+            extra_compile_args=["-O3", "-std=c11"],
+        ),
     ]
 )

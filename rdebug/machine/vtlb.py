@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
-import importlib.util
 import struct
 from dataclasses import dataclass
 
@@ -78,10 +77,13 @@ class PageFault:
 
 
 def _library() -> ctypes.CDLL:
-    spec = importlib.util.find_spec("rdebug.machine._icount")
-    if spec is None or spec.origin is None:
-        raise MachineError("the native extension is not built: reinstall rdebug (pip install .)")
-    lib = ctypes.CDLL(spec.origin)
+    try:  # the page walk is built into the counter's extension
+        from rdebug.machine import _icount  # noqa: PLC0415  (lazily: only to find its file)
+    except ImportError:
+        raise MachineError(
+            "the native extension is not built: reinstall rdebug (pip install .)"
+        ) from None
+    lib = ctypes.CDLL(_icount.__file__)
     lib.rd_deliver.argtypes = (
         ctypes.c_void_p,
         ctypes.c_uint32,
