@@ -262,6 +262,7 @@ class Cpu:
         del self._ram_ptr
         self.ram.release()
         self.uc = None
+        self.vtlb.close()  # its hook's state lives until the engine is gone
         self._ram_map.close()
         if self._ram_fd >= 0:
             os.close(self._ram_fd)

@@ -159,7 +159,7 @@ class VirtualTlb:
     """Switches `uc` to the virtual-TLB mode with the native page walk over `ram`."""
 
     def __init__(self, uc: Uc, ram_address: int, ram_size: int) -> None:
-        self._uc = uc
+        self._uc: Uc | None = uc
         self._lib = _library()
         self._offset = _invalid_addr_offset()
         self._code_pages = (ctypes.c_uint8 * ((ram_size // 4096 + 7) // 8))()
@@ -211,6 +211,7 @@ class VirtualTlb:
             return None
         if fault == _FAULT_PAE:
             raise MachineError("PAE paging is not supported")
+        assert self._uc is not None
         base = ctypes.cast(self._uc._uch, ctypes.c_void_p).value or 0
         address = ctypes.c_uint64.from_address(base + self._offset).value & 0xFFFFFFFF
         if address >> 12 != int(st.fault_page) >> 12:
@@ -232,3 +233,8 @@ class VirtualTlb:
 
     def clear_fault(self) -> None:
         self._st.fault = _FAULT_NONE
+
+    def close(self) -> None:
+        """Drop this object's reference to the engine (the machine is closing).  The
+        hook's state stays with this object, which the engine no longer outlives."""
+        self._uc = None

@@ -131,3 +131,19 @@ def test_seeks_in_any_order_match_straight_replays(trace: Trace) -> None:
     finally:
         line.close()
         replay.close()
+
+
+def test_pae_paging_stops_the_machine_with_a_clear_message() -> None:
+    machine, _ = make_machine("hello")
+    try:
+        cpu = machine.cpu
+        cpu.write_physical(0x9000, bytes(4096))  # a page directory pointer table
+        cpu.write("cr3", 0x9000)
+        cpu.write("cr4", cpu.read("cr4") | 0x20)  # PAE
+        cpu.write("cr0", cpu.read("cr0") | 0x80000000)  # PG
+        machine.counter.invalidate()
+        stop = machine.run()
+    finally:
+        machine.close()
+    assert stop.reason is StopReason.FAULT
+    assert stop.detail == "PAE paging is not supported"
