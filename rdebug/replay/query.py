@@ -149,6 +149,9 @@ class Query(Generic[R_co]):
     def _on_break(self, pc: int) -> None:
         """The run stopped at one of the query's breakpoints (before `pc`)."""
 
+    def _on_start(self, pc: int) -> None:
+        """A run is about to start at `pc` (where no breakpoint stops it)."""
+
     def _ready(self) -> list[R_co]:
         """Rows complete so far (and forget them)."""
         return []
@@ -203,6 +206,8 @@ class Query(Generic[R_co]):
         timeline = self._timeline
         self._arm()
         try:
+            # a run does not stop at a breakpoint where it starts: look at it here
+            self._on_start(timeline.machine.cpu.linear_pc())
             while timeline.icount < target:
                 stop = timeline.forward(target, breakpoints=True)
                 if stop.reason is StopReason.BREAKPOINT:
@@ -360,6 +365,7 @@ class Calls(Query[Call]):
         self._read_u32 = read_u32
         self._calls: list[_OpenCall] = []  # in entry order, the open ones and those after
         self._armed: set[int] = set()
+        self._last_seen: tuple[int, int] | None = None
 
     def _open(self) -> list[_OpenCall]:
         return [call for call in self._calls if not call.done]
@@ -386,7 +392,14 @@ class Calls(Query[Call]):
     def _on_break(self, pc: int) -> None:
         self._at(pc, self._timeline.icount)
 
+    def _on_start(self, pc: int) -> None:
+        if pc in self._armed or pc in self._timeline.breakpoints:
+            self._at(pc, self._timeline.icount)
+
     def _at(self, pc: int, icount: int) -> None:
+        if (icount, pc) == self._last_seen:
+            return  # seen already (a run's end and the next one's start, an interrupt there)
+        self._last_seen = (icount, pc)
         cpu = self._timeline.machine.cpu
         esp = cpu.read("esp")
         if not self.start <= icount < self.end:

@@ -29,6 +29,7 @@ from prompt_toolkit.document import Document
 
 from rdebug import api
 from rdebug.repl import Completions, Repl
+from rdebug.replay import query as query_engine
 from tests.conftest import EVENT_TIMEOUT, HeldOperation, long_crc_trace, record_cli
 from tests.unit.test_repl import Screen
 
@@ -368,3 +369,25 @@ def test_timer_ticks_and_irq0_equal_stepping(tmp_path: Path) -> None:
         rows = [(r.icount, r.vector) for r in session.interrupts(exceptions=True)]
         assert rows == taken and {v for _, v in rows} == {32}
         assert [(r.icount, r.vector) for r in session.interrupts(32)] == taken
+
+
+def test_spans_and_chunks_that_begin_on_a_call(
+    bug: tuple[Path, Reference], session: api.Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run does not stop at a breakpoint where it starts: a span (or one of the query's
+    chunks) beginning exactly at a call's entry or return still sees it."""
+    ref = bug[1]
+    first, second = ref.calls[0], ref.calls[1]
+    rows = list(session.calls("deposit", 1, first[0], second[0] + 1))
+    assert [(c.icount, c.return_icount) for c in rows] == [(first[0], first[3]), (second[0], None)]
+    monkeypatch.setattr(query_engine, "CHUNK", 7)  # chunk ends land on entries and returns
+    rows = list(session.calls("deposit", 1, 1500, 12000))
+    expected = [c for c in ref.calls if 1500 <= c[0] < 12000]
+    returned = [(i, ret, arg, back, eax) for i, ret, arg, back, eax in expected if back < 12000]
+    assert [c for c in expected if c not in returned] == [expected[-1]]  # still running at the end
+    assert [(c.icount, c.return_address, c.args[0], c.return_icount, c.eax) for c in rows] == [
+        *returned,
+        (*expected[-1][:3], None, None),
+    ]
+    writes = [(w.icount, w.pc, w.value) for w in session.accesses(BALANCE, 4, "write", 1500, 12000)]
+    assert writes == _in(ref.writes, 1500, 12000)
