@@ -25,7 +25,9 @@ from rdebug.gdbstub.server import GdbServer
 from rdebug.host.keys import ListInputSource, parse_mouse_script, text_to_keys
 from rdebug.host.netdev import NetInputs, PcapWriter, SocketNetdev, UdpNetdev, parse_netdev
 from rdebug.host.sources import FileSerialSource, LiveInputs, StreamSerialSource
+from rdebug.host.wav import WavMicrophone, WavSpeaker
 from rdebug.machine.devices.ne2000 import FrameSink, NicConfig
+from rdebug.machine.devices.sb16 import AudioSink, Sb16Config
 from rdebug.machine.inputs import ExternalInputs, InputSource, SerialSource
 from rdebug.machine.loader import ImageFormat, LoadedImage, parse_image
 from rdebug.machine.machine import Machine, MachineConfig, StopEvent, StopReason
@@ -105,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_machine_options(run)
     _add_serial_options(run, inputs=True)
     _add_net_options(run)
+    _add_audio_options(run, inputs=True)
     _add_max_insns(run)
     run.add_argument(
         "--gdb",
@@ -135,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_machine_options(record)
     _add_serial_options(record, inputs=True)
     _add_net_options(record)
+    _add_audio_options(record, inputs=True)
     _add_max_insns(record)
 
     replay = sub.add_parser(
@@ -155,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="write the frames the guest's NIC sends to FILE (a pcap capture, stamped "
         "in virtual time); otherwise they are dropped",
     )
+    _add_audio_options(replay, inputs=False)
     replay.add_argument(
         "--gdb",
         default=None,
@@ -340,6 +345,81 @@ def _add_net_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_audio_options(parser: argparse.ArgumentParser, inputs: bool) -> None:
+    """--sound, --audio-input, --audio-output (replay takes only --audio-output)."""
+    output_help = (
+        "write what the guest plays on the sound card to FILE (a WAV file in the format it "
+        "first plays; samples in another format are converted to it)"
+    )
+    if not inputs:
+        parser.add_argument("--audio-input", type=Path, default=None, help=argparse.SUPPRESS)
+        parser.add_argument(
+            "--audio-output", type=Path, default=None, metavar="FILE.wav", help=output_help
+        )
+        return
+    parser.add_argument(
+        "--sound",
+        default=None,
+        metavar="sb16[,iobase=0x220][,irq=5][,dma=1][,dma16=5]",
+        help="a Sound Blaster 16 on the ISA bus (recorded with the trace; implied by "
+        "--audio-input and --audio-output)",
+    )
+    parser.add_argument(
+        "--audio-input",
+        type=Path,
+        default=None,
+        metavar="FILE.wav",
+        help="the sound card's microphone: the samples of a PCM WAV file (8-bit unsigned or "
+        "16/24/32-bit signed, any rate and channels), from its first one on as the guest "
+        "records, converted to the format it programs; silence after the end",
+    )
+    parser.add_argument(
+        "--audio-output", type=Path, default=None, metavar="FILE.wav", help=output_help
+    )
+
+
+def parse_sound(text: str) -> Sb16Config:
+    """`sb16[,iobase=N][,irq=N][,dma=N][,dma16=N]` (QEMU's -device sb16 properties)."""
+    option = f"--sound {text}"
+    model, _, rest = text.partition(",")
+    if model.removeprefix("model=") != "sb16":
+        raise UsageError(f"{option}: unknown sound card {model!r} (rdebug has sb16)")
+    fields: dict[str, int] = {}
+    for part in rest.split(",") if rest else []:
+        key, sep, value = part.partition("=")
+        if not sep or key in fields or key not in ("iobase", "irq", "dma", "dma16"):
+            raise UsageError(f"{option}: expected iobase=N, irq=N, dma=N or dma16=N, not {part!r}")
+        try:
+            fields[key] = int(value, 0)
+        except ValueError:
+            raise UsageError(f"{option}: {key}={value!r} is not a number") from None
+    try:
+        return Sb16Config(**fields)
+    except ValueError as exc:
+        raise UsageError(f"{option}: {exc}") from None
+
+
+def _sound_config(args: argparse.Namespace) -> Sb16Config | None:
+    if args.sound is not None:
+        return parse_sound(args.sound)
+    if args.audio_input is not None or args.audio_output is not None:
+        return Sb16Config()
+    return None
+
+
+@contextlib.contextmanager
+def _audio_output(path: Path | None) -> Iterator[AudioSink | None]:
+    """The WAV file of --audio-output (finished when the run ends), or None."""
+    if path is None:
+        yield None
+        return
+    speaker = WavSpeaker.create(path)
+    try:
+        yield speaker
+    finally:
+        speaker.close()
+
+
 def parse_nic(text: str) -> NicConfig:
     """`ne2k_isa[,iobase=N][,irq=N][,mac=XX:XX:XX:XX:XX:XX]` (QEMU's -nic, one model)."""
     option = f"--nic {text}"
@@ -508,6 +588,7 @@ def _machine_config(args: argparse.Namespace) -> MachineConfig:
         memory_mb=args.memory_mb,
         icount_shift=args.icount_shift,
         nic=_nic_config(args),
+        sound=_sound_config(args),
     )
 
 
@@ -520,10 +601,11 @@ def _live_inputs(args: argparse.Namespace) -> tuple[LiveInputs, bool]:
         except OSError as exc:
             raise UsageError(f"--serial-input {args.serial_input}: {exc.strerror}") from None
     devices = _device_inputs(args)
+    mic = None if args.audio_input is None else WavMicrophone.open(args.audio_input)
     if args.serial == "stdio" and args.serial_input is None and _stdin_readable():
         sources[0] = StreamSerialSource(sys.stdin.buffer)
-        return LiveInputs(sources, input_sources=devices), sys.stdin.isatty()
-    return LiveInputs(sources, input_sources=devices), False
+        return LiveInputs(sources, input_sources=devices, microphone=mic), sys.stdin.isatty()
+    return LiveInputs(sources, input_sources=devices, microphone=mic), False
 
 
 def _device_inputs(args: argparse.Namespace) -> list[InputSource]:
@@ -604,8 +686,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = _machine_config(args)
     disks = open_disks(_drives(args), check=False)
     live, terminal = _live_inputs(args)
-    with _serial_backend(args.serial) as backend, _netdev(args, live) as (inputs, net):
-        machine = Machine(config, inputs, [backend] if backend else [], disks, net)
+    with (
+        _serial_backend(args.serial) as backend,
+        _netdev(args, live) as (inputs, net),
+        _audio_output(args.audio_output) as audio,
+    ):
+        machine = Machine(config, inputs, [backend] if backend else [], disks, net, audio=audio)
         try:
             if args.gdb is not None:
                 machine.load(image)
@@ -650,7 +736,11 @@ def cmd_record(args: argparse.Namespace) -> int:
     config = _machine_config(args)
     drives = _drives(args)
     live, terminal = _live_inputs(args)
-    with _serial_backend(args.serial) as backend, _netdev(args, live) as (inputs, net):
+    with (
+        _serial_backend(args.serial) as backend,
+        _netdev(args, live) as (inputs, net),
+        _audio_output(args.audio_output) as audio,
+    ):
         recording = record(
             args.output,
             data,
@@ -660,6 +750,7 @@ def cmd_record(args: argparse.Namespace) -> int:
             serial=[backend] if backend else [],
             drives=drives,
             net=net,
+            audio=audio,
             run=lambda machine: _execute(machine, None, args.max_insns, terminal),
         )
     status = _report(recording.stop)
@@ -721,30 +812,38 @@ def cmd_replay_gdb(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    for option in ("keyboard_input", "mouse_input", "serial_input"):
+    for option in ("keyboard_input", "mouse_input", "serial_input", "audio_input"):
         if getattr(args, option) is not None:
             name = "--" + option.replace("_", "-")
             raise UsageError(
                 f"replay takes no {name}: the trace's log carries every input of the "
-                "recording (keys, mouse, serial bytes)"
+                "recording (keys, mouse, serial bytes, microphone samples)"
             )
     if args.gdb is not None:
-        if args.net_output is not None:
-            raise UsageError("--net-output: not with --gdb")
+        for option in ("net_output", "audio_output"):
+            if getattr(args, option) is not None:
+                raise UsageError(f"--{option.replace('_', '-')}: not with --gdb")
         return cmd_replay_gdb(args)
     trace = Trace.open(args.trace)
     if args.net_output is not None and trace.info.nic is None:
         raise UsageError(f"--net-output: {args.trace} was recorded without a NIC")
+    if args.audio_output is not None and trace.info.sound is None:
+        raise UsageError(f"--audio-output: {args.trace} was recorded without a sound card")
     image = load_guest(trace.info.guest, trace.guest_image())
     try:
         log = trace.log_path.open("rb")
     except OSError as exc:
         raise FormatError(f"{trace.log_path}: cannot read: {exc.strerror}") from None
     disks = open_disks(trace.info.drives, check=True)
-    with log, _serial_backend(args.serial) as backend, _net_output(args.net_output) as net:
+    with (
+        log,
+        _serial_backend(args.serial) as backend,
+        _net_output(args.net_output) as net,
+        _audio_output(args.audio_output) as audio,
+    ):
         player = Player(log, str(trace.log_path))
         serial = [backend] if backend else []
-        machine = Machine(trace.info.machine_config(), player, serial, disks, net)
+        machine = Machine(trace.info.machine_config(), player, serial, disks, net, audio=audio)
         try:
             stop = _execute(machine, image, None, terminal=False)
         finally:

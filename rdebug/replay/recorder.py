@@ -1,9 +1,9 @@
 """The recorder: live inputs, each of them logged at the icount where it entered.
 
 Wraps another `ExternalInputs` (the live one) and appends to the log everything the
-machine takes from it (serial bytes, host clock reads) and every synchronisation event
-(interrupts, exceptions, shutdown, clock warps), each preceded by EVENT_INSTRUCTION
-with the instructions run since the previous event.
+machine takes from it (serial bytes, host clock reads, microphone samples) and every
+synchronisation event (interrupts, exceptions, shutdown, clock warps), each preceded by
+EVENT_INSTRUCTION with the instructions run since the previous event.
 
 Flush policy: every event goes to the file as soon as it is logged, except exceptions
 (a syscall-heavy guest takes hundreds of thousands a second), which wait for the next
@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
+from rdebug.machine.audio import AudioFormat
 from rdebug.machine.inputs import (
     AsyncInput,
     ExternalInputs,
@@ -30,6 +31,7 @@ from rdebug.replay.input_events import encode_input
 from rdebug.replay.log import (
     AsyncCharRead,
     AsyncNet,
+    AudioIn,
     Checkpoint,
     CheckpointKind,
     Clock,
@@ -113,6 +115,11 @@ class Recorder:
         value = self._inner.host_clock_ns(icount)
         self._put(icount, Clock(ClockKind.HOST, value))
         return value
+
+    def audio_input(self, icount: int, fmt: AudioFormat, frames: int) -> bytes:
+        data = self._inner.audio_input(icount, fmt, frames)
+        self._put(icount, AudioIn(0, fmt.rate, fmt.channels, fmt.bits, fmt.signed, data))
+        return data
 
     def take_async(self, icount: int) -> Sequence[AsyncInput]:
         items = self._inner.take_async(icount)

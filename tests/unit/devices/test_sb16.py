@@ -291,3 +291,17 @@ def test_save_load_mid_transfer_continues_the_same(new_ctx: type[FakeContext], r
     ctx2.advance(40 * MS)
     assert (bytes(ram.data[0x20000:0x20400]), mic2.next) == (straight[0], straight[2])
     assert ctx2.rises(5) == [25 * MS]
+
+
+def test_mixer_dma_setting_moves_the_8bit_channel(
+    ctx: FakeContext, sb: Sb16, dma: IsaDma, ram: Ram, sink: Sink
+) -> None:
+    mixer(sb, 0x81, 0x08 | 0x20)  # 8-bit DMA 3, 16-bit DMA 5
+    assert mixer(sb, 0x81) == 0x28
+    ram.data[0x30000:0x30004] = b"abcd"
+    program8(dma, 1, 0x10000, 4, 0x48)  # channel 1 is no longer the card's
+    program8(dma, 3, 0x30000, 4, 0x48)
+    dsp(sb, 0x41, 8000 >> 8, 8000 & 0xFF, 0xC0, 0x00, 3, 0)
+    ctx.advance(10 * MS)
+    assert sink.data == b"abcd" and ctx.level(5)
+    assert dma.position(1) == (0x0000, 3)  # untouched
