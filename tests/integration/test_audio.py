@@ -5,6 +5,7 @@ QEMU's, and bad WAV files or options are one clear line."""
 
 from __future__ import annotations
 
+import io
 import re
 import shutil
 import subprocess
@@ -15,13 +16,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rdebug.errors import SnapshotError
+from rdebug.errors import LogDivergence, SnapshotError
 from rdebug.events import EventKind, read_events
 from rdebug.host.sources import LiveInputs
 from rdebug.host.wav import WavMicrophone
+from rdebug.machine.audio import AudioFormat
 from rdebug.machine.devices.sb16 import Sb16Config
 from rdebug.machine.machine import Machine, MachineConfig, StopEvent
 from rdebug.replay import log
+from rdebug.replay.player import Player
 from rdebug.replay.recording import record
 from rdebug.replay.timeline import Timeline
 from rdebug.replay.trace import GuestSpec, Trace, sha256
@@ -310,3 +313,15 @@ def test_a_snapshot_needs_the_same_sound_hardware() -> None:
     finally:
         with_card.close()
         without.close()
+
+
+def test_replay_diverges_when_the_card_asks_for_other_samples() -> None:
+    fmt = AudioFormat(8000, 1, 8, False)
+    event = log.AudioIn(0, 8000, 1, 8, False, b"\x01\x02")
+    raw = log.encode_header() + log.encode(log.Instruction(10)) + log.encode(event)
+    raw += log.encode(log.End())
+    assert Player(io.BytesIO(raw), "l").audio_input(10, fmt, 2) == b"\x01\x02"
+    for icount, asked, frames in ((11, fmt, 2), (10, AudioFormat(8000, 2, 8, False), 1),
+                                  (10, fmt, 3)):  # fmt: skip
+        with pytest.raises(LogDivergence, match=r"AUDIO_IN card=0 8000 Hz .* microphone"):
+            Player(io.BytesIO(raw), "l").audio_input(icount, asked, frames)
