@@ -18,6 +18,7 @@ Knows nothing of the machine but its `AudioFormat`.
 from __future__ import annotations
 
 import wave
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -123,28 +124,50 @@ def interpolate(
 # -- the microphone -------------------------------------------------------------------------
 
 
-class WavMicrophone:
-    """A WAV file played into the microphone from its first frame, then silence."""
+@dataclass(frozen=True, slots=True)
+class Pcm:
+    """The frames of a PCM WAV file as it stores them."""
 
-    def __init__(self, samples: Samples, rate: int) -> None:
-        self.samples = samples
-        self.rate = rate
-        self._position = RateConverter(rate)
+    data: bytes
+    width: int  # bytes per sample
+    channels: int
+    rate: int
+
+    @property
+    def frames(self) -> int:
+        return len(self.data) // (self.width * self.channels)
+
+    def samples(self, start: int, stop: int) -> Samples:
+        """Frames [start, stop) (clipped to the file) at full scale."""
+        size = self.width * self.channels
+        return decode(self.data[start * size : stop * size], self.width, self.channels)
+
+
+class WavMicrophone:
+    """A WAV file played into the microphone from its first frame, then silence.
+
+    The file's bytes stay as they are; each read converts only the frames it needs.
+    """
+
+    def __init__(self, pcm: Pcm) -> None:
+        self.pcm = pcm
+        self._position = RateConverter(pcm.rate)
 
     @classmethod
     def open(cls, path: Path, option: str = "--audio-input") -> WavMicrophone:
-        samples, rate = read_wav(path, option)
-        return cls(samples, rate)
+        return cls(read_wav(path, option))
 
     def read(self, fmt: AudioFormat, frames: int) -> bytes:
         """The next `frames` frames, converted to `fmt` (exactly that many bytes)."""
         index, weight = self._position.take(frames, fmt.rate)
-        frames_out = interpolate(self.samples, index, weight)
+        first = int(index[0]) if frames else 0
+        window = self.pcm.samples(first, int(index[-1]) + 2 if frames else 0)
+        frames_out = interpolate(window, index - first, weight)
         return encode(to_channels(frames_out, fmt.channels), fmt)
 
 
-def read_wav(path: Path, option: str) -> tuple[Samples, int]:
-    """All frames of a PCM WAV file and its rate; a `WavError` naming the file if not."""
+def read_wav(path: Path, option: str) -> Pcm:
+    """A PCM WAV file's frames and format; a `WavError` naming the file if it is not one."""
     where = f"{option} {path}"
     try:
         stream = path.open("rb")
@@ -172,7 +195,7 @@ def read_wav(path: Path, option: str) -> tuple[Samples, int]:
             f"{where}: truncated (its header announces {params.nframes} frames, "
             f"the file holds {have})"
         )
-    return decode(data, params.sampwidth, params.nchannels), params.framerate
+    return Pcm(data, params.sampwidth, params.nchannels, params.framerate)
 
 
 # -- the speaker ----------------------------------------------------------------------------
