@@ -17,7 +17,9 @@ Knows nothing of the machine but its `AudioFormat`.
 
 from __future__ import annotations
 
+import contextlib
 import wave
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -261,3 +263,16 @@ class WavSpeaker:
             writer, _ = self._open(AudioFormat(8000, 1, 8, False))
         writer.close()
         self._stream.close()
+
+
+@contextlib.contextmanager
+def audio_output(path: Path | None) -> Iterator[WavSpeaker | None]:
+    """The WAV file of `--audio-output PATH` (finished when the run ends), or None."""
+    if path is None:
+        yield None
+        return
+    speaker = WavSpeaker.create(path)
+    try:
+        yield speaker
+    finally:
+        speaker.close()
