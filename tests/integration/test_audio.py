@@ -31,19 +31,11 @@ from rdebug.replay.trace import GuestSpec, Trace, sha256
 from rdebug.snapshots import vmstate
 from tests.conftest import GUESTS, ROOT, Replay, straight_hash
 from tests.e2e.test_cli import assert_one_clear_line, rdebug
+from tests.unit.test_wav import write_wav
 
 CAPTURE = 4000
 MIC_LINE = re.compile(rb"mic n=(\d+) crc32=([0-9a-f]{8}) peak=(\d+)\n")
 CONFIG = MachineConfig(memory_mb=16, sound=Sb16Config())
-
-
-def write_wav(path: Path, rate: int, channels: int, width: int, data: bytes) -> Path:
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(channels)
-        w.setsampwidth(width)
-        w.setframerate(rate)
-        w.writeframes(data)
-    return path
 
 
 def noise_wav(path: Path, frames: int = 6000, seed: int = 20) -> bytes:

@@ -47,7 +47,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Protocol
 
-from rdebug.machine.devices.base import Device, DeviceContext, State, StateValue, state_int
+from rdebug.machine.devices.base import (
+    BOOL,
+    BUFFER,
+    INT,
+    ByteDevice,
+    DeviceContext,
+    State,
+    Stateful,
+    StateValue,
+    fields,
+)
 
 #: Page register port of each channel (channel 4 is the cascade: no page register).
 PAGE_PORTS = {0: 0x87, 1: 0x83, 2: 0x81, 3: 0x82, 5: 0x8B, 6: 0x89, 7: 0x8A}
@@ -81,8 +91,10 @@ class PhysicalMemory(Protocol):
     def write_physical(self, paddr: int, data: bytes) -> None: ...
 
 
-class _Channel:
+class _Channel(Stateful):
     """One channel's registers."""
+
+    state_fields = fields(INT, "base_address", "base_count", "address", "count", "mode", "page")
 
     def __init__(self) -> None:
         self.base_address = 0
@@ -92,11 +104,14 @@ class _Channel:
         self.mode = 0
         self.page = 0
 
-    FIELDS = ("base_address", "base_count", "address", "count", "mode", "page")
 
-
-class _Controller:
+class _Controller(Stateful):
     """One 8237A: four channels and the controller-wide registers."""
+
+    state_fields = (
+        *fields(INT, "command", "status", "request", "mask", "temporary"),
+        *fields(BOOL, "flip_flop"),
+    )
 
     def __init__(self, word: bool) -> None:
         self.word = word  # 16-bit transfers (controller 2)
@@ -166,37 +181,22 @@ class _Controller:
                 pass
 
     def save_state(self) -> State:
-        return {
-            "command": self.command,
-            "status": self.status,
-            "request": self.request,
-            "mask": self.mask,
-            "flip_flop": self.flip_flop,
-            "temporary": self.temporary,
-            "channels": [
-                {name: getattr(channel, name) for name in _Channel.FIELDS}
-                for channel in self.channels
-            ],
-        }
+        state = super().save_state()
+        state["channels"] = [channel.save_state() for channel in self.channels]
+        return state
 
     def load_state(self, state: Mapping[str, StateValue]) -> None:
-        self.command = state_int(state["command"])
-        self.status = state_int(state["status"])
-        self.request = state_int(state["request"])
-        self.mask = state_int(state["mask"])
-        self.flip_flop = bool(state["flip_flop"])
-        self.temporary = state_int(state["temporary"])
+        super().load_state(state)
         channels = state["channels"]
         if not isinstance(channels, list) or len(channels) != 4:
             raise TypeError("expected four DMA channels in a device state")
         for channel, saved in zip(self.channels, channels, strict=True):
             if not isinstance(saved, dict):
                 raise TypeError("expected a DMA channel's registers in a device state")
-            for name in _Channel.FIELDS:
-                setattr(channel, name, state_int(saved[name]))
+            channel.load_state(saved)
 
 
-class IsaDma(Device):
+class IsaDma(ByteDevice):
     """The two 8237A controllers of a PC/AT (channels 0-3 8-bit, 4-7 16-bit).
 
     Devices use `ready`, `write_memory` and `read_memory`; `set_dreq` shows their
@@ -205,6 +205,7 @@ class IsaDma(Device):
 
     name = "dma"
     ports = (range(0x00, 0x10), _PAGE_RANGE, range(0xC0, 0xE0))
+    state_fields = (*fields(BUFFER, "extra_pages"), *fields(INT, "_dreq"))
 
     def __init__(self, ctx: DeviceContext, memory: PhysicalMemory) -> None:
         super().__init__(ctx)
@@ -220,16 +221,6 @@ class IsaDma(Device):
         self.extra_pages = bytearray(len(_PAGE_RANGE))
 
     # -- the guest's side -------------------------------------------------------------------
-
-    def io_read(self, port: int, size: int) -> int:
-        value = 0
-        for i in range(size):
-            value |= self._read_byte(port + i) << (8 * i)
-        return value
-
-    def io_write(self, port: int, size: int, value: int) -> None:
-        for i in range(size):
-            self._write_byte(port + i, (value >> (8 * i)) & 0xFF)
 
     def _read_byte(self, port: int) -> int:
         if port < 0x10:
@@ -374,13 +365,12 @@ class IsaDma(Device):
     # -- snapshots --------------------------------------------------------------------------
 
     def save_state(self) -> State:
-        return {
-            "controllers": [controller.save_state() for controller in self.controllers],
-            "extra_pages": bytes(self.extra_pages),
-            "dreq": self._dreq,
-        }
+        state = super().save_state()
+        state["controllers"] = [controller.save_state() for controller in self.controllers]
+        return state
 
     def load_state(self, state: Mapping[str, StateValue]) -> None:
+        super().load_state(state)
         controllers = state["controllers"]
         if not isinstance(controllers, list) or len(controllers) != 2:
             raise TypeError("expected two DMA controllers in a device state")
@@ -388,11 +378,8 @@ class IsaDma(Device):
             if not isinstance(saved, dict):
                 raise TypeError("expected a DMA controller's registers in a device state")
             controller.load_state(saved)
-        extra = state["extra_pages"]
-        if not isinstance(extra, bytes) or len(extra) != len(_PAGE_RANGE):
+        if len(self.extra_pages) != len(_PAGE_RANGE):
             raise TypeError("expected the DMA page registers in a device state")
-        self.extra_pages = bytearray(extra)
-        self._dreq = state_int(state["dreq"])
 
 
 def _reverse_units(data: bytes, unit: int) -> bytes:

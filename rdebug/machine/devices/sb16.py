@@ -44,13 +44,14 @@ from typing import Protocol
 
 from rdebug.machine.audio import AudioFormat
 from rdebug.machine.devices.base import (
-    Device,
+    BOOL,
+    BUFFER,
+    INT,
+    OPT_INT,
+    ByteDevice,
     DeviceContext,
-    State,
     StateValue,
-    state_bytes,
-    state_int,
-    state_opt_int,
+    fields,
 )
 from rdebug.machine.devices.dma import MODE_READ, MODE_WRITE, IsaDma
 
@@ -122,10 +123,19 @@ def silent_microphone(fmt: AudioFormat, frames: int) -> bytes:
     return fmt.silence(frames)
 
 
-class Sb16(Device):
+class Sb16(ByteDevice):
     """One Sound Blaster 16 (DSP 4.05) using `dma` for its transfers."""
 
     name = "sb16"
+    state_fields = (
+        *fields(INT, "mixer_index", "command", "last_read", "test_register", "rate"),
+        *fields(INT, "block_size", "fmt_rate", "fmt_channels", "fmt_bits", "block_bytes"),
+        *fields(INT, "left", "epoch_ns", "epoch_bytes", "moved", "_irq_line"),
+        *fields(BOOL, "reset_latch", "speaker", "active", "paused", "input", "wide"),
+        *fields(BOOL, "auto_init", "fmt_signed", "_irq_level"),
+        *fields(OPT_INT, "time_constant", "silence_deadline"),
+        *fields(BUFFER, "mixer", "params", "out"),
+    )
 
     def __init__(
         self,
@@ -191,9 +201,7 @@ class Sb16(Device):
         self.deadline: int | None = None
 
     def reset(self) -> None:
-        if self._irq_level:
-            self.ctx.set_irq(self._irq_line, False)
-            self._irq_level = False
+        self._irq_level = self.drive_irq(self._irq_line, False, self._irq_level)
         self._init_mixer()
         self._init_dsp()
         self._arm()
@@ -226,18 +234,8 @@ class Sb16(Device):
 
     # -- the guest's side -------------------------------------------------------------------
 
-    def io_read(self, port: int, size: int) -> int:
-        value = 0
-        for i in range(size):
-            value |= self._read_byte(port - self.base + i) << (8 * i)
-        return value
-
-    def io_write(self, port: int, size: int, value: int) -> None:
-        for i in range(size):
-            self._write_byte(port - self.base + i, (value >> (8 * i)) & 0xFF)
-
-    def _read_byte(self, offset: int) -> int:
-        match offset:
+    def _read_byte(self, port: int) -> int:
+        match port - self.base:
             case 0x5:
                 return self.mixer[self.mixer_index]
             case 0xA:
@@ -256,8 +254,8 @@ class Sb16(Device):
             case _:
                 return 0xFF
 
-    def _write_byte(self, offset: int, value: int) -> None:
-        match offset:
+    def _write_byte(self, port: int, value: int) -> None:
+        match port - self.base:
             case 0x4:
                 self.mixer_index = value
             case 0x5:
@@ -291,9 +289,7 @@ class Sb16(Device):
             line = next((line for bit, line in _IRQ_BITS.items() if value & bit), None)
             if line is None:
                 return
-            if self._irq_level:
-                self.ctx.set_irq(self._irq_line, False)
-                self._irq_level = False
+            self._irq_level = self.drive_irq(self._irq_line, False, self._irq_level)
             self._irq_line = line
             self.mixer[index] = _IRQ_MAGIC[line]
             self._update_irq()
@@ -507,9 +503,7 @@ class Sb16(Device):
 
     def _update_irq(self) -> None:
         level = bool(self.mixer[_MIXER_STATUS] & (_STATUS_8BIT | _STATUS_16BIT))
-        if level != self._irq_level:
-            self._irq_level = level
-            self.ctx.set_irq(self._irq_line, level)
+        self._irq_level = self.drive_irq(self._irq_line, level, self._irq_level)
 
     # -- time -------------------------------------------------------------------------------
 
@@ -538,36 +532,6 @@ class Sb16(Device):
 
     # -- snapshots --------------------------------------------------------------------------
 
-    _FIELDS = (
-        "mixer_index", "reset_latch", "command", "last_read", "test_register", "speaker",
-        "time_constant", "rate", "block_size", "silence_deadline", "active", "paused",
-        "input", "wide", "auto_init", "fmt_rate", "fmt_channels", "fmt_bits", "fmt_signed",
-        "block_bytes", "left", "epoch_ns", "epoch_bytes", "moved",
-    )  # fmt: skip
-
-    def save_state(self) -> State:
-        state: State = {name: getattr(self, name) for name in self._FIELDS}
-        state.update(
-            mixer=bytes(self.mixer),
-            params=bytes(self.params),
-            out=bytes(self.out),
-            irq_level=self._irq_level,
-            irq_line=self._irq_line,
-        )
-        return state
-
     def load_state(self, state: Mapping[str, StateValue]) -> None:
-        for name in self._FIELDS:
-            value = state[name]
-            if name in ("time_constant", "silence_deadline"):
-                setattr(self, name, state_opt_int(value))
-            elif isinstance(getattr(self, name), bool):
-                setattr(self, name, bool(value))
-            else:
-                setattr(self, name, state_int(value))
-        self.mixer = bytearray(state_bytes(state["mixer"]))
-        self.params = bytearray(state_bytes(state["params"]))
-        self.out = bytearray(state_bytes(state["out"]))
-        self._irq_level = bool(state["irq_level"])
-        self._irq_line = state_int(state["irq_line"])
+        super().load_state(state)
         self._arm()

@@ -6,33 +6,7 @@ from __future__ import annotations
 import pytest
 
 from rdebug.machine.devices.dma import IsaDma
-from tests.unit.devices.conftest import FakeContext
-
-
-class Ram:
-    def __init__(self, size: int = 1 << 20) -> None:
-        self.ram_size = size
-        self.data = bytearray(size)
-
-    def read_physical(self, paddr: int, length: int) -> bytes:
-        assert paddr >= 0 and paddr + length <= self.ram_size
-        return bytes(self.data[paddr : paddr + length])
-
-    def write_physical(self, paddr: int, data: bytes) -> None:
-        assert paddr >= 0 and paddr + len(data) <= self.ram_size
-        self.data[paddr : paddr + len(data)] = data
-
-
-@pytest.fixture
-def ram() -> Ram:
-    return Ram()
-
-
-@pytest.fixture
-def dma(ctx: FakeContext, ram: Ram) -> IsaDma:
-    device = IsaDma(ctx, ram)
-    device.reset()
-    return device
+from tests.unit.devices.conftest import FakeContext, Ram
 
 
 def out(dma: IsaDma, port: int, value: int) -> None:

@@ -9,8 +9,8 @@ import pytest
 from rdebug.machine.audio import AudioFormat
 from rdebug.machine.devices.dma import IsaDma
 from rdebug.machine.devices.sb16 import Sb16, Sb16Config
-from tests.unit.devices.conftest import FakeContext
-from tests.unit.devices.test_dma import Ram, out, program8
+from tests.unit.devices.conftest import FakeContext, Ram
+from tests.unit.devices.test_dma import out, program8
 
 BASE = 0x220
 MS = 1_000_000
@@ -42,18 +42,6 @@ class Mic:
         data = bytes((self.next + i) & 0xFF for i in range(n))
         self.next += n
         return data
-
-
-@pytest.fixture
-def ram() -> Ram:
-    return Ram()
-
-
-@pytest.fixture
-def dma(ctx: FakeContext, ram: Ram) -> IsaDma:
-    device = IsaDma(ctx, ram)
-    device.reset()
-    return device
 
 
 @pytest.fixture
