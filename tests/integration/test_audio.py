@@ -17,13 +17,13 @@ import numpy as np
 import pytest
 
 from rdebug.errors import LogDivergence, SnapshotError
-from rdebug.events import EventKind, read_events
 from rdebug.host.sources import LiveInputs
 from rdebug.host.wav import WavMicrophone
 from rdebug.machine.audio import AudioFormat
 from rdebug.machine.devices.sb16 import Sb16Config
 from rdebug.machine.machine import Machine, MachineConfig, StopEvent
 from rdebug.replay import log
+from rdebug.replay.events import EventKind, read_events
 from rdebug.replay.player import Player
 from rdebug.replay.recording import record
 from rdebug.replay.timeline import Timeline
