@@ -80,6 +80,7 @@ __all__ = [
     "Session",
     "Stop",
     "Trace",
+    "TraceSummary",
     "WatchKind",
     "Where",
     "drive_spec",
@@ -88,6 +89,7 @@ __all__ = [
     "parse_kind",
     "record",
     "snapshots",
+    "summarize",
 ]
 
 #: `symbol()` names an address by a symbol at most this far below it.
@@ -115,7 +117,9 @@ class Session:
     """A recording, opened for replay: go anywhere in it and look at the machine.
 
     COM1's output goes to `serial` and the frames the guest's NIC sends to `net` (both
-    dropped by default).
+    dropped by default).  Each byte of output is shown once, when the replay first
+    passes the instruction that wrote it: going back and replaying a stretch again does
+    not repeat it.
     """
 
     def __init__(
@@ -141,7 +145,7 @@ class Session:
             self._machine = Machine(
                 self.trace.info.machine_config(),
                 self._player,
-                [] if serial is None else [serial],
+                [] if serial is None else [_FirstPass(serial, self._exact_icount)],
                 disks,
                 net,
             )
@@ -156,6 +160,9 @@ class Session:
         self._travel: Timeline | None = None  # made on the first move through time
         self._played = False
         self._closed = False
+
+    def _exact_icount(self) -> int:
+        return self._machine.counter.current_icount()
 
     @property
     def _timeline(self) -> Timeline:
@@ -481,6 +488,22 @@ class Session:
         self.close()
 
 
+class _FirstPass:
+    """A serial backend that passes on only what is written further in the recording
+    than anything before: output replayed again after going back is not repeated."""
+
+    def __init__(self, out: SerialBackend, where: Callable[[], int]) -> None:
+        self._out = out
+        self._where = where
+        self._shown = -1  # the icount of the last instruction whose output was shown
+
+    def write(self, data: bytes) -> None:
+        icount = self._where()
+        if icount > self._shown:
+            self._shown = icount
+            self._out.write(data)
+
+
 def _symbol_table(symbols: Mapping[str, int]) -> list[tuple[int, str]]:
     """(address, name) sorted by address; of the names at one address, the most telling
     first (not "__section" markers or "*_end" labels)."""
@@ -503,6 +526,40 @@ def open(trace: Path | str, checkpoint_budget: int = DEFAULT_BUDGET) -> Session:
 def snapshots(trace: Path | str) -> list[NamedSnapshot]:
     """The named snapshots of the trace folder `trace`, oldest first (without replaying)."""
     return SnapshotFile(Trace.open(Path(trace)).snapshots_path).list()
+
+
+@dataclass(frozen=True, slots=True)
+class TraceSummary:
+    """What `rdebug ls` says of a recording (read from its files, without replaying)."""
+
+    path: Path
+    guest: str  # the guest image's name
+    instructions: int  # the icount where the recording ends
+    events: int  # recorded events (interrupts, inputs, clock reads...: what `events` lists)
+    complete: bool  # the log ends with END (the recorder was not killed)
+    size: int  # bytes in the trace folder
+    mtime: float  # when the log was last written (seconds since the epoch)
+
+
+def summarize(trace: Path | str) -> TraceSummary:
+    """A recording's summary: its guest, length, events, size, date, clean end."""
+    opened = Trace.open(Path(trace))
+    try:
+        stream = opened.log_path.open("rb")
+    except OSError as exc:
+        raise FormatError(f"{opened.log_path}: cannot read: {exc.strerror}") from None
+    with stream:
+        icount, events, complete = _dump.summarize(stream, str(opened.log_path))
+    size = sum(f.stat().st_size for f in opened.path.iterdir() if f.is_file())
+    return TraceSummary(
+        opened.path,
+        opened.info.guest.name,
+        icount,
+        events,
+        complete,
+        size,
+        opened.log_path.stat().st_mtime,
+    )
 
 
 def dump_log(path: Path, out: TextIO, summary: bool = False) -> str | None:

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from types import FrameType
 
 from rdebug.api import (
     DriveSpec,
@@ -20,6 +18,7 @@ from rdebug.api import (
     Where,
     record,
 )
+from rdebug.cli import store
 from rdebug.cli.parser import (
     EXIT_GUEST_CRASHED,
     EXIT_INTERRUPTED,
@@ -29,6 +28,7 @@ from rdebug.cli.parser import (
     parse_drive,
     parse_nic,
 )
+from rdebug.cli.serving import serve
 from rdebug.errors import UsageError
 from rdebug.gdb_target import LiveTarget, attach_hint, listen
 from rdebug.host import terminal
@@ -60,9 +60,12 @@ def cmd_record(args: argparse.Namespace) -> int:
     config = _machine_config(args)
     drives = _drives(args)
     live, reads_terminal = _live_inputs(args)
+    output = store.new_trace_path(args.guest) if args.output is None else args.output
+    if args.output is None:
+        output.parent.mkdir(parents=True, exist_ok=True)
     with serial_output(args.serial) as serial, _netdev(args, live) as (inputs, net):
         recording = record(
-            args.output,
+            output,
             guest,
             config,
             inputs,
@@ -71,6 +74,7 @@ def cmd_record(args: argparse.Namespace) -> int:
             net=net,
             run=lambda session: _run(session, args.max_insns, reads_terminal),
         )
+    store.mark_latest(recording.path)
     status = report(recording.stop)
     print(
         f"rdebug: recorded {recording.stop.icount} instructions, {recording.events} events, "
@@ -110,24 +114,22 @@ def _run(session: LiveSession, target: int | None, reads_terminal: bool) -> Stop
 def _serve_live(session: LiveSession, args: argparse.Namespace) -> int:
     host, port = gdb_address(args.gdb)
     exec_file = args.guest if args.guest.exists() else None
-    server, address = listen(LiveTarget(session, exec_file), host, port, f"--gdb {args.gdb}")
+    target = LiveTarget(session, exec_file)
+    server, address = listen(target, host, port, f"--gdb {args.gdb}")
     print(
         f"rdebug: {args.guest} is waiting for gdb; attach with:\n"
         + attach_hint(address, args.guest),
         file=sys.stderr,
         flush=True,
     )
-
-    def stop_serving(_signum: int, _frame: FrameType | None) -> None:
-        session.interrupt()
-        server.close()
-
-    previous = signal.signal(signal.SIGINT, stop_serving)
-    try:
-        with server:
-            server.serve_forever()
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    with server:
+        # gdb may detach and attach again, until the guest ends
+        interrupted = serve(server, session.interrupt, lambda: target.ended is not None)
+    if interrupted:
+        print("rdebug: stopped serving gdb", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if target.ended is not None:
+        return report(target.ended)
     return EXIT_OK
 
 

@@ -49,6 +49,16 @@ from rdebug.replay.log import (
 #: where virtual-clock timers are serviced too).
 INPUT_CHECKPOINT = CheckpointKind.CLOCK_VIRTUAL
 
+
+def is_recorded_event(event: Event) -> bool:
+    """Whether `event` is one of the recording's events as a person counts them (and
+    `rdebug.events`, the REPL's `events`, lists them): not an instruction count, the
+    END marker, or the recorder's marker before a batch of inputs."""
+    if isinstance(event, Instruction | End):
+        return False
+    return not (isinstance(event, Checkpoint) and event.kind is INPUT_CHECKPOINT)
+
+
 #: The NET event's flags word (QEMU's packet flags; rdebug's frames carry none).
 NET_FLAGS = 0
 
@@ -70,7 +80,7 @@ class Recorder:
         self._pending = bytearray(encode_header())
         self._icount = 0  # icount of the last logged event
         self._ended = False
-        self.events = 0
+        self.events = 0  # the recorded events so far (`is_recorded_event`)
         self._flush()
 
     # -- the log ----------------------------------------------------------------------
@@ -85,7 +95,8 @@ class Recorder:
             delta -= step
         self._icount = icount
         self._pending += encode(event)
-        self.events += 1
+        if is_recorded_event(event):
+            self.events += 1
         if not isinstance(event, ExceptionTaken):
             self._flush()
 
