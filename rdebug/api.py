@@ -34,9 +34,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO, TextIO
-
-import capstone
+from typing import TYPE_CHECKING, BinaryIO, TextIO
 
 from rdebug.errors import FormatError, RdebugError, UsageError
 from rdebug.events import EventKind, RecordedEvent, parse_kind, read_events, select
@@ -55,11 +53,15 @@ from rdebug.replay.player import (
     recording_end,
 )
 from rdebug.replay.stops import Stop, Where
-from rdebug.replay.timeline import Timeline
 from rdebug.replay.trace import DriveSpec, Trace, drive_spec, load_guest, open_disks
-from rdebug.snapshots import vmstate
-from rdebug.snapshots.checkpoints import DEFAULT_BUDGET
+from rdebug.snapshots import DEFAULT_BUDGET
 from rdebug.snapshots.named import NamedSnapshot, SnapshotFile
+
+if TYPE_CHECKING:
+    from rdebug.replay.timeline import Timeline
+
+# Imported where used, not here (a `rdebug run` needs none of them, and they take a
+# while to load): capstone (disassemble), the timeline and checkpoints (numpy), vmstate.
 
 __all__ = [
     "DEFAULT_BUDGET",
@@ -169,6 +171,8 @@ class Session:
         if self._travel is None:
             if self._played:
                 raise UsageError("this session played its recording straight through")
+            from rdebug.replay.timeline import Timeline  # noqa: PLC0415 - see the imports
+
             self._travel = Timeline(self._machine, self._player, self._end, self._budget)
         return self._travel
 
@@ -391,6 +395,8 @@ class Session:
         code = self._readable(start, count * MAX_INSN)
         if not code and count:
             raise RdebugError(f"memory at {start:#x} is not mapped")
+        import capstone  # noqa: PLC0415 - see the imports
+
         real_mode = not self.register("cr0") & 1
         engine = capstone.Cs(
             capstone.CS_ARCH_X86, capstone.CS_MODE_16 if real_mode else capstone.CS_MODE_32
@@ -444,6 +450,8 @@ class Session:
 
     def savevm(self, name: str) -> NamedSnapshot:
         """Keep the machine state as it is now under `name`, in the trace (persistent)."""
+        from rdebug.snapshots import vmstate  # noqa: PLC0415 - see the imports
+
         data = vmstate.encode(self._machine, position_to_data(self._player.position()))
         snapshot = SnapshotFile(self.trace.snapshots_path).save(
             name, data, self.icount, self._machine.now_ns()
@@ -453,6 +461,8 @@ class Session:
 
     def loadvm(self, name: str) -> None:
         """Return to the snapshot `name` (saved by `savevm`, or "init" at icount 0)."""
+        from rdebug.snapshots import vmstate  # noqa: PLC0415 - see the imports
+
         raw = SnapshotFile(self.trace.snapshots_path).load(name)
         state = vmstate.decode(raw, f"{self.trace.snapshots_path}:{name}")
         position = (

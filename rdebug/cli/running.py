@@ -28,9 +28,7 @@ from rdebug.cli.parser import (
     parse_drive,
     parse_nic,
 )
-from rdebug.cli.serving import serve
 from rdebug.errors import UsageError
-from rdebug.gdb_target import LiveTarget, attach_hint, listen
 from rdebug.host import terminal
 from rdebug.host.keys import ListInputSource, parse_mouse_script, text_to_keys
 from rdebug.host.netdev import NetInputs, SocketNetdev, UdpNetdev, parse_netdev
@@ -112,6 +110,10 @@ def _run(session: LiveSession, target: int | None, reads_terminal: bool) -> Stop
 
 
 def _serve_live(session: LiveSession, args: argparse.Namespace) -> int:
+    # the stub only for --gdb (it takes a while to load)
+    from rdebug.cli.serving import serve  # noqa: PLC0415
+    from rdebug.gdb_target import LiveTarget, attach_hint, listen  # noqa: PLC0415
+
     host, port = gdb_address(args.gdb)
     exec_file = args.guest if args.guest.exists() else None
     target = LiveTarget(session, exec_file)

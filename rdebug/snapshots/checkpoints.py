@@ -28,10 +28,9 @@ import numpy as np
 from rdebug.errors import MachineError
 from rdebug.machine.machine import Machine
 from rdebug.machine.state import MachineState
+from rdebug.snapshots import DEFAULT_BUDGET
 
 PAGE = 4096
-#: Default memory budget for checkpoints (bytes of page data and tables).
-DEFAULT_BUDGET = 512 << 20
 
 Extra = TypeVar("Extra")
 
