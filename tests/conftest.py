@@ -118,6 +118,17 @@ class Replay:
         self.log.close()
 
 
+UNIT = Path(__file__).resolve().parent / "unit"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """`-m quick`: the unit tests (no gdb, tmux, qemu-img or long guest runs), a first
+    check in a minute or two."""
+    for item in items:
+        if item.path.is_relative_to(UNIT):
+            item.add_marker(pytest.mark.quick)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _own_trace_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """The tests never touch the user's trace store: recordings made without -o, and
