@@ -162,6 +162,7 @@ class Session:
         self._travel: Timeline | None = None  # made on the first move through time
         self._played = False
         self._closed = False
+        self._complete: bool | None = None
 
     def _exact_icount(self) -> int:
         return self._machine.counter.current_icount()
@@ -190,6 +191,15 @@ class Session:
     def icount(self) -> int:
         """Instructions executed since the start of the recording."""
         return self._machine.icount
+
+    @property
+    def complete(self) -> bool:
+        """Whether the log ends properly (END): False for a recording cut short (the
+        recorder was killed), which replays only up to its last complete event."""
+        if self._complete is None:
+            with self.trace.log_path.open("rb") as stream:
+                self._complete = _dump.summarize(stream, str(self.trace.log_path))[2]
+        return self._complete
 
     @property
     def end_icount(self) -> int:

@@ -369,6 +369,12 @@ def main(
     interactive = sys.stdin.isatty() and sys.stdout.isatty() and not batch
     with Session(trace, checkpoint_budget) as session:
         repl = Repl(session, show_progress=sys.stderr.isatty())
+        if not session.complete:
+            sys.stderr.write(
+                f"rdebug: warning: {trace} was cut short (its log has no END event: the "
+                f"recorder was stopped); it replays up to icount {session.end_icount}, its "
+                "last complete event\n"
+            )
         try:
             if script is not None and interactive:
                 repl.execute(f"source {shlex.quote(str(script))}")  # an error: say it, go on

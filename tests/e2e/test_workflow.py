@@ -246,3 +246,38 @@ def test_dump_into_a_closed_pipe_is_a_normal_end(env: dict[str, str], tmp_path: 
     )  # fmt: skip
     assert result.stdout.splitlines()[0].split() == ["event", "byte", "icount", "what"]
     assert result.stdout.splitlines()[-1] == "status=0" and result.stderr == "", result
+
+
+def test_a_cut_recording_is_said_so_by_repl_and_ls(env: dict[str, str], tmp_path: Path) -> None:
+    trace = tmp_path / "bug-trace"
+    assert rdebug(env, "record", str(BUG), "-o", str(trace), "--serial", "null").returncode == 1
+    log = trace / "replay.log"
+    log.write_bytes(log.read_bytes()[:-1])  # the END event gone, as when the recorder is killed
+    repl = subprocess.run(
+        [sys.executable, "-m", "rdebug", "repl", str(trace), "--batch"],
+        cwd=ROOT, env=env, text=True, input="info replay\n", capture_output=True,
+        timeout=300, check=False,
+    )  # fmt: skip
+    assert repl.returncode == 0, repl.stderr
+    assert f"rdebug: warning: {trace} was cut short" in repl.stderr
+    listing = rdebug(env, "ls", str(trace))
+    assert listing.stdout.splitlines()[-1].endswith(" cut"), listing.stdout
+
+
+def test_start_up_loads_only_what_the_command_needs(env: dict[str, str]) -> None:
+    """`--help` loads no Session API; a plain `run` neither numpy, the gdb stub nor the
+    recorder (issue 18: they made every start slow)."""
+
+    def loaded(*args: str) -> set[str]:
+        result = subprocess.run(
+            [sys.executable, "-X", "importtime", "-m", "rdebug", *args],
+            cwd=ROOT, env=env, text=True, capture_output=True, timeout=300, check=False,
+        )  # fmt: skip
+        return {line.split("|")[-1].strip() for line in result.stderr.splitlines() if "|" in line}
+
+    help_modules = loaded("--help")
+    assert "rdebug.cli.parser" in help_modules
+    assert not {"rdebug.api", "rdebug.machine.machine", "numpy", "unicorn"} & help_modules
+    run_modules = loaded("run", str(GUESTS / "hello.elf"))
+    assert "rdebug.machine.machine" in run_modules
+    assert not {"numpy", "rdebug.gdbstub.server", "rdebug.snapshots.vmstate"} & run_modules
