@@ -1,11 +1,12 @@
-"""The `rdebug` command line: run, record, replay, gdb, repl, ls, dump, snapshots, help.
+"""The `rdebug` command line: run, record, replay, gdb, repl, ls, dump, snapshots, help,
+completion, man.
 
 `parser` holds the arguments and their help, `running` the live subcommands (run,
 record), `replaying` the ones on a trace, `serving` the gdb server's loop, `store` the
-trace store; the host wiring (terminal, Ctrl-C, serial output, network) is the host
-package's.  A command's module is imported only when it runs (`rdebug --help` starts
-fast).  Every `RdebugError` becomes one line on stderr and a non-zero exit status; a
-traceback means a bug in rdebug.
+trace store, `manpage` the manual page and completions; the host wiring (terminal,
+Ctrl-C, serial output, network) is the host package's.  A command's module is imported
+only when it runs (`rdebug --help` starts fast).  Every `RdebugError` becomes one line
+on stderr and a non-zero exit status; a traceback means a bug in rdebug.
 """
 
 from __future__ import annotations
@@ -65,6 +66,14 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             parser.print_help()
             return 0
         parser.parse_args([args.topic, "--help"])  # prints it and exits (or says unknown)
+        return 0
+    if command in ("man", "completion"):
+        from rdebug.cli import manpage  # noqa: PLC0415 - only the command that runs
+
+        text = (
+            manpage.manpage(parser) if command == "man" else manpage.completion(parser, args.shell)
+        )
+        sys.stdout.write(text)
         return 0
     if command in ("run", "record"):
         from rdebug.cli import running  # noqa: PLC0415 - only the command that runs

@@ -284,7 +284,32 @@ def build_parser() -> argparse.ArgumentParser:
         description="Print the help of COMMAND, or the list of commands.",
     )
     helper.add_argument("topic", nargs="?", metavar="COMMAND", help="a command")
+
+    completion = sub.add_parser(
+        "completion",
+        help="print the shell completion script for bash or zsh",
+        description="Print the completion script of SHELL (made from this command line's "
+        "own description, with shtab). bash: 'source <(rdebug completion bash)' (or save "
+        "it in ~/.local/share/bash-completion/completions/rdebug); zsh: save it as _rdebug "
+        "in a folder of $fpath.",
+    )
+    completion.add_argument("shell", choices=("bash", "zsh"), metavar="SHELL", help="bash or zsh")
+
+    sub.add_parser(
+        "man",
+        help="print rdebug's manual page (roff)",
+        description="Print the manual page, made from this command line's own description: "
+        "'rdebug man > rdebug.1; man -l rdebug.1'.",
+    )
+    for command in sub.choices.values():  # file names complete GUEST, TRACE and FILE
+        for action in command._actions:
+            if action.metavar in ("GUEST", "TRACE", "FILE"):
+                action.complete = FILES  # type: ignore[attr-defined]
     return parser
+
+
+#: What shtab completes a file argument with (shtab.FILE, without importing shtab here).
+FILES = {"bash": "_shtab_compgen_files", "zsh": "_files", "tcsh": "f"}
 
 
 def _add_trace(parser: argparse.ArgumentParser) -> None:

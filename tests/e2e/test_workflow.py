@@ -281,3 +281,38 @@ def test_start_up_loads_only_what_the_command_needs(env: dict[str, str]) -> None
     run_modules = loaded("run", str(GUESTS / "hello.elf"))
     assert "rdebug.machine.machine" in run_modules
     assert not {"numpy", "rdebug.gdbstub.server", "rdebug.snapshots.vmstate"} & run_modules
+
+
+def test_bash_completion_and_the_man_page_come_from_the_command_line(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    script = tmp_path / "rdebug.bash"
+    script.write_text(rdebug(env, "completion", "bash").stdout)
+    (tmp_path / "bug-trace").mkdir()
+
+    def complete(line: str) -> list[str]:
+        words = line.split(" ")
+        probe = (
+            f"source {shlex.quote(str(script))}; COMP_WORDS=({' '.join(map(shlex.quote, words))}); "
+            f"COMP_CWORD={len(words) - 1}; COMP_LINE={shlex.quote(line)}; "
+            f"COMP_POINT={len(line)}; _shtab_rdebug; printf '%s\\n' \"${{COMPREPLY[@]}}\""
+        )
+        result = subprocess.run(
+            ["bash", "-c", probe], cwd=tmp_path, text=True, capture_output=True, check=False
+        )
+        assert result.returncode == 0, result.stderr
+        return sorted(result.stdout.split())
+
+    assert complete("rdebug re") == ["record", "repl", "replay"]
+    assert "--checkpoint-budget" in complete("rdebug gdb --")
+    assert complete("rdebug replay bug-") == ["bug-trace"]
+
+    page = tmp_path / "rdebug.1"
+    page.write_text(rdebug(env, "man").stdout)
+    shown = subprocess.run(
+        ["man", "-l", str(page)], env=dict(env, MANPAGER="cat", MANWIDTH="100"),
+        text=True, capture_output=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert shown.returncode == 0 and "warning" not in shown.stderr, shown.stderr
+    assert "rdebug gdb" in shown.stdout and "--at ICOUNT|event N" in shown.stdout
+    assert "latest-trace" in shown.stdout
