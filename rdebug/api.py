@@ -163,6 +163,7 @@ class Session:
         self._played = False
         self._closed = False
         self._complete: bool | None = None
+        self._lines: list[tuple[int, str, int]] | None = None
 
     def _exact_icount(self) -> int:
         return self._machine.counter.current_icount()
@@ -385,6 +386,29 @@ class Session:
             return None
         return name if addr == base else f"{name}+{addr - base:#x}"
 
+    def source_line(self, addr: int) -> tuple[str, int, str | None] | None:
+        """The source file and line of the instruction at `addr` from the guest's DWARF
+        line table, with the line's text when the file is where it was built; None
+        without line information."""
+        if self._lines is None:
+            self._lines = _line_table(self.trace.path / "guest")
+        at = bisect.bisect_right(self._lines, (addr & 0xFFFFFFFF, "\U0010ffff", 1 << 30)) - 1
+        if at < 0:
+            return None
+        _, path, number = self._lines[at]
+        if number == 0:
+            return None  # the end of a sequence: no line here
+        text = None
+        try:
+            with Path(path).open(encoding="utf-8", errors="replace") as source:
+                for index, content in enumerate(source, 1):
+                    if index == number:
+                        text = content.rstrip("\n")
+                        break
+        except OSError:
+            pass
+        return str(Path(path)), number, text
+
     def address(self, symbol: str) -> int:
         """The address of a symbol ("name", "name+off") or a number ("0x100000")."""
         return self._address(symbol)
@@ -522,6 +546,51 @@ class _FirstPass:
         if icount > self._shown:
             self._shown = icount
             self._out.write(data)
+
+
+def _line_table(elf_path: Path) -> list[tuple[int, str, int]]:
+    """(address, file, line) rows of the ELF's DWARF line table, sorted; line 0 marks
+    where a sequence ends.  Empty without DWARF."""
+    from elftools.common.exceptions import ELFError  # noqa: PLC0415 - only when asked
+    from elftools.elf.elffile import ELFFile  # noqa: PLC0415
+
+    rows: list[tuple[int, str, int]] = []
+    try:
+        with elf_path.open("rb") as stream:
+            elf = ELFFile(stream)
+            if not elf.has_dwarf_info():
+                return rows
+            dwarf = elf.get_dwarf_info()
+            for unit in dwarf.iter_CUs():
+                program = dwarf.line_program_for_CU(unit)
+                if program is None:
+                    continue
+                top = unit.get_top_DIE()
+                comp_dir = top.attributes.get("DW_AT_comp_dir")
+                base = comp_dir.value.decode(errors="replace") if comp_dir else ""
+                files = program["file_entry"]
+                dirs = program["include_directory"]
+                for entry in program.get_entries():
+                    state = entry.state
+                    if state is None:
+                        continue
+                    if state.end_sequence:
+                        rows.append((state.address, "", 0))
+                        continue
+                    index = state.file - (0 if program.header.version >= 5 else 1)
+                    if not 0 <= index < len(files):
+                        continue
+                    file = files[index]
+                    name = file.name.decode(errors="replace")
+                    folder = ""
+                    dir_index = file.dir_index - (0 if program.header.version >= 5 else 1)
+                    if 0 <= dir_index < len(dirs):
+                        folder = dirs[dir_index].decode(errors="replace")
+                    rows.append((state.address, str(Path(base, folder, name)), state.line))
+    except (OSError, ELFError, KeyError, ValueError):
+        return []
+    rows.sort()
+    return rows
 
 
 def _symbol_table(symbols: Mapping[str, int]) -> list[tuple[int, str]]:
