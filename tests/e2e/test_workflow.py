@@ -316,3 +316,34 @@ def test_bash_completion_and_the_man_page_come_from_the_command_line(
     assert shown.returncode == 0 and "warning" not in shown.stderr, shown.stderr
     assert "rdebug gdb" in shown.stdout and "--at ICOUNT|event N" in shown.stdout
     assert "latest-trace" in shown.stdout
+
+
+@needs_tmux
+@needs_gdb
+def test_ctrl_c_in_rdebug_gdb_stops_the_guest_not_rdebug(
+    terminal: Terminal, env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """In `rdebug gdb`, Ctrl-C is gdb's: it stops the replay where it is (the stub gets
+    gdb's interrupt), rdebug stays, and quitting gdb ends rdebug with gdb's status."""
+    from tests.unit.test_repl import long_crc_trace  # noqa: PLC0415 - a long recording
+
+    trace = long_crc_trace(tmp_path_factory)
+    names = ("XDG_DATA_HOME", "PYTHONPATH")
+    exports = " ".join(f"{k}={shlex.quote(env[k])}" for k in names if k in env)
+    command = shlex.join([sys.executable, "-m", "rdebug", "gdb", str(trace), "--serial", "null"])
+    terminal.tmux(
+        "new-session", "-d", "-s", "repl", "-x", "200", "-y", "50", "-c", str(ROOT),
+        f"env {exports} {command} -- -q -nx -ex 'set confirm off'; echo GDB-EXITED-$?; sleep 600",
+    )  # fmt: skip
+    terminal.wait_for("(gdb)")
+    terminal.type("continue")
+    terminal.wait_for("Continuing.")
+    terminal.key("C-c")
+    screen = terminal.wait_for("SIGINT")
+    assert "Traceback" not in screen
+    terminal.type("monitor info replay")
+    screen = terminal.wait_for("% of the recording")
+    assert "100.0% of the recording" not in screen  # stopped on the way
+    terminal.type("quit")
+    screen = terminal.wait_for("GDB-EXITED-")
+    assert "GDB-EXITED-0" in screen and "Traceback" not in screen, screen
