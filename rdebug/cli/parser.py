@@ -325,7 +325,7 @@ def _add_at(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar=("ICOUNT|event", "N"),
         help="start there instead of at the beginning: an instruction count, or a recorded "
-        "event's number (as 'rdebug dump' and the REPL's 'events' number them)",
+        "event's number (as the REPL's 'events' numbers them)",
     )
 
 

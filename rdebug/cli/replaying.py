@@ -33,7 +33,16 @@ from rdebug.host.netdev import PcapWriter
 from rdebug.host.serial import serial_output
 
 
+def _trace_after_at(args: argparse.Namespace) -> None:
+    """`--at event 3 TRACE`: argparse gave TRACE to --at (it takes one or two words)."""
+    if args.at and args.trace is None:
+        wanted = 2 if args.at[0] == "event" else 1
+        if len(args.at) == wanted + 1:
+            args.trace = Path(args.at.pop())
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
+    _trace_after_at(args)
     if args.trace is not None and args.trace.name.isdigit() and not args.trace.exists():
         raise UsageError(f"{args.trace}: no such trace folder (a port? --gdb {args.trace})")
     args.trace = store.resolve(args.trace)
@@ -135,6 +144,7 @@ def _position(session: Session) -> str:
 
 def cmd_gdb(args: argparse.Namespace) -> int:
     """`rdebug gdb`: the replay served on a free loopback port, gdb started attached."""
+    _trace_after_at(args)
     args.trace = store.resolve(args.trace)
     debugger = shutil.which(args.gdb_command)
     if debugger is None:

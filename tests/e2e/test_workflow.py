@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+import rdebug as rdebug_api
 from tests.conftest import GUESTS, ROOT
 from tests.e2e.gdb.conftest import GDB, attached_gdb
 from tests.e2e.test_repl_tmux import TMUX, Terminal
@@ -76,6 +77,14 @@ def test_record_then_gdb_with_no_trace_and_no_port(env: dict[str, str]) -> None:
 
 def test_gdb_passes_its_exit_status_and_names_a_missing_gdb(env: dict[str, str]) -> None:
     assert rdebug(env, "record", str(BUG), "--serial", "null").returncode == 1
+    if GDB is not None:  # --at before TRACE, and --at event N
+        at = rdebug(
+            env, "gdb", "--at", "event", "3", "bug-1", "--serial", "null", "--",
+            "-batch", "-ex", "monitor info replay",
+        )  # fmt: skip
+        with rdebug_api.open(store(env) / "bug-1") as session:
+            icount = session.event(3).icount  # the REPL's `events` numbering
+        assert at.returncode == 0 and f"icount {icount} of" in at.stdout + at.stderr, at
     missing = rdebug(env, "gdb", "--gdb-command", "no-such-gdb-here")
     assert missing.returncode == 2
     assert missing.stderr.startswith("rdebug: error: no-such-gdb-here: no such program")
