@@ -7,6 +7,7 @@ import contextlib
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rdebug.api import (
     DriveSpec,
@@ -31,9 +32,11 @@ from rdebug.cli.parser import (
 from rdebug.errors import UsageError
 from rdebug.host import terminal
 from rdebug.host.keys import ListInputSource, parse_mouse_script, text_to_keys
-from rdebug.host.netdev import NetInputs, SocketNetdev, UdpNetdev, parse_netdev
 from rdebug.host.serial import serial_output
 from rdebug.host.sources import FileSerialSource, LiveInputs, StreamSerialSource
+
+if TYPE_CHECKING:
+    from rdebug.host.netdev import NetInputs, UdpNetdev
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -159,8 +162,13 @@ def _machine_config(args: argparse.Namespace) -> MachineConfig:
 
 def _nic_config(args: argparse.Namespace) -> NicConfig | None:
     if args.nic is None:
-        if args.netdev is not None and parse_netdev(args.netdev) != parse_netdev("none"):
-            raise UsageError(f"--netdev {args.netdev}: no NIC to attach it to (add --nic ne2k_isa)")
+        if args.netdev is not None:
+            from rdebug.host.netdev import parse_netdev  # noqa: PLC0415 - only with --netdev
+
+            if parse_netdev(args.netdev) != parse_netdev("none"):
+                raise UsageError(
+                    f"--netdev {args.netdev}: no NIC to attach it to (add --nic ne2k_isa)"
+                )
         return None
     return parse_nic(args.nic)
 
@@ -212,7 +220,17 @@ def _netdev(
     args: argparse.Namespace, inputs: LiveInputs
 ) -> Iterator[tuple[LiveInputs | NetInputs, UdpNetdev | None]]:
     """The live inputs with the NIC's received frames, and where its sent frames go."""
-    spec = None if args.netdev is None else parse_netdev(args.netdev)
+    if args.netdev is None:
+        yield inputs, None
+        return
+    from rdebug.host.netdev import (  # noqa: PLC0415 - the host network only with --netdev
+        NetInputs,
+        SocketNetdev,
+        UdpNetdev,
+        parse_netdev,
+    )
+
+    spec = parse_netdev(args.netdev)
     if not isinstance(spec, SocketNetdev):
         yield inputs, None
         return
