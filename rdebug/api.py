@@ -37,7 +37,6 @@ from types import TracebackType
 from typing import TYPE_CHECKING, BinaryIO, TextIO
 
 from rdebug.errors import FormatError, RdebugError, UsageError
-from rdebug.events import EventKind, RecordedEvent, parse_kind, read_events, select
 from rdebug.live import Guest, LiveSession, Recorded, record
 from rdebug.machine.devices.ne2000 import FrameSink, NicConfig
 from rdebug.machine.devices.uart import SerialBackend
@@ -45,6 +44,7 @@ from rdebug.machine.loader import ImageFormat
 from rdebug.machine.machine import Machine, MachineConfig
 from rdebug.machine.watchpoints import WatchKind
 from rdebug.replay import dump as _dump
+from rdebug.replay.events import EventKind, RecordedEvent, parse_kind, read_events, select
 from rdebug.replay.playback import Played, play
 from rdebug.replay.player import (
     Player,
