@@ -18,12 +18,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from rdebug.errors import UsageError
 from rdebug.machine.machine import StopReason
 from rdebug.machine.probes import Delivery, MemoryAccess, PortAccess
-from rdebug.replay.timeline import Interrupted, Timeline
+
+if TYPE_CHECKING:  # a query runs on a Timeline: imported by then (numpy: not at start-up)
+    from rdebug.replay.timeline import Timeline
 
 #: A query runs (and yields its rows) at least every this many instructions.
 CHUNK = 1 << 22
@@ -192,6 +194,8 @@ class Query(Generic[R_co]):
 
     def _seek(self, target: int) -> bool:
         """Go to `target`; False if interrupted on the way."""
+        from rdebug.replay.timeline import Interrupted  # noqa: PLC0415 - see the imports
+
         try:
             self._timeline.seek(target)
         except Interrupted:
@@ -203,6 +207,8 @@ class Query(Generic[R_co]):
 
     def _run(self, target: int) -> bool:
         """Replay to `target` with the probes set; True if the recording ended first."""
+        from rdebug.replay.timeline import Interrupted  # noqa: PLC0415 - see the imports
+
         timeline = self._timeline
         self._arm()
         try:
