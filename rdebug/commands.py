@@ -611,8 +611,40 @@ DETAILS: dict[str, tuple[str, str]] = {
         "events interrupt --from 20000",
     ),
     "goto": (
-        "An interrupt's icount is the instruction before the handler's first.",
+        "An interrupt's icount is the instruction before the handler's first. 'goto N' "
+        "goes to the icount of row N of the last query (accesses, calls...).",
         "goto event 4",
+    ),
+    "accesses": (
+        "Replays the span once (all of the recording by default) with hooks on those "
+        "bytes only; each row has the icount of the instruction that made the access "
+        "(seek there stands just before it). Ctrl-C keeps the rows so far.",
+        "accesses acct+16 write --from 40000",
+    ),
+    "history": (
+        "One row per change, with the instruction that made it; a write of the same "
+        "value is no change.",
+        "history ticks",
+    ),
+    "calls": (
+        "Calls are matched with their returns by stack depth (nested and recursive calls "
+        "too); a call not returned by the end of the span says 'no return'.",
+        "calls deposit 1 --to 20000",
+    ),
+    "interrupts": (
+        "Hardware interrupts (IRQs) as the machine delivered them, with the instruction "
+        "interrupted; vectors as numbers (0x20...).",
+        "interrupts 0x20",
+    ),
+    "exceptions": (
+        "Faults, traps and INT n, with the faulting instruction (or the one after INT n) "
+        "and the error code.",
+        "exceptions 14",
+    ),
+    "io": (
+        "Each IN and OUT on those ports, with its size and value (what the device "
+        "answered, for IN).",
+        "io 0x3f8-0x3ff out",
     ),
     "next-event": ("From the current icount, forward.", "next-event input"),
     "prev-event": ("From the current icount, backward.", "prev-event interrupt"),

@@ -313,7 +313,7 @@ def test_bash_completion_and_the_man_page_come_from_the_command_line(
         assert result.returncode == 0, result.stderr
         return sorted(result.stdout.split())
 
-    assert complete("rdebug re") == ["record", "repl", "replay"]
+    assert complete("rdebug re") == ["record", "repl", "replay", "report"]
     assert "--checkpoint-budget" in complete("rdebug gdb --")
     assert complete("rdebug replay bug-") == ["bug-trace"]
 
