@@ -4,7 +4,9 @@ A device's register page is a host page mapped read-only at its physical address
 a guest read is a plain RAM read, and a store comes to a UC_HOOK_MEM_WRITE_PROT hook
 (which costs nothing to other memory accesses, where any UC_HOOK_MEM_* hook would send
 every guest load or store through unicorn's slow path).  Registers whose value moves
-with time (`Device.hot_registers`) get a read hook only while they do.
+with time (`Device.hot_registers`) are computed at the exact reading instruction while
+they do: the page walk refuses reads of their page (vtlb.py), the run loop publishes
+them and runs that one instruction with the reads let through.
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import capstone
-from unicorn import UC_HOOK_MEM_READ, UC_HOOK_MEM_WRITE_PROT, Uc
+from unicorn import UC_HOOK_MEM_WRITE_PROT, Uc
 
+from rdebug.errors import MachineError
 from rdebug.machine.counter import Counter
 from rdebug.machine.cpu import Cpu
 from rdebug.machine.devices.base import Device
@@ -47,7 +50,7 @@ class RegisterPages:
         #: Register-page stores not yet settled, and (store eip, next eip) to skip to.
         self._unsettled: set[Device] = set()
         self._skip: tuple[int, int] | None = None
-        self._hot_hooks: dict[tuple[int, int], int] = {}
+        self._hot: list[tuple[Device, range]] = []
         self._cs32 = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_32)
         self._cs16 = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_16)
         for device in devices:
@@ -123,26 +126,23 @@ class RegisterPages:
         self._skip = None
 
     def sync_hot_registers(self) -> None:
-        """Hook reads of the registers that move with time (only while they do)."""
-        wanted = {
-            (r.start, r.stop - 1): device
-            for device in self._devices
-            for r in device.hot_registers()
-        }
-        uc = self._cpu.uc
-        removed = False
-        for key in [k for k in self._hot_hooks if k not in wanted]:
-            uc.hook_del(self._hot_hooks.pop(key))
-            removed = True
-        for key, device in wanted.items():
-            if key not in self._hot_hooks:
-                self._hot_hooks[key] = uc.hook_add(
-                    UC_HOOK_MEM_READ, self._on_hot_read, device, key[0], key[1]
-                )
-        if removed:
-            self._counter.invalidate()  # back to unicorn's fast memory path
+        """Make reads of the page of the registers that move with time (only while they
+        do) stop the engine before the reading instruction (see `refresh_hot_registers`);
+        no memory hook: nothing else slows down."""
+        hot = [(device, r) for device in self._devices for r in device.hot_registers()]
+        pages = {r.start & ~0xFFF for _device, r in hot}
+        if len(pages) > 1:
+            raise MachineError(f"registers computed on read in {len(pages)} pages: one at most")
+        if not hot and self._hot:
+            # They stopped moving: the page keeps their (now constant) value for reads.
+            self._refresh()
+        self._hot = hot
+        self._cpu.vtlb.set_device_page(pages.pop() if pages else None)
 
-    def _on_hot_read(
-        self, uc: Uc, access: int, addr: int, size: int, value: int, device: Device
-    ) -> None:
-        device.mmio_refresh(addr, size)  # before the load: it reads the updated page
+    def refresh_hot_registers(self) -> None:
+        """Before an instruction that reads the hot page runs: its registers, as now."""
+        self._refresh()
+
+    def _refresh(self) -> None:
+        for device, r in self._hot:
+            device.mmio_refresh(r.start, r.stop - r.start)
