@@ -7,6 +7,7 @@ in a recording and its replays, and after seeks."""
 from __future__ import annotations
 
 import ctypes
+import itertools
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,7 +26,7 @@ from rdebug.host.sources import FileSerialSource, LiveInputs
 from rdebug.machine.devices.lapic import TIMER_CURRENT, LocalApic
 from rdebug.machine.disks import OverlayDisk
 from rdebug.machine.inputs import ExternalInputs
-from rdebug.machine.loader import load_image
+from rdebug.machine.loader import ImageFormat, load_image, parse_image
 from rdebug.machine.machine import Machine, MachineConfig, StopReason
 from rdebug.replay.player import Player
 from rdebug.replay.recorder import Recorder
@@ -197,3 +198,54 @@ def test_current_count_reads_after_seeks_are_those_of_the_straight_run(
         reads.clear()
         timeline.seek(end)
         assert reads == [r for r in straight[0] if target <= r[0] < end], target
+
+
+#: The LAPIC timer counting for ever (divide by 1, masked, periodic, initial 0xFFFFFFFF),
+#: then READS reads of the current count stored one after the other at 0x10000, exit.
+READS = 400
+BUFFER = 0x10000
+POLL_GUEST = (
+    bytes.fromhex("c705e003e0fe0b000000c7052003e0fe00000300c7058003e0feffffffff")
+    + bytes.fromhex("b9")
+    + READS.to_bytes(4, "little")  # mov ecx, READS
+    + bytes.fromhex("bf")
+    + BUFFER.to_bytes(4, "little")  # mov edi, BUFFER
+    + bytes.fromhex("a19003e0fe890783c7044975f3")  # mov eax, [TMCCT]; stosd-ish
+    + bytes.fromhex("b000e6f4f4")  # exit
+)
+
+
+def _poll(counter: str, strides: bool) -> tuple[bytes, str, bool]:
+    machine = Machine(
+        MachineConfig(memory_mb=4),
+        LiveInputs(clock=lambda: CLOCK_NS),
+        [],
+        counter=COUNTERS[counter],
+    )
+    hooked = False
+    try:
+        machine.load(parse_image(POLL_GUEST, "poll", ImageFormat.FLAT, load_address=0x100000))
+        step = 1
+        while True:
+            stop = machine.run(machine.icount + step if strides else None)
+            hooked |= machine._register_pages.hooked
+            if stop.reason is not StopReason.TARGET:
+                break
+            step = step * 7 % 311 + 1  # uneven strides: stops before and after reads
+        assert stop.reason is StopReason.EXIT, stop
+        values = machine.cpu.read_physical(BUFFER, 4 * READS)
+        return values, machine.state_hash(), hooked
+    finally:
+        machine.close()
+
+
+def test_a_guest_polling_the_count_gets_the_same_values_both_ways() -> None:
+    """Past BURST_READS refused reads the read hook takes over: the values read are the
+    same under both counters, straight or stopped anywhere."""
+    straight = _poll("native", strides=False)
+    values = [int.from_bytes(straight[0][i : i + 4], "little") for i in range(0, 4 * READS, 4)]
+    assert all(a > b for a, b in itertools.pairwise(values)), values[:8]
+    assert straight[2]  # the hook took over (READS > BURST_READS)
+    assert _poll("reference", strides=False) == straight
+    assert _poll("native", strides=True)[:2] == straight[:2]
+    assert _poll("reference", strides=True)[:2] == straight[:2]
