@@ -25,10 +25,10 @@ from rdebug.machine.devices.base import Device
 #: Stores to a register page after which the run loop stops exactly (see _on_store).
 _PLAIN_STORES = frozenset({"mov", "movd", "movnti"})
 #: More refused reads of the hot page than this in BURST_WINDOW instructions...
-BURST_READS = 20
+BURST_READS = 32
 BURST_WINDOW = 10_000_000
 #: ...and a read hook serves the hot registers for this many instructions.
-HOOK_SPAN = 200_000_000
+HOOK_SPAN = 20_000_000
 
 
 class RegisterPages:
