@@ -28,7 +28,7 @@ _PLAIN_STORES = frozenset({"mov", "movd", "movnti"})
 BURST_READS = 32
 BURST_WINDOW = 10_000_000
 #: ...and a read hook serves the hot registers for this many instructions.
-HOOK_SPAN = 20_000_000
+HOOK_SPAN = 1_000_000_000
 
 
 class RegisterPages:
