@@ -23,6 +23,7 @@ from unicorn import (
 )
 
 from rdebug.host.sources import FileSerialSource, LiveInputs
+from rdebug.machine import regpages
 from rdebug.machine.devices.lapic import TIMER_CURRENT, LocalApic
 from rdebug.machine.disks import OverlayDisk
 from rdebug.machine.inputs import ExternalInputs
@@ -249,3 +250,30 @@ def test_a_guest_polling_the_count_gets_the_same_values_both_ways() -> None:
     assert _poll("reference", strides=False) == straight
     assert _poll("native", strides=True)[:2] == straight[:2]
     assert _poll("reference", strides=True)[:2] == straight[:2]
+
+
+def _minikernel_hash(session: bytes) -> tuple[str, bool, int]:
+    disks = [None, OverlayDisk(BytesImage(slave_image()))]
+    inputs = LiveInputs({0: FileSerialSource(session)}, lambda: CLOCK_NS)
+    machine = Machine(MachineConfig(memory_mb=MEMORY_MB), inputs, [Capture()], disks)
+    try:
+        machine.load(load_image(GUESTS / "minikernel.elf"))
+        stop = machine.run()
+        assert stop.reason is StopReason.EXIT, stop
+        return machine.state_hash(), machine._register_pages.hooked, stop.icount
+    finally:
+        machine.close()
+
+
+def test_refused_reads_and_the_read_hook_give_the_same_minikernel_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The minikernel reads the LAPIC ID after every EOI: by default the read hook soon
+    serves the page; with refused reads only, the same final state."""
+    session = b"crc 20\nexit 0\n"
+    hooked = _minikernel_hash(session)
+    assert hooked[1]
+    monkeypatch.setattr(regpages, "BURST_READS", 1 << 62)
+    refused = _minikernel_hash(session)
+    assert not refused[1]
+    assert refused[0] == hooked[0] and refused[2] == hooked[2]
