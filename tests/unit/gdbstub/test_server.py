@@ -149,3 +149,61 @@ def test_serve_forever_in_a_caller_thread_sets_listening() -> None:
     server.close()
     thread.join(TIMEOUT)
     assert not thread.is_alive()
+
+
+def _refusal(client: RawClient) -> bytes:
+    """The refuser's answer to a first packet: an ack and an ``E.`` text."""
+    client.send(frame(b"qSupported"))
+    assert client.next_event() == Ack()
+    event = client.next_event()
+    assert isinstance(event, Packet), event
+    return event.payload
+
+
+def _refuser_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "gdbstub-refuser"]
+
+
+@pytest.mark.timeout(60)
+def test_a_slow_client_cannot_hold_the_refuser(server: GdbServer) -> None:
+    """Issue 17, case 6: a client trickling bytes while gdb is attached neither delays
+    the next gdb after the first detaches, nor blocks a third client, nor leaves a
+    thread behind."""
+    first = RawClient(server.address)
+    assert first.ask(b"qC") == b"QC1"
+    slow = RawClient(server.address)
+    slow.send(b"$q")  # the start of a packet, never finished
+    # more clients than a backlog of 1 would take, while the slow one trickles
+    others = [RawClient(server.address) for _ in range(4)]
+    for other in others:
+        assert _refusal(other).startswith(b"E.another gdb is already attached")
+        assert other.at_eof()
+        other.close()
+    slow.send(b"S")
+    # the first gdb leaves; the next one is served at once, not after the slow one's
+    # timeout (the socket timeout bounds the wait: a hold-up fails the test)
+    assert first.ask(b"D") == b"OK"
+    first.close()
+    nxt = RawClient(server.address)
+    nxt.sock.settimeout(2.0)
+    assert nxt.ask(b"qC") == b"QC1"
+    assert nxt.ask(b"D") == b"OK"
+    nxt.close()
+    slow.close()
+    # the refuser of each finished connection is gone (joined, not left behind)
+    assert len(_refuser_threads()) <= 1
+
+
+@pytest.mark.timeout(60)
+def test_a_client_that_never_sends_is_refused_by_its_deadline(server: GdbServer) -> None:
+    first = RawClient(server.address)
+    assert first.ask(b"qC") == b"QC1"
+    silent = RawClient(server.address)
+    # nothing sent: the refuser still answers and closes within its deadline
+    assert silent.next_event() == Ack()
+    event = silent.next_event()
+    assert isinstance(event, Packet) and event.payload.startswith(b"E.another gdb")
+    assert silent.at_eof()
+    silent.close()
+    assert first.ask(b"qC") == b"QC1"
+    first.close()
