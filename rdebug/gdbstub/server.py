@@ -219,6 +219,7 @@ class GdbServer:
             # Not a TargetError: the target is in an unknown state for this connection.
             log.exception("target failed; closing the gdb connection")
         finally:
+            session.end()
             with self._lock:
                 self._conn = None
             with contextlib.suppress(OSError):

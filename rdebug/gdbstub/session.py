@@ -123,6 +123,8 @@ class RspSession:
         self._stop_options = StopReplyOptions(tid=THREAD_ID)
         self._layout: RegisterLayout | None = None
         self._decoder: PacketDecoder | None = None
+        #: breakpoints and watchpoints this connection placed and has not removed
+        self._placed: set[tuple[BreakpointKind, int, int]] = set()
 
     # -- input --------------------------------------------------------------------------
 
@@ -173,6 +175,19 @@ class RspSession:
                 return True
             case _:
                 assert_never(event)
+
+    def end(self) -> None:
+        """The connection is over, however it ended (``D``, ``k``, EOF, a broken socket):
+        remove the breakpoints and watchpoints it placed and left, as QEMU does, so the
+        next connection starts clean.  Never raises: the target may be in any state."""
+        placed, self._placed = self._placed, set()
+        bps = self._target.breakpoints() if placed else None
+        for kind, addr, length in sorted(placed):
+            try:
+                assert bps is not None
+                bps.remove_breakpoint(kind, addr, length)
+            except Exception:
+                log.exception("cannot remove %s at %#x left by gdb", kind.name, addr)
 
     # -- output -------------------------------------------------------------------------
 
@@ -248,6 +263,7 @@ class RspSession:
                     self._reply(EMPTY)
                 else:
                     bps.add_breakpoint(kind, addr, length)
+                    self._placed.add((kind, addr, length))
                     self._reply(OK)
             case RemoveBreakpoint(kind=kind, addr=addr, length=length):
                 bps = target.breakpoints()
@@ -255,6 +271,7 @@ class RspSession:
                     self._reply(EMPTY)
                 else:
                     bps.remove_breakpoint(kind, addr, length)
+                    self._placed.discard((kind, addr, length))
                     self._reply(OK)
             # node "Packets", 'c', 'C', 's', 'S': replies are stop replies
             case Continue() | Step():

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from rdebug.gdbstub import GdbServer
+from rdebug.gdbstub import BreakpointKind, GdbServer
 from rdebug.gdbstub.packet import Ack, Event, Packet, PacketDecoder, frame
 from tests.unit.gdbstub.fakes import FakeTarget, wait_for_interrupt
 
@@ -207,3 +207,31 @@ def test_a_client_that_never_sends_is_refused_by_its_deadline(server: GdbServer)
     silent.close()
     assert first.ask(b"qC") == b"QC1"
     first.close()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("ending", ["drop", "detach", "kill"])
+def test_a_connection_s_breakpoints_end_with_it(
+    server: GdbServer, target: FakeTarget, ending: str
+) -> None:
+    """Issue 17, case 3: whatever ends a connection, what it placed is removed."""
+    assert target.bps is not None
+    first = RawClient(server.address)
+    assert first.ask(b"Z0,1010,1") == b"OK"
+    assert first.ask(b"Z2,1020,4") == b"OK"
+    assert first.ask(b"Z0,1030,1") == b"OK"
+    assert first.ask(b"z0,1030,1") == b"OK"
+    if ending == "detach":
+        assert first.ask(b"D") == b"OK"
+    elif ending == "kill":
+        first.send(frame(b"k"))
+        assert first.next_event() == Ack()
+    first.close()  # "drop": gone without a word
+    second = RawClient(server.address)
+    assert second.ask(b"Z0,1040,1") == b"OK"
+    # the server served the second only after the first ended
+    assert target.bps.placed == {(BreakpointKind.SOFTWARE, 0x1040, 1)}
+    # a continue stops only at the second connection's own breakpoint
+    assert second.ask(b"c") == b"T05thread:1;"
+    assert target.eip == 0x1040
+    second.close()
