@@ -210,7 +210,12 @@ class RspSession:
             self._reply(error_reply(exc.errno))
         except TargetError as exc:
             log.debug("target error for %s: %s", printable(payload, 60), exc)
-            self._reply(error_reply(exc.errno))
+            if exc.tell:
+                # node "Standard Replies": 'E.errtext'; framing bytes cannot be sent
+                text = str(exc).encode("ascii", "replace")
+                self._reply(b"E." + bytes(c for c in text if c not in b"$#}*" and c >= 0x20))
+            else:
+                self._reply(error_reply(exc.errno))
         return True
 
     @property
@@ -248,11 +253,13 @@ class RspSession:
             # node "Packets", 'm': "The reply may contain fewer addressable memory units
             # than requested" -- so cap what one reply carries
             case ReadMemory(addr=addr, length=length):
-                length = min(length, (self.packet_size - 1) // 2)
+                self._check_address(addr, 1, "m")
+                length = min(length, (self.packet_size - 1) // 2, self._address_end - addr)
                 data = target.read_memory(addr, length) if length else b""
                 self._reply(encode_hex(data))
             # node "Packets", 'M' / 'X' (gdb probes 'X' support with a 0-length write)
             case WriteMemory(addr=addr, data=data):
+                self._check_address(addr, len(data), "M")
                 if data:
                     target.write_memory(addr, data)
                 self._reply(OK)
@@ -262,6 +269,7 @@ class RspSession:
                 if bps is None or kind not in bps.supported_kinds():
                     self._reply(EMPTY)
                 else:
+                    self._check_breakpoint(kind, addr, length)
                     bps.add_breakpoint(kind, addr, length)
                     self._placed.add((kind, addr, length))
                     self._reply(OK)
@@ -270,6 +278,7 @@ class RspSession:
                 if bps is None or kind not in bps.supported_kinds():
                     self._reply(EMPTY)
                 else:
+                    self._check_breakpoint(kind, addr, length)
                     bps.remove_breakpoint(kind, addr, length)
                     self._placed.discard((kind, addr, length))
                     self._reply(OK)
@@ -351,6 +360,27 @@ class RspSession:
             case _:
                 assert_never(command)
         return True
+
+    @property
+    def _address_end(self) -> int:
+        return 1 << self.layout.address_bits
+
+    def _check_address(self, addr: int, length: int, what: str) -> None:
+        """Refuse what does not fit the target's address space (nothing is masked)."""
+        if addr >= self._address_end or addr + length > self._address_end:
+            raise PacketError(
+                f"{what}: {addr:#x}+{length:#x} is beyond the "
+                f"{self.layout.address_bits}-bit address space"
+            )
+
+    def _check_breakpoint(self, kind: BreakpointKind, addr: int, length: int) -> None:
+        if kind in (BreakpointKind.SOFTWARE, BreakpointKind.HARDWARE):
+            self._check_address(addr, 1, f"Z{kind.value}")
+            return
+        # a watchpoint's kind is its length in bytes: 0 would watch nothing
+        if length == 0:
+            raise PacketError(f"Z{kind.value}: a watchpoint of 0 bytes")
+        self._check_address(addr, length, f"Z{kind.value}")
 
     def _check_register(self, regnum: int) -> int:
         try:

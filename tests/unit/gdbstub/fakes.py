@@ -167,6 +167,8 @@ class FakeTarget:
             raise RuntimeError("the fake target crashed")
         if command == "fail":
             raise TargetError(5)
+        if command == "refuse":
+            raise TargetError(1, "the fake target says no: $#}* are dropped", tell=True)
         if command.startswith("echo "):
             return command[5:]
         return ""
