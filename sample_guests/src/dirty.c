@@ -24,6 +24,7 @@ int guest_main(uint32_t mbi)
     uint32_t spin = dirty_spin;
     uint32_t end = REGION_START + mib * 0x100000u;
     uint32_t sum = 0;
+    printk("dirty: %u MiB, %u passes\n", mib, passes);
     for (uint32_t pass = 1; passes == 0 || pass <= passes; pass++) {
         for (uint32_t addr = REGION_START; addr < end; addr += PAGE) {
             volatile uint32_t *word = (volatile uint32_t *)addr;
