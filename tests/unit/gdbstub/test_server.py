@@ -2,54 +2,17 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 from collections.abc import Iterator
 
 import pytest
 
 from rdebug.gdbstub import BreakpointKind, GdbServer
-from rdebug.gdbstub.packet import Ack, Event, Packet, PacketDecoder, frame
+from rdebug.gdbstub.packet import Ack, Packet, frame
+from tests.rsp_client import RawClient
 from tests.unit.gdbstub.fakes import FakeTarget, wait_for_interrupt
 
 TIMEOUT = 10.0
-
-
-class RawClient:
-    """A minimal gdb: raw bytes out, decoded events in."""
-
-    def __init__(self, address: tuple[str, int]) -> None:
-        self.sock = socket.create_connection(address, timeout=TIMEOUT)
-        self._decoder = PacketDecoder()
-        self._events: list[Event] = []
-
-    def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
-    def next_event(self) -> Event:
-        while not self._events:
-            data = self.sock.recv(4096)
-            if not data:
-                raise EOFError("the server closed the connection")
-            self._events += self._decoder.feed(data)
-        return self._events.pop(0)
-
-    def ask(self, payload: bytes, *, acks: bool = True) -> bytes:
-        """Send a packet, check the ack if acks are on, return the reply payload."""
-        self.send(frame(payload))
-        if acks:
-            assert self.next_event() == Ack()
-        event = self.next_event()
-        assert isinstance(event, Packet), event
-        if acks:
-            self.send(b"+")
-        return event.payload
-
-    def at_eof(self) -> bool:
-        return self.sock.recv(1) == b""
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 @pytest.fixture
