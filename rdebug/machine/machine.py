@@ -98,6 +98,8 @@ CONTROL_INTERVAL = 1 << 22
 IDLE_INPUT_WAIT = 0.01
 #: The most IRQs delivered back to back at one boundary (trap gates keep IF set).
 _MAX_NESTED_DELIVERIES = 16
+#: Most physically separate pieces (one memory hook each) one watchpoint may need.
+MAX_WATCH_PIECES = 4096
 #: Timer deadlines a halted CPU may skip without anything it could take before rdebug
 #: calls it halted for good (e.g. the PIT ticking into a fully masked PIC).
 _MAX_IDLE_FAST_FORWARDS = 1000
@@ -387,10 +389,12 @@ class Machine:
         Unicorn matches memory hooks on *physical* addresses once paging is on, so the
         range is watched where the page tables in force now map it (a kernel's globals:
         the same in every address space); pages not mapped now are watched at their
-        linear address, as with paging off.
+        linear address, as with paging off.  `MachineError` for a range that leaves the
+        32-bit space, is empty, or maps to more than `MAX_WATCH_PIECES` physical pieces
+        (a hook each); the cost is one step per page the page tables really map.
         """
-        key = (addr & 0xFFFFFFFF, length, kind)
-        if key in self._watch_hooks or length <= 0:
+        key = (addr, length, kind)
+        if key in self._watch_hooks:
             return
         types = {
             WatchKind.WRITE: UC_HOOK_MEM_WRITE,
@@ -407,23 +411,10 @@ class Machine:
 
     def _watched_ranges(self, addr: int, length: int) -> list[tuple[int, int, int]]:
         """(linear, physical, length) pieces of a linear range, physically contiguous."""
-        pieces: list[tuple[int, int, int]] = []
-        linear, end = addr, addr + length
-        while linear < end:
-            n = min(end, (linear | 0xFFF) + 1) - linear
-            physical = self.cpu.linear_to_physical(linear)
-            if physical is None:
-                physical = linear
-            if pieces and pieces[-1][1] + pieces[-1][2] == physical:
-                first, start, size = pieces[-1]
-                pieces[-1] = (first, start, size + n)
-            else:
-                pieces.append((linear, physical, n))
-            linear += n
-        return pieces
+        return self.cpu.physical_pieces(addr, length, MAX_WATCH_PIECES)
 
     def remove_watchpoint(self, addr: int, length: int, kind: WatchKind) -> None:
-        handles = self._watch_hooks.pop((addr & 0xFFFFFFFF, length, kind), [])
+        handles = self._watch_hooks.pop((addr, length, kind), [])
         for handle in handles:
             self._uc.hook_del(handle)
         if handles:

@@ -197,8 +197,8 @@ class Timeline:
         self.machine.remove_breakpoint(addr)
 
     def add_watchpoint(self, addr: int, length: int, kind: WatchKind) -> None:
+        self.machine.add_watchpoint(addr, length, kind)  # may refuse the range
         self.watchpoints.add((addr, length, kind))
-        self.machine.add_watchpoint(addr, length, kind)
 
     def remove_watchpoint(self, addr: int, length: int, kind: WatchKind) -> None:
         self.watchpoints.discard((addr, length, kind))
