@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from rdebug.machine.inputs import LiveInputs
+from rdebug.host.sources import LiveInputs
 from rdebug.machine.machine import MachineConfig
 from rdebug.replay.recording import record
 from rdebug.replay.timeline import Timeline
