@@ -180,8 +180,12 @@ class SessionTarget:
     def exec_file(self) -> str | None:
         return str(Path(self._session.trace.path / "guest").resolve())
 
-    def monitor(self, command: str) -> str:
-        return self._debugger.execute(command)
+    def monitor(self, command: str, interrupted: Callable[[], bool]) -> str:
+        stop_watching = self._watch_interrupts(interrupted)  # 0x03 stops a long command
+        try:
+            return self._debugger.execute(command)
+        finally:
+            stop_watching()
 
     def breakpoints(self) -> Breakpoints | None:
         return _SessionBreakpoints(self._session)
@@ -308,7 +312,7 @@ class LiveTarget:
     def exec_file(self) -> str | None:
         return None if self._exec_file is None else str(self._exec_file.resolve())
 
-    def monitor(self, command: str) -> str:
+    def monitor(self, command: str, interrupted: Callable[[], bool]) -> str:
         if command.strip() == "info replay":
             return f"live run (not replaying): icount {self._machine.icount}\n"
         return "error: this is a live run: monitor commands act on replays\n"

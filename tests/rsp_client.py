@@ -45,3 +45,27 @@ class RawClient:
 
     def close(self) -> None:
         self.sock.close()
+
+    def monitor(self, command: str, *, acks: bool = True, interrupt: bool = False) -> bytes:
+        """``qRcmd``: the console output it sent (``O`` packets and a hex reply), or
+        the final ``E`` reply.  With `interrupt`, a 0x03 follows the request at once."""
+        self.send(frame(b"qRcmd," + command.encode().hex().encode()))
+        if acks:
+            assert self.next_event() == Ack()
+        if interrupt:
+            self.send(b"\x03")
+        output = b""
+        while True:
+            event = self.next_event()
+            assert isinstance(event, Packet), event
+            if acks:
+                self.send(b"+")
+            payload = event.payload
+            if payload.startswith(b"O") and payload != b"OK":
+                output += bytes.fromhex(payload[1:].decode())
+                continue
+            if payload.startswith(b"E"):
+                return payload
+            if payload != b"OK":
+                output += bytes.fromhex(payload.decode())
+            return output

@@ -89,6 +89,9 @@ log = logging.getLogger(__name__)
 THREAD_ID = 1
 #: Largest packet data we accept, announced as ``PacketSize`` (hex) in ``qSupported``.
 DEFAULT_PACKET_SIZE = 0x4000
+#: Most bytes of one monitor command's output sent to gdb; the rest is cut, and a last
+#: line says so.
+MAX_MONITOR_OUTPUT = 1 << 20
 
 
 def track_interrupt(event: Event, flag: threading.Event) -> None:
@@ -319,7 +322,7 @@ class RspSession:
                     self._reply(xfer_chunk(path.encode(), offset, length, self.packet_size))
             # node "General Query Packets", 'qRcmd'
             case Monitor(command=line):
-                self._reply_monitor(target.monitor(line))
+                self._reply_monitor(target.monitor(line, self.interrupt.is_set))
             # node "General Query Packets", 'qC', 'qfThreadInfo', 'qsThreadInfo'
             case QueryCurrentThread():
                 self._reply(f"QC{THREAD_ID:x}".encode())
@@ -395,6 +398,11 @@ class RspSession:
         # qRcmd replies: OK, or the hex-encoded output; output longer than a packet goes
         # first as 'O' console-output packets (node "Stop Reply Packets", 'O XX...').
         data = output.encode()
+        if len(data) > MAX_MONITOR_OUTPUT:
+            cut = data.rfind(b"\n", 0, MAX_MONITOR_OUTPUT) + 1 or MAX_MONITOR_OUTPUT
+            data = data[:cut] + (
+                f"... output truncated: {len(data) - cut} more bytes not sent\n".encode()
+            )
         if not data:
             self._reply(OK)
             return

@@ -198,3 +198,25 @@ def test_a_connection_s_breakpoints_end_with_it(
     assert second.ask(b"c") == b"T05thread:1;"
     assert target.eip == 0x1040
     second.close()
+
+
+@pytest.mark.timeout(60)
+def test_a_long_monitor_command_stops_on_0x03(server: GdbServer) -> None:
+    client = RawClient(server.address)
+    assert client.monitor("spin", interrupt=True) == b"interrupted\n"
+    assert client.ask(b"qC") == b"QC1"
+    client.close()
+
+
+@pytest.mark.timeout(60)
+def test_monitor_output_is_capped_with_a_last_line_saying_so(server: GdbServer) -> None:
+    client = RawClient(server.address)
+    output = client.monitor("big 200000").decode()  # ~2.2 MB
+    lines = output.splitlines()
+    assert lines[0] == "line 0"
+    assert len(output) <= (1 << 20) + 100
+    assert lines[-1].startswith("... output truncated: ") and lines[-1].endswith(
+        " more bytes not sent"
+    )
+    assert all(line.startswith("line ") for line in lines[:-1])
+    client.close()
