@@ -15,6 +15,7 @@ class RawClient:
 
     def __init__(self, address: tuple[str, int]) -> None:
         self.sock = socket.create_connection(address, timeout=TIMEOUT)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._decoder = PacketDecoder()
         self._events: list[Event] = []
 

@@ -263,6 +263,8 @@ class GdbServer:
                         other, peer = listener.accept()
                         other.setblocking(False)
                         pending.append(_Waiting(other, peer, time.monotonic()))
+                    if len(pending) > MAX_WAITING:  # a flood: the oldest is told at once
+                        pending.pop(0).refuse()
                 now = time.monotonic()
                 for w in list(pending):
                     if w.conn in ready and not w.receive():
@@ -290,6 +292,8 @@ REFUSE_DEADLINE = 2.0
 REFUSE_GRACE = 0.5
 #: How often the refuser looks whether the attached gdb has left.
 REFUSER_TICK = 0.05
+#: Most clients waiting for their refusal at once (select() takes no more than ~1000).
+MAX_WAITING = 64
 #: Most bytes read from a client being refused.
 REFUSE_READ_LIMIT = 4096
 REFUSAL = b"+" + frame(b"E.another gdb is already attached to this target")
