@@ -1,4 +1,5 @@
-"""Builds the native instruction counter (rdebug/machine/_icount.c) at install time."""
+"""Builds the native extension at install time: rdebug.machine._icount, the instruction
+counter (rdebug/machine/_icount.c) with RAM write tracking for checkpoints (_pages.c)."""
 
 from setuptools import Extension, setup
 
