@@ -209,6 +209,8 @@ class Session:
         """Guest memory at the linear address `addr` (through the guest's page tables)."""
         if length < 0:
             raise UsageError("read_memory: negative length")
+        if addr < 0 or addr + length > 1 << 32:
+            raise UsageError(f"memory at {addr:#x}+{length:#x} is beyond the 32-bit address space")
         data = self._machine.cpu.read_linear(addr, length)
         if data is None:
             raise RdebugError(f"memory at {addr:#x}+{length:#x} is not mapped")
@@ -283,8 +285,9 @@ class Session:
         return self._timeline.reverse_stepi(n)
 
     def _address(self, addr: int | str) -> int:
+        """A 32-bit linear address; nothing beyond that space is masked into it."""
         if isinstance(addr, int):
-            return addr & 0xFFFFFFFF
+            return _in_space(addr, hex(addr))
         text = addr.strip()
         if text in self.symbols:
             return self.symbols[text]
@@ -296,9 +299,9 @@ class Session:
                 delta = int(offset, 0)
             except ValueError:
                 raise UsageError(f"{addr!r}: {offset!r} is not a number") from None
-            return (self.symbols[base] + (delta if sign == "+" else -delta)) & 0xFFFFFFFF
+            return _in_space(self.symbols[base] + (delta if sign == "+" else -delta), text)
         try:
-            return int(text, 0) & 0xFFFFFFFF
+            return _in_space(int(text, 0), text)
         except ValueError:
             raise UsageError(f"{addr!r}: no such symbol in the guest") from None
 
@@ -515,3 +518,9 @@ def dump_log(path: Path, out: TextIO, summary: bool = False) -> str | None:
         raise UsageError(f"{log_path}: cannot read: {exc.strerror}") from None
     with stream:
         return _dump.dump(stream, str(log_path), out, summary=summary)
+
+
+def _in_space(value: int, text: str) -> int:
+    if not 0 <= value <= 0xFFFFFFFF:
+        raise UsageError(f"{text}: beyond the 32-bit address space")
+    return value

@@ -103,6 +103,23 @@ def _reply(stop: Stop, replaying: bool) -> StopReason:
     return Signalled(GdbSignal.TRAP)
 
 
+def _check_resume(action: ForwardResume, pc: int, last: StopReason, why: str) -> None:
+    """Refuse, with a reason gdb prints, a resume signal or address that cannot be
+    honoured (`why`: what runs).  The signal of the last stop passes: gdb hands back
+    what it was told, and the guest already met it."""
+    signal = action.signal
+    if signal and not (isinstance(last, Signalled) and last.signal == signal):
+        raise TargetError(
+            errno.EINVAL, f"rdebug cannot deliver signal {signal} to the guest: {why}", tell=True
+        )
+    if action.addr is not None and action.addr != pc:
+        raise TargetError(
+            errno.EINVAL,
+            f"rdebug cannot resume at {action.addr:#x}: {why}, from pc {pc:#x}",
+            tell=True,
+        )
+
+
 def _watch_interrupts(
     interrupted: Callable[[], bool], interrupt: Callable[[], None]
 ) -> Callable[[], None]:
@@ -174,6 +191,8 @@ class SessionTarget:
     # -- running -------------------------------------------------------------------------
 
     def resume(self, action: ForwardResume, interrupted: Callable[[], bool]) -> StopReason:
+        pc = self._session.register("eip")
+        _check_resume(action, pc, self._last, "a replay goes on as recorded")
         stop_watching = _watch_interrupts(interrupted, self._session.interrupt)
         try:
             match action:
@@ -215,7 +234,8 @@ class SessionTarget:
         return str(Path(self._session.trace.path / "guest").resolve())
 
     def monitor(self, command: str, interrupted: Callable[[], bool]) -> str:
-        stop_watching = self._watch_interrupts(interrupted)  # 0x03 stops a long command
+        # 0x03 stops a long command as it stops a resume
+        stop_watching = _watch_interrupts(interrupted, self._session.interrupt)
         try:
             return self._debugger.execute(command)
         finally:
@@ -242,10 +262,13 @@ class _SessionBreakpoints:
         return frozenset(BreakpointKind)
 
     def add_breakpoint(self, kind: BreakpointKind, addr: int, length: int) -> None:
-        if kind in (BreakpointKind.SOFTWARE, BreakpointKind.HARDWARE):
-            self._session.add_breakpoint(addr)
-        else:
-            self._session.add_watchpoint(addr, length, _WATCH_KINDS[kind])
+        try:
+            if kind in (BreakpointKind.SOFTWARE, BreakpointKind.HARDWARE):
+                self._session.add_breakpoint(addr)
+            else:
+                self._session.add_watchpoint(addr, length, _WATCH_KINDS[kind])
+        except RdebugError as exc:  # a range the machine cannot watch
+            raise TargetError(errno.EINVAL, str(exc)) from None
 
     def remove_breakpoint(self, kind: BreakpointKind, addr: int, length: int) -> None:
         if kind in (BreakpointKind.SOFTWARE, BreakpointKind.HARDWARE):
@@ -305,6 +328,10 @@ class LiveTarget:
             raise TargetError(errno.EFAULT)
 
     def resume(self, action: ForwardResume, interrupted: Callable[[], bool]) -> StopReason:
+        if action.addr is not None and "eip" in self._session.writable_registers():
+            self._session.write_register("eip", action.addr & 0xFFFFFFFF)  # c ADDR: honoured
+        pc = self._session.register("eip")
+        _check_resume(action, pc, self._last, "the guest runs on")
         stop_watching = _watch_interrupts(interrupted, self._session.interrupt)
         try:
             target = self._session.icount + 1 if isinstance(action, Step) else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import weakref
 
 from rdebug.gdbstub.packet import Ack, Event, Packet, PacketDecoder, frame
 
@@ -16,6 +17,8 @@ class RawClient:
     def __init__(self, address: tuple[str, int]) -> None:
         self.sock = socket.create_connection(address, timeout=TIMEOUT)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # a test that fails half way must not leave an open socket to the next test
+        weakref.finalize(self, self.sock.close)
         self._decoder = PacketDecoder()
         self._events: list[Event] = []
 
