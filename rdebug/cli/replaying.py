@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import signal
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from types import FrameType
 
 from rdebug import api
 from rdebug.api import FrameSink, Session, Trace, Where
@@ -40,14 +38,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
     with serial_output(args.serial) as serial, _net_output(args.net_output) as net:
         session = Session(args.trace, serial=serial, net=net)
         try:
-            with terminal.on_sigint(session.interrupt):
+            with terminal.on_stop_signals(session.interrupt) as caught:
                 played = session.play()
         finally:
             session.close()
     stop = played.stop
     sys.stdout.flush()
     if stop.where is not Where.END:
-        return report(stop)
+        return report(stop, caught)
     where = f"icount {stop.icount}"
     if not played.complete:
         print(
@@ -75,16 +73,12 @@ def _replay_gdb(args: argparse.Namespace) -> int:
             flush=True,
         )
 
-        def stop_serving(_signum: int, _frame: FrameType | None) -> None:
+        def stop_serving() -> None:
             session.interrupt()
             server.close()
 
-        previous = signal.signal(signal.SIGINT, stop_serving)
-        try:
-            with server:
-                server.serve_forever()  # gdb may detach and attach again
-        finally:
-            signal.signal(signal.SIGINT, previous)
+        with terminal.on_stop_signals(stop_serving), server:
+            server.serve_forever()  # gdb may detach and attach again
         print("rdebug: stopped serving gdb", file=sys.stderr)
     finally:
         session.close()

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from types import FrameType
 
 from rdebug.api import (
     DriveSpec,
@@ -22,7 +20,6 @@ from rdebug.api import (
 )
 from rdebug.cli.parser import (
     EXIT_GUEST_CRASHED,
-    EXIT_INTERRUPTED,
     EXIT_LIMIT,
     EXIT_OK,
     gdb_address,
@@ -46,13 +43,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         session = LiveSession.start(
             guest, config, inputs, serial=serial, drives=_drives(args), net=net
         )
+        caught = terminal.Caught()
         try:
             if args.gdb is not None:
                 return _serve_live(session, args)
-            stop = _run(session, args.max_insns, reads_terminal)
+            stop = _run(session, args.max_insns, reads_terminal, caught)
         finally:
             session.close()
-    return report(stop)
+    return report(stop, caught)
 
 
 def cmd_record(args: argparse.Namespace) -> int:
@@ -60,6 +58,7 @@ def cmd_record(args: argparse.Namespace) -> int:
     config = _machine_config(args)
     drives = _drives(args)
     live, reads_terminal = _live_inputs(args)
+    caught = terminal.Caught()
     with serial_output(args.serial) as serial, _netdev(args, live) as (inputs, net):
         recording = record(
             args.output,
@@ -69,9 +68,9 @@ def cmd_record(args: argparse.Namespace) -> int:
             serial=serial,
             drives=drives,
             net=net,
-            run=lambda session: _run(session, args.max_insns, reads_terminal),
+            run=lambda session: _run(session, args.max_insns, reads_terminal, caught),
         )
-    status = report(recording.stop)
+    status = report(recording.stop, caught)
     print(
         f"rdebug: recorded {recording.stop.icount} instructions, {recording.events} events, "
         f"in {recording.path}",
@@ -80,8 +79,9 @@ def cmd_record(args: argparse.Namespace) -> int:
     return status
 
 
-def report(stop: Stop) -> int:
-    """Say how a run ended (on stderr, unless the guest exited); the exit status."""
+def report(stop: Stop, caught: terminal.Caught | None = None) -> int:
+    """Say how a run ended (on stderr, unless the guest exited); the exit status.
+    `caught`: the signal that interrupted it, if one did."""
     sys.stdout.flush()
     if stop.where is Where.EXITED:
         assert stop.exit_code is not None
@@ -93,8 +93,11 @@ def report(stop: Stop) -> int:
         print(f"rdebug: stopped at icount {stop.icount} (--max-insns)", file=sys.stderr)
         return EXIT_LIMIT
     if stop.where is Where.INTERRUPTED:
-        print(f"rdebug: interrupted at icount {stop.icount}", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        print(
+            f"rdebug: interrupted at icount {stop.icount}{terminal.named(caught)}",
+            file=sys.stderr,
+        )
+        return terminal.exit_status(caught)
     print(
         f"rdebug: guest crashed at icount {stop.icount}: {stop.detail or stop.cause}",
         file=sys.stderr,
@@ -102,8 +105,13 @@ def report(stop: Stop) -> int:
     return EXIT_GUEST_CRASHED
 
 
-def _run(session: LiveSession, target: int | None, reads_terminal: bool) -> Stop:
-    with terminal.cbreak(reads_terminal), terminal.on_sigint(session.interrupt):
+def _run(
+    session: LiveSession, target: int | None, reads_terminal: bool, caught: terminal.Caught
+) -> Stop:
+    with (
+        terminal.cbreak(reads_terminal),
+        terminal.on_stop_signals(session.interrupt, caught),
+    ):
         return session.run(target)
 
 
@@ -118,16 +126,12 @@ def _serve_live(session: LiveSession, args: argparse.Namespace) -> int:
         flush=True,
     )
 
-    def stop_serving(_signum: int, _frame: FrameType | None) -> None:
+    def stop_serving() -> None:
         session.interrupt()
         server.close()
 
-    previous = signal.signal(signal.SIGINT, stop_serving)
-    try:
-        with server:
-            server.serve_forever()
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    with terminal.on_stop_signals(stop_serving), server:
+        server.serve_forever()
     return EXIT_OK
 
 

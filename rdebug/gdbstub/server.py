@@ -161,7 +161,13 @@ class GdbServer:
             self._serve_connection(conn, peer, prefix)
             return not self._closing.is_set()
         while not self._closing.is_set():
-            ready, _, _ = select.select([listener, self._wake_r], [], [])
+            try:
+                ready, _, _ = select.select([listener, self._wake_r], [], [])
+            except (OSError, ValueError):
+                # `close` from a signal handler on this very thread closed the sockets
+                if self._closing.is_set():
+                    return False
+                raise
             if self._wake_r in ready or self._closing.is_set():
                 break
             try:
