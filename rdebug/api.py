@@ -254,6 +254,14 @@ class Session:
     def remove_watchpoint(self, addr: int | str, length: int = 4, kind: str = "write") -> None:
         self._timeline.remove_watchpoint(self._address(addr), length, self._watch_kind(kind))
 
+    def breakpoints(self) -> list[int]:
+        """Every breakpoint address set now (by anyone: a script, the REPL, gdb)."""
+        return sorted(self._timeline.breakpoints)
+
+    def watchpoints(self) -> list[tuple[int, int, str]]:
+        """Every watchpoint set now: (address, length, "write"|"read"|"access")."""
+        return sorted((a, n, k.value) for a, n, k in self._timeline.watchpoints)
+
     @staticmethod
     def _watch_kind(kind: str) -> WatchKind:
         try:

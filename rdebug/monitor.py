@@ -233,14 +233,22 @@ class Debugger:
         return f"deleted {', '.join(map(str, numbers)) or 'nothing'}\n"
 
     def _info_breakpoints(self) -> str:
-        if not self.points:
+        """The numbered ones, then those set on the session otherwise (gdb's ``Z``
+        packets, a script): numbered "-"."""
+        points = list(self.points.values())
+        mine = {(p.addr, p.length, p.kind) for p in points}
+        session = self.session
+        points += [_Point(0, a) for a in session.breakpoints() if (a, 0, "") not in mine]
+        points += [_Point(0, *w) for w in session.watchpoints() if w not in mine]
+        if not points:
             return "no breakpoints or watchpoints\n"
         rows = ["Num  Type        Address     What\n"]
-        for p in self.points.values():
+        for p in points:
             kind = "breakpoint" if not p.length else f"{p.kind} watch"
-            what = self.session.symbol(p.addr) or ""
+            what = session.symbol(p.addr) or ""
             size = f" ({p.length} bytes)" if p.length else ""
-            rows.append(f"{p.number:<4} {kind:<11} {p.addr:#010x}  {what}{size}\n")
+            number = str(p.number) if p.number else "-"
+            rows.append(f"{number:<4} {kind:<11} {p.addr:#010x}  {what}{size}\n")
         return "".join(rows)
 
     def _info_replay(self) -> str:

@@ -107,3 +107,22 @@ def test_a_watch_range_beyond_32_bits_or_empty_is_refused(trace: Path) -> None:
         assert "at least 1" in monitor.execute(session, "watch 0x100000 0")
         listing = monitor.execute(session, "info breakpoints")
         assert "0x00100000" not in listing and "0x100000" not in listing
+
+
+def test_info_breakpoints_lists_those_gdb_or_a_script_set_too(trace: Path) -> None:
+    """Issue 17: breakpoints set through gdb's Z packets were not listed."""
+    with rdebug.open(trace) as session:
+        debugger = monitor.Debugger(session)
+        debugger.execute("break guest_main")
+        debugger.execute("watch 0x100000 4")
+        session.add_breakpoint("guest_exit")  # as gdb's Z0 does
+        session.add_watchpoint(0x100010, 2, "read")  # as gdb's Z3 does
+        rows = debugger.execute("info breakpoints").splitlines()
+        assert rows[1].startswith("1    breakpoint  0x") and "guest_main" in rows[1]
+        assert rows[2].startswith("2    write watch 0x00100000")
+        assert rows[3].startswith("-    breakpoint  0x") and "guest_exit" in rows[3]
+        assert rows[4].startswith("-    read watch  0x00100010") and "(2 bytes)" in rows[4]
+        assert len(rows) == 5
+        session.remove_breakpoint("guest_exit")
+        session.remove_watchpoint(0x100010, 2, "read")
+        assert len(debugger.execute("info breakpoints").splitlines()) == 3
