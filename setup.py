@@ -1,5 +1,5 @@
-"""Builds the native extension at install time: rdebug.machine._icount, the instruction
-counter (rdebug/machine/_icount.c) with RAM write tracking for checkpoints (_pages.c)."""
+"""Builds the native extensions at install time: the instruction counter
+(rdebug/machine/_icount.c) and the dirty-page tracker (rdebug/machine/_pages.c)."""
 
 from setuptools import Extension, setup
 
@@ -7,8 +7,13 @@ setup(
     ext_modules=[
         Extension(
             "rdebug.machine._icount",
-            sources=["rdebug/machine/_icount.c", "rdebug/machine/_pages.c"],
+            sources=["rdebug/machine/_icount.c"],
             extra_compile_args=["-O3", "-std=c11"],
-        )
+        ),
+        Extension(
+            "rdebug.machine._pages",
+            sources=["rdebug/machine/_pages.c"],
+            extra_compile_args=["-O3", "-std=c11"],
+        ),
     ]
 )
