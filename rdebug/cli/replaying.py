@@ -66,18 +66,19 @@ def _replay_gdb(args: argparse.Namespace) -> int:
     session = Session(args.trace, args.checkpoint_budget << 20)
     try:
         server, address = listen(SessionTarget(session), host, port, f"--gdb {args.gdb}")
-        print(
-            f"rdebug: replaying {args.trace} ({session.end_icount} instructions); attach with:\n"
-            + attach_hint(address, session.trace.path / "guest"),
-            file=sys.stderr,
-            flush=True,
-        )
 
         def stop_serving() -> None:
             session.interrupt()
             server.close()
 
+        # the handlers first: whoever reads the banner may signal at once
         with terminal.on_stop_signals(stop_serving), server:
+            print(
+                f"rdebug: replaying {args.trace} ({session.end_icount} instructions); "
+                "attach with:\n" + attach_hint(address, session.trace.path / "guest"),
+                file=sys.stderr,
+                flush=True,
+            )
             server.serve_forever()  # gdb may detach and attach again
         print("rdebug: stopped serving gdb", file=sys.stderr)
     finally:

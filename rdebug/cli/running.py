@@ -119,18 +119,19 @@ def _serve_live(session: LiveSession, args: argparse.Namespace) -> int:
     host, port = gdb_address(args.gdb)
     exec_file = args.guest if args.guest.exists() else None
     server, address = listen(LiveTarget(session, exec_file), host, port, f"--gdb {args.gdb}")
-    print(
-        f"rdebug: {args.guest} is waiting for gdb; attach with:\n"
-        + attach_hint(address, args.guest),
-        file=sys.stderr,
-        flush=True,
-    )
 
     def stop_serving() -> None:
         session.interrupt()
         server.close()
 
+    # the handlers first: whoever reads the banner may signal at once
     with terminal.on_stop_signals(stop_serving), server:
+        print(
+            f"rdebug: {args.guest} is waiting for gdb; attach with:\n"
+            + attach_hint(address, args.guest),
+            file=sys.stderr,
+            flush=True,
+        )
         server.serve_forever()
     return EXIT_OK
 
