@@ -207,6 +207,8 @@ class SessionTarget:
             stop = Stop(Where.INTERRUPTED, self._session.icount)
         finally:
             stop_watching()
+            # an interrupt that came as it ended (gdb leaving) must not stop the next one
+            self._session.clear_interrupt()
         self._last = _reply(stop, replaying=True)
         return self._last
 
@@ -222,6 +224,8 @@ class SessionTarget:
             stop = Stop(Where.INTERRUPTED, self._session.icount)
         finally:
             stop_watching()
+            # an interrupt that came as it ended (gdb leaving) must not stop the next one
+            self._session.clear_interrupt()
         self._last = _reply(stop, replaying=True)
         return self._last
 
@@ -240,6 +244,8 @@ class SessionTarget:
             return self._debugger.execute(command)
         finally:
             stop_watching()
+            # an interrupt that came as it ended (gdb leaving) must not stop the next one
+            self._session.clear_interrupt()
 
     def breakpoints(self) -> Breakpoints | None:
         return _SessionBreakpoints(self._session)

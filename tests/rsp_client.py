@@ -6,9 +6,10 @@ import socket
 import weakref
 
 from rdebug.gdbstub.packet import Ack, Event, Packet, PacketDecoder, frame
+from tests.conftest import EVENT_TIMEOUT
 
 #: A safety net for every socket operation: a hang fails the test.
-TIMEOUT = 10.0
+TIMEOUT = EVENT_TIMEOUT
 
 
 class RawClient:
