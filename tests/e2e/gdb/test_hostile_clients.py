@@ -74,8 +74,10 @@ def test_monitor_x_of_a_huge_count_is_bounded(big_timer_trace: Path) -> None:
     with rdebug_gdb_process("replay", str(big_timer_trace)) as (address, server):
         client = RawClient(_address(address))
         assert client.ask(b"?").startswith(b"T05")
-        # the peak before and after (RSS alone may drop meanwhile: pages reclaimed on a
-        # busy machine would then count as growth)
+        # the replay (guest RAM, first checkpoint) is set up on the first command: a
+        # small x first; then the peak before and after (RSS alone may drop meanwhile:
+        # pages reclaimed on a busy machine would then count as growth)
+        assert client.monitor("x/16xb 0").startswith(b"0x0:")
         before = _kib(server, "VmHWM")
         output = client.monitor("x/99999999xb 0")
         grown = _kib(server, "VmHWM") - before
