@@ -248,7 +248,7 @@ class SessionTarget:
             self._session.clear_interrupt()
 
     def breakpoints(self) -> Breakpoints | None:
-        return _SessionBreakpoints(self._session)
+        return _SessionBreakpoints(self._session, self._debugger)
 
     def reverse(self) -> ReverseExecution | None:
         return self
@@ -261,8 +261,27 @@ class SessionTarget:
 
 
 class _SessionBreakpoints:
-    def __init__(self, session: Session) -> None:
+    """gdb's ``Z``/``z`` on the session.  A breakpoint or watchpoint the monitor's
+    `debugger` also holds (``monitor break``) stays when gdb removes its own there (gdb
+    removes and re-inserts its breakpoints around every stop, and all of them when it
+    leaves)."""
+
+    def __init__(self, session: Session, debugger: monitor.Debugger) -> None:
         self._session = session
+        self._debugger = debugger
+
+    def _held_by_monitor(self, kind: BreakpointKind, addr: int, length: int) -> bool:
+        for point in self._debugger.points.values():
+            if kind in (BreakpointKind.SOFTWARE, BreakpointKind.HARDWARE):
+                if point.length == 0 and point.addr == addr:
+                    return True
+            elif (point.addr, point.length, point.kind) == (
+                addr,
+                length,
+                _WATCH_KINDS[kind],
+            ):
+                return True
+        return False
 
     def supported_kinds(self) -> frozenset[BreakpointKind]:
         return frozenset(BreakpointKind)
@@ -277,6 +296,8 @@ class _SessionBreakpoints:
             raise TargetError(errno.EINVAL, str(exc)) from None
 
     def remove_breakpoint(self, kind: BreakpointKind, addr: int, length: int) -> None:
+        if self._held_by_monitor(kind, addr, length):
+            return
         if kind in (BreakpointKind.SOFTWARE, BreakpointKind.HARDWARE):
             self._session.remove_breakpoint(addr)
         else:

@@ -172,3 +172,23 @@ def test_resume_signals_and_addresses_are_refused_with_a_reason(timer_trace: Pat
             text, records = gdb.run("signal SIGUSR1")
             said = text + " ".join(str(r.get("payload", "")) for r in records)
             assert "cannot deliver signal" in said, records
+
+
+@pytest.mark.timeout(300)
+def test_gdb_removing_its_breakpoint_leaves_the_monitors_own(timer_trace: Path) -> None:
+    """``monitor break X`` and gdb's own breakpoint at X: gdb removes its own at every
+    stop and all of them when it leaves; the monitor's stays (listed, and stopping)."""
+    exit_addr = _symbols(timer_trace)["guest_exit"]
+    with rdebug_gdb_process("replay", str(timer_trace)) as (address, _):
+        first = RawClient(_address(address))
+        assert first.monitor("break guest_exit").startswith(b"breakpoint 1 at ")
+        assert first.ask(f"Z0,{exit_addr:x},1".encode()) == b"OK"
+        assert first.ask(f"z0,{exit_addr:x},1".encode()) == b"OK"
+        assert first.ask(f"Z0,{exit_addr:x},1".encode()) == b"OK"
+        first.close()  # and its Z0 goes with it
+        second = RawClient(_address(address))
+        assert b"1    breakpoint" in second.monitor("info breakpoints")
+        assert second.ask(b"c").startswith(b"T05")
+        pc = int.from_bytes(bytes.fromhex(second.ask(b"p8").decode()), "little")
+        assert pc == exit_addr
+        second.close()
