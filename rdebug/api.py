@@ -41,6 +41,7 @@ import capstone
 from rdebug.errors import FormatError, RdebugError, UsageError
 from rdebug.live import Guest, LiveSession, Recorded, record
 from rdebug.machine.devices.ne2000 import FrameSink, NicConfig
+from rdebug.machine.devices.sb16 import AudioSink, Sb16Config
 from rdebug.machine.devices.uart import SerialBackend
 from rdebug.machine.loader import ImageFormat
 from rdebug.machine.machine import Machine, MachineConfig
@@ -63,6 +64,7 @@ from rdebug.snapshots.named import NamedSnapshot, SnapshotFile
 
 __all__ = [
     "DEFAULT_BUDGET",
+    "AudioSink",
     "DriveSpec",
     "EventKind",
     "FrameSink",
@@ -76,6 +78,7 @@ __all__ = [
     "Played",
     "Recorded",
     "RecordedEvent",
+    "Sb16Config",
     "SerialBackend",
     "Session",
     "Stop",
@@ -114,8 +117,8 @@ class Instruction:
 class Session:
     """A recording, opened for replay: go anywhere in it and look at the machine.
 
-    COM1's output goes to `serial` and the frames the guest's NIC sends to `net` (both
-    dropped by default).
+    COM1's output goes to `serial`, the frames the guest's NIC sends to `net` and the
+    samples its sound card plays to `audio` (all dropped by default).
     """
 
     def __init__(
@@ -125,6 +128,7 @@ class Session:
         *,
         serial: SerialBackend | None = None,
         net: FrameSink | None = None,
+        audio: AudioSink | None = None,
     ) -> None:
         self.trace = Trace.open(Path(trace))
         image = load_guest(self.trace.info.guest, self.trace.guest_image())
@@ -144,6 +148,7 @@ class Session:
                 [] if serial is None else [serial],
                 disks,
                 net,
+                audio=audio,
             )
             self._machine.load(image)
             self.symbols = dict(image.symbols)

@@ -196,7 +196,7 @@ HELP: dict[str, str] = {
     "disas": "disas [ADDR|SYMBOL|$REG] [N] -- N instructions (default 10, at most 4096) from "
     "there (default eip)",
     "events": "events [KIND] [--from I] [--to J] -- the recorded events with their icounts; "
-    "KIND is interrupt, exception, input, clock, checkpoint or shutdown",
+    "KIND is interrupt, exception, input, audio, clock, checkpoint or shutdown",
     "goto": "goto event N -- go to recorded event N (an interrupt: just before it is taken)",
     "next-event": "next-event [KIND] -- forward to the next recorded event (of KIND)",
     "prev-event": "prev-event [KIND] -- backward to the previous recorded event (of KIND)",

@@ -15,6 +15,7 @@ from pathlib import Path
 from rdebug.errors import UsageError
 from rdebug.machine.cpu import register_ids
 from rdebug.machine.devices.ne2000 import FrameSink
+from rdebug.machine.devices.sb16 import AudioSink
 from rdebug.machine.devices.uart import SerialBackend
 from rdebug.machine.inputs import ExternalInputs
 from rdebug.machine.loader import ImageFormat, LoadedImage, parse_image
@@ -84,11 +85,13 @@ class LiveSession:
         serial: SerialBackend | None = None,
         drives: tuple[DriveSpec, ...] = (),
         net: FrameSink | None = None,
+        audio: AudioSink | None = None,
     ) -> LiveSession:
         """The machine of `config` with `guest` loaded, fed by `inputs`; COM1's output
-        goes to `serial`, the NIC's frames to `net`."""
+        goes to `serial`, the NIC's frames to `net`, the sound card's samples to `audio`."""
         disks = open_disks(drives, check=False)
-        machine = Machine(config, inputs, [] if serial is None else [serial], disks, net)
+        serial_out = [] if serial is None else [serial]
+        machine = Machine(config, inputs, serial_out, disks, net, audio=audio)
         try:
             machine.load(guest.image)
         except BaseException:
@@ -168,6 +171,7 @@ def record(
     serial: SerialBackend | None = None,
     drives: tuple[DriveSpec, ...] = (),
     net: FrameSink | None = None,
+    audio: AudioSink | None = None,
     run: Callable[[LiveSession], Stop] = lambda live: live.run(),
 ) -> Recorded:
     """Run `guest` live and record it into the new trace folder `folder`; `run` runs the
@@ -189,6 +193,7 @@ def record(
         serial=[] if serial is None else [serial],
         drives=drives,
         net=net,
+        audio=audio,
         run=run_machine,
     )
     return Recorded(made.trace.path, stops[-1], made.events)

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import NoReturn
 
-from rdebug.api import DriveSpec, ImageFormat, NicConfig, drive_spec
+from rdebug.api import DriveSpec, ImageFormat, NicConfig, Sb16Config, drive_spec
 from rdebug.errors import UsageError
 
 EXIT_OK = 0
@@ -72,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_machine_options(run)
     _add_serial_options(run, inputs=True)
     _add_net_options(run)
+    _add_audio_options(run, inputs=True)
     _add_max_insns(run)
     run.add_argument(
         "--gdb",
@@ -102,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_machine_options(record)
     _add_serial_options(record, inputs=True)
     _add_net_options(record)
+    _add_audio_options(record, inputs=True)
     _add_max_insns(record)
 
     replay = sub.add_parser(
@@ -122,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="write the frames the guest's NIC sends to FILE (a pcap capture, stamped "
         "in virtual time); otherwise they are dropped",
     )
+    _add_audio_options(replay, inputs=False)
     replay.add_argument(
         "--gdb",
         default=None,
@@ -305,6 +308,60 @@ def _add_net_options(parser: argparse.ArgumentParser) -> None:
         "to udp= and received at localaddr= (port 0: any free port, printed), as QEMU's "
         "-netdev socket; or none (default)",
     )
+
+
+def _add_audio_options(parser: argparse.ArgumentParser, inputs: bool) -> None:
+    """--sound, --audio-input, --audio-output (replay takes only --audio-output)."""
+    output_help = (
+        "write what the guest plays on the sound card to FILE (a WAV file in the format it "
+        "first plays; samples in another format are converted to it)"
+    )
+    if not inputs:
+        parser.add_argument("--audio-input", type=Path, default=None, help=argparse.SUPPRESS)
+        parser.add_argument(
+            "--audio-output", type=Path, default=None, metavar="FILE.wav", help=output_help
+        )
+        return
+    parser.add_argument(
+        "--sound",
+        default=None,
+        metavar="sb16[,iobase=0x220][,irq=5][,dma=1][,dma16=5]",
+        help="a Sound Blaster 16 on the ISA bus (recorded with the trace; implied by "
+        "--audio-input and --audio-output)",
+    )
+    parser.add_argument(
+        "--audio-input",
+        type=Path,
+        default=None,
+        metavar="FILE.wav",
+        help="the sound card's microphone: the samples of a PCM WAV file (8-bit unsigned or "
+        "16/24/32-bit signed, any rate and channels), from its first one on as the guest "
+        "records, converted to the format it programs; silence after the end",
+    )
+    parser.add_argument(
+        "--audio-output", type=Path, default=None, metavar="FILE.wav", help=output_help
+    )
+
+
+def parse_sound(text: str) -> Sb16Config:
+    """`sb16[,iobase=N][,irq=N][,dma=N][,dma16=N]` (QEMU's -device sb16 properties)."""
+    option = f"--sound {text}"
+    model, _, rest = text.partition(",")
+    if model.removeprefix("model=") != "sb16":
+        raise UsageError(f"{option}: unknown sound card {model!r} (rdebug has sb16)")
+    fields: dict[str, int] = {}
+    for part in rest.split(",") if rest else []:
+        key, sep, value = part.partition("=")
+        if not sep or key in fields or key not in ("iobase", "irq", "dma", "dma16"):
+            raise UsageError(f"{option}: expected iobase=N, irq=N, dma=N or dma16=N, not {part!r}")
+        try:
+            fields[key] = int(value, 0)
+        except ValueError:
+            raise UsageError(f"{option}: {key}={value!r} is not a number") from None
+    try:
+        return Sb16Config(**fields)
+    except ValueError as exc:
+        raise UsageError(f"{option}: {exc}") from None
 
 
 def parse_nic(text: str) -> NicConfig:

@@ -18,25 +18,33 @@ from rdebug.gdb_target import SessionTarget, attach_hint, listen
 from rdebug.host import terminal
 from rdebug.host.netdev import PcapWriter
 from rdebug.host.serial import serial_output
+from rdebug.host.wav import audio_output
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    for option in ("keyboard_input", "mouse_input", "serial_input"):
+    for option in ("keyboard_input", "mouse_input", "serial_input", "audio_input"):
         if getattr(args, option) is not None:
             name = "--" + option.replace("_", "-")
             raise UsageError(
                 f"replay takes no {name}: the trace's log carries every input of the "
-                "recording (keys, mouse, serial bytes)"
+                "recording (keys, mouse, serial bytes, microphone samples)"
             )
     if args.gdb is not None:
-        if args.net_output is not None:
-            raise UsageError("--net-output: not with --gdb")
+        for option in ("net_output", "audio_output"):
+            if getattr(args, option) is not None:
+                raise UsageError(f"--{option.replace('_', '-')}: not with --gdb")
         return _replay_gdb(args)
     trace = Trace.open(args.trace)
     if args.net_output is not None and trace.info.nic is None:
         raise UsageError(f"--net-output: {args.trace} was recorded without a NIC")
-    with serial_output(args.serial) as serial, _net_output(args.net_output) as net:
-        session = Session(args.trace, serial=serial, net=net)
+    if args.audio_output is not None and trace.info.sound is None:
+        raise UsageError(f"--audio-output: {args.trace} was recorded without a sound card")
+    with (
+        serial_output(args.serial) as serial,
+        _net_output(args.net_output) as net,
+        audio_output(args.audio_output) as audio,
+    ):
+        session = Session(args.trace, serial=serial, net=net, audio=audio)
         try:
             with terminal.on_stop_signals(session.interrupt) as caught:
                 played = session.play()

@@ -14,6 +14,7 @@ from rdebug.api import (
     LiveSession,
     MachineConfig,
     NicConfig,
+    Sb16Config,
     Stop,
     Where,
     record,
@@ -25,6 +26,7 @@ from rdebug.cli.parser import (
     gdb_address,
     parse_drive,
     parse_nic,
+    parse_sound,
 )
 from rdebug.errors import UsageError
 from rdebug.gdb_target import LiveTarget, attach_hint, listen
@@ -33,15 +35,20 @@ from rdebug.host.keys import ListInputSource, parse_mouse_script, text_to_keys
 from rdebug.host.netdev import NetInputs, SocketNetdev, UdpNetdev, parse_netdev
 from rdebug.host.serial import serial_output
 from rdebug.host.sources import FileSerialSource, LiveInputs, StreamSerialSource
+from rdebug.host.wav import WavMicrophone, audio_output
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     guest = _read_guest(args)
     config = _machine_config(args)
     live, reads_terminal = _live_inputs(args)
-    with serial_output(args.serial) as serial, _netdev(args, live) as (inputs, net):
+    with (
+        serial_output(args.serial) as serial,
+        _netdev(args, live) as (inputs, net),
+        audio_output(args.audio_output) as audio,
+    ):
         session = LiveSession.start(
-            guest, config, inputs, serial=serial, drives=_drives(args), net=net
+            guest, config, inputs, serial=serial, drives=_drives(args), net=net, audio=audio
         )
         caught = terminal.Caught()
         try:
@@ -59,7 +66,11 @@ def cmd_record(args: argparse.Namespace) -> int:
     drives = _drives(args)
     live, reads_terminal = _live_inputs(args)
     caught = terminal.Caught()
-    with serial_output(args.serial) as serial, _netdev(args, live) as (inputs, net):
+    with (
+        serial_output(args.serial) as serial,
+        _netdev(args, live) as (inputs, net),
+        audio_output(args.audio_output) as audio,
+    ):
         recording = record(
             args.output,
             guest,
@@ -68,6 +79,7 @@ def cmd_record(args: argparse.Namespace) -> int:
             serial=serial,
             drives=drives,
             net=net,
+            audio=audio,
             run=lambda session: _run(session, args.max_insns, reads_terminal, caught),
         )
     status = report(recording.stop, caught)
@@ -155,7 +167,17 @@ def _machine_config(args: argparse.Namespace) -> MachineConfig:
         memory_mb=args.memory_mb,
         icount_shift=args.icount_shift,
         nic=_nic_config(args),
+        sound=_sound_config(args),
     )
+
+
+def _sound_config(args: argparse.Namespace) -> Sb16Config | None:
+    """`--sound`, or the default card when a WAV file is given for it."""
+    if args.sound is not None:
+        return parse_sound(args.sound)
+    if args.audio_input is not None or args.audio_output is not None:
+        return Sb16Config()
+    return None
 
 
 def _nic_config(args: argparse.Namespace) -> NicConfig | None:
@@ -175,10 +197,12 @@ def _live_inputs(args: argparse.Namespace) -> tuple[LiveInputs, bool]:
         except OSError as exc:
             raise UsageError(f"--serial-input {args.serial_input}: {exc.strerror}") from None
     devices = _device_inputs(args)
+    mic = None if args.audio_input is None else WavMicrophone.open(args.audio_input)
+    reads_terminal = False
     if args.serial == "stdio" and args.serial_input is None and terminal.stdin_readable():
         sources[0] = StreamSerialSource(sys.stdin.buffer)
-        return LiveInputs(dict(sources), input_sources=devices), sys.stdin.isatty()
-    return LiveInputs(dict(sources), input_sources=devices), False
+        reads_terminal = sys.stdin.isatty()
+    return LiveInputs(dict(sources), input_sources=devices, microphone=mic), reads_terminal
 
 
 def _device_inputs(args: argparse.Namespace) -> list[ListInputSource]:

@@ -4,7 +4,9 @@
                     +--> IOAPIC -------------------------> LAPIC -------------+--> CPU INTR
     COM1 0x3F8 IRQ4, COM2 0x2F8 IRQ3, PIT 0x40 IRQ0, RTC 0x70 IRQ8, i8042 0x60/0x64
     IRQ1/12, IDE 0x1F0 IRQ14 (if a drive is attached), NE2000 (if configured), CGA text
-    memory, port 0x61, port 0x92, POST port 0x80, the debug exit port.
+    memory, port 0x61, port 0x92, POST port 0x80, the debug exit port, the ISA DMA pair
+    (0x00-0x0F, 0x81-0x8F, 0xC0-0xDF), a Sound Blaster 16 (if configured: 0x220, IRQ 5,
+    DMA 1 and 5).
 
 Host inputs taken by the run loop are handed to the device they are for here.  Knows
 nothing of the engine, the counter or the run loop: devices see the machine only as a
@@ -18,6 +20,7 @@ from collections.abc import Callable, Sequence
 from rdebug.errors import MachineError
 from rdebug.machine.devices.base import Device, DeviceContext
 from rdebug.machine.devices.cga import Cga
+from rdebug.machine.devices.dma import IsaDma, PhysicalMemory
 from rdebug.machine.devices.i8042 import I8042, FastA20Port
 from rdebug.machine.devices.ide import IdeController
 from rdebug.machine.devices.ioapic import IoApic
@@ -27,6 +30,7 @@ from rdebug.machine.devices.ne2000 import FrameSink, Ne2000, NicConfig
 from rdebug.machine.devices.pic import PicPair
 from rdebug.machine.devices.pit import Pit, SystemControlPort
 from rdebug.machine.devices.rtc import Rtc
+from rdebug.machine.devices.sb16 import AudioSink, Microphone, Sb16, Sb16Config
 from rdebug.machine.devices.uart import SerialBackend, Uart
 from rdebug.machine.disks import OverlayDisk
 from rdebug.machine.inputs import AsyncInput, KeyInput, MouseInput, NetInput, SerialInput
@@ -45,6 +49,10 @@ class Board:
         disks: Sequence[OverlayDisk | None] = (),
         nic: NicConfig | None = None,
         net: FrameSink | None = None,
+        memory: PhysicalMemory,
+        sound: Sb16Config | None = None,
+        audio: AudioSink | None = None,
+        microphone: Microphone,
     ) -> None:
         backends: list[SerialBackend | None] = [*serial, None, None]  # None: dropped
         self.pic = PicPair(ctx)
@@ -60,6 +68,7 @@ class Board:
         self.i8042 = I8042(ctx)
         self.port92 = FastA20Port(ctx)
         self.cga = Cga(ctx)
+        self.dma = IsaDma(ctx, memory)
         self.disks = [*disks, None, None][:2]
         if len(disks) > 2:
             raise MachineError("at most two IDE drives (master and slave)")
@@ -79,12 +88,18 @@ class Board:
             self.i8042,
             self.port92,
             self.cga,
+            self.dma,
         ]
         #: Network adapters by adapter id (the id in NetInput and the log's NET events).
         self.nics: list[Ne2000] = []
         if nic is not None:
             self.nics.append(Ne2000(ctx, nic, net))
             self.devices.append(self.nics[0])
+        #: The sound card, if any (its microphone is the inputs seam's).
+        self.sb16: Sb16 | None = None
+        if sound is not None:
+            self.sb16 = Sb16(ctx, self.dma, sound, audio, microphone)
+            self.devices.append(self.sb16)
         self._uarts = (self.com1, self.com2)
         #: The I/O port map: which device answers each port.
         self.ports: dict[int, Device] = {}

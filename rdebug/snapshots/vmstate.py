@@ -30,8 +30,9 @@ from rdebug.machine.machine import Machine
 from rdebug.machine.state import MachineState
 
 MAGIC = b"RDVM"
-#: Bump when the layout or the contents change.
-VMSTATE_VERSION = 1
+#: Bump when the layout or the contents change (2: the ISA DMA controller's state, and
+#: the sound card's on a machine with one).
+VMSTATE_VERSION = 2
 PAGE = 4096
 
 
@@ -175,6 +176,15 @@ def apply(machine: Machine, state: VmState) -> None:
         raise SnapshotError(
             f"the snapshot is of a {state.memory_mb} MiB machine, this one has "
             f"{machine.config.memory_mb} MiB"
+        )
+    have = {device.name for device in machine.devices}
+    saved = set(state.machine.devices)
+    if have != saved:
+        missing = ", ".join(sorted(saved - have)) or "none"
+        extra = ", ".join(sorted(have - saved)) or "none"
+        raise SnapshotError(
+            f"the snapshot is of a machine with other hardware (devices it had and this "
+            f"machine lacks: {missing}; devices this machine has and it lacked: {extra})"
         )
     try:
         machine.load_state(state.machine)

@@ -120,6 +120,9 @@ def test_a_session_in_a_real_terminal(terminal: Terminal, bug_trace: Path, tmp_p
     assert "+goto event 1" in history.read_text()
 
     # reopen: the snapshot is in the trace, the history recalls the last command
+    # a second session keeps the tmux server alive: killing its only session makes the
+    # server exit in the background, and a new-session racing that exit fails
+    terminal.tmux("new-session", "-d", "-s", "keepalive")
     terminal.tmux("kill-session", "-t", "repl")
     start(terminal, str(trace), "--history", str(history))
     terminal.wait_for("(rdebug)")
