@@ -20,7 +20,6 @@ from rdebug.machine.devices.uart import SerialBackend
 from rdebug.machine.inputs import ExternalInputs
 from rdebug.machine.loader import ImageFormat, LoadedImage, parse_image
 from rdebug.machine.machine import Machine, MachineConfig, StopEvent
-from rdebug.replay import recording
 from rdebug.replay.stops import Stop, stop_of
 from rdebug.replay.trace import DriveSpec, GuestSpec, open_disks, sha256
 
@@ -183,6 +182,8 @@ def record(
         stops.append(run(live))
         assert live.last_event is not None
         return live.last_event
+
+    from rdebug.replay import recording  # noqa: PLC0415 - a plain run needs none of it
 
     made = recording.record(
         folder,

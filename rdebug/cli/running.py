@@ -7,6 +7,7 @@ import contextlib
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rdebug.api import (
     DriveSpec,
@@ -19,8 +20,10 @@ from rdebug.api import (
     Where,
     record,
 )
+from rdebug.cli import store
 from rdebug.cli.parser import (
     EXIT_GUEST_CRASHED,
+    EXIT_INTERRUPTED,
     EXIT_LIMIT,
     EXIT_OK,
     gdb_address,
@@ -29,13 +32,26 @@ from rdebug.cli.parser import (
     parse_sound,
 )
 from rdebug.errors import UsageError
-from rdebug.gdb_target import LiveTarget, attach_hint, listen
 from rdebug.host import terminal
 from rdebug.host.keys import ListInputSource, parse_mouse_script, text_to_keys
-from rdebug.host.netdev import NetInputs, SocketNetdev, UdpNetdev, parse_netdev
 from rdebug.host.serial import serial_output
 from rdebug.host.sources import FileSerialSource, LiveInputs, StreamSerialSource
-from rdebug.host.wav import WavMicrophone, audio_output
+
+if TYPE_CHECKING:
+    from rdebug.host.netdev import NetInputs, UdpNetdev
+    from rdebug.host.wav import WavSpeaker
+
+
+@contextlib.contextmanager
+def audio_output(path: Path | None) -> Iterator[WavSpeaker | None]:
+    """The guest's speaker to FILE.wav (host/wav.py and numpy load only when asked for)."""
+    if path is None:
+        yield None
+        return
+    from rdebug.host import wav  # noqa: PLC0415 - numpy, only with a WAV
+
+    with wav.audio_output(path) as speaker:
+        yield speaker
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -65,14 +81,17 @@ def cmd_record(args: argparse.Namespace) -> int:
     config = _machine_config(args)
     drives = _drives(args)
     live, reads_terminal = _live_inputs(args)
+    output = store.new_trace_path(args.guest) if args.output is None else args.output
     caught = terminal.Caught()
+    if args.output is None:
+        output.parent.mkdir(parents=True, exist_ok=True)
     with (
         serial_output(args.serial) as serial,
         _netdev(args, live) as (inputs, net),
         audio_output(args.audio_output) as audio,
     ):
         recording = record(
-            args.output,
+            output,
             guest,
             config,
             inputs,
@@ -82,6 +101,7 @@ def cmd_record(args: argparse.Namespace) -> int:
             audio=audio,
             run=lambda session: _run(session, args.max_insns, reads_terminal, caught),
         )
+    store.mark_latest(recording.path)
     status = report(recording.stop, caught)
     print(
         f"rdebug: recorded {recording.stop.icount} instructions, {recording.events} events, "
@@ -128,23 +148,28 @@ def _run(
 
 
 def _serve_live(session: LiveSession, args: argparse.Namespace) -> int:
+    # the stub only for --gdb (it takes a while to load)
+    from rdebug.cli.serving import serve  # noqa: PLC0415
+    from rdebug.gdb_target import LiveTarget, attach_hint, listen  # noqa: PLC0415
+
     host, port = gdb_address(args.gdb)
     exec_file = args.guest if args.guest.exists() else None
-    server, address = listen(LiveTarget(session, exec_file), host, port, f"--gdb {args.gdb}")
-
-    def stop_serving() -> None:
-        session.interrupt()
-        server.close()
-
-    # the handlers first: whoever reads the banner may signal at once
-    with terminal.on_stop_signals(stop_serving), server:
-        print(
-            f"rdebug: {args.guest} is waiting for gdb; attach with:\n"
-            + attach_hint(address, args.guest),
-            file=sys.stderr,
-            flush=True,
-        )
-        server.serve_forever()
+    target = LiveTarget(session, exec_file)
+    server, address = listen(target, host, port, f"--gdb {args.gdb}")
+    print(
+        f"rdebug: {args.guest} is waiting for gdb; attach with:\n"
+        + attach_hint(address, args.guest),
+        file=sys.stderr,
+        flush=True,
+    )
+    with server:
+        # gdb may detach and attach again, until the guest ends
+        interrupted = serve(server, session.interrupt, lambda: target.ended is not None)
+    if interrupted:
+        print("rdebug: stopped serving gdb", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if target.ended is not None:
+        return report(target.ended)
     return EXIT_OK
 
 
@@ -182,8 +207,13 @@ def _sound_config(args: argparse.Namespace) -> Sb16Config | None:
 
 def _nic_config(args: argparse.Namespace) -> NicConfig | None:
     if args.nic is None:
-        if args.netdev is not None and parse_netdev(args.netdev) != parse_netdev("none"):
-            raise UsageError(f"--netdev {args.netdev}: no NIC to attach it to (add --nic ne2k_isa)")
+        if args.netdev is not None:
+            from rdebug.host.netdev import parse_netdev  # noqa: PLC0415 - only with --netdev
+
+            if parse_netdev(args.netdev) != parse_netdev("none"):
+                raise UsageError(
+                    f"--netdev {args.netdev}: no NIC to attach it to (add --nic ne2k_isa)"
+                )
         return None
     return parse_nic(args.nic)
 
@@ -197,7 +227,11 @@ def _live_inputs(args: argparse.Namespace) -> tuple[LiveInputs, bool]:
         except OSError as exc:
             raise UsageError(f"--serial-input {args.serial_input}: {exc.strerror}") from None
     devices = _device_inputs(args)
-    mic = None if args.audio_input is None else WavMicrophone.open(args.audio_input)
+    mic = None
+    if args.audio_input is not None:
+        from rdebug.host.wav import WavMicrophone  # noqa: PLC0415 - numpy, only with a WAV
+
+        mic = WavMicrophone.open(args.audio_input)
     reads_terminal = False
     if args.serial == "stdio" and args.serial_input is None and terminal.stdin_readable():
         sources[0] = StreamSerialSource(sys.stdin.buffer)
@@ -237,7 +271,17 @@ def _netdev(
     args: argparse.Namespace, inputs: LiveInputs
 ) -> Iterator[tuple[LiveInputs | NetInputs, UdpNetdev | None]]:
     """The live inputs with the NIC's received frames, and where its sent frames go."""
-    spec = None if args.netdev is None else parse_netdev(args.netdev)
+    if args.netdev is None:
+        yield inputs, None
+        return
+    from rdebug.host.netdev import (  # noqa: PLC0415 - the host network only with --netdev
+        NetInputs,
+        SocketNetdev,
+        UdpNetdev,
+        parse_netdev,
+    )
+
+    spec = parse_netdev(args.netdev)
     if not isinstance(spec, SocketNetdev):
         yield inputs, None
         return

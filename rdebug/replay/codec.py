@@ -37,6 +37,17 @@ from rdebug.replay import log
 #: where virtual-clock timers are serviced too).
 INPUT_CHECKPOINT = log.CheckpointKind.CLOCK_VIRTUAL
 
+
+
+def is_recorded_event(event: log.Event) -> bool:
+    """Whether `event` is one of the recording's events as a person counts them (as
+    `record` reports them and the REPL's `events` lists them): not an instruction count,
+    the END marker, or the recorder's marker before a batch of inputs."""
+    if isinstance(event, log.Instruction | log.End):
+        return False
+    return not (isinstance(event, log.Checkpoint) and event.kind is INPUT_CHECKPOINT)
+
+
 #: The NET event's flags word (QEMU's packet flags; rdebug's frames carry none).
 NET_FLAGS = 0
 

@@ -26,6 +26,7 @@ from rdebug.replay.codec import (
     encode_clock,
     encode_inputs,
     encode_sync,
+    is_recorded_event,
 )
 from rdebug.replay.log import (
     Checkpoint,
@@ -49,7 +50,7 @@ class Recorder:
         self._pending = bytearray(encode_header())
         self._icount = 0  # icount of the last logged event
         self._ended = False
-        self.events = 0
+        self.events = 0  # the recorded events so far (`is_recorded_event`)
         self._flush()
 
     # -- the log ----------------------------------------------------------------------
@@ -64,7 +65,8 @@ class Recorder:
             delta -= step
         self._icount = icount
         self._pending += encode(event)
-        self.events += 1
+        if is_recorded_event(event):
+            self.events += 1
         if not isinstance(event, ExceptionTaken):
             self._flush()
 

@@ -176,6 +176,15 @@ class Trace:
     @classmethod
     def open(cls, path: Path) -> Trace:
         meta_path = path / META_NAME
+        if path.is_file():
+            if (path.parent / META_NAME).is_file():
+                raise UsageError(
+                    f"{path}: a file inside the trace folder {path.parent}: give the folder"
+                )
+            raise UsageError(
+                f"{path}: a file, not a trace folder (a guest image? record it first: "
+                f"rdebug record {path})"
+            )
         if not path.is_dir():
             raise UsageError(f"{path}: no such trace folder")
         try:

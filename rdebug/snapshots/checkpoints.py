@@ -28,9 +28,7 @@ from rdebug.errors import MachineError
 from rdebug.machine.machine import Machine
 from rdebug.machine.pages import PAGE, WriteTracker, sync_shadow
 from rdebug.machine.state import MachineState
-
-#: Default memory budget for checkpoints (bytes of page copies and tables).
-DEFAULT_BUDGET = 512 << 20
+from rdebug.snapshots import DEFAULT_BUDGET
 
 Extra = TypeVar("Extra")
 
