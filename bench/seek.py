@@ -97,6 +97,7 @@ def bench_checkpoint() -> None:
                 ram[index * PAGE] = round_ + 1
             t0 = time.perf_counter()
             checkpoint = store.take(None)
+            assert checkpoint is not None  # within the default budget
             times.append(time.perf_counter() - t0)
         del ram
         print(

@@ -257,6 +257,8 @@ class Session:
         """Guest memory at the linear address `addr` (through the guest's page tables)."""
         if length < 0:
             raise UsageError("read_memory: negative length")
+        if addr < 0 or addr + length > 1 << 32:
+            raise UsageError(f"memory at {addr:#x}+{length:#x} is beyond the 32-bit address space")
         data = self._machine.cpu.read_linear(addr, length)
         if data is None:
             raise RdebugError(f"memory at {addr:#x}+{length:#x} is not mapped")
@@ -300,6 +302,14 @@ class Session:
     def remove_watchpoint(self, addr: int | str, length: int = 4, kind: str = "write") -> None:
         self._timeline.remove_watchpoint(self._address(addr), length, self._watch_kind(kind))
 
+    def breakpoints(self) -> list[int]:
+        """Every breakpoint address set now (by anyone: a script, the REPL, gdb)."""
+        return sorted(self._timeline.breakpoints)
+
+    def watchpoints(self) -> list[tuple[int, int, str]]:
+        """Every watchpoint set now: (address, length, "write"|"read"|"access")."""
+        return sorted((a, n, k.value) for a, n, k in self._timeline.watchpoints)
+
     @staticmethod
     def _watch_kind(kind: str) -> WatchKind:
         try:
@@ -331,8 +341,9 @@ class Session:
         return self._timeline.reverse_stepi(n)
 
     def _address(self, addr: int | str) -> int:
+        """A 32-bit linear address; nothing beyond that space is masked into it."""
         if isinstance(addr, int):
-            return addr & 0xFFFFFFFF
+            return _in_space(addr, hex(addr))
         text = addr.strip()
         if text in self.symbols:
             return self.symbols[text]
@@ -344,9 +355,9 @@ class Session:
                 delta = int(offset, 0)
             except ValueError:
                 raise UsageError(f"{addr!r}: {offset!r} is not a number") from None
-            return (self.symbols[base] + (delta if sign == "+" else -delta)) & 0xFFFFFFFF
+            return _in_space(self.symbols[base] + (delta if sign == "+" else -delta), text)
         try:
-            return int(text, 0) & 0xFFFFFFFF
+            return _in_space(int(text, 0), text)
         except ValueError:
             raise UsageError(f"{addr!r}: no such symbol in the guest") from None
 
@@ -844,3 +855,9 @@ def dump_log(path: Path, out: TextIO, summary: bool = False) -> str | None:
         raise UsageError(f"{log_path}: cannot read: {exc.strerror}") from None
     with stream:
         return _dump.dump(stream, str(log_path), out, summary=summary)
+
+
+def _in_space(value: int, text: str) -> int:
+    if not 0 <= value <= 0xFFFFFFFF:
+        raise UsageError(f"{text}: beyond the 32-bit address space")
+    return value

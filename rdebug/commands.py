@@ -236,8 +236,9 @@ HELP: dict[str, str] = {
     "info line": "info line -- the source file and line of the current instruction (a guest "
     "built with -g)",
     "x": "x/FMT ADDR|SYMBOL -- examine memory like gdb: FMT is [COUNT][x|d|u|c|s|i][b|h|w|g], "
-    "e.g. x/4xw ticks, x/16xb 0x100000, x/s msg, x/3i $eip",
-    "disas": "disas [ADDR|SYMBOL|$REG] [N] -- N instructions (default 10) from there (default eip)",
+    "e.g. x/4xw ticks, x/16xb 0x100000, x/s msg, x/3i $eip (at most 4096 units, 256 strings)",
+    "disas": "disas [ADDR|SYMBOL|$REG] [N] -- N instructions (default 10, at most 4096) from "
+    "there (default eip)",
     "events": "events [KIND] [--from I] [--to J] -- the recorded events with their icounts; "
     "KIND is interrupt, exception, input, audio, clock, checkpoint or shutdown",
     "goto": "goto event N | goto N -- go to recorded event N (an interrupt: just before it is "

@@ -104,6 +104,23 @@ def _reply(stop: Stop, replaying: bool) -> StopReason:
     return Signalled(GdbSignal.TRAP)
 
 
+def _check_resume(action: ForwardResume, pc: int, last: StopReason, why: str) -> None:
+    """Refuse, with a reason gdb prints, a resume signal or address that cannot be
+    honoured (`why`: what runs).  The signal of the last stop passes: gdb hands back
+    what it was told, and the guest already met it."""
+    signal = action.signal
+    if signal and not (isinstance(last, Signalled) and last.signal == signal):
+        raise TargetError(
+            errno.EINVAL, f"rdebug cannot deliver signal {signal} to the guest: {why}", tell=True
+        )
+    if action.addr is not None and action.addr != pc:
+        raise TargetError(
+            errno.EINVAL,
+            f"rdebug cannot resume at {action.addr:#x}: {why}, from pc {pc:#x}",
+            tell=True,
+        )
+
+
 def _watch_interrupts(
     interrupted: Callable[[], bool], interrupt: Callable[[], None]
 ) -> Callable[[], None]:
@@ -175,6 +192,8 @@ class SessionTarget:
     # -- running -------------------------------------------------------------------------
 
     def resume(self, action: ForwardResume, interrupted: Callable[[], bool]) -> StopReason:
+        pc = self._session.register("eip")
+        _check_resume(action, pc, self._last, "a replay goes on as recorded")
         stop_watching = _watch_interrupts(interrupted, self._session.interrupt)
         try:
             match action:
@@ -189,6 +208,8 @@ class SessionTarget:
             stop = Stop(Where.INTERRUPTED, self._session.icount)
         finally:
             stop_watching()
+            # an interrupt that came as it ended (gdb leaving) must not stop the next one
+            self._session.clear_interrupt()
         self._last = _reply(stop, replaying=True)
         return self._last
 
@@ -204,6 +225,8 @@ class SessionTarget:
             stop = Stop(Where.INTERRUPTED, self._session.icount)
         finally:
             stop_watching()
+            # an interrupt that came as it ended (gdb leaving) must not stop the next one
+            self._session.clear_interrupt()
         self._last = _reply(stop, replaying=True)
         return self._last
 
@@ -215,11 +238,18 @@ class SessionTarget:
     def exec_file(self) -> str | None:
         return str(Path(self._session.trace.path / "guest").resolve())
 
-    def monitor(self, command: str) -> str:
-        return self._debugger.execute(command)
+    def monitor(self, command: str, interrupted: Callable[[], bool]) -> str:
+        # 0x03 stops a long command as it stops a resume
+        stop_watching = _watch_interrupts(interrupted, self._session.interrupt)
+        try:
+            return self._debugger.execute(command)
+        finally:
+            stop_watching()
+            # an interrupt that came as it ended (gdb leaving) must not stop the next one
+            self._session.clear_interrupt()
 
     def breakpoints(self) -> Breakpoints | None:
-        return _SessionBreakpoints(self._session)
+        return _SessionBreakpoints(self._session, self._debugger)
 
     def reverse(self) -> ReverseExecution | None:
         return self
@@ -232,19 +262,43 @@ class SessionTarget:
 
 
 class _SessionBreakpoints:
-    def __init__(self, session: Session) -> None:
+    """gdb's ``Z``/``z`` on the session.  A breakpoint or watchpoint the monitor's
+    `debugger` also holds (``monitor break``) stays when gdb removes its own there (gdb
+    removes and re-inserts its breakpoints around every stop, and all of them when it
+    leaves)."""
+
+    def __init__(self, session: Session, debugger: monitor.Debugger) -> None:
         self._session = session
+        self._debugger = debugger
+
+    def _held_by_monitor(self, kind: BreakpointKind, addr: int, length: int) -> bool:
+        for point in self._debugger.points.values():
+            if kind in (BreakpointKind.SOFTWARE, BreakpointKind.HARDWARE):
+                if point.length == 0 and point.addr == addr:
+                    return True
+            elif (point.addr, point.length, point.kind) == (
+                addr,
+                length,
+                _WATCH_KINDS[kind],
+            ):
+                return True
+        return False
 
     def supported_kinds(self) -> frozenset[BreakpointKind]:
         return frozenset(BreakpointKind)
 
     def add_breakpoint(self, kind: BreakpointKind, addr: int, length: int) -> None:
-        if kind in (BreakpointKind.SOFTWARE, BreakpointKind.HARDWARE):
-            self._session.add_breakpoint(addr)
-        else:
-            self._session.add_watchpoint(addr, length, _WATCH_KINDS[kind])
+        try:
+            if kind in (BreakpointKind.SOFTWARE, BreakpointKind.HARDWARE):
+                self._session.add_breakpoint(addr)
+            else:
+                self._session.add_watchpoint(addr, length, _WATCH_KINDS[kind])
+        except RdebugError as exc:  # a range the machine cannot watch
+            raise TargetError(errno.EINVAL, str(exc)) from None
 
     def remove_breakpoint(self, kind: BreakpointKind, addr: int, length: int) -> None:
+        if self._held_by_monitor(kind, addr, length):
+            return
         if kind in (BreakpointKind.SOFTWARE, BreakpointKind.HARDWARE):
             self._session.remove_breakpoint(addr)
         else:
@@ -304,6 +358,10 @@ class LiveTarget:
             raise TargetError(errno.EFAULT)
 
     def resume(self, action: ForwardResume, interrupted: Callable[[], bool]) -> StopReason:
+        if action.addr is not None and "eip" in self._session.writable_registers():
+            self._session.write_register("eip", action.addr & 0xFFFFFFFF)  # c ADDR: honoured
+        pc = self._session.register("eip")
+        _check_resume(action, pc, self._last, "the guest runs on")
         stop_watching = _watch_interrupts(interrupted, self._session.interrupt)
         try:
             target = self._session.icount + 1 if isinstance(action, Step) else None
@@ -321,7 +379,7 @@ class LiveTarget:
     def exec_file(self) -> str | None:
         return None if self._exec_file is None else str(self._exec_file.resolve())
 
-    def monitor(self, command: str) -> str:
+    def monitor(self, command: str, interrupted: Callable[[], bool]) -> str:
         if command.strip() == "info replay":
             return f"live run (not replaying): icount {self._session.icount}\n"
         return "error: this is a live run: monitor commands act on replays\n"

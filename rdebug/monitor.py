@@ -217,9 +217,15 @@ class Debugger:
                 return self._examine(command)
             case Disassemble(location, count):
                 start = None if location is None else _location(session, location)
-                lines = session.disassemble(start, count)
+                lines = session.disassemble(start, min(count, MAX_UNITS))
                 eip = session.registers["eip"]
-                return "".join(f"{'=>' if insn.addr == eip else '  '} {insn}\n" for insn in lines)
+                text = "".join(f"{'=>' if insn.addr == eip else '  '} {insn}\n" for insn in lines)
+                if count > MAX_UNITS:
+                    text += (
+                        f"... truncated: {MAX_UNITS} of the {count} instructions asked "
+                        f"(disas shows at most {MAX_UNITS})\n"
+                    )
+                return text
             case Events(kind, start, stop):
                 return self._events(kind, start, stop)
             case GotoEvent(index):
@@ -270,14 +276,22 @@ class Debugger:
         return f"deleted {', '.join(map(str, numbers)) or 'nothing'}\n"
 
     def _info_breakpoints(self) -> str:
-        if not self.points:
+        """The numbered ones, then those set on the session otherwise (gdb's ``Z``
+        packets, a script): numbered "-"."""
+        points = list(self.points.values())
+        mine = {(p.addr, p.length, p.kind) for p in points}
+        session = self.session
+        points += [_Point(0, a) for a in session.breakpoints() if (a, 0, "") not in mine]
+        points += [_Point(0, *w) for w in session.watchpoints() if w not in mine]
+        if not points:
             return "no breakpoints or watchpoints\n"
         rows = ["Num  Type        Address     What\n"]
-        for p in self.points.values():
+        for p in points:
             kind = "breakpoint" if not p.length else f"{p.kind} watch"
-            what = self.session.symbol(p.addr) or ""
+            what = session.symbol(p.addr) or ""
             size = f" ({p.length} bytes)" if p.length else ""
-            rows.append(f"{p.number:<4} {kind:<11} {p.addr:#010x}  {what}{size}\n")
+            number = str(p.number) if p.number else "-"
+            rows.append(f"{number:<4} {kind:<11} {p.addr:#010x}  {what}{size}\n")
         return "".join(rows)
 
     def _info_replay(self) -> str:
@@ -334,13 +348,22 @@ class Debugger:
         return f"{path}:{number}: {self._at(eip)}\n{number}{shown}\n"
 
     def _examine(self, command: Examine) -> str:
+        limit = MAX_STRINGS if command.format == "s" else MAX_UNITS
+        if command.count <= limit:
+            return self._examine_units(command, command.count)
+        return self._examine_units(command, limit) + (
+            f"... truncated: {limit} of the {command.count} units asked "
+            f"(x shows at most {limit}{' strings' if command.format == 's' else ''})\n"
+        )
+
+    def _examine_units(self, command: Examine, count: int) -> str:
         session = self.session
         addr = _location(session, command.location)
         if command.format == "i":
-            return "".join(f"   {insn}\n" for insn in session.disassemble(addr, command.count))
+            return "".join(f"   {insn}\n" for insn in session.disassemble(addr, count))
         if command.format == "s":
             out = []
-            for _ in range(command.count):
+            for _ in range(count):
                 data = session.read_memory(addr, 1)
                 text = b""
                 while data != b"\0" and len(text) < 4096:
@@ -350,7 +373,7 @@ class Debugger:
                 addr += len(text) + 1
             return "".join(out)
         size = command.size
-        data = session.read_memory(addr, size * command.count)
+        data = session.read_memory(addr, size * count)
         values = [int.from_bytes(data[i : i + size], "little") for i in range(0, len(data), size)]
         per_line = {1: 8, 2: 8, 4: 4, 8: 2}[size]
         out = []
@@ -444,6 +467,11 @@ class Debugger:
 
 #: `events` lists at most this many (narrowing shows the rest).
 EVENTS_SHOWN = 200
+#: `x/N` and `disas ADDR N` show at most this many units or instructions (a last line
+#: says what was cut): output and memory stay bounded whatever N.
+MAX_UNITS = 4096
+#: `x/Ns` shows at most this many strings (each up to 4096 bytes).
+MAX_STRINGS = 256
 
 Row = Access | Change | Call | InterruptRow | PortRow
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 import subprocess
 import sys
 import threading
@@ -16,7 +17,7 @@ from rdebug.host.sources import FileSerialSource, LiveInputs
 from rdebug.machine.counter import CounterFactory
 from rdebug.machine.disks import OverlayDisk
 from rdebug.machine.inputs import SerialSource
-from rdebug.machine.loader import load_image
+from rdebug.machine.loader import load_image, parse_image
 from rdebug.machine.machine import Machine, MachineConfig
 from rdebug.machine.native_counter import NativeCounter
 from rdebug.replay.log import End, Instruction, Shutdown, ShutdownCause, encode, encode_header
@@ -183,6 +184,26 @@ def straight_hash(trace: Trace, icount: int) -> str:
         return replay.machine.state_hash()
     finally:
         replay.close()
+
+
+def patched_guest(guest: str, **values: int) -> bytes:
+    """`GUESTS/guest.elf` with the given 32-bit globals (kept in .data) set in the file."""
+    data = bytearray((GUESTS / f"{guest}.elf").read_bytes())
+    symbols = parse_image(bytes(data), f"{guest}.elf").symbols
+    (phoff,) = struct.unpack_from("<I", data, 28)
+    phentsize, phnum = struct.unpack_from("<HH", data, 42)
+    for name, value in values.items():
+        addr = symbols[name]
+        for i in range(phnum):
+            _, offset, vaddr, _, filesz, _, _, _ = struct.unpack_from(
+                "<8I", data, phoff + i * phentsize
+            )
+            if vaddr <= addr < vaddr + filesz:
+                struct.pack_into("<I", data, offset + addr - vaddr, value)
+                break
+        else:
+            raise AssertionError(f"{name} is not in a loaded segment of {guest}.elf")
+    return bytes(data)
 
 
 #: The safety net of a wait on an event: long enough for a loaded machine, and a hang

@@ -35,7 +35,8 @@ exit status:
   2    rdebug could not do it (missing or malformed image or trace, bad option{divergence})
   3    the guest crashed the machine (triple fault, access to unmapped memory)
   4    --max-insns reached{incomplete}
-  130  interrupted (Ctrl-C)
+  130  interrupted (Ctrl-C); 143 by SIGTERM, 129 by SIGHUP (stopped the same way: a
+       recording is finished and replays to the icount printed)
 """
 
 

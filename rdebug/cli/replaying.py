@@ -72,14 +72,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
     ):
         session = Session(args.trace, serial=serial, net=net, audio=audio)
         try:
-            with terminal.on_sigint(session.interrupt):
+            with terminal.on_stop_signals(session.interrupt) as caught:
                 played = session.play()
         finally:
             session.close()
     stop = played.stop
     sys.stdout.flush()
     if stop.where is not Where.END:
-        return report(stop)
+        return report(stop, caught)
     where = f"icount {stop.icount}"
     if not played.complete:
         print(

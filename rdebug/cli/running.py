@@ -66,13 +66,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         session = LiveSession.start(
             guest, config, inputs, serial=serial, drives=_drives(args), net=net, audio=audio
         )
+        caught = terminal.Caught()
         try:
             if args.gdb is not None:
                 return _serve_live(session, args)
-            stop = _run(session, args.max_insns, reads_terminal)
+            stop = _run(session, args.max_insns, reads_terminal, caught)
         finally:
             session.close()
-    return report(stop)
+    return report(stop, caught)
 
 
 def cmd_record(args: argparse.Namespace) -> int:
@@ -81,6 +82,7 @@ def cmd_record(args: argparse.Namespace) -> int:
     drives = _drives(args)
     live, reads_terminal = _live_inputs(args)
     output = store.new_trace_path(args.guest) if args.output is None else args.output
+    caught = terminal.Caught()
     if args.output is None:
         output.parent.mkdir(parents=True, exist_ok=True)
     with (
@@ -97,10 +99,10 @@ def cmd_record(args: argparse.Namespace) -> int:
             drives=drives,
             net=net,
             audio=audio,
-            run=lambda session: _run(session, args.max_insns, reads_terminal),
+            run=lambda session: _run(session, args.max_insns, reads_terminal, caught),
         )
     store.mark_latest(recording.path)
-    status = report(recording.stop)
+    status = report(recording.stop, caught)
     print(
         f"rdebug: recorded {recording.stop.icount} instructions, {recording.events} events, "
         f"in {recording.path}",
@@ -109,8 +111,9 @@ def cmd_record(args: argparse.Namespace) -> int:
     return status
 
 
-def report(stop: Stop) -> int:
-    """Say how a run ended (on stderr, unless the guest exited); the exit status."""
+def report(stop: Stop, caught: terminal.Caught | None = None) -> int:
+    """Say how a run ended (on stderr, unless the guest exited); the exit status.
+    `caught`: the signal that interrupted it, if one did."""
     sys.stdout.flush()
     if stop.where is Where.EXITED:
         assert stop.exit_code is not None
@@ -122,8 +125,11 @@ def report(stop: Stop) -> int:
         print(f"rdebug: stopped at icount {stop.icount} (--max-insns)", file=sys.stderr)
         return EXIT_LIMIT
     if stop.where is Where.INTERRUPTED:
-        print(f"rdebug: interrupted at icount {stop.icount}", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        print(
+            f"rdebug: interrupted at icount {stop.icount}{terminal.named(caught)}",
+            file=sys.stderr,
+        )
+        return terminal.exit_status(caught)
     print(
         f"rdebug: guest crashed at icount {stop.icount}: {stop.detail or stop.cause}",
         file=sys.stderr,
@@ -131,8 +137,13 @@ def report(stop: Stop) -> int:
     return EXIT_GUEST_CRASHED
 
 
-def _run(session: LiveSession, target: int | None, reads_terminal: bool) -> Stop:
-    with terminal.cbreak(reads_terminal), terminal.on_sigint(session.interrupt):
+def _run(
+    session: LiveSession, target: int | None, reads_terminal: bool, caught: terminal.Caught
+) -> Stop:
+    with (
+        terminal.cbreak(reads_terminal),
+        terminal.on_stop_signals(session.interrupt, caught),
+    ):
         return session.run(target)
 
 

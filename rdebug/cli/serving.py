@@ -14,6 +14,7 @@ from collections.abc import Callable
 from types import FrameType
 
 from rdebug.gdbstub.server import GdbServer
+from rdebug.host.terminal import STOP_SIGNALS
 
 
 def serve(
@@ -31,11 +32,13 @@ def serve(
         interrupt()
         threading.Thread(target=server.shutdown, name="gdbstub-shutdown", daemon=True).start()
 
-    previous = signal.signal(signal.SIGINT, on_sigint)
+    # Ctrl-C, SIGTERM (kill, timeout) and SIGHUP (the terminal closed) alike
+    previous = {sig: signal.signal(sig, on_sigint) for sig in STOP_SIGNALS}
     try:
         while server.serve_one():
             if finished():
                 break
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
     return stopped.is_set()

@@ -3,7 +3,9 @@
 - `PacketError`: the peer sent a malformed packet.  The session replies ``E16`` (EINVAL)
   and goes on.
 - `TargetError`: the target refused an operation with an errno (unreadable memory, a
-  breakpoint it cannot place).  The session replies ``E<errno>`` and goes on.
+  breakpoint it cannot place).  The session replies ``E<errno>`` and goes on; with
+  ``tell=True`` it replies ``E.<message>`` instead, which gdb prints (for a refusal the
+  user must understand, such as a resume a replay cannot honour).
 - Anything else raised by a target is a bug: the server logs it and closes that
   connection, and keeps listening.
 
@@ -35,8 +37,10 @@ class TargetError(GdbStubError):
     14
     """
 
-    def __init__(self, errno: int, message: str = "") -> None:
+    def __init__(self, errno: int, message: str = "", *, tell: bool = False) -> None:
         if not 0 <= errno <= 0xFF:
             raise ValueError(f"errno {errno} does not fit the two hex digits of an E reply")
         super().__init__(message or f"target error (errno {errno})")
         self.errno = errno
+        #: reply with the message as text (``E.<message>``) rather than the errno
+        self.tell = tell and bool(message)

@@ -89,6 +89,9 @@ log = logging.getLogger(__name__)
 THREAD_ID = 1
 #: Largest packet data we accept, announced as ``PacketSize`` (hex) in ``qSupported``.
 DEFAULT_PACKET_SIZE = 0x4000
+#: Most bytes of one monitor command's output sent to gdb; the rest is cut, and a last
+#: line says so.
+MAX_MONITOR_OUTPUT = 1 << 20
 
 
 def track_interrupt(event: Event, flag: threading.Event) -> None:
@@ -123,6 +126,8 @@ class RspSession:
         self._stop_options = StopReplyOptions(tid=THREAD_ID)
         self._layout: RegisterLayout | None = None
         self._decoder: PacketDecoder | None = None
+        #: breakpoints and watchpoints this connection placed and has not removed
+        self._placed: set[tuple[BreakpointKind, int, int]] = set()
 
     # -- input --------------------------------------------------------------------------
 
@@ -174,6 +179,19 @@ class RspSession:
             case _:
                 assert_never(event)
 
+    def end(self) -> None:
+        """The connection is over, however it ended (``D``, ``k``, EOF, a broken socket):
+        remove the breakpoints and watchpoints it placed and left, as QEMU does, so the
+        next connection starts clean.  Never raises: the target may be in any state."""
+        placed, self._placed = self._placed, set()
+        bps = self._target.breakpoints() if placed else None
+        for kind, addr, length in sorted(placed):
+            try:
+                assert bps is not None
+                bps.remove_breakpoint(kind, addr, length)
+            except Exception:
+                log.exception("cannot remove %s at %#x left by gdb", kind.name, addr)
+
     # -- output -------------------------------------------------------------------------
 
     def _write(self, raw: bytes) -> None:
@@ -195,7 +213,12 @@ class RspSession:
             self._reply(error_reply(exc.errno))
         except TargetError as exc:
             log.debug("target error for %s: %s", printable(payload, 60), exc)
-            self._reply(error_reply(exc.errno))
+            if exc.tell:
+                # node "Standard Replies": 'E.errtext'; framing bytes cannot be sent
+                text = str(exc).encode("ascii", "replace")
+                self._reply(b"E." + bytes(c for c in text if c not in b"$#}*" and c >= 0x20))
+            else:
+                self._reply(error_reply(exc.errno))
         return True
 
     @property
@@ -233,11 +256,13 @@ class RspSession:
             # node "Packets", 'm': "The reply may contain fewer addressable memory units
             # than requested" -- so cap what one reply carries
             case ReadMemory(addr=addr, length=length):
-                length = min(length, (self.packet_size - 1) // 2)
+                self._check_address(addr, 1, "m")
+                length = min(length, (self.packet_size - 1) // 2, self._address_end - addr)
                 data = target.read_memory(addr, length) if length else b""
                 self._reply(encode_hex(data))
             # node "Packets", 'M' / 'X' (gdb probes 'X' support with a 0-length write)
             case WriteMemory(addr=addr, data=data):
+                self._check_address(addr, len(data), "M")
                 if data:
                     target.write_memory(addr, data)
                 self._reply(OK)
@@ -247,14 +272,18 @@ class RspSession:
                 if bps is None or kind not in bps.supported_kinds():
                     self._reply(EMPTY)
                 else:
+                    self._check_breakpoint(kind, addr, length)
                     bps.add_breakpoint(kind, addr, length)
+                    self._placed.add((kind, addr, length))
                     self._reply(OK)
             case RemoveBreakpoint(kind=kind, addr=addr, length=length):
                 bps = target.breakpoints()
                 if bps is None or kind not in bps.supported_kinds():
                     self._reply(EMPTY)
                 else:
+                    self._check_breakpoint(kind, addr, length)
                     bps.remove_breakpoint(kind, addr, length)
+                    self._placed.discard((kind, addr, length))
                     self._reply(OK)
             # node "Packets", 'c', 'C', 's', 'S': replies are stop replies
             case Continue() | Step():
@@ -293,7 +322,7 @@ class RspSession:
                     self._reply(xfer_chunk(path.encode(), offset, length, self.packet_size))
             # node "General Query Packets", 'qRcmd'
             case Monitor(command=line):
-                self._reply_monitor(target.monitor(line))
+                self._reply_monitor(target.monitor(line, self.interrupt.is_set))
             # node "General Query Packets", 'qC', 'qfThreadInfo', 'qsThreadInfo'
             case QueryCurrentThread():
                 self._reply(f"QC{THREAD_ID:x}".encode())
@@ -335,6 +364,27 @@ class RspSession:
                 assert_never(command)
         return True
 
+    @property
+    def _address_end(self) -> int:
+        return 1 << self.layout.address_bits
+
+    def _check_address(self, addr: int, length: int, what: str) -> None:
+        """Refuse what does not fit the target's address space (nothing is masked)."""
+        if addr >= self._address_end or addr + length > self._address_end:
+            raise PacketError(
+                f"{what}: {addr:#x}+{length:#x} is beyond the "
+                f"{self.layout.address_bits}-bit address space"
+            )
+
+    def _check_breakpoint(self, kind: BreakpointKind, addr: int, length: int) -> None:
+        if kind in (BreakpointKind.SOFTWARE, BreakpointKind.HARDWARE):
+            self._check_address(addr, 1, f"Z{kind.value}")
+            return
+        # a watchpoint's kind is its length in bytes: 0 would watch nothing
+        if length == 0:
+            raise PacketError(f"Z{kind.value}: a watchpoint of 0 bytes")
+        self._check_address(addr, length, f"Z{kind.value}")
+
     def _check_register(self, regnum: int) -> int:
         try:
             return self.layout.register(regnum).size
@@ -348,6 +398,11 @@ class RspSession:
         # qRcmd replies: OK, or the hex-encoded output; output longer than a packet goes
         # first as 'O' console-output packets (node "Stop Reply Packets", 'O XX...').
         data = output.encode()
+        if len(data) > MAX_MONITOR_OUTPUT:
+            cut = data.rfind(b"\n", 0, MAX_MONITOR_OUTPUT) + 1 or MAX_MONITOR_OUTPUT
+            data = data[:cut] + (
+                f"... output truncated: {len(data) - cut} more bytes not sent\n".encode()
+            )
         if not data:
             self._reply(OK)
             return

@@ -251,8 +251,13 @@ class Target(Protocol):
         """Absolute path of the guest's executable, for gdb to load symbols; None if none."""
         ...
 
-    def monitor(self, command: str) -> str:
-        """Run a ``monitor`` command (``qRcmd``); return its output text."""
+    def monitor(self, command: str, interrupted: Callable[[], bool]) -> str:
+        """Run a ``monitor`` command (``qRcmd``); return its output text.
+
+        A long command stops early once `interrupted()` is true (gdb sent 0x03), as a
+        resume does, and says so in its output.  The session sends at most
+        `MAX_MONITOR_OUTPUT` bytes of it; a command should bound what it builds itself.
+        """
         ...
 
     def breakpoints(self) -> Breakpoints | None:

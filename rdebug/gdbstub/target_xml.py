@@ -114,6 +114,11 @@ class RegisterLayout:
         return tuple(offsets)
 
     @property
+    def address_bits(self) -> int:
+        """Width of a target address: 64 for an x86-64 layout, 32 otherwise (i386)."""
+        return 64 if "64" in self.architecture else 32
+
+    @property
     def g_size(self) -> int:
         """Bytes in a ``g`` packet reply (all registers)."""
         return self._offsets[-1]

@@ -13,16 +13,28 @@ from rdebug.errors import UsageError
 
 class SerialOut:
     """COM1's output: flushed at every write (a terminal) or at line ends (a file, so
-    that `tail -f` follows a long run)."""
+    that `tail -f` follows a long run).
+
+    On the terminal, output that cannot be written any more (the terminal closed: EIO;
+    the reader of a pipe gone: EPIPE) is dropped from then on: the guest runs on, and a
+    recording stopped by the SIGHUP that comes with it is finished as usual."""
 
     def __init__(self, stream: BinaryIO, flush: bool) -> None:
         self._stream = stream
         self._flush = flush
+        self._gone = False
 
     def write(self, data: bytes) -> None:
-        self._stream.write(data)
-        if self._flush or b"\n" in data:
-            self._stream.flush()
+        if self._gone:
+            return
+        try:
+            self._stream.write(data)
+            if self._flush or b"\n" in data:
+                self._stream.flush()
+        except OSError:
+            if not self._flush:
+                raise  # a file: its error is the user's to see
+            self._gone = True
 
 
 @contextlib.contextmanager

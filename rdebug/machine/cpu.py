@@ -469,6 +469,72 @@ class Cpu:
             return None
         return (pte & 0xFFFFF000) | (addr & 0xFFF)
 
+    def physical_pieces(
+        self, addr: int, length: int, max_pieces: int
+    ) -> list[tuple[int, int, int]]:
+        """(linear, physical, length) pieces of the linear range [addr, addr+length),
+        each physically contiguous, where the page tables in force map it; a page not
+        mapped now is given at its linear address (as with paging off).
+
+        Costs one step per page directory entry and per page actually mapped through a
+        page table (a range over unmapped directories or 4 MiB pages costs nothing per
+        page).  `MachineError` if the range leaves the 32-bit space or would need more
+        than `max_pieces` pieces.
+        """
+        end = addr + length
+        if length <= 0:
+            raise MachineError(f"range {addr:#x}+{length:#x} is empty")
+        if addr < 0 or end > 1 << 32:
+            raise MachineError(
+                f"range {addr:#x}+{length:#x} is not within the 32-bit address space"
+            )
+        pieces: list[tuple[int, int, int]] = []
+
+        def emit(linear: int, physical: int, n: int) -> None:
+            if pieces and pieces[-1][1] + pieces[-1][2] == physical:
+                first, start, size = pieces[-1]
+                pieces[-1] = (first, start, size + n)
+                return
+            if len(pieces) == max_pieces:
+                raise MachineError(
+                    f"range {addr:#x}+{length:#x} maps to more than {max_pieces} separate "
+                    "physical pieces: watch a smaller range"
+                )
+            pieces.append((linear, physical, n))
+
+        cr0 = self._regs.scalar(X.UC_X86_REG_CR0)
+        if not cr0 & CR0_PG:
+            return [(addr, addr, length)]
+        cr4 = self._regs.scalar(X.UC_X86_REG_CR4)
+        if cr4 & CR4_PAE:
+            raise MachineError("PAE paging is not supported")
+        directory = self._regs.scalar(X.UC_X86_REG_CR3) & 0xFFFFF000
+        linear = addr
+        while linear < end:
+            chunk_end = min(end, (linear | 0x3FFFFF) + 1)  # this directory entry's 4 MiB
+            pde = self._phys_u32(directory + ((linear >> 22) << 2))
+            if pde is None or not pde & 1:
+                emit(linear, linear, chunk_end - linear)
+            elif pde & 0x80 and cr4 & CR4_PSE:
+                emit(linear, (pde & 0xFFC00000) | (linear & 0x3FFFFF), chunk_end - linear)
+            else:
+                table = pde & 0xFFFFF000
+                first = (linear >> 12) & 0x3FF
+                count = ((chunk_end - 1) >> 12 & 0x3FF) - first + 1
+                if table + 4 * (first + count) > self.ram_size:
+                    entries: tuple[int, ...] = (0,) * count  # the table is not RAM
+                else:
+                    entries = struct.unpack_from(f"<{count}I", self.ram, table + 4 * first)
+                for pte in entries:
+                    n = min(chunk_end, (linear | 0xFFF) + 1) - linear
+                    if pte & 1:
+                        emit(linear, (pte & 0xFFFFF000) | (linear & 0xFFF), n)
+                    else:
+                        emit(linear, linear, n)
+                    linear += n
+            linear = chunk_end
+        return pieces
+
     def _phys_u32(self, paddr: int) -> int | None:
         if paddr + 4 > self.ram_size:
             return None

@@ -251,6 +251,8 @@ class Machine:
 
         The stop lands at the next block boundary; its `watch` says which instructions
         may have made the access.  See machine/watchpoints.py (watching costs speed).
+        `MachineError` for a range that leaves the 32-bit space, is empty, or maps to
+        too many physical pieces.
         """
         self._watchpoints.add(addr, length, kind)
 

@@ -33,6 +33,9 @@ class WatchHit:
     since: int
 
 
+#: Most physically separate pieces (one memory hook each) one watchpoint may need.
+MAX_PIECES = 4096
+
 _HOOK_TYPES = {
     WatchKind.WRITE: UC_HOOK_MEM_WRITE,
     WatchKind.READ: UC_HOOK_MEM_READ,
@@ -56,10 +59,13 @@ class Watchpoints:
         Unicorn matches memory hooks on *physical* addresses once paging is on, so the
         range is watched where the page tables in force now map it (a kernel's globals:
         the same in every address space); pages not mapped now are watched at their
-        linear address, as with paging off.
+        linear address, as with paging off.  The cost is one step per page the page
+        tables really map (`Cpu.physical_pieces`); `MachineError` for a range that
+        leaves the 32-bit space, is empty, or maps to more than `MAX_PIECES` physical
+        pieces (a hook each).
         """
-        key = (addr & 0xFFFFFFFF, length, kind)
-        if key in self._hooks or length <= 0:
+        key = (addr, length, kind)
+        if key in self._hooks:
             return
         uc = self._cpu.uc
         self._hooks[key] = [
@@ -75,7 +81,7 @@ class Watchpoints:
         self._counter.invalidate()
 
     def remove(self, addr: int, length: int, kind: WatchKind) -> None:
-        handles = self._hooks.pop((addr & 0xFFFFFFFF, length, kind), [])
+        handles = self._hooks.pop((addr, length, kind), [])
         for handle in handles:
             self._cpu.uc.hook_del(handle)
         if handles:
@@ -106,18 +112,6 @@ class Watchpoints:
 
 def physical_ranges(cpu: Cpu, addr: int, length: int) -> list[tuple[int, int, int]]:
     """(linear, physical, length) pieces of a linear range, physically contiguous, as
-    the page tables in force now map it (unmapped pages: at their linear address)."""
-    pieces: list[tuple[int, int, int]] = []
-    linear, end = addr, addr + length
-    while linear < end:
-        n = min(end, (linear | 0xFFF) + 1) - linear
-        physical = cpu.linear_to_physical(linear)
-        if physical is None:
-            physical = linear
-        if pieces and pieces[-1][1] + pieces[-1][2] == physical:
-            first, start, size = pieces[-1]
-            pieces[-1] = (first, start, size + n)
-        else:
-            pieces.append((linear, physical, n))
-        linear += n
-    return pieces
+    the page tables in force now map it (unmapped pages: at their linear address);
+    `MachineError` past the 32-bit space or beyond `MAX_PIECES` pieces."""
+    return cpu.physical_pieces(addr, length, MAX_PIECES)

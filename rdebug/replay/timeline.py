@@ -82,10 +82,13 @@ class Timeline:
     def close(self) -> None:
         self.store.close()
 
-    def checkpoint(self, pinned: bool = False) -> Checkpoint[PlayerPosition]:
+    def checkpoint(self, pinned: bool = False) -> Checkpoint[PlayerPosition] | None:
+        """A checkpoint here; None if the store's budget could not take it."""
         started = time.perf_counter()
         checkpoint = self.store.take(self.player.position(), pinned=pinned)
         self._cost = time.perf_counter() - started
+        if checkpoint is None:
+            self._refused = self.machine.icount
         return checkpoint
 
     def restore(self, checkpoint: Checkpoint[PlayerPosition]) -> None:
@@ -143,7 +146,10 @@ class Timeline:
             stop = None
         while True:
             last = self.store.at_or_before(self.machine.icount)
-            next_checkpoint = (last.icount if last else 0) + self.interval
+            base = last.icount if last else 0
+            if base < self._refused <= self.machine.icount:
+                base = self._refused  # the store refused a checkpoint there: go on
+            next_checkpoint = base + self.interval
             if next_checkpoint <= self.machine.icount < target:
                 # on (or past) a checkpoint boundary without its checkpoint: a seek or an
                 # interrupt ended there.  Take it now, then go on from here.
@@ -185,8 +191,8 @@ class Timeline:
         self.machine.remove_breakpoint(addr)
 
     def add_watchpoint(self, addr: int, length: int, kind: WatchKind) -> None:
+        self.machine.add_watchpoint(addr, length, kind)  # may refuse the range
         self.watchpoints.add((addr, length, kind))
-        self.machine.add_watchpoint(addr, length, kind)
 
     def remove_watchpoint(self, addr: int, length: int, kind: WatchKind) -> None:
         self.watchpoints.discard((addr, length, kind))
@@ -331,6 +337,8 @@ class Timeline:
         return Stop(Where.BEGIN, 0, self.machine.cpu.linear_pc())
 
     _cost = 0.0
+    #: icount of the last checkpoint the store refused (too dear for its budget)
+    _refused = -1
 
     def _adapt(self, instructions: int, seconds: float) -> None:
         """Space checkpoints so that they cost at most CHECKPOINT_SHARE of the time."""

@@ -18,6 +18,25 @@ if TYPE_CHECKING:
     from rdebug.snapshots.qcow2 import Qcow2Image
 
 
+#: Longest snapshot name (characters).
+MAX_NAME = 128
+
+
+def check_name(name: str) -> None:
+    """Refuse a name that would not read back as one table cell or one word: empty,
+    a number, too long, with a control character (a newline), '/', '\\' or '..'."""
+    if not name or name.isdigit():
+        raise SnapshotError(f"{name!r}: a snapshot name must not be empty or a number")
+    if len(name) > MAX_NAME:
+        raise SnapshotError(f"{name[:20]!r}...: a snapshot name has at most {MAX_NAME} characters")
+    if any(not c.isprintable() or c.isspace() for c in name):
+        raise SnapshotError(
+            f"{name!r}: a snapshot name must not contain spaces or control characters"
+        )
+    if "/" in name or "\\" in name or ".." in name:
+        raise SnapshotError(f"{name!r}: a snapshot name must not contain '/', '\\' or '..'")
+
+
 @dataclass(frozen=True, slots=True)
 class NamedSnapshot:
     name: str
@@ -51,8 +70,7 @@ class SnapshotFile:
             ]
 
     def save(self, name: str, vmstate: bytes, icount: int, vm_clock_ns: int) -> NamedSnapshot:
-        if not name or name.isdigit():
-            raise SnapshotError(f"{name!r}: a snapshot name must not be empty or a number")
+        check_name(name)
         with self._open(writable=True) as image:
             if any(s.name == name for s in image.snapshots()):
                 image.delete_snapshot(name)  # savevm NAME replaces NAME, as in QEMU

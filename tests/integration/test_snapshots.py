@@ -54,6 +54,33 @@ def usermode_trace(tmp_path: Path) -> Path:
     return trace
 
 
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("a/b", "must not contain '/'"),
+        ("../up", "must not contain '/'"),
+        ("..", "must not contain '/'"),
+        ("two\nlines", "control characters"),
+        ("tab\there", "control characters"),
+        ("a b", "spaces"),
+        ("x" * 129, "at most 128 characters"),
+        ("", "must not be empty"),
+        ("42", "or a number"),
+    ],
+)
+def test_savevm_refuses_names_that_break_the_listing(
+    usermode_trace: Path, name: str, message: str
+) -> None:
+    """Issue 17: such names broke the `rdebug snapshots` table; the file is untouched."""
+    snapshots = usermode_trace / "snapshots.qcow2"
+    before = snapshots.read_bytes()
+    with rdebug.open(usermode_trace) as session:
+        with pytest.raises(SnapshotError, match=message):
+            session.savevm(name)
+        assert [s.name for s in session.snapshots()] == ["init"]
+    assert snapshots.read_bytes() == before
+
+
 @needs_qemu_img
 def test_savevm_survives_closing_and_reopening(usermode_trace: Path) -> None:
     with rdebug.open(usermode_trace) as session:

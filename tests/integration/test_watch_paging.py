@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import struct
 
-from rdebug.machine.cpu import CR0_PE
+import pytest
+
+from rdebug.errors import MachineError
+from rdebug.machine.cpu import CR0_PE, Cpu
 from rdebug.machine.machine import StopReason
 from rdebug.machine.watchpoints import WatchKind
 from tests.conftest import make_machine
@@ -103,3 +106,103 @@ def test_blocks_at_one_linear_address_in_two_address_spaces_count_their_own_code
     reference = _two_address_spaces("reference")
     assert native == reference
     assert native[0] == 2 * (4 + 5) + 2 * (4 + 3) + 1  # 4 switch+call, 5 or 3 user, hlt
+
+
+def _reference_pieces(cpu: Cpu, addr: int, length: int) -> list[tuple[int, int, int]]:
+    """Page by page, as the machine did before (the slow, obviously right way)."""
+    pieces: list[tuple[int, int, int]] = []
+    linear, end = addr, addr + length
+    while linear < end:
+        n = min(end, (linear | 0xFFF) + 1) - linear
+        physical = cpu.linear_to_physical(linear)
+        if physical is None:
+            physical = linear
+        if pieces and pieces[-1][1] + pieces[-1][2] == physical:
+            first, start, size = pieces[-1]
+            pieces[-1] = (first, start, size + n)
+        else:
+            pieces.append((linear, physical, n))
+        linear += n
+    return pieces
+
+
+def _paged(cpu: Cpu, scattered_tables: int = 0) -> None:
+    """0-4 MiB: a 4 MiB page; 0x80000000: a table mapping 0x80001000 and 0x80003000
+    apart; `scattered_tables` more tables from 0x40000000 mapping every page to a
+    physical page out of order."""
+    directory = bytearray(4096)
+    directory[0:4] = struct.pack("<I", 0x000000E3)
+    directory[0x800:0x804] = struct.pack("<I", PAGE_TABLE | 3)
+    table = bytearray(4096)
+    table[4:8] = struct.pack("<I", 0x305000 | 3)
+    table[12:16] = struct.pack("<I", 0x307000 | 3)
+    cpu.write_physical(PAGE_TABLE, bytes(table))
+    for t in range(scattered_tables):
+        where = 0x310000 + t * 0x1000
+        entries = [((0x100 + (i * 7 + t) % 0x200) << 12) | 3 for i in range(1024)]
+        cpu.write_physical(where, struct.pack("<1024I", *entries))
+        index = 0x100 + t  # linear 0x40000000 + t * 4 MiB
+        directory[index * 4 : index * 4 + 4] = struct.pack("<I", where | 3)
+    cpu.write_physical(PAGE_DIR, bytes(directory))
+    cpu.write("cr3", PAGE_DIR)
+    cpu.write("cr4", cpu.read("cr4") | 0x10)  # PSE
+    cpu.write("cr0", cpu.read("cr0") | CR0_PE | 0x80000000)
+
+
+@pytest.mark.parametrize(
+    ("addr", "length"),
+    [(0x80000FFE, 0x5004), (0x3FFFFE, 8), (0x7FFFFF00, 0x2000), (0x80001004, 4), (0, 0x9000)],
+)
+def test_watched_pieces_match_a_page_by_page_walk(addr: int, length: int) -> None:
+    machine, _ = make_machine("hello")
+    try:
+        _paged(machine.cpu)
+        assert machine.cpu.physical_pieces(addr, length, 100) == _reference_pieces(
+            machine.cpu, addr, length
+        )
+    finally:
+        machine.close()
+
+
+def test_a_watch_over_the_whole_address_space_is_cheap_and_bounded() -> None:
+    """Issue 17, case 1: the whole 4 GiB costs a step per mapped page (2 here plus a
+    4 MiB page), not a million steps; beyond 32 bits, empty, or too scattered to hook
+    is refused with a message."""
+    machine, _ = make_machine("hello")
+    cpu = machine.cpu
+    try:
+        assert cpu.physical_pieces(0x100000, 0xFFFFFFFF - 0xFFFFF, 10) == [
+            (0x100000, 0x100000, 0xFFF00000)
+        ]  # paging off: one piece
+        _paged(cpu)
+        whole = cpu.physical_pieces(0, 1 << 32, 10)
+        assert whole == _reference_pieces_by_directory(cpu)
+        machine.add_watchpoint(0, 1 << 32, WatchKind.WRITE)
+        machine.remove_watchpoint(0, 1 << 32, WatchKind.WRITE)
+        for addr, length, message in [
+            (0x100000, 0xFFFFFFFFFFFFFF, "32-bit"),
+            (0x100000, 0xFFFFFFFF, "32-bit"),
+            (1 << 32, 4, "32-bit"),
+            (0x1000, 0, "empty"),
+        ]:
+            with pytest.raises(MachineError, match=message):
+                machine.add_watchpoint(addr, length, WatchKind.WRITE)
+        _paged(cpu, scattered_tables=5)  # 5 x 1024 pages, none next to the other
+        with pytest.raises(MachineError, match="more than 4096 separate physical pieces"):
+            machine.add_watchpoint(0x40000000, 5 << 22, WatchKind.ACCESS)
+    finally:
+        machine.close()
+
+
+def _reference_pieces_by_directory(cpu: Cpu) -> list[tuple[int, int, int]]:
+    """The whole space as the page-by-page walk sees it, one directory at a time (the
+    unmapped ones merge with their neighbours, physical == linear)."""
+    pieces: list[tuple[int, int, int]] = []
+    for directory in range(1024):
+        for piece in _reference_pieces(cpu, directory << 22, 1 << 22):
+            if pieces and pieces[-1][1] + pieces[-1][2] == piece[1]:
+                first, start, size = pieces[-1]
+                pieces[-1] = (first, start, size + piece[2])
+            else:
+                pieces.append(piece)
+    return pieces

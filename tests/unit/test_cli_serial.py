@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import os
+
+import pytest
 
 from rdebug.host.serial import SerialOut
 
@@ -29,3 +32,15 @@ def test_a_terminal_is_flushed_at_every_write() -> None:
     out = SerialOut(stream, flush=True)
     out.write(b"$ ")
     assert stream.flushed == [b"$ "]
+
+
+def test_a_terminal_that_went_away_drops_the_output_a_file_does_not() -> None:
+    """Issue 17: the terminal closing (SIGHUP) must not crash a recording half way."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # nobody reads any more: writes fail with EPIPE
+    with open(write_end, "wb", buffering=0) as stream:
+        out = SerialOut(stream, flush=True)
+        out.write(b"lost\n")
+        out.write(b"also lost\n")
+        with pytest.raises(BrokenPipeError):
+            SerialOut(stream, flush=False).write(b"a file's error is shown\n")

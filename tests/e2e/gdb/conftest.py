@@ -58,8 +58,9 @@ class Gdb:
 
 
 @contextlib.contextmanager
-def rdebug_gdb_server(*args: str) -> Iterator[str]:
-    """`rdebug ARGS --gdb 127.0.0.1:0` running; yields the address it printed."""
+def rdebug_gdb_process(*args: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """`rdebug ARGS --gdb 127.0.0.1:0` running; yields the address it printed and the
+    process."""
     with subprocess.Popen(
         [sys.executable, "-m", "rdebug", *args, "--gdb", "127.0.0.1:0"],
         stdout=subprocess.DEVNULL,
@@ -72,9 +73,16 @@ def rdebug_gdb_server(*args: str) -> Iterator[str]:
             banner = server.stderr.readline() + server.stderr.readline()
             match = re.search(r"target remote ([\d.]+):(\d+)", banner)
             assert match, banner
-            yield f"{match[1]}:{match[2]}"
+            yield f"{match[1]}:{match[2]}", server
         finally:
             server.kill()
+
+
+@contextlib.contextmanager
+def rdebug_gdb_server(*args: str) -> Iterator[str]:
+    """`rdebug ARGS --gdb 127.0.0.1:0` running; yields the address it printed."""
+    with rdebug_gdb_process(*args) as (address, _):
+        yield address
 
 
 @contextlib.contextmanager

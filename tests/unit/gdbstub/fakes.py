@@ -162,12 +162,19 @@ class FakeTarget:
     def exec_file(self) -> str | None:
         return self._exec_file
 
-    def monitor(self, command: str) -> str:
+    def monitor(self, command: str, interrupted: Callable[[], bool]) -> str:
         self.monitor_commands.append(command)
+        if command == "spin":
+            wait_for_interrupt(interrupted)
+            return "interrupted\n"
+        if command.startswith("big "):
+            return "".join(f"line {i}\n" for i in range(int(command[4:])))
         if command == "crash":
             raise RuntimeError("the fake target crashed")
         if command == "fail":
             raise TargetError(5)
+        if command == "refuse":
+            raise TargetError(1, "the fake target says no: $#}* are dropped", tell=True)
         if command.startswith("echo "):
             return command[5:]
         return ""

@@ -2,56 +2,19 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 
 import pytest
 
-from rdebug.gdbstub import GdbServer, StopReason
-from rdebug.gdbstub.packet import Ack, Event, Packet, PacketDecoder, frame
+from rdebug.gdbstub import BreakpointKind, GdbServer, StopReason
+from rdebug.gdbstub.packet import Ack, Packet, frame
 from tests.conftest import EVENT_TIMEOUT
+from tests.rsp_client import RawClient
 from tests.unit.gdbstub.fakes import FakeTarget, wait_for_interrupt
 
 TIMEOUT = EVENT_TIMEOUT
-
-
-class RawClient:
-    """A minimal gdb: raw bytes out, decoded events in."""
-
-    def __init__(self, address: tuple[str, int]) -> None:
-        self.sock = socket.create_connection(address, timeout=TIMEOUT)
-        self._decoder = PacketDecoder()
-        self._events: list[Event] = []
-
-    def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
-    def next_event(self) -> Event:
-        while not self._events:
-            data = self.sock.recv(4096)
-            if not data:
-                raise EOFError("the server closed the connection")
-            self._events += self._decoder.feed(data)
-        return self._events.pop(0)
-
-    def ask(self, payload: bytes, *, acks: bool = True) -> bytes:
-        """Send a packet, check the ack if acks are on, return the reply payload."""
-        self.send(frame(payload))
-        if acks:
-            assert self.next_event() == Ack()
-        event = self.next_event()
-        assert isinstance(event, Packet), event
-        if acks:
-            self.send(b"+")
-        return event.payload
-
-    def at_eof(self) -> bool:
-        return self.sock.recv(1) == b""
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 @pytest.fixture
@@ -169,3 +132,111 @@ def test_serve_forever_in_a_caller_thread_sets_listening() -> None:
     server.close()
     thread.join(TIMEOUT)
     assert not thread.is_alive()
+
+
+def _refusal(client: RawClient) -> bytes:
+    """The refuser's answer to a first packet: an ack and an ``E.`` text."""
+    client.send(frame(b"qSupported"))
+    assert client.next_event() == Ack()
+    event = client.next_event()
+    assert isinstance(event, Packet), event
+    return event.payload
+
+
+def _refuser_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "gdbstub-refuser"]
+
+
+@pytest.mark.timeout(60)
+def test_a_slow_client_cannot_hold_the_refuser(server: GdbServer) -> None:
+    """Issue 17, case 6: a client trickling bytes while gdb is attached neither delays
+    the next gdb after the first detaches, nor blocks a third client, nor leaves a
+    thread behind."""
+    first = RawClient(server.address)
+    assert first.ask(b"qC") == b"QC1"
+    slow = RawClient(server.address)
+    slow.send(b"$q")  # the start of a packet, never finished
+    # more clients than a backlog of 1 would take, while the slow one trickles
+    others = [RawClient(server.address) for _ in range(4)]
+    for other in others:
+        assert _refusal(other).startswith(b"E.another gdb is already attached")
+        assert other.at_eof()
+        other.close()
+    slow.send(b"S")
+    # the first gdb leaves; the next one is served at once, not after the slow one's
+    # timeout (the socket timeout bounds the wait: a hold-up fails the test)
+    assert first.ask(b"D") == b"OK"
+    first.close()
+    nxt = RawClient(server.address)
+    nxt.sock.settimeout(5.0)  # it used to wait for the slow client's 10 s
+    assert nxt.ask(b"qC") == b"QC1"
+    assert nxt.ask(b"D") == b"OK"
+    nxt.close()
+    slow.close()
+    # the refuser of each finished connection is gone (joined, not left behind)
+    assert len(_refuser_threads()) <= 1
+
+
+@pytest.mark.timeout(60)
+def test_a_client_that_never_sends_is_refused_by_its_deadline(server: GdbServer) -> None:
+    first = RawClient(server.address)
+    assert first.ask(b"qC") == b"QC1"
+    silent = RawClient(server.address)
+    # nothing sent: the refuser still answers and closes within its deadline
+    assert silent.next_event() == Ack()
+    event = silent.next_event()
+    assert isinstance(event, Packet) and event.payload.startswith(b"E.another gdb")
+    assert silent.at_eof()
+    silent.close()
+    assert first.ask(b"qC") == b"QC1"
+    first.close()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("ending", ["drop", "detach", "kill"])
+def test_a_connection_s_breakpoints_end_with_it(
+    server: GdbServer, target: FakeTarget, ending: str
+) -> None:
+    """Issue 17, case 3: whatever ends a connection, what it placed is removed."""
+    assert target.bps is not None
+    first = RawClient(server.address)
+    assert first.ask(b"Z0,1010,1") == b"OK"
+    assert first.ask(b"Z2,1020,4") == b"OK"
+    assert first.ask(b"Z0,1030,1") == b"OK"
+    assert first.ask(b"z0,1030,1") == b"OK"
+    if ending == "detach":
+        assert first.ask(b"D") == b"OK"
+    elif ending == "kill":
+        first.send(frame(b"k"))
+        assert first.next_event() == Ack()
+    first.close()  # "drop": gone without a word
+    second, _ = next_gdb(server)
+    assert second.ask(b"Z0,1040,1") == b"OK"
+    # the server served the second only after the first ended
+    assert target.bps.placed == {(BreakpointKind.SOFTWARE, 0x1040, 1)}
+    # a continue stops only at the second connection's own breakpoint
+    assert second.ask(b"c") == b"T05thread:1;"
+    assert target.eip == 0x1040
+    second.close()
+
+
+@pytest.mark.timeout(60)
+def test_a_long_monitor_command_stops_on_0x03(server: GdbServer) -> None:
+    client = RawClient(server.address)
+    assert client.monitor("spin", interrupt=True) == b"interrupted\n"
+    assert client.ask(b"qC") == b"QC1"
+    client.close()
+
+
+@pytest.mark.timeout(60)
+def test_monitor_output_is_capped_with_a_last_line_saying_so(server: GdbServer) -> None:
+    client = RawClient(server.address)
+    output = client.monitor("big 200000").decode()  # ~2.2 MB
+    lines = output.splitlines()
+    assert lines[0] == "line 0"
+    assert len(output) <= (1 << 20) + 100
+    assert lines[-1].startswith("... output truncated: ") and lines[-1].endswith(
+        " more bytes not sent"
+    )
+    assert all(line.startswith("line ") for line in lines[:-1])
+    client.close()

@@ -145,6 +145,21 @@ def test_packets_split_across_reads() -> None:
         (b"qRcmd,6563686f206869", b"6869"),  # "echo hi" -> "hi"
         (b"qRcmd,6e6f6f70", b"OK"),  # no output
         (b"qRcmd,6661696c", b"E05"),  # TargetError(5)
+        # a TargetError told as text (node "Standard Replies", E.errtext)
+        (b"qRcmd," + b"refuse".hex().encode(), b"E.the fake target says no:  are dropped"),
+        # issue 17: nothing beyond the 32-bit address space is masked into it
+        (b"m100000000,4", b"E16"),
+        (b"mffffffff,4", b"E0e"),  # clipped to 1 byte, which the fake has not
+        (b"M100000000,1:00", b"E16"),
+        (b"Mffffffff,2:0000", b"E16"),
+        (b"Z0,100001000,1", b"E16"),
+        (b"z0,100001000,1", b"E16"),
+        (b"Z2,100000,ffffffffffffffff", b"E16"),
+        (b"Z2,100000,ffffffff", b"E16"),
+        (b"Z3,ffffff00,100", b"OK"),  # ends exactly at 4 GiB
+        # issue 17: a watchpoint of 0 bytes would watch nothing
+        (b"Z2,1000,0", b"E16"),
+        (b"Z4,1000,0", b"E16"),
     ],
 )
 def test_request_reply(request_: bytes, reply: bytes) -> None:
