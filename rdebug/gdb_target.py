@@ -168,10 +168,10 @@ class SessionTarget:
         return b"".join(self.read_register(n) for n in range(len(self._layout.registers)))
 
     def write_registers(self, data: bytes) -> None:
-        raise TargetError(errno.EPERM)
+        raise _read_only()
 
     def write_register(self, regnum: int, value: bytes) -> None:
-        raise TargetError(errno.EPERM)
+        raise _read_only()
 
     def read_memory(self, addr: int, length: int) -> bytes:
         data = b""
@@ -187,7 +187,7 @@ class SessionTarget:
         return data
 
     def write_memory(self, addr: int, data: bytes) -> None:
-        raise TargetError(errno.EPERM)
+        raise _read_only()
 
     # -- running -------------------------------------------------------------------------
 
@@ -404,3 +404,10 @@ class LiveTarget:
 
     def kill(self) -> None:
         pass
+
+
+def _read_only() -> TargetError:
+    """What a replay answers to G, P and M/X: gdb prints the text (``E.`` reply)."""
+    return TargetError(
+        errno.EPERM, "the recording is read-only: a replay cannot change it", tell=True
+    )
