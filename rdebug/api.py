@@ -41,7 +41,7 @@ from rdebug.replay.player import (
     recording_end,
 )
 from rdebug.replay.timeline import Stop, Timeline
-from rdebug.replay.trace import Trace, load_guest, open_disks
+from rdebug.replay.trace import Trace, open_disks
 from rdebug.snapshots import vmstate
 from rdebug.snapshots.checkpoints import DEFAULT_BUDGET
 from rdebug.snapshots.named import NamedSnapshot, SnapshotFile
@@ -72,7 +72,7 @@ class Session:
 
     def __init__(self, trace: Path | str, checkpoint_budget: int = DEFAULT_BUDGET) -> None:
         self.trace = Trace.open(Path(trace))
-        image = load_guest(self.trace.info.guest, self.trace.guest_image())
+        image = self.trace.loaded_guest()
         self._log: BinaryIO = self.trace.log_path.open("rb")
         try:
             end = recording_end(self._log, str(self.trace.log_path))

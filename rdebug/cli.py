@@ -42,7 +42,6 @@ from rdebug.replay.trace import (
     DriveSpec,
     GuestSpec,
     Trace,
-    load_guest,
     open_disks,
     parse_drive,
     sha256,
@@ -258,7 +257,7 @@ def _add_machine_options(parser: argparse.ArgumentParser) -> None:
         "--format",
         choices=[f.value for f in ImageFormat],
         default="auto",
-        help="image format (default: detect multiboot, ELF or boot sector)",
+        help="image format (default: detect multiboot, ELF, a Linux bzImage or boot sector)",
     )
     parser.add_argument(
         "--load-address",
@@ -271,7 +270,17 @@ def _add_machine_options(parser: argparse.ArgumentParser) -> None:
         "--entry", type=_int, default=None, metavar="ADDR", help="entry point of a flat binary"
     )
     parser.add_argument(
-        "--append", default="", metavar="CMDLINE", help="the multiboot command line"
+        "--append",
+        default="",
+        metavar="CMDLINE",
+        help="the kernel command line (multiboot, Linux: e.g. 'console=ttyS0')",
+    )
+    parser.add_argument(
+        "--initrd",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="a Linux kernel's initial RAM disk (e.g. a cpio archive); kept in the trace",
     )
     parser.add_argument(
         "--drive",
@@ -485,8 +494,17 @@ def _interrupt_on_sigint(machine: Machine) -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-def _read_guest(args: argparse.Namespace) -> tuple[bytes, GuestSpec, LoadedImage]:
+def _read_guest(
+    args: argparse.Namespace,
+) -> tuple[bytes, GuestSpec, LoadedImage, bytes | None]:
+    """The image, how it was given, the parsed image, and the initrd's bytes if any."""
     path: Path = args.guest
+    initrd: bytes | None = None
+    if args.initrd is not None:
+        try:
+            initrd = args.initrd.read_bytes()
+        except OSError as exc:
+            raise UsageError(f"--initrd {args.initrd}: {exc.strerror}") from None
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -503,11 +521,19 @@ def _read_guest(args: argparse.Namespace) -> tuple[bytes, GuestSpec, LoadedImage
         load_address=args.load_address,
         entry=args.entry,
         append=args.append,
+        initrd=None if args.initrd is None else str(args.initrd.resolve()),
+        initrd_sha256=None if initrd is None else sha256(initrd),
     )
     image = parse_image(
-        data, str(path), ImageFormat(args.format), args.load_address, args.entry, args.append
+        data,
+        str(path),
+        ImageFormat(args.format),
+        args.load_address,
+        args.entry,
+        args.append,
+        initrd,
     )
-    return data, spec, image
+    return data, spec, image, initrd
 
 
 def _machine_config(args: argparse.Namespace) -> MachineConfig:
@@ -610,7 +636,7 @@ def _drives(args: argparse.Namespace) -> tuple[DriveSpec, ...]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    _, _, image = _read_guest(args)
+    _, _, image, _ = _read_guest(args)
     config = _machine_config(args)
     disks = open_disks(_drives(args), check=False)
     live, terminal = _live_inputs(args)
@@ -655,7 +681,7 @@ def _serve_live(machine: Machine, args: argparse.Namespace) -> int:
 
 
 def cmd_record(args: argparse.Namespace) -> int:
-    data, spec, image = _read_guest(args)
+    data, spec, image, initrd = _read_guest(args)
     del image  # parsed to refuse a bad image before anything is created
     config = _machine_config(args)
     drives = _drives(args)
@@ -671,6 +697,7 @@ def cmd_record(args: argparse.Namespace) -> int:
             drives=drives,
             net=net,
             run=lambda machine: _execute(machine, None, args.max_insns, terminal),
+            initrd=initrd,
         )
     status = _report(recording.stop)
     print(
@@ -745,7 +772,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     trace = Trace.open(args.trace)
     if args.net_output is not None and trace.info.nic is None:
         raise UsageError(f"--net-output: {args.trace} was recorded without a NIC")
-    image = load_guest(trace.info.guest, trace.guest_image())
+    image = trace.loaded_guest()
     try:
         log = trace.log_path.open("rb")
     except OSError as exc:

@@ -14,7 +14,7 @@ from rdebug.machine.inputs import FileSerialSource, LiveInputs, SerialSource
 from rdebug.machine.loader import load_image
 from rdebug.machine.machine import Machine, MachineConfig
 from rdebug.replay.player import Player, recording_end
-from rdebug.replay.trace import Trace, load_guest
+from rdebug.replay.trace import Trace
 
 ROOT = Path(__file__).resolve().parent.parent
 GUESTS = ROOT / "sample_guests" / "build"
@@ -104,7 +104,7 @@ class Replay:
         self.log.seek(0)
         self.player = Player(self.log, "log")
         self.machine = Machine(trace.info.machine_config(), self.player, [])
-        self.machine.load(load_guest(trace.info.guest, trace.guest_image()))
+        self.machine.load(trace.loaded_guest())
 
     def close(self) -> None:
         self.machine.close()

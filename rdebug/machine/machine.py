@@ -50,8 +50,11 @@ from unicorn import x86_const as X
 from unicorn.unicorn_py3 import unicorn as _ucpy
 
 from rdebug.errors import GuestFault, MachineError
+from rdebug.machine import linux
+from rdebug.machine.acpi import acpi_tables
 from rdebug.machine.counter import Counter, NativeCounter, ReferenceCounter, StopCause
 from rdebug.machine.cpu import CR0_PE, EFLAGS_IF, EFLAGS_RESERVED, Cpu, TableRegister
+from rdebug.machine.devices.acpi_pm import AcpiPm
 from rdebug.machine.devices.base import Device, State
 from rdebug.machine.devices.cga import Cga
 from rdebug.machine.devices.i8042 import I8042, FastA20Port
@@ -60,6 +63,7 @@ from rdebug.machine.devices.ioapic import IoApic
 from rdebug.machine.devices.lapic import LocalApic
 from rdebug.machine.devices.misc import DebugExit, PostPort
 from rdebug.machine.devices.ne2000 import FrameSink, Ne2000, NicConfig
+from rdebug.machine.devices.pci import PciBus
 from rdebug.machine.devices.pic import PicPair
 from rdebug.machine.devices.pit import Pit, SystemControlPort
 from rdebug.machine.devices.rtc import Rtc
@@ -87,6 +91,7 @@ from rdebug.machine.loader import (
     multiboot_info,
 )
 from rdebug.machine.mptable import mp_tables
+from rdebug.machine.sysenter import SYSENTER_LENGTH, sysenter
 
 log = logging.getLogger(__name__)
 
@@ -241,6 +246,8 @@ class Machine:
         self.i8042 = I8042(self)
         self.port92 = FastA20Port(self)
         self.cga = Cga(self)
+        self.pci = PciBus(self)
+        self.acpi_pm = AcpiPm(self)
         self.disks = [*disks, None, None][:2]
         if len(disks) > 2:
             raise MachineError("at most two IDE drives (master and slave)")
@@ -260,6 +267,8 @@ class Machine:
             self.i8042,
             self.port92,
             self.cga,
+            self.pci,
+            self.acpi_pm,
         ]
         #: Network adapters by adapter id (the id in NetInput and the log's NET events).
         self.nics: list[Ne2000] = []
@@ -280,6 +289,7 @@ class Machine:
             device.reset()
         self._install_hooks()
         self._map_register_pages()
+        self._map_open_bus()
         self.symbols: dict[str, int] = {}
 
     # -- DeviceContext ---------------------------------------------------------------------
@@ -332,6 +342,9 @@ class Machine:
 
     def load(self, image: LoadedImage) -> None:
         """Place `image` in RAM and set the CPU up as its boot protocol says."""
+        if image.linux is not None:
+            self._load_linux(image)
+            return
         cpu = self.cpu
         for seg in image.segments:
             end = seg.paddr + max(seg.memsize, len(seg.data))
@@ -367,6 +380,31 @@ class Machine:
                 cpu.write("ebx", MULTIBOOT_INFO_ADDR)
         cpu.write("eflags", EFLAGS_RESERVED)
         cpu.eip = image.entry
+        self.counter.invalidate()
+
+    def _load_linux(self, image: LoadedImage) -> None:
+        """The Linux 32-bit boot protocol (machine/linux.py), with BIOS, MP and ACPI tables."""
+        assert image.linux is not None
+        cpu = self.cpu
+        placement = linux.place(image.linux, cpu.ram_size)
+        for paddr, data in [
+            *bios_data_area(),
+            *mp_tables(),
+            *acpi_tables(),
+            *placement.writes,
+        ]:
+            cpu.write_physical(paddr, data)
+        self.symbols = dict(image.symbols)
+        gdt = linux.boot_gdt()
+        cpu.set_table_register("gdtr", TableRegister(0, linux.BOOT_GDT_ADDR, len(gdt) - 1, 0))
+        cpu.write("cs", linux.BOOT_CS)
+        for seg_name in ("ds", "es", "ss", "fs", "gs"):
+            cpu.write(seg_name, linux.BOOT_DS)
+        cpu.write("esi", placement.boot_params)
+        for reg in ("eax", "ebx", "ecx", "edx", "edi", "ebp", "esp"):
+            cpu.write(reg, 0)
+        cpu.write("eflags", EFLAGS_RESERVED)
+        cpu.eip = placement.entry
         self.counter.invalidate()
 
     # -- breakpoints -------------------------------------------------------------------------
@@ -657,6 +695,7 @@ class Machine:
         uc.hook_add(UC_HOOK_INSN, self._on_cpuid, None, 1, 0, X.UC_X86_INS_CPUID)
         uc.hook_add(UC_HOOK_INTR, self._on_interrupt)
         uc.hook_add(UC_HOOK_INSN_INVALID, self._on_invalid)
+        uc.hook_add(UC_HOOK_INSN, self._on_sysenter, None, 1, 0, X.UC_X86_INS_SYSENTER)
         # The binding refuses RDTSC/RDTSCP hooks: register them through its C entry point.
         self._tsc_fn = _INSN_FN(self._on_rdtsc)
         self._tscp_fn = _INSN_FN(self._on_rdtscp)
@@ -678,6 +717,20 @@ class Machine:
                 self._uc.hook_add(
                     UC_HOOK_MEM_WRITE_PROT, self._on_register_store, device, base, base + 0xFFF
                 )
+
+    def _map_open_bus(self) -> None:
+        """Physical addresses with nothing behind them read as all-ones; writes vanish.
+
+        That is what a PC's bus does (and QEMU): e.g. Linux's early microcode loader
+        reads a physical address beyond RAM before paging is on.  The holes between RAM
+        and the register pages are MMIO ranges (no cost to other accesses).
+        """
+        taken = sorted((begin, end + 1) for begin, end, _perms in self._uc.mem_regions())
+        start = 0
+        for begin, end in [*taken, (1 << 32, 1 << 32)]:
+            if begin > start:
+                self._uc.mmio_map(start, begin - start, _open_bus_read, None, _open_bus_write, None)
+            start = max(start, end)
 
     def _on_register_store(
         self, uc: Uc, access: int, addr: int, size: int, value: int, device: Device
@@ -734,17 +787,21 @@ class Machine:
         wanted = {
             (r.start, r.stop - 1): device for device in self.devices for r in device.hot_registers()
         }
-        removed = False
+        changed = False
         for key in [k for k in self._hot_hooks if k not in wanted]:
             self._uc.hook_del(self._hot_hooks.pop(key))
-            removed = True
+            changed = True
         for key, device in wanted.items():
             if key not in self._hot_hooks:
                 self._hot_hooks[key] = self._uc.hook_add(
                     UC_HOOK_MEM_READ, self._on_hot_read, device, key[0], key[1]
                 )
-        if removed:
-            self.counter.invalidate()  # back to unicorn's fast memory path
+                changed = True
+        if changed:
+            # Removed: back to unicorn's fast memory path.  Added: code translated
+            # before the hook existed (e.g. a kernel's one register-read function, used
+            # since boot) would go on reading the stale page without calling it.
+            self.counter.invalidate()
 
     def _on_hot_read(
         self, uc: Uc, access: int, addr: int, size: int, value: int, device: Device
@@ -832,6 +889,14 @@ class Machine:
         for name, value in (("eax", eax), ("ebx", ebx), ("ecx", ecx), ("edx", edx)):
             self.cpu.write(name, value)
         return 1
+
+    def _on_sysenter(self, uc: Uc, _user: object) -> None:
+        """Unicorn's SYSENTER only calls this hook, then adds 2 to EIP (machine/sysenter.py)."""
+        if not sysenter(self.cpu):
+            self.counter.exception_taken(faulting=True)
+            self.inputs.synchronize(SyncEvent.EXCEPTION, self.counter.current_icount())
+            self._deliver(Interrupt(13, Source.EXCEPTION, 0))
+        self.cpu.eip = self.cpu.eip - SYSENTER_LENGTH
 
     def _on_rdtsc(self, _uc: int, _user: int) -> int:
         self._write_tsc()
@@ -972,6 +1037,15 @@ def _hook_insn_ctypes(uc: Uc, fn: ctypes._FuncPointer, insn: int) -> int:
     return int(handle.value)
 
 
+def _open_bus_read(uc: Uc, offset: int, size: int, _user: object) -> int:
+    log.debug("read of %d bytes from physical address with nothing behind it", size)
+    return (1 << (8 * size)) - 1
+
+
+def _open_bus_write(uc: Uc, offset: int, size: int, value: int, _user: object) -> None:
+    log.debug("write of %d bytes to physical address with nothing behind it", size)
+
+
 def _is_int_instruction(cpu: Cpu, addr: int, vector: int) -> bool:
     """Is the instruction at linear `addr` an INT n / INT3 / INTO / INT1 raising `vector`?"""
     raw = cpu.read_linear(addr, 2)
@@ -989,9 +1063,10 @@ def cpuid(leaf: int) -> tuple[int, int, int, int]:
         ebx, edx, ecx = struct.unpack("<III", vendor)
         return 1, ebx, ecx, edx
     if leaf == 1:
-        # family 6, model 3, stepping 3; FPU VME DE PSE TSC MSR CX8 SEP CMOV MMX FXSR SSE SSE2
+        # family 6, model 3, stepping 3; FPU VME DE PSE TSC MSR CX8 APIC SEP CMOV MMX FXSR
+        # SSE SSE2
         features = 0
-        for bit in (0, 1, 2, 3, 4, 5, 8, 11, 15, 23, 24, 25, 26):
+        for bit in (0, 1, 2, 3, 4, 5, 8, 9, 11, 15, 23, 24, 25, 26):
             features |= 1 << bit
         return 0x00000633, 0x00010000, 0, features
     if leaf == 0x80000000:

@@ -49,21 +49,23 @@ def record(
     net: FrameSink | None = None,
     run: Callable[[Machine], StopEvent] = lambda machine: machine.run(),
     prepare: Callable[[Machine], None] = lambda machine: None,
+    initrd: bytes | None = None,
 ) -> Recording:
     """Record `guest` into the new trace folder `folder`.
 
     `run` runs the loaded machine (e.g. with a Ctrl-C handler and an instruction limit);
     `prepare` may change the loaded machine first (a benchmark raising a pass count).
-    `net` gets the frames the guest's NIC (`config.nic`) sends.
+    `net` gets the frames the guest's NIC (`config.nic`) sends; `initrd` is a Linux
+    guest's initrd (its path and hash in `spec`).
     """
     disks = open_disks(drives, check=False)
-    trace = Trace.create(folder, guest, spec, config, drives)
+    trace = Trace.create(folder, guest, spec, config, drives, initrd)
     fd = trace.open_log_for_writing()
     try:
         recorder = Recorder(inputs, fd)
         machine = Machine(config, recorder, serial, disks, net)
         try:
-            machine.load(load_guest(spec, guest))
+            machine.load(load_guest(spec, guest, initrd))
             prepare(machine)
             # The seed's rrsnapshot: the machine at the start of the recording.
             SnapshotFile(trace.snapshots_path).save("init", vmstate.encode(machine, None), 0, 0)

@@ -3,6 +3,7 @@
     TRACE/
       trace.json       what machine ran what guest: options, guest name, path and SHA-256
       guest            a copy of the guest image (replay needs nothing else)
+      initrd           a copy of a Linux guest's initrd (--initrd), if it had one
       replay.log       the event log (replay/log.py)
       snapshots.qcow2  named snapshots (qcow2 internal snapshots, the machine state in
                        each one's VM state area): "init" at icount 0, then savevm's
@@ -35,6 +36,7 @@ TRACE_VERSION = 3
 _READABLE_VERSIONS = (2, TRACE_VERSION)
 META_NAME = "trace.json"
 GUEST_NAME = "guest"
+INITRD_NAME = "initrd"
 LOG_NAME = "replay.log"
 SNAPSHOTS_NAME = "snapshots.qcow2"
 
@@ -50,6 +52,9 @@ class GuestSpec:
     load_address: int | None = None
     entry: int | None = None
     append: str = ""
+    #: A Linux kernel's initrd: absolute path of the original and its SHA-256, or None.
+    initrd: str | None = None
+    initrd_sha256: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,9 +135,15 @@ def open_disks(drives: tuple[DriveSpec, ...], check: bool) -> list[OverlayDisk |
     return disks
 
 
-def load_guest(spec: GuestSpec, data: bytes) -> LoadedImage:
+def load_guest(spec: GuestSpec, data: bytes, initrd: bytes | None = None) -> LoadedImage:
     return parse_image(
-        data, spec.name, ImageFormat(spec.format), spec.load_address, spec.entry, spec.append
+        data,
+        spec.name,
+        ImageFormat(spec.format),
+        spec.load_address,
+        spec.entry,
+        spec.append,
+        initrd,
     )
 
 
@@ -161,6 +172,7 @@ class Trace:
         spec: GuestSpec,
         config: MachineConfig,
         drives: tuple[DriveSpec, ...] = (),
+        initrd: bytes | None = None,
     ) -> Trace:
         """Make a new trace folder (refusing to touch an existing non-empty one)."""
         if path.exists() and (not path.is_dir() or any(path.iterdir())):
@@ -168,6 +180,8 @@ class Trace:
         try:
             path.mkdir(parents=True, exist_ok=True)
             (path / GUEST_NAME).write_bytes(guest)
+            if initrd is not None:
+                (path / INITRD_NAME).write_bytes(initrd)
             info = TraceInfo(spec, config.memory_mb, config.icount_shift, drives, config.nic)
             meta = {"format": TRACE_FORMAT, "version": TRACE_VERSION, **_to_json(info)}
             tmp = path / (META_NAME + ".tmp")
@@ -211,24 +225,38 @@ class Trace:
     def guest_image(self) -> bytes:
         """The guest image, checked against the hash recorded with the trace."""
         spec = self.info.guest
-        copy = self.path / GUEST_NAME
+        return self._kept_file(GUEST_NAME, spec.source, spec.sha256, "guest image")
+
+    def initrd_image(self) -> bytes | None:
+        """A Linux guest's initrd (None if it had none), checked against its hash."""
+        spec = self.info.guest
+        if spec.initrd is None or spec.initrd_sha256 is None:
+            return None
+        return self._kept_file(INITRD_NAME, spec.initrd, spec.initrd_sha256, "initrd")
+
+    def loaded_guest(self) -> LoadedImage:
+        """The guest as recorded, ready for `Machine.load`."""
+        return load_guest(self.info.guest, self.guest_image(), self.initrd_image())
+
+    def _kept_file(self, name: str, source: str, digest: str, what: str) -> bytes:
+        copy = self.path / name
         if copy.exists():
             data = copy.read_bytes()
-            if sha256(data) != spec.sha256:
+            if sha256(data) != digest:
                 raise FormatError(
-                    f"{copy}: the guest image changed since it was recorded (SHA-256 "
-                    f"{sha256(data)[:16]}..., recorded {spec.sha256[:16]}...)"
+                    f"{copy}: the {what} changed since it was recorded (SHA-256 "
+                    f"{sha256(data)[:16]}..., recorded {digest[:16]}...)"
                 )
             return data
         try:
-            data = Path(spec.source).read_bytes()
+            data = Path(source).read_bytes()
         except OSError:
             raise FormatError(
-                f"{self.path}: the guest copy is missing and {spec.source} cannot be read"
+                f"{self.path}: the {what} copy is missing and {source} cannot be read"
             ) from None
-        if sha256(data) != spec.sha256:
+        if sha256(data) != digest:
             raise FormatError(
-                f"{spec.source}: the guest image changed since it was recorded "
+                f"{source}: the {what} changed since it was recorded "
                 f"(and the trace's copy is missing)"
             )
         return data
@@ -262,6 +290,10 @@ def _from_json(meta: dict[str, Any], where: Path) -> TraceInfo:
             load_address=_opt_int(guest.get("load_address")),
             entry=_opt_int(guest.get("entry")),
             append=str(guest.get("append", "")),
+            initrd=None if guest.get("initrd") is None else str(guest["initrd"]),
+            initrd_sha256=None
+            if guest.get("initrd_sha256") is None
+            else str(guest["initrd_sha256"]),
         )
         ImageFormat(spec.format)
         drives = tuple(
