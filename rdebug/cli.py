@@ -732,7 +732,7 @@ def cmd_replay_gdb(args: argparse.Namespace) -> int:
             address = server.listen()
         except OSError as exc:
             raise UsageError(f"--gdb {args.gdb}: cannot listen: {exc.strerror}") from None
-        guest = session.trace.path / "guest"
+        guest = session.trace.gdb_symbols()
         print(
             f"rdebug: replaying {args.trace} ({session.end_icount} instructions); attach with:\n"
             f"  gdb -ex 'set architecture i386' -ex 'target remote {address[0]}:{address[1]}' "

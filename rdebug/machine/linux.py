@@ -21,10 +21,19 @@ the size of RAM.  Knows nothing of devices, logs or gdb.
 
 from __future__ import annotations
 
+import bz2
+import io
+import lzma
 import struct
+import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from elftools.common.exceptions import ELFError
+from elftools.elf.elffile import ELFFile
+
 from rdebug.errors import GuestImageError
+from rdebug.machine import kallsyms
 
 SETUP_HEADER_OFFSET = 0x1F1
 HDRS_MAGIC = b"HdrS"
@@ -65,6 +74,7 @@ class SetupHeader:
     setup_sects: int
     loadflags: int
     code32_start: int
+    kernel_alignment: int
     initrd_addr_max: int
     cmdline_size: int
     init_size: int
@@ -80,6 +90,8 @@ class LinuxBoot:
     kernel: bytes  # the protected-mode kernel (loaded at 1 MiB)
     initrd: bytes | None
     cmdline: str
+    #: Its symbols, read from the image (link-time addresses: see `kaslr_offset`).
+    symbols: KernelSymbols
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +129,7 @@ def parse_setup_header(data: bytes, name: str) -> SetupHeader:
         raise GuestImageError(f"{name}: the Linux kernel image is truncated")
     (code32_start,) = struct.unpack_from("<I", data, 0x214)
     (initrd_addr_max,) = struct.unpack_from("<I", data, 0x22C)
+    (kernel_alignment,) = struct.unpack_from("<I", data, 0x230)
     (cmdline_size,) = struct.unpack_from("<I", data, 0x238)
     init_size = struct.unpack_from("<I", data, 0x260)[0] if version >= 0x020A else 0
     return SetupHeader(
@@ -124,6 +137,7 @@ def parse_setup_header(data: bytes, name: str) -> SetupHeader:
         setup_sects=setup_sects,
         loadflags=loadflags,
         code32_start=code32_start,
+        kernel_alignment=kernel_alignment,
         initrd_addr_max=initrd_addr_max or 0x37FFFFFF,
         cmdline_size=cmdline_size or 255,
         init_size=init_size,
@@ -141,7 +155,7 @@ def parse_bzimage(data: bytes, name: str, initrd: bytes | None, cmdline: str) ->
             f"--append: the command line is {len(cmdline.encode())} bytes, this kernel "
             f"takes at most {header.cmdline_size}"
         )
-    return LinuxBoot(header, kernel, initrd, cmdline)
+    return LinuxBoot(header, kernel, initrd, cmdline, kernel_symbols(data))
 
 
 def e820_map(ram_size: int) -> list[tuple[int, int, int]]:
@@ -205,3 +219,94 @@ def place(boot: LinuxBoot, ram_size: int) -> Placement:
 def boot_gdt() -> bytes:
     """null, unused, 0x10 flat 32-bit code (__BOOT_CS), 0x18 flat data (__BOOT_DS)."""
     return struct.pack("<QQQQ", 0, 0, 0x00CF9A000000FFFF, 0x00CF92000000FFFF)
+
+
+# -- kernel symbols from the image itself --------------------------------------------------
+
+
+def decompress_kernel(data: bytes) -> bytes | None:
+    """The vmlinux ELF inside a bzImage (XZ, gzip or bzip2 payloads), or None."""
+    if not is_bzimage(data) or struct.unpack_from("<H", data, 0x206)[0] < 0x0208:
+        return None
+    offset, length = struct.unpack_from("<II", data, 0x248)
+    start = (data[0x1F1] or 4) * 512 + 512 + offset
+    payload = data[start : start + length]
+    try:
+        if payload.startswith(b"\xfd7zXZ\x00"):
+            return lzma.LZMADecompressor(format=lzma.FORMAT_XZ).decompress(payload)
+        if payload.startswith(b"\x1f\x8b"):
+            return zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(payload)
+        if payload.startswith(b"BZh"):
+            return bz2.BZ2Decompressor().decompress(payload)
+    except (lzma.LZMAError, zlib.error, OSError, EOFError):
+        return None
+    return None  # LZMA, LZO, LZ4, zstd: not in Python's standard library
+
+
+@dataclass(frozen=True, slots=True)
+class KernelSymbols:
+    """What a bzImage tells of its kernel's symbols, at link-time addresses."""
+
+    symbols: dict[str, int]
+    #: The kernel's version banner ("Linux version ...") and its link-time address: where
+    #: the running kernel has it tells how far KASLR moved the kernel (`kaslr_offset`).
+    banner: bytes = b""
+    banner_addr: int = 0
+
+
+def kernel_symbols(data: bytes) -> KernelSymbols:
+    """Link-time addresses of a bzImage's functions (kallsyms) and exported symbols
+    (`__ksymtab`: e.g. `jiffies`), read from the image itself; none when it has none."""
+    vmlinux = decompress_kernel(data)
+    if vmlinux is None or not vmlinux.startswith(b"\x7fELF"):
+        return KernelSymbols({})
+    try:
+        symbols = kallsyms.find_kallsyms(vmlinux)
+    except kallsyms.NotFound:
+        return KernelSymbols({})
+    try:
+        elf = ELFFile(io.BytesIO(vmlinux))
+        sections = [
+            (int(s["sh_addr"]), int(s["sh_offset"]), int(s["sh_size"]), s.name)
+            for s in elf.iter_sections()
+            if s["sh_type"] == "SHT_PROGBITS" and s["sh_addr"]
+        ]
+    except (ELFError, ValueError, struct.error):
+        return KernelSymbols(symbols)
+
+    def read_cstring(addr: int) -> bytes | None:
+        for base, offset, size, _name in sections:
+            if base <= addr < base + size:
+                at = offset + addr - base
+                return vmlinux[at : vmlinux.index(b"\0", at)]
+        return None
+
+    banner, banner_addr = b"", 0
+    for base, offset, size, name in sections:
+        if name in ("__ksymtab", "__ksymtab_gpl"):
+            table = vmlinux[offset : offset + size]
+            for symbol, addr in kallsyms.ksymtab(table, base, read_cstring):
+                symbols.setdefault(symbol, addr)
+        if name == ".rodata":
+            at = vmlinux.find(b"Linux version ", offset, offset + size)
+            if at >= 0:
+                banner = vmlinux[at : vmlinux.index(b"\0", at)]
+                banner_addr = base + at - offset
+    return KernelSymbols(symbols, banner, banner_addr)
+
+
+#: KASLR moves a 32-bit kernel by a multiple of its alignment, below 512 MiB.
+_KASLR_LIMIT = 512 << 20
+
+
+def kaslr_offset(
+    info: KernelSymbols, alignment: int, read_linear: Callable[[int, int], bytes | None]
+) -> int | None:
+    """How far the running kernel is from its link-time addresses (0 without KASLR), by
+    where its banner is now (through the page tables); None before it runs paged."""
+    if not info.banner:
+        return None
+    for offset in range(0, _KASLR_LIMIT, max(alignment, 0x1000)):
+        if read_linear(info.banner_addr + offset, len(info.banner)) == info.banner:
+            return offset
+    return None

@@ -131,6 +131,7 @@ def parse_image(
             entry=boot.header.code32_start,
             mode=StartMode.PROTECTED_FLAT,
             cmdline=cmdline,
+            symbols=dict(boot.symbols.symbols),
             linux=boot,
         )
     if initrd is not None:

@@ -291,6 +291,7 @@ class Machine:
         self._map_register_pages()
         self._map_open_bus()
         self.symbols: dict[str, int] = {}
+        self._linux: linux.LinuxBoot | None = None
 
     # -- DeviceContext ---------------------------------------------------------------------
 
@@ -395,6 +396,7 @@ class Machine:
         ]:
             cpu.write_physical(paddr, data)
         self.symbols = dict(image.symbols)
+        self._linux = image.linux
         gdt = linux.boot_gdt()
         cpu.set_table_register("gdtr", TableRegister(0, linux.BOOT_GDT_ADDR, len(gdt) - 1, 0))
         cpu.write("cs", linux.BOOT_CS)
@@ -406,6 +408,15 @@ class Machine:
         cpu.write("eflags", EFLAGS_RESERVED)
         cpu.eip = placement.entry
         self.counter.invalidate()
+
+    def kernel_offset(self) -> int | None:
+        """A Linux guest: how far KASLR moved its kernel from the link-time addresses of
+        its symbols (0: not moved); None before the kernel runs paged, or no Linux."""
+        if self._linux is None:
+            return None
+        return linux.kaslr_offset(
+            self._linux.symbols, self._linux.header.kernel_alignment, self.cpu.read_linear
+        )
 
     # -- breakpoints -------------------------------------------------------------------------
 

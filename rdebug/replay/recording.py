@@ -71,6 +71,9 @@ def record(
             SnapshotFile(trace.snapshots_path).save("init", vmstate.encode(machine, None), 0, 0)
             stop = run(machine)
             recorder.finish(stop.icount, _HOST_CAUSE.get(stop.reason))
+            offset = machine.kernel_offset()
+            if offset is not None:
+                trace.set_kernel_offset(offset, machine.symbols)
             for drive in drives:
                 disk = disks[drive.index]
                 assert disk is not None

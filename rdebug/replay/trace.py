@@ -15,6 +15,7 @@ Bump TRACE_VERSION when this layout or trace.json changes.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -25,6 +26,7 @@ from typing import Any
 from rdebug.errors import FormatError, UsageError
 from rdebug.machine.devices.ne2000 import NicConfig, format_mac
 from rdebug.machine.disks import OverlayDisk
+from rdebug.machine.kallsyms import symbol_elf
 from rdebug.machine.loader import ImageFormat, LoadedImage, parse_image
 from rdebug.machine.machine import MachineConfig
 from rdebug.snapshots.images import detect_format, open_image
@@ -37,6 +39,7 @@ _READABLE_VERSIONS = (2, TRACE_VERSION)
 META_NAME = "trace.json"
 GUEST_NAME = "guest"
 INITRD_NAME = "initrd"
+GDB_SYMBOLS_NAME = "symbols.elf"
 LOG_NAME = "replay.log"
 SNAPSHOTS_NAME = "snapshots.qcow2"
 
@@ -55,6 +58,9 @@ class GuestSpec:
     #: A Linux kernel's initrd: absolute path of the original and its SHA-256, or None.
     initrd: str | None = None
     initrd_sha256: str | None = None
+    #: A Linux kernel: how far KASLR moved it in the recording (found at its end), which
+    #: its symbols (read from the image at link-time addresses) are moved by.
+    kernel_offset: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +142,7 @@ def open_disks(drives: tuple[DriveSpec, ...], check: bool) -> list[OverlayDisk |
 
 
 def load_guest(spec: GuestSpec, data: bytes, initrd: bytes | None = None) -> LoadedImage:
-    return parse_image(
+    image = parse_image(
         data,
         spec.name,
         ImageFormat(spec.format),
@@ -145,6 +151,12 @@ def load_guest(spec: GuestSpec, data: bytes, initrd: bytes | None = None) -> Loa
         spec.append,
         initrd,
     )
+    if spec.kernel_offset:
+        moved = {
+            name: (addr + spec.kernel_offset) & 0xFFFFFFFF for name, addr in image.symbols.items()
+        }
+        image = dataclasses.replace(image, symbols=moved)
+    return image
 
 
 class Trace:
@@ -234,6 +246,27 @@ class Trace:
             return None
         return self._kept_file(INITRD_NAME, spec.initrd, spec.initrd_sha256, "initrd")
 
+    def set_kernel_offset(self, offset: int, symbols: dict[str, int]) -> None:
+        """After recording a Linux guest: where KASLR put its kernel, and a symbol file
+        for gdb (an ELF with the kernel's moved symbols; gdb cannot read a bzImage)."""
+        spec = dataclasses.replace(self.info.guest, kernel_offset=offset)
+        self.info = dataclasses.replace(self.info, guest=spec)
+        moved = {name: (addr + offset) & 0xFFFFFFFF for name, addr in symbols.items()}
+        try:
+            (self.path / GDB_SYMBOLS_NAME).write_bytes(symbol_elf(moved))
+            meta = {"format": TRACE_FORMAT, "version": TRACE_VERSION, **_to_json(self.info)}
+            tmp = self.path / (META_NAME + ".tmp")
+            tmp.write_text(json.dumps(meta, indent=2) + "\n")
+            tmp.replace(self.path / META_NAME)
+        except OSError as exc:
+            raise UsageError(f"{self.path}: cannot update the trace: {exc.strerror}") from None
+
+    def gdb_symbols(self) -> Path:
+        """The file gdb reads the guest's symbols from: the guest image, or for a Linux
+        kernel the symbol file made at the end of the recording."""
+        kept = self.path / GDB_SYMBOLS_NAME
+        return kept if kept.exists() else self.path / GUEST_NAME
+
     def loaded_guest(self) -> LoadedImage:
         """The guest as recorded, ready for `Machine.load`."""
         return load_guest(self.info.guest, self.guest_image(), self.initrd_image())
@@ -294,6 +327,7 @@ def _from_json(meta: dict[str, Any], where: Path) -> TraceInfo:
             initrd_sha256=None
             if guest.get("initrd_sha256") is None
             else str(guest["initrd_sha256"]),
+            kernel_offset=_opt_int(guest.get("kernel_offset")),
         )
         ImageFormat(spec.format)
         drives = tuple(
