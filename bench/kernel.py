@@ -35,7 +35,8 @@ from pathlib import Path
 from unicorn import x86_const as X
 
 from bench.speed import _boot_to_begin, _raw_engine
-from rdebug.machine.inputs import ExternalInputs, FileSerialSource, LiveInputs
+from rdebug.host.sources import FileSerialSource, LiveInputs
+from rdebug.machine.inputs import ExternalInputs
 from rdebug.machine.loader import load_image
 from rdebug.machine.machine import Machine, MachineConfig, StopEvent, StopReason
 from rdebug.replay.player import Player

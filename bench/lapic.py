@@ -32,7 +32,7 @@ from unicorn import (
     Uc,
 )
 
-from rdebug.machine.inputs import LiveInputs
+from rdebug.host.sources import LiveInputs
 from rdebug.machine.loader import ImageFormat, parse_image
 from rdebug.machine.machine import Machine, MachineConfig
 

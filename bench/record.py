@@ -25,7 +25,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from rdebug.machine.inputs import ExternalInputs, ScriptedInputs
+from rdebug.host.sources import ScriptedInputs
+from rdebug.machine.inputs import ExternalInputs
 from rdebug.machine.loader import load_image
 from rdebug.machine.machine import Machine, MachineConfig, StopEvent
 from rdebug.replay.player import Player

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 import rdebug
-from rdebug.machine.inputs import LiveInputs
+from rdebug.host.sources import LiveInputs
 from rdebug.machine.loader import parse_image
 from rdebug.machine.machine import Machine, MachineConfig
 from rdebug.replay import recording

@@ -29,7 +29,7 @@ from pathlib import Path
 from unicorn import UC_ARCH_X86, UC_MODE_32, UC_PROT_ALL, Uc
 from unicorn import x86_const as X
 
-from rdebug.machine.inputs import LiveInputs
+from rdebug.host.sources import LiveInputs
 from rdebug.machine.loader import LoadedImage, load_image
 from rdebug.machine.machine import Machine, MachineConfig, StopReason
 

@@ -33,7 +33,8 @@ import capstone
 
 from rdebug.errors import RdebugError, SnapshotError, UsageError
 from rdebug.events import EventKind, RecordedEvent, read_events, select
-from rdebug.machine.machine import Machine, WatchKind
+from rdebug.machine.machine import Machine
+from rdebug.machine.watchpoints import WatchKind
 from rdebug.replay.player import (
     Player,
     position_from_data,

@@ -22,19 +22,13 @@ from rdebug.api import Session
 from rdebug.errors import FormatError, RdebugError, UsageError
 from rdebug.gdb_target import LiveTarget, SessionTarget
 from rdebug.gdbstub.server import GdbServer
+from rdebug.host.keys import ListInputSource, parse_mouse_script, text_to_keys
+from rdebug.host.netdev import NetInputs, PcapWriter, SocketNetdev, UdpNetdev, parse_netdev
+from rdebug.host.sources import FileSerialSource, LiveInputs, StreamSerialSource
 from rdebug.machine.devices.ne2000 import FrameSink, NicConfig
-from rdebug.machine.inputs import (
-    ExternalInputs,
-    FileSerialSource,
-    InputSource,
-    LiveInputs,
-    SerialSource,
-    StreamSerialSource,
-)
-from rdebug.machine.keys import ListInputSource, parse_mouse_script, text_to_keys
+from rdebug.machine.inputs import ExternalInputs, InputSource, SerialSource
 from rdebug.machine.loader import ImageFormat, LoadedImage, parse_image
 from rdebug.machine.machine import Machine, MachineConfig, StopEvent, StopReason
-from rdebug.machine.netdev import NetInputs, PcapWriter, SocketNetdev, UdpNetdev, parse_netdev
 from rdebug.replay.dump import dump
 from rdebug.replay.player import Ending, Player
 from rdebug.replay.recording import record
@@ -290,9 +284,6 @@ def _add_machine_options(parser: argparse.ArgumentParser) -> None:
         help="an IDE disk (index 0 master, 1 slave). The image is never written: the "
         "guest's writes stay in memory (record keeps them in TRACE/diskN.qcow2)",
     )
-    parser.add_argument(
-        "--counter", choices=["native", "reference"], default="native", help=argparse.SUPPRESS
-    )  # the slow reference counter, for checks
 
 
 def _add_serial_options(parser: argparse.ArgumentParser, inputs: bool) -> None:
@@ -542,7 +533,6 @@ def _machine_config(args: argparse.Namespace) -> MachineConfig:
     return MachineConfig(
         memory_mb=args.memory_mb,
         icount_shift=args.icount_shift,
-        counter=args.counter,
         nic=_nic_config(args),
     )
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from rdebug.machine.inputs import LiveInputs
+from rdebug.host.sources import LiveInputs
 from rdebug.machine.machine import MachineConfig
 from rdebug.replay.recording import record
 from rdebug.replay.trace import GuestSpec, sha256

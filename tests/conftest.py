@@ -9,16 +9,22 @@ from pathlib import Path
 
 import pytest
 
+from rdebug.host.sources import FileSerialSource, LiveInputs
+from rdebug.machine.counter import CounterFactory
 from rdebug.machine.disks import OverlayDisk
-from rdebug.machine.inputs import FileSerialSource, LiveInputs, SerialSource
+from rdebug.machine.inputs import SerialSource
 from rdebug.machine.loader import load_image
 from rdebug.machine.machine import Machine, MachineConfig
+from rdebug.machine.native_counter import NativeCounter
 from rdebug.replay.player import Player, recording_end
 from rdebug.replay.trace import Trace
+from tests.oracle.reference_counter import ReferenceCounter
 
 ROOT = Path(__file__).resolve().parent.parent
 GUESTS = ROOT / "sample_guests" / "build"
 EXPECTED = ROOT / "sample_guests" / "expected"
+#: The instruction counters a test can give a machine: the real one and the oracle.
+COUNTERS: dict[str, CounterFactory] = {"native": NativeCounter, "reference": ReferenceCounter}
 
 
 def record_cli(guest: str, trace: Path, *options: str) -> Path:
@@ -81,7 +87,8 @@ def make_machine(
     if serial_input is not None:
         sources[0] = FileSerialSource(serial_input)
     inputs = LiveInputs(sources) if clock_ns is None else LiveInputs(sources, lambda: clock_ns)
-    machine = Machine(MachineConfig(memory_mb=memory_mb, counter=counter), inputs, [out], disks)
+    config = MachineConfig(memory_mb=memory_mb)
+    machine = Machine(config, inputs, [out], disks, counter=COUNTERS[counter])
     machine.load(load_image(GUESTS / f"{guest}.elf"))
     return machine, out
 

@@ -1,8 +1,8 @@
 /*
  * The exact instruction counter: native unicorn hooks, loaded through ctypes.
  *
- * Knows nothing of devices, logs or gdb.  rdebug/machine/counter.py owns the struct
- * below (mirrored as a ctypes.Structure: keep both in step) and registers the hooks
+ * Knows nothing of devices, logs or gdb.  rdebug/machine/icount_binding.py mirrors the
+ * struct below (as a ctypes.Structure: keep both in step) and registers the hooks
  * with the binding's low-level uc_hook_add, passing the struct as user data.
  *
  *   rd_block_hook   UC_HOOK_BLOCK, every translation block on entry:
@@ -34,7 +34,7 @@ typedef int (*uc_emu_stop_fn)(uc_engine *);
 typedef int (*uc_reg_read_fn)(uc_engine *, int, void *);
 typedef uint32_t (*rd_miss_fn)(uint64_t addr, uint32_t size);
 
-/* Block info word: bump nothing here without changing counter.py. */
+/* Block info word: bump nothing here without changing icount_binding.py. */
 #define RD_INFO_COUNT_MASK 0x00ffffffu /* instructions in the block */
 #define RD_INFO_SHADOW 0x01000000u     /* last instruction is STI / MOV SS / POP SS */
 #define RD_INFO_RETRANSLATE 0x02000000u /* stop before running it: hooks must be added */

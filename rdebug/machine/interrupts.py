@@ -217,3 +217,16 @@ def _load_ring0_stack(cpu: Cpu, ss: int) -> None:
     cpu.write("ss", 0)
     cpu.write("cr0", cr0)
     cpu.write("ss", ss)
+
+
+_INT_OPCODES = {0xCC: 3, 0xCE: 4, 0xF1: 1}
+
+
+def is_int_instruction(cpu: Cpu, addr: int, vector: int) -> bool:
+    """Is the instruction at linear `addr` an INT n / INT3 / INTO / INT1 raising `vector`?"""
+    raw = cpu.read_linear(addr, 2)
+    if raw is None:
+        return False
+    if raw[0] == 0xCD:
+        return raw[1] == vector
+    return _INT_OPCODES.get(raw[0]) == vector

@@ -18,7 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from rdebug.errors import RdebugError
-from rdebug.machine.machine import Machine, StopEvent, StopReason, WatchHit, WatchKind
+from rdebug.machine.machine import Machine, StopEvent, StopReason
+from rdebug.machine.watchpoints import WatchHit, WatchKind
 from rdebug.replay.player import Player, PlayerPosition
 from rdebug.snapshots.checkpoints import DEFAULT_BUDGET, Checkpoint, CheckpointStore
 

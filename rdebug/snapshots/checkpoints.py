@@ -26,7 +26,8 @@ from typing import Generic, TypeVar
 import numpy as np
 
 from rdebug.errors import MachineError
-from rdebug.machine.machine import Machine, MachineState
+from rdebug.machine.machine import Machine
+from rdebug.machine.state import MachineState
 
 PAGE = 4096
 #: Default memory budget for checkpoints (bytes of page data and tables).

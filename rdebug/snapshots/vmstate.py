@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 
 from rdebug.errors import SnapshotError
-from rdebug.machine.machine import Machine, MachineState
+from rdebug.machine.machine import Machine
+from rdebug.machine.state import MachineState
 
 MAGIC = b"RDVM"
 #: Bump when the layout or the contents change.

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from rdebug.machine.inputs import ExternalInputs, LiveInputs
+from rdebug.host.sources import LiveInputs
+from rdebug.machine.inputs import ExternalInputs
 from rdebug.machine.loader import load_image
 from rdebug.machine.machine import Machine, MachineConfig, StopEvent, StopReason
 from rdebug.replay.player import Ending, Player
@@ -17,7 +18,15 @@ from rdebug.replay.recorder import Recorder
 from rdebug.replay.recording import record
 from rdebug.replay.timeline import Timeline
 from rdebug.replay.trace import GuestSpec, Trace, sha256
-from tests.conftest import EXPECTED, GUESTS, Capture, Replay, make_machine, straight_hash
+from tests.conftest import (
+    COUNTERS,
+    EXPECTED,
+    GUESTS,
+    Capture,
+    Replay,
+    make_machine,
+    straight_hash,
+)
 
 CONFIG = MachineConfig(memory_mb=16)
 STEP = 7919  # a prime: stops fall at every phase of the guest's loops
@@ -26,7 +35,7 @@ CLOCK_NS = 1_764_000_000_000_000_000
 
 def _run(inputs: ExternalInputs, counter: str = "native") -> tuple[StopEvent, bytes, str]:
     out = Capture()
-    machine = Machine(MachineConfig(memory_mb=16, counter=counter), inputs, [out])
+    machine = Machine(MachineConfig(memory_mb=16), inputs, [out], counter=COUNTERS[counter])
     try:
         machine.load(load_image(GUESTS / "apic.elf"))
         stop = machine.run()

@@ -21,11 +21,11 @@ from collections.abc import Iterator
 
 import pytest
 
+from rdebug.host.sources import LiveInputs
 from rdebug.machine.disks import OverlayDisk
-from rdebug.machine.inputs import LiveInputs
 from rdebug.machine.loader import ImageFormat, parse_image
 from rdebug.machine.machine import Machine, MachineConfig, StopReason
-from tests.conftest import DISK_IMAGE, BytesImage
+from tests.conftest import COUNTERS, DISK_IMAGE, BytesImage
 
 BASE = 0x100000
 IDTR = 0x100F00
@@ -121,7 +121,9 @@ def _program() -> bytes:
 
 def _run(counter: str) -> tuple[Machine, OverlayDisk]:
     disk = OverlayDisk(BytesImage(DISK_IMAGE))
-    machine = Machine(MachineConfig(memory_mb=4, counter=counter), LiveInputs(), [], [disk])
+    machine = Machine(
+        MachineConfig(memory_mb=4), LiveInputs(), [], [disk], counter=COUNTERS[counter]
+    )
     machine.load(parse_image(_program(), "ide", ImageFormat.FLAT, load_address=BASE))
     stop = machine.run(2_000_000)
     assert stop.reason is StopReason.EXIT, stop

@@ -15,15 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from rdebug.machine.inputs import (
-    AsyncInput,
-    ExternalInputs,
-    KeyInput,
-    LiveInputs,
-    MouseInput,
-    ScriptedInputs,
-)
-from rdebug.machine.keys import ListInputSource, parse_mouse_script, text_to_keys
+from rdebug.host.keys import ListInputSource, parse_mouse_script, text_to_keys
+from rdebug.host.sources import LiveInputs, ScriptedInputs
+from rdebug.machine.inputs import AsyncInput, ExternalInputs, KeyInput, MouseInput
 from rdebug.machine.loader import load_image
 from rdebug.machine.machine import Machine, MachineConfig, StopEvent, StopReason
 from rdebug.replay.log import AsyncInput as LoggedInput

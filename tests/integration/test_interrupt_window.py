@@ -13,9 +13,10 @@ import struct
 
 import pytest
 
-from rdebug.machine.inputs import LiveInputs
+from rdebug.host.sources import LiveInputs
 from rdebug.machine.loader import ImageFormat, parse_image
 from rdebug.machine.machine import Machine, MachineConfig, StopReason
+from tests.conftest import COUNTERS
 
 BASE = 0x100000
 IDT = 0x101000
@@ -62,7 +63,7 @@ def _program() -> tuple[bytes, int]:
 @pytest.mark.parametrize("counter", ["native", "reference"])
 def test_irq_is_taken_right_after_the_sti_shadow(counter: str) -> None:
     image, cli = _program()
-    machine = Machine(MachineConfig(memory_mb=4, counter=counter), LiveInputs(), [])
+    machine = Machine(MachineConfig(memory_mb=4), LiveInputs(), [], counter=COUNTERS[counter])
     try:
         machine.load(parse_image(image, "window", ImageFormat.FLAT, load_address=BASE))
         stop = machine.run()

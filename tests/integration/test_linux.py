@@ -26,7 +26,7 @@ import pytest
 
 import rdebug
 import rdebug.gdb
-from rdebug.machine.inputs import FileSerialSource, LiveInputs
+from rdebug.host.sources import FileSerialSource, LiveInputs
 from rdebug.machine.machine import Machine, MachineConfig, StopEvent, StopReason
 from rdebug.replay.recording import Recording, record
 from rdebug.replay.trace import GuestSpec, Trace, sha256

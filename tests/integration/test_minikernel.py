@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from rdebug import api
+from rdebug.host.sources import FileSerialSource, LiveInputs, ScriptedInputs
 from rdebug.machine.disks import OverlayDisk
-from rdebug.machine.inputs import FileSerialSource, KeyInput, LiveInputs, ScriptedInputs
+from rdebug.machine.inputs import KeyInput
 from rdebug.machine.loader import load_image
 from rdebug.machine.machine import Machine, MachineConfig, StopReason
 from tests.conftest import EXPECTED, GUESTS, ROOT, BytesImage, Capture

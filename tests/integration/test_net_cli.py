@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from rdebug.machine.netdev import read_pcap
+from rdebug.host.netdev import read_pcap
 from tests.conftest import GUESTS, ROOT
 from tests.netframes import (
     Peer,

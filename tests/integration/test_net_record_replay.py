@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 
 from rdebug.api import Session
+from rdebug.host.netdev import NetInputs, SocketNetdev, UdpNetdev
+from rdebug.host.sources import LiveInputs
 from rdebug.machine.devices.ne2000 import NicConfig
-from rdebug.machine.inputs import LiveInputs
 from rdebug.machine.loader import load_image
 from rdebug.machine.machine import Machine, MachineConfig, StopEvent, StopReason
-from rdebug.machine.netdev import NetInputs, SocketNetdev, UdpNetdev
 from rdebug.replay.log import AsyncNet, Reader
 from rdebug.replay.player import Player
 from rdebug.replay.recording import record

@@ -19,7 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rdebug.errors import FormatError, LogDivergence
-from rdebug.machine.inputs import ExternalInputs, FileSerialSource, LiveInputs, ScriptedInputs
+from rdebug.host.sources import FileSerialSource, LiveInputs, ScriptedInputs
+from rdebug.machine.inputs import ExternalInputs
 from rdebug.machine.loader import load_image
 from rdebug.machine.machine import Machine, MachineConfig, StopEvent, StopReason
 from rdebug.replay.log import (

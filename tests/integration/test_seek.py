@@ -9,7 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rdebug.machine.inputs import ExternalInputs, LiveInputs, ScriptedInputs
+from rdebug.host.sources import LiveInputs, ScriptedInputs
+from rdebug.machine.inputs import ExternalInputs
 from rdebug.machine.machine import MachineConfig
 from rdebug.replay.log import Clock, Instruction, Reader
 from rdebug.replay.recording import record

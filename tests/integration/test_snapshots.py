@@ -12,7 +12,7 @@ import pytest
 
 import rdebug
 from rdebug.errors import RdebugError, SnapshotError
-from rdebug.machine.inputs import LiveInputs
+from rdebug.host.sources import LiveInputs
 from rdebug.machine.machine import Machine, MachineConfig
 from rdebug.snapshots import vmstate
 from tests.conftest import EXPECTED, GUESTS, ROOT

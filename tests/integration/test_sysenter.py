@@ -9,17 +9,18 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from rdebug.machine.inputs import ExternalInputs, LiveInputs
+from rdebug.host.sources import LiveInputs
+from rdebug.machine.inputs import ExternalInputs
 from rdebug.machine.loader import load_image
 from rdebug.machine.machine import Machine, MachineConfig, StopEvent, StopReason
 from rdebug.replay.player import Player
 from rdebug.replay.recorder import Recorder
-from tests.conftest import EXPECTED, GUESTS, Capture, make_machine
+from tests.conftest import COUNTERS, EXPECTED, GUESTS, Capture, make_machine
 
 
 def _run(inputs: ExternalInputs, counter: str = "native") -> tuple[StopEvent, bytes, str]:
     out = Capture()
-    machine = Machine(MachineConfig(memory_mb=16, counter=counter), inputs, [out])
+    machine = Machine(MachineConfig(memory_mb=16), inputs, [out], counter=COUNTERS[counter])
     try:
         machine.load(load_image(GUESTS / "sysenter.elf"))
         stop = machine.run()

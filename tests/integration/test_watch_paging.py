@@ -6,7 +6,8 @@ from __future__ import annotations
 import struct
 
 from rdebug.machine.cpu import CR0_PE
-from rdebug.machine.machine import StopReason, WatchKind
+from rdebug.machine.machine import StopReason
+from rdebug.machine.watchpoints import WatchKind
 from tests.conftest import make_machine
 
 CODE = 0x200000  # identity-mapped by a 4 MiB page

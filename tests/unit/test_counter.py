@@ -8,8 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rdebug.machine.counter import Counter, NativeCounter, ReferenceCounter, StopCause
+from rdebug.machine.counter import Counter, StopCause
 from rdebug.machine.cpu import Cpu
+from rdebug.machine.native_counter import NativeCounter
+from tests.oracle.reference_counter import ReferenceCounter
 
 # mov ecx,16 / l: inc eax; inc ebx; loop l / mov esi,0x3000; mov edi,0x4000; mov ecx,5;
 # rep movsb / nop; nop; hlt

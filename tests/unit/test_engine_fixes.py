@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import struct
 
+from rdebug.host.sources import LiveInputs
 from rdebug.machine.cpu import CR0_PG, CR4_PSE, TableRegister
-from rdebug.machine.inputs import LiveInputs
 from rdebug.machine.loader import ImageFormat, parse_image
 from rdebug.machine.machine import Machine, MachineConfig, StopReason
+from tests.conftest import COUNTERS
 
 BASE = 0x100000
 HANDLER = BASE + 0x20
@@ -28,7 +29,7 @@ def _paging_guest(counter: str) -> Machine:
     code[0:5] = bytes.fromhex("a1") + struct.pack("<I", FAULT_ADDR)  # mov eax, [FAULT_ADDR]
     # handler: 4 nops; mov ebx, cr2; cli; hlt
     code[0x20:0x29] = bytes.fromhex("90909090 0f20d3 fa f4")
-    machine = Machine(MachineConfig(memory_mb=16, counter=counter), LiveInputs(), [])
+    machine = Machine(MachineConfig(memory_mb=16), LiveInputs(), [], counter=COUNTERS[counter])
     machine.load(parse_image(bytes(code), "pf", ImageFormat.FLAT, load_address=BASE))
     cpu = machine.cpu
     cpu.write_physical(PAGE_DIR, struct.pack("<I", 0x83))  # 0-4 MiB, 4 MiB page, RW

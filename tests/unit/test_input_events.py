@@ -9,8 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rdebug.errors import FormatError
+from rdebug.host.keys import KEYMAP, parse_mouse_script, text_to_keys
 from rdebug.machine.inputs import KeyInput, MouseInput
-from rdebug.machine.keys import KEYMAP, parse_mouse_script, text_to_keys
 from rdebug.replay.input_events import InputAssembler, encode_input
 from rdebug.replay.log import (
     AsyncInput,

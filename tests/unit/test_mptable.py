@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import struct
 
+from rdebug.host.sources import LiveInputs
 from rdebug.machine.devices.ioapic import IOAPIC_BASE, IOAPIC_ID
 from rdebug.machine.devices.lapic import LAPIC_BASE
-from rdebug.machine.inputs import LiveInputs
 from rdebug.machine.loader import load_image
 from rdebug.machine.machine import Machine, MachineConfig
 from rdebug.machine.mptable import floating_pointer, mp_tables

@@ -9,8 +9,7 @@ import threading
 import pytest
 
 from rdebug.errors import UsageError
-from rdebug.machine.inputs import NetInput, ScriptedInputs, SerialInput
-from rdebug.machine.netdev import (
+from rdebug.host.netdev import (
     FrameDeliverFn,
     NetInputs,
     NoNetdev,
@@ -20,6 +19,8 @@ from rdebug.machine.netdev import (
     parse_netdev,
     read_pcap,
 )
+from rdebug.host.sources import ScriptedInputs
+from rdebug.machine.inputs import NetInput, SerialInput
 
 
 @pytest.mark.parametrize(

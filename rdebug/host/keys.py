@@ -3,8 +3,8 @@
 `text_to_keys` turns text into the key events a US keyboard makes typing it (scan code
 set 1 make codes, Shift held around capitals and shifted symbols, Enter for a newline);
 `parse_mouse_script` reads lines of "dx dy buttons".  `ListInputSource` hands such a list
-to `LiveInputs` at once: the i8042 paces it to the guest in virtual time (see
-devices/i8042.py), so the input lands at the same instructions whatever the host did.
+to `LiveInputs` (host/sources.py) at once: the i8042 paces it to the guest in virtual time (see
+machine/devices/i8042.py), so the input lands at the same instructions whatever the host did.
 """
 
 from __future__ import annotations

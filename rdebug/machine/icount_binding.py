@@ -1,0 +1,160 @@
+"""The ctypes binding of the native counter (_icount.c): its structs, entry points, codes.
+
+`CounterState` mirrors `struct rd_counter` and `BlockSlot` `struct rd_block`; the
+INFO_* bits are the per-block info word and RD_STOP_* the `enum rd_stop` of _icount.c
+(change both sides together).  Hooks are registered through unicorn's C entry point,
+which takes a C function pointer and its user data without unicorn headers.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib.util
+
+from unicorn import Uc, UcError
+from unicorn.unicorn_py3 import unicorn as _ucpy
+
+from rdebug.errors import MachineError
+from rdebug.machine.blocks import Block
+
+NO_ADDR = (1 << 64) - 1
+
+# Block info word shared with _icount.c (RD_INFO_*).
+INFO_COUNT_MASK = 0x00FFFFFF
+INFO_SHADOW = 0x01000000
+INFO_RETRANSLATE = 0x02000000
+INFO_BRANCH = 0x04000000
+INFO_MMU = 0x08000000
+
+
+# _icount.c's enum rd_stop
+RD_STOP_NONE = 0
+RD_STOP_TARGET = 1
+RD_STOP_IRQ_WINDOW = 2
+RD_STOP_BREAKPOINT = 3
+RD_STOP_RETRANSLATE = 4
+RD_STOP_REQUESTED = 5
+RD_STOP_DEADLINE = 6
+
+MISS_FN = ctypes.CFUNCTYPE(ctypes.c_uint32, ctypes.c_uint64, ctypes.c_uint32)
+
+
+class BlockSlot(ctypes.Structure):
+    """Mirror of struct rd_block."""
+
+    _fields_ = (
+        ("addr", ctypes.c_uint64),
+        ("size", ctypes.c_uint32),
+        ("info", ctypes.c_uint32),
+        ("hash", ctypes.c_uint64),
+        ("epoch", ctypes.c_uint64),
+    )
+
+
+class CounterState(ctypes.Structure):
+    """Mirror of struct rd_counter in _icount.c."""
+
+    _fields_ = (
+        ("icount", ctypes.c_uint64),
+        ("target", ctypes.c_uint64),
+        ("soft_target", ctypes.c_uint64),
+        ("block_base", ctypes.c_uint64),
+        ("block_addr", ctypes.c_uint64),
+        ("block_size", ctypes.c_uint32),
+        ("block_info", ctypes.c_uint32),
+        ("stop_reason", ctypes.c_uint32),
+        ("irq_check", ctypes.c_uint32),
+        ("stop_addr", ctypes.c_uint64),
+        ("stop_size", ctypes.c_uint32),
+        ("stop_info", ctypes.c_uint32),
+        ("bp_skip_addr", ctypes.c_uint64),
+        ("bp_skip_blocks", ctypes.c_uint32),
+        ("eflags_regid", ctypes.c_int32),
+        ("prev_info", ctypes.c_uint32),
+        ("special_seen", ctypes.c_uint32),
+        ("uc", ctypes.c_void_p),
+        ("emu_stop", ctypes.c_void_p),
+        ("reg_read", ctypes.c_void_p),
+        ("miss", MISS_FN),
+        ("blocks", ctypes.c_void_p),
+        ("blocks_mask", ctypes.c_uint32),
+        ("blocks_used", ctypes.c_uint32),
+        ("bps", ctypes.c_void_p),
+        ("bps_mask", ctypes.c_uint32),
+        ("bps_used", ctypes.c_uint32),
+        ("blocks_seen", ctypes.c_uint64),
+        ("stop_at", ctypes.c_uint64),
+        ("stop_pending", ctypes.c_uint32),
+        ("_pad2", ctypes.c_uint32),
+        ("epoch", ctypes.c_uint64),
+        ("ram", ctypes.c_void_p),
+        ("ram_size", ctypes.c_uint64),
+        ("cr0_regid", ctypes.c_int32),
+        ("cr3_regid", ctypes.c_int32),
+        ("cr4_regid", ctypes.c_int32),
+        ("_pad3", ctypes.c_uint32),
+        ("revalidations", ctypes.c_uint64),
+        ("recent", BlockSlot * 256),
+    )
+
+
+def load_library() -> ctypes.CDLL:
+    spec = importlib.util.find_spec("rdebug.machine._icount")
+    if spec is None or spec.origin is None:
+        raise MachineError(
+            "the native instruction counter is not built: reinstall rdebug (pip install .)"
+        )
+    lib = ctypes.CDLL(spec.origin)
+    lib.rd_block_set.argtypes = (ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint32, ctypes.c_uint32)
+    lib.rd_block_set.restype = ctypes.c_int
+    lib.rd_blocks_clear.argtypes = (ctypes.c_void_p,)
+    lib.rd_blocks_clear.restype = None
+    lib.rd_space_changed.argtypes = (ctypes.c_void_p,)
+    lib.rd_space_changed.restype = None
+    lib.rd_bp_add.argtypes = (ctypes.c_void_p, ctypes.c_uint64)
+    lib.rd_bp_add.restype = ctypes.c_int
+    lib.rd_bp_remove.argtypes = (ctypes.c_void_p, ctypes.c_uint64)
+    lib.rd_bp_remove.restype = ctypes.c_int
+    lib.rd_counter_free.argtypes = (ctypes.c_void_p,)
+    lib.rd_counter_free.restype = None
+    return lib
+
+
+def fn_address(lib: ctypes.CDLL, name: str) -> int:
+    addr = ctypes.cast(getattr(lib, name), ctypes.c_void_p).value
+    assert addr is not None
+    return addr
+
+
+def hook_add_native(uc: Uc, htype: int, fn: int, user: int, begin: int, end: int) -> int:
+    handle = ctypes.c_size_t()
+    status = _ucpy.uclib.uc_hook_add(
+        uc._uch,
+        ctypes.byref(handle),
+        htype,
+        ctypes.c_void_p(fn),
+        ctypes.c_void_p(user),
+        ctypes.c_uint64(begin),
+        ctypes.c_uint64(end),
+    )
+    if status != 0:
+        raise UcError(status)
+    return int(handle.value)
+
+
+def hook_del(uc: Uc, handle: int) -> None:
+    status = _ucpy.uclib.uc_hook_del(uc._uch, ctypes.c_size_t(handle))
+    if status != 0:
+        raise UcError(status)
+
+
+def block_info(block: Block) -> int:
+    """The info word _icount.c keeps for `block` (RD_INFO_*)."""
+    info = len(block.offsets)
+    if block.shadow:
+        info |= INFO_SHADOW
+    if block.branch:
+        info |= INFO_BRANCH
+    if block.mmu:
+        info |= INFO_MMU
+    return info

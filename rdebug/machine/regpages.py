@@ -1,0 +1,139 @@
+"""Register pages: device registers mapped into the guest's physical memory (MMIO).
+
+A device's register page is a host page mapped read-only at its physical address:
+a guest read is a plain RAM read, and a store comes to a UC_HOOK_MEM_WRITE_PROT hook
+(which costs nothing to other memory accesses, where any UC_HOOK_MEM_* hook would send
+every guest load or store through unicorn's slow path).  Registers whose value moves
+with time (`Device.hot_registers`) get a read hook only while they do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import capstone
+from unicorn import UC_HOOK_MEM_READ, UC_HOOK_MEM_WRITE_PROT, Uc
+
+from rdebug.machine.counter import Counter
+from rdebug.machine.cpu import Cpu
+from rdebug.machine.devices.base import Device
+
+#: Stores to a register page after which the run loop stops exactly (see _on_store).
+_PLAIN_STORES = frozenset({"mov", "movd", "movnti"})
+
+
+class RegisterPages:
+    """The register pages of `devices`, mapped on `cpu` for its lifetime.
+
+    `emulating()` says whether the engine is running (a store made by the debugger
+    between runs settles at once).
+    """
+
+    def __init__(
+        self,
+        cpu: Cpu,
+        counter: Counter,
+        devices: Sequence[Device],
+        emulating: Callable[[], bool],
+    ) -> None:
+        self._cpu = cpu
+        self._counter = counter
+        self._devices = devices
+        self._emulating = emulating
+        #: a device's store hook is running (its own stop request is redundant)
+        self.in_store = False
+        #: Register-page stores not yet settled, and (store eip, next eip) to skip to.
+        self._unsettled: set[Device] = set()
+        self._skip: tuple[int, int] | None = None
+        self._hot_hooks: dict[tuple[int, int], int] = {}
+        self._cs32 = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_32)
+        self._cs16 = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_16)
+        for device in devices:
+            for base, page in device.register_pages():
+                cpu.map_register_page(base, page)
+                cpu.uc.hook_add(UC_HOOK_MEM_WRITE_PROT, self._on_store, device, base, base + 0xFFF)
+
+    def _on_store(
+        self, uc: Uc, access: int, addr: int, size: int, value: int, device: Device
+    ) -> bool:
+        """A guest store into a register page (EIP is exact here, unlike in MMIO hooks).
+
+        Unicorn performs the store after this hook.  After a plain MOV the engine is
+        stopped right behind it, where the device settles its page; the stop leaves EIP
+        at the store (resuming would store again), so `settle` moves EIP to the next
+        instruction.  Other instructions (string stores, read-modify-write) cannot be
+        cut there: the page settles at the next block boundary.
+        """
+        self.in_store = True
+        try:
+            device.mmio_write(addr, size, value & ((1 << (8 * size)) - 1))
+        finally:
+            self.in_store = False
+        self._unsettled.add(device)
+        if not self._emulating():
+            return True
+        next_eip = self._after_plain_store()
+        if next_eip is None:
+            self._counter.request_stop_soon()
+        else:
+            self._skip = (self._cpu.eip, next_eip)
+            self._counter.request_stop_after_current()
+        return True
+
+    def _after_plain_store(self) -> int | None:
+        """EIP of the instruction after the current one if it is a plain MOV store."""
+        cpu = self._cpu
+        code = cpu.read_linear(cpu.linear_pc(), 16)
+        if code is None:
+            return None
+        wide = cpu.code_is_32bit()
+        cs = self._cs32 if wide else self._cs16
+        for _addr, length, mnemonic, _ops in cs.disasm_lite(code, 0, 1):
+            if mnemonic in _PLAIN_STORES:
+                return (cpu.eip + int(length)) & (0xFFFFFFFF if wide else 0xFFFF)
+        return None
+
+    def settle(self) -> None:
+        """After the engine stopped: step past a register store, settle the pages."""
+        if self._skip is not None:
+            store_eip, next_eip = self._skip
+            self._skip = None
+            if self._cpu.eip == store_eip:
+                self._cpu.eip = next_eip
+        for device in self._unsettled:
+            device.mmio_settle()
+        self._unsettled.clear()
+
+    def forget(self) -> None:
+        """Drop unsettled stores (the machine is returning to a saved state)."""
+        self._unsettled.clear()
+        self._skip = None
+
+    def sync_hot_registers(self) -> None:
+        """Hook reads of the registers that move with time (only while they do)."""
+        wanted = {
+            (r.start, r.stop - 1): device
+            for device in self._devices
+            for r in device.hot_registers()
+        }
+        uc = self._cpu.uc
+        changed = False
+        for key in [k for k in self._hot_hooks if k not in wanted]:
+            uc.hook_del(self._hot_hooks.pop(key))
+            changed = True
+        for key, device in wanted.items():
+            if key not in self._hot_hooks:
+                self._hot_hooks[key] = uc.hook_add(
+                    UC_HOOK_MEM_READ, self._on_hot_read, device, key[0], key[1]
+                )
+                changed = True
+        if changed:
+            # Removed: back to unicorn's fast memory path.  Added: code translated
+            # before the hook existed (e.g. a kernel's one register-read function, used
+            # since boot) would go on reading the stale page without calling it.
+            self._counter.invalidate()
+
+    def _on_hot_read(
+        self, uc: Uc, access: int, addr: int, size: int, value: int, device: Device
+    ) -> None:
+        device.mmio_refresh(addr, size)  # before the load: it reads the updated page

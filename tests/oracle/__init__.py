@@ -1,0 +1,1 @@
+"""Test oracles: slow, obviously right implementations the real ones are checked against."""
