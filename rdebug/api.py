@@ -33,6 +33,7 @@ import capstone
 
 from rdebug.errors import RdebugError, SnapshotError, UsageError
 from rdebug.events import EventKind, RecordedEvent, read_events, select
+from rdebug.machine.loader import symbol_file
 from rdebug.machine.machine import Machine
 from rdebug.machine.watchpoints import WatchKind
 from rdebug.replay.player import (
@@ -288,6 +289,20 @@ class Session:
     def address(self, symbol: str) -> int:
         """The address of a symbol ("name", "name+off") or a number ("0x100000")."""
         return self._address(symbol)
+
+    def load_symbols(self, path: Path | str) -> int:
+        """Add the symbols of a System.map or an ELF file (e.g. a Linux `-dbg` package's
+        vmlinux), moved as the kernel was in the recording (KASLR); returns how many."""
+        path = Path(path)
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise UsageError(f"{path}: cannot read: {exc.strerror}") from None
+        offset = self.trace.info.guest.kernel_offset or 0
+        for name, addr in symbol_file(data, str(path)).items():
+            self.symbols[name] = (addr + offset) & 0xFFFFFFFF
+        self._by_addr = _symbol_table(self.symbols)
+        return len(self.symbols)
 
     def disassemble(self, addr: int | str | None = None, count: int = 1) -> list[Instruction]:
         """`count` instructions from `addr` (default: eip), in the CPU's current mode.

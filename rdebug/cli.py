@@ -52,9 +52,10 @@ EXIT_INTERRUPTED = 130
 STATUS_EPILOG = """\
 exit status:
   the guest's own status when it writes V to the exit port 0xF4: (V << 1) | 1
-  0    the guest halted for good (HLT that nothing can wake){replay_end}
+  0    the guest powered off (ACPI S5, e.g. Linux's poweroff) or reset the machine (a
+       reboot: rdebug does not reboot), or halted for good (HLT nothing can wake){replay_end}
   2    rdebug could not do it (missing or malformed image or trace, bad option{divergence})
-  3    the guest crashed the machine (triple fault, access to unmapped memory)
+  3    the guest crashed the machine (triple fault, code fetched from nowhere)
   4    --max-insns reached{incomplete}
   130  interrupted (Ctrl-C)
 """
@@ -730,6 +731,14 @@ def cmd_replay_gdb(args: argparse.Namespace) -> int:
             file=sys.stderr,
             flush=True,
         )
+        offset = session.trace.info.guest.kernel_offset
+        if offset is not None:
+            print(
+                f"rdebug: the Linux kernel runs {offset:#x} from its link-time addresses "
+                f"(KASLR); a vmlinux with DWARF loads with: symbol-file -o {offset:#x} vmlinux",
+                file=sys.stderr,
+                flush=True,
+            )
 
         def stop_serving(_signum: int, _frame: FrameType | None) -> None:
             session.interrupt()

@@ -111,7 +111,7 @@ def _decode_at(blob: bytes, digits_at: int) -> dict[str, int]:
     lo = max(0, table_at - _SEARCH) & ~3
     words = np.frombuffer(blob, dtype="<u4", count=(table_at - lo) // 4, offset=lo)
     candidates = np.nonzero(
-        (words[:-1] >= 0xC0000000)
+        (words[:-1] >= 0x40000000)
         & (words[:-1] & 0xFFF == 0)
         & (words[1:] > 0)
         & (words[1:] < 1 << 20)

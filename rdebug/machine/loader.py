@@ -308,3 +308,29 @@ def flat_gdt() -> bytes:
 def bios_data_area() -> list[tuple[int, bytes]]:
     """What a BIOS leaves for kernels that look: base memory size and the EBDA segment."""
     return [(0x413, struct.pack("<H", BASE_MEMORY_KIB)), (0x40E, struct.pack("<H", EBDA_SEGMENT))]
+
+
+def symbol_file(data: bytes, name: str) -> dict[str, int]:
+    """The symbols of a System.map ("ADDRESS TYPE NAME" lines) or of an ELF file's symbol
+    table (e.g. the vmlinux of a Linux `-dbg` package)."""
+    if data.startswith(ELF_MAGIC):
+        symbols = elf_symbols(data)
+        if not symbols:
+            raise GuestImageError(f"{name}: an ELF file without symbols")
+        return symbols
+    symbols = {}
+    for number, line in enumerate(data.decode("ascii", "replace").splitlines(), 1):
+        fields = line.split()
+        if not fields:
+            continue
+        bad = f"{name}:{number}: not a System.map line: {line[:60]!r}"
+        try:
+            addr = int(fields[0], 16)
+        except ValueError:
+            raise GuestImageError(bad) from None
+        if len(fields) < 3 or not 0 <= addr <= 0xFFFFFFFF:
+            raise GuestImageError(bad)
+        symbols.setdefault(fields[2], addr)
+    if not symbols:
+        raise GuestImageError(f"{name}: no symbols (neither ELF nor System.map)")
+    return symbols
