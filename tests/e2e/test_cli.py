@@ -180,3 +180,22 @@ def test_ctrl_c_interrupts_a_running_guest(tmp_path: Path) -> None:
         proc.kill()
     assert proc.returncode == 130
     assert b"interrupted at icount" in err and b"Traceback" not in err
+
+
+def test_record_keeps_a_linux_kernels_initrd_and_replay_checks_it(tmp_path: Path) -> None:
+    from tests.unit.test_linux_boot import _bzimage  # a synthetic bzImage (NOPs)
+
+    kernel, initrd, trace = tmp_path / "vmlinuz", tmp_path / "initrd.cpio", tmp_path / "t"
+    kernel.write_bytes(_bzimage())
+    initrd.write_bytes(b"070701" + bytes(100))
+    args = ["--initrd", str(initrd), "--append", "console=ttyS0", "--max-insns", "1000"]
+    result = rdebug("record", str(kernel), "-o", str(trace), *args)
+    assert result.returncode == 4, result.stderr  # --max-insns
+    assert (trace / "initrd").read_bytes() == initrd.read_bytes()
+    replayed = rdebug("replay", str(trace))
+    assert replayed.returncode == 0 and b"end of the recording at icount 1000" in replayed.stderr
+    (trace / "initrd").write_bytes(b"changed")
+    err = assert_one_clear_line(rdebug("replay", str(trace)))
+    assert "initrd changed since it was recorded" in err
+    err = assert_one_clear_line(rdebug("run", str(GUESTS / "hello.elf"), "--initrd", str(initrd)))
+    assert "Linux kernels" in err

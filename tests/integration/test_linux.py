@@ -8,8 +8,9 @@ tests/linux_guest.py).  Slow (each boot is some 10^9 instructions): marked `linu
   /init reads): Linux finds the LAPIC, the IOAPIC, the PCI bus and ACPI, /init runs,
   the commands typed with --serial-input run in a shell, `poweroff -f` ends the run with
   exit status 0;
-- `rdebug record` then `rdebug replay`: the same transcript byte for byte, the same
-  final state; seeks in a Session give a straight replay's state;
+- record, then replay: the same transcript byte for byte, the same final state; seeks
+  in a Session (forwards, then backwards from a checkpoint) give a straight replay's
+  state;
 - the kernel's own symbols (kallsyms, from the bzImage) name functions in the Session
   and in gdb: break in the timer interrupt, reverse-continue to the previous tick, a
   watchpoint on `jiffies` + reverse-continue stops at the store in do_timer.
@@ -28,9 +29,10 @@ import rdebug
 import rdebug.gdb
 from rdebug.host.sources import FileSerialSource, LiveInputs
 from rdebug.machine.machine import Machine, MachineConfig, StopEvent, StopReason
+from rdebug.replay.player import Player
 from rdebug.replay.recording import Recording, record
 from rdebug.replay.trace import GuestSpec, Trace, sha256
-from tests.conftest import ROOT, Capture, Replay, straight_hash
+from tests.conftest import ROOT, Capture
 from tests.linux_guest import INIT_DONE, LinuxGuest, Unavailable, linux_guest
 
 pytestmark = [pytest.mark.linux, pytest.mark.timeout(3600)]
@@ -137,46 +139,55 @@ def recorded(
     yield recording, bytes(out), hashes[0]
 
 
+@pytest.fixture(scope="module")
+def replayed(recorded: tuple[Recording, bytes, str]) -> tuple[bytes, str, dict[int, str]]:
+    """A straight replay of the recording: (transcript, final state hash, the state hash
+    at two odd places in it)."""
+    recording = recorded[0]
+    end = recording.stop.icount
+    places = (end // 3 + 104729, end * 4 // 5 + 7919)  # inside blocks, most likely
+    trace = Trace.open(recording.trace.path)
+    out = Capture()
+    with trace.log_path.open("rb") as log:
+        player = Player(log, str(trace.log_path))
+        machine = Machine(trace.info.machine_config(), player, [out])
+        try:
+            machine.load(trace.loaded_guest())
+            hashes = {}
+            for place in places:
+                assert machine.run(place).reason is StopReason.TARGET
+                hashes[place] = machine.state_hash()
+            stop = machine.run()
+            assert stop.icount == end, stop
+            return bytes(out.data), machine.state_hash(), hashes
+        finally:
+            machine.close()
+
+
 def test_replay_gives_the_recorded_transcript_and_state(
-    recorded: tuple[Recording, bytes, str], tmp_path: Path
+    recorded: tuple[Recording, bytes, str], replayed: tuple[bytes, str, dict[int, str]]
 ) -> None:
     recording, transcript, final_hash = recorded
     text = transcript.decode(errors="replace")
     assert INIT_DONE in text and "typed-42" in text and "Power down" in text
+    assert "Using 1 I/O APICs" in text and "PCI host bridge to bus 0000:00" in text
+    assert replayed[0] == transcript
+    assert replayed[1] == final_hash
     # The trace keeps the initrd and the KASLR offset the kernel chose.
     trace = Trace.open(recording.trace.path)
     assert trace.initrd_image() is not None
     assert trace.info.guest.kernel_offset is not None
-    result = subprocess.run(
-        [sys.executable, "-m", "rdebug", "replay", str(recording.trace.path)],
-        capture_output=True,
-        cwd=ROOT,
-        timeout=3000,
-        check=False,
-    )
-    assert result.stdout == transcript
-    assert result.returncode == 0, result.stderr.decode()
-    replay = Replay(trace)
-    try:
-        stop = replay.machine.run()
-        assert stop.icount == recording.stop.icount
-        assert replay.machine.state_hash() == final_hash
-    finally:
-        replay.close()
 
 
-def test_seeks_give_a_straight_replays_state(recorded: tuple[Recording, bytes, str]) -> None:
-    recording = recorded[0]
-    end = recording.stop.icount
-    late, early = end * 4 // 5 + 7919, end // 3 + 104729  # odd places: inside blocks
-    with rdebug.open(recording.trace.path) as session:
+def test_seeks_give_a_straight_replays_state(
+    recorded: tuple[Recording, bytes, str], replayed: tuple[bytes, str, dict[int, str]]
+) -> None:
+    early, late = sorted(replayed[2])
+    with rdebug.open(recorded[0].trace.path) as session:
         session.seek(late)
-        late_hash = session.state_hash()
+        assert session.state_hash() == replayed[2][late]
         session.seek(early)  # backwards: from a checkpoint
-        early_hash = session.state_hash()
-    trace = Trace.open(recording.trace.path)
-    assert early_hash == straight_hash(trace, early)
-    assert late_hash == straight_hash(trace, late)
+        assert session.state_hash() == replayed[2][early]
 
 
 def test_kernel_symbols_and_a_gdb_reverse_session(recorded: tuple[Recording, bytes, str]) -> None:
