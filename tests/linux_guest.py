@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
@@ -167,6 +168,24 @@ def linux_guest() -> LinuxGuest:
         initramfs.write_bytes(image)
     version = (kernel_tree / ".version").read_text()
     return LinuxGuest(kernels[0], initramfs, version)
+
+
+def synthetic_bzimage(version: int = 0x020F, loadflags: int = 0x01, setup_sects: int = 4) -> bytes:
+    """A tiny bzImage (setup header, NOPs as its kernel) for tests of the loader."""
+    data = bytearray(512 * (setup_sects + 1) + 4096)
+    data[0x1F1] = setup_sects
+    struct.pack_into("<H", data, 0x1FE, 0xAA55)
+    data[0x201] = 0x6A  # the jump over the header
+    data[0x202:0x206] = b"HdrS"
+    struct.pack_into("<H", data, 0x206, version)
+    data[0x211] = loadflags
+    struct.pack_into("<I", data, 0x214, 0x100000)  # code32_start
+    struct.pack_into("<I", data, 0x22C, 0x7FFFFFFF)  # initrd_addr_max
+    struct.pack_into("<I", data, 0x230, 0x1000000)  # kernel_alignment
+    struct.pack_into("<I", data, 0x238, 2047)  # cmdline_size
+    struct.pack_into("<I", data, 0x260, 0x20000)  # init_size
+    data[512 * (setup_sects + 1) :] = b"\x90" * 4096  # the protected-mode kernel
+    return bytes(data)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import EXPECTED, GUESTS, ROOT
+from tests.linux_guest import synthetic_bzimage
 
 
 def rdebug(
@@ -183,10 +184,8 @@ def test_ctrl_c_interrupts_a_running_guest(tmp_path: Path) -> None:
 
 
 def test_record_keeps_a_linux_kernels_initrd_and_replay_checks_it(tmp_path: Path) -> None:
-    from tests.unit.test_linux_boot import _bzimage  # a synthetic bzImage (NOPs)
-
     kernel, initrd, trace = tmp_path / "vmlinuz", tmp_path / "initrd.cpio", tmp_path / "t"
-    kernel.write_bytes(_bzimage())
+    kernel.write_bytes(synthetic_bzimage())
     initrd.write_bytes(b"070701" + bytes(100))
     args = ["--initrd", str(initrd), "--append", "console=ttyS0", "--max-insns", "1000"]
     result = rdebug("record", str(kernel), "-o", str(trace), *args)

@@ -13,28 +13,12 @@ from elftools.elf.elffile import ELFFile
 from rdebug.errors import GuestImageError
 from rdebug.machine import acpi, kallsyms, linux
 from rdebug.machine.loader import ImageFormat, parse_image, symbol_file
-
-
-def _bzimage(version: int = 0x020F, loadflags: int = 0x01, setup_sects: int = 4) -> bytes:
-    data = bytearray(512 * (setup_sects + 1) + 4096)
-    data[0x1F1] = setup_sects
-    struct.pack_into("<H", data, 0x1FE, 0xAA55)
-    data[0x201] = 0x6A  # the jump over the header
-    data[0x202:0x206] = b"HdrS"
-    struct.pack_into("<H", data, 0x206, version)
-    data[0x211] = loadflags
-    struct.pack_into("<I", data, 0x214, 0x100000)  # code32_start
-    struct.pack_into("<I", data, 0x22C, 0x7FFFFFFF)  # initrd_addr_max
-    struct.pack_into("<I", data, 0x230, 0x1000000)  # kernel_alignment
-    struct.pack_into("<I", data, 0x238, 2047)  # cmdline_size
-    struct.pack_into("<I", data, 0x260, 0x20000)  # init_size
-    data[512 * (setup_sects + 1) :] = b"\x90" * 4096  # the protected-mode kernel
-    return bytes(data)
+from tests.linux_guest import synthetic_bzimage
 
 
 def test_a_bzimage_is_detected_and_placed() -> None:
     initrd = b"070701" + bytes(1000)
-    image = parse_image(_bzimage(), "vmlinuz", cmdline="console=ttyS0", initrd=initrd)
+    image = parse_image(synthetic_bzimage(), "vmlinuz", cmdline="console=ttyS0", initrd=initrd)
     assert image.format is ImageFormat.LINUX and image.linux is not None
     ram = 64 << 20
     placement = linux.place(image.linux, ram)
@@ -55,9 +39,9 @@ def test_a_bzimage_is_detected_and_placed() -> None:
 @pytest.mark.parametrize(
     ("image", "message"),
     [
-        (_bzimage(version=0x0204), "too old"),
-        (_bzimage(loadflags=0), "zImage"),
-        (_bzimage()[:0x300], "truncated"),
+        (synthetic_bzimage(version=0x0204), "too old"),
+        (synthetic_bzimage(loadflags=0), "zImage"),
+        (synthetic_bzimage()[:0x300], "truncated"),
     ],
 )
 def test_bad_kernels_are_refused_clearly(image: bytes, message: str) -> None:
@@ -68,7 +52,7 @@ def test_bad_kernels_are_refused_clearly(image: bytes, message: str) -> None:
 def test_an_initrd_is_for_linux_only_and_must_fit() -> None:
     with pytest.raises(GuestImageError, match="Linux kernels"):
         parse_image(b"\x90\xf4", "flat", ImageFormat.FLAT, load_address=0x100000, initrd=b"x")
-    image = parse_image(_bzimage(), "vmlinuz", initrd=bytes(30 << 20))
+    image = parse_image(synthetic_bzimage(), "vmlinuz", initrd=bytes(30 << 20))
     assert image.linux is not None
     with pytest.raises(GuestImageError, match="does not fit"):
         linux.place(image.linux, 32 << 20)
