@@ -117,21 +117,17 @@ class RegisterPages:
             for r in device.hot_registers()
         }
         uc = self._cpu.uc
-        changed = False
+        removed = False
         for key in [k for k in self._hot_hooks if k not in wanted]:
             uc.hook_del(self._hot_hooks.pop(key))
-            changed = True
+            removed = True
         for key, device in wanted.items():
             if key not in self._hot_hooks:
                 self._hot_hooks[key] = uc.hook_add(
                     UC_HOOK_MEM_READ, self._on_hot_read, device, key[0], key[1]
                 )
-                changed = True
-        if changed:
-            # Removed: back to unicorn's fast memory path.  Added: code translated
-            # before the hook existed (e.g. a kernel's one register-read function, used
-            # since boot) would go on reading the stale page without calling it.
-            self._counter.invalidate()
+        if removed:
+            self._counter.invalidate()  # back to unicorn's fast memory path
 
     def _on_hot_read(
         self, uc: Uc, access: int, addr: int, size: int, value: int, device: Device
