@@ -1,4 +1,5 @@
-"""Builds the native instruction counter (rdebug/machine/_icount.c) at install time."""
+"""Builds the native extensions at install time: the instruction counter
+(rdebug/machine/_icount.c) and the dirty-page tracker (rdebug/machine/_pages.c)."""
 
 from setuptools import Extension, setup
 
@@ -6,8 +7,13 @@ setup(
     ext_modules=[
         Extension(
             "rdebug.machine._icount",
-            sources=["rdebug/machine/_icount.c", "rdebug/machine/_pages.c"],
+            sources=["rdebug/machine/_icount.c"],
             extra_compile_args=["-O3", "-std=c11"],
-        )
+        ),
+        Extension(
+            "rdebug.machine._pages",
+            sources=["rdebug/machine/_pages.c"],
+            extra_compile_args=["-O3", "-std=c11"],
+        ),
     ]
 )

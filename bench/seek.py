@@ -27,9 +27,10 @@ import rdebug
 from rdebug.host.sources import LiveInputs
 from rdebug.machine.loader import parse_image
 from rdebug.machine.machine import Machine, MachineConfig
+from rdebug.machine.pages import PAGE
 from rdebug.replay import recording
 from rdebug.replay.trace import GuestSpec, sha256
-from rdebug.snapshots.checkpoints import PAGE, CheckpointStore
+from rdebug.snapshots.checkpoints import CheckpointStore
 
 GUESTS = Path(__file__).resolve().parent.parent / "sample_guests" / "build"
 

@@ -15,8 +15,7 @@ if TYPE_CHECKING:
 
 def open(trace: Path | str, checkpoint_budget: int | None = None) -> Session:
     """Open the recording in the trace folder `trace` (see `rdebug.api.Session`)."""
-    from rdebug.api import Session  # noqa: PLC0415 - keep `import rdebug` light
-    from rdebug.snapshots.checkpoints import DEFAULT_BUDGET  # noqa: PLC0415
+    from rdebug.api import DEFAULT_BUDGET, Session  # noqa: PLC0415 - keep `import rdebug` light
 
     return Session(trace, DEFAULT_BUDGET if checkpoint_budget is None else checkpoint_budget)
 

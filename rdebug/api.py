@@ -1,4 +1,11 @@
-"""The scripting API: one `Session` per opened recording, driven by every front end.
+"""The front door: one `Session` per opened recording, and every type a front end needs.
+
+The front ends (the command line, the REPL, gdb's stub adapter, the monitor language,
+`rdebug.gdb`) and scripts import this module, `rdebug.errors`, `rdebug.gdbstub` and the
+host backends (`rdebug.host`), nothing else of rdebug: a replaying `Session` (travel in
+a recording, or play it straight through), a `LiveSession` (a guest running live, with
+or without gdb), `record`, and the vocabulary they answer in (stops, watchpoint kinds,
+events, snapshots, budgets, machine configurations).
 
     >>> import rdebug
     >>> with rdebug.open(EXAMPLE_TRACE) as session:
@@ -27,26 +34,61 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO
+from typing import BinaryIO, TextIO
 
 import capstone
 
-from rdebug.errors import RdebugError, SnapshotError, UsageError
-from rdebug.events import EventKind, RecordedEvent, read_events, select
-from rdebug.machine.loader import symbol_file
-from rdebug.machine.machine import Machine
+from rdebug.errors import FormatError, RdebugError, UsageError
+from rdebug.events import EventKind, RecordedEvent, parse_kind, read_events, select
+from rdebug.live import Guest, LiveSession, Recorded, record
+from rdebug.machine.devices.ne2000 import FrameSink, NicConfig
+from rdebug.machine.devices.uart import SerialBackend
+from rdebug.machine.loader import ImageFormat, symbol_file
+from rdebug.machine.machine import Machine, MachineConfig
 from rdebug.machine.watchpoints import WatchKind
+from rdebug.replay import dump as _dump
+from rdebug.replay.playback import Played, play
 from rdebug.replay.player import (
     Player,
     position_from_data,
     position_to_data,
     recording_end,
 )
-from rdebug.replay.timeline import Stop, Timeline
-from rdebug.replay.trace import Trace, open_disks
+from rdebug.replay.stops import Stop, Where
+from rdebug.replay.timeline import Timeline
+from rdebug.replay.trace import DriveSpec, Trace, drive_spec, open_disks
 from rdebug.snapshots import vmstate
 from rdebug.snapshots.checkpoints import DEFAULT_BUDGET
 from rdebug.snapshots.named import NamedSnapshot, SnapshotFile
+
+__all__ = [
+    "DEFAULT_BUDGET",
+    "DriveSpec",
+    "EventKind",
+    "FrameSink",
+    "Guest",
+    "ImageFormat",
+    "Instruction",
+    "LiveSession",
+    "MachineConfig",
+    "NamedSnapshot",
+    "NicConfig",
+    "Played",
+    "Recorded",
+    "RecordedEvent",
+    "SerialBackend",
+    "Session",
+    "Stop",
+    "Trace",
+    "WatchKind",
+    "Where",
+    "drive_spec",
+    "dump_log",
+    "open",
+    "parse_kind",
+    "record",
+    "snapshots",
+]
 
 #: `symbol()` names an address by a symbol at most this far below it.
 SYMBOL_REACH = 0x10000
@@ -70,28 +112,66 @@ class Instruction:
 
 
 class Session:
-    """A recording, opened for replay: go anywhere in it and look at the machine."""
+    """A recording, opened for replay: go anywhere in it and look at the machine.
 
-    def __init__(self, trace: Path | str, checkpoint_budget: int = DEFAULT_BUDGET) -> None:
+    COM1's output goes to `serial` and the frames the guest's NIC sends to `net` (both
+    dropped by default).
+    """
+
+    def __init__(
+        self,
+        trace: Path | str,
+        checkpoint_budget: int = DEFAULT_BUDGET,
+        *,
+        serial: SerialBackend | None = None,
+        net: FrameSink | None = None,
+    ) -> None:
         self.trace = Trace.open(Path(trace))
         image = self.trace.loaded_guest()
-        self._log: BinaryIO = self.trace.log_path.open("rb")
         try:
-            end = recording_end(self._log, str(self.trace.log_path))
+            self._log: BinaryIO = self.trace.log_path.open("rb")
+        except OSError as exc:
+            raise FormatError(f"{self.trace.log_path}: cannot read: {exc.strerror}") from None
+        try:
+            self._end = recording_end(self._log, str(self.trace.log_path))
             self._log.seek(0)
             self._player = Player(self._log, str(self.trace.log_path))
             self._start = self._player.position()
             disks = open_disks(self.trace.info.drives, check=True)
-            self._machine = Machine(self.trace.info.machine_config(), self._player, [], disks)
+            self._machine = Machine(
+                self.trace.info.machine_config(),
+                self._player,
+                [] if serial is None else [serial],
+                disks,
+                net,
+            )
             self._machine.load(image)
             self.symbols = dict(image.symbols)
             self._by_addr = _symbol_table(self.symbols)
             self._events: list[RecordedEvent] | None = None
-            self._timeline = Timeline(self._machine, self._player, end, checkpoint_budget)
         except BaseException:
             self._log.close()
             raise
+        self._budget = checkpoint_budget
+        self._travel: Timeline | None = None  # made on the first move through time
+        self._played = False
         self._closed = False
+
+    @property
+    def _timeline(self) -> Timeline:
+        if self._travel is None:
+            if self._played:
+                raise UsageError("this session played its recording straight through")
+            self._travel = Timeline(self._machine, self._player, self._end, self._budget)
+        return self._travel
+
+    def play(self) -> Played:
+        """Replay the recording straight from its start to its end, keeping no
+        checkpoints (`rdebug replay`): fast, but the session cannot move afterwards."""
+        if self._travel is not None or self._played:
+            raise UsageError("play: only once, on a session that has not moved")
+        self._played = True
+        return play(self._machine, self._player)
 
     # -- where we are ------------------------------------------------------------------
 
@@ -103,7 +183,7 @@ class Session:
     @property
     def end_icount(self) -> int:
         """The icount at which the recording ends."""
-        return self._timeline.end_icount
+        return self._end
 
     @property
     def registers(self) -> Mapping[str, int]:
@@ -123,9 +203,7 @@ class Session:
         """Forget an `interrupt()` that came too late to stop anything (it would stop the
         next operation at once).  Call it when no operation runs, e.g. once the thread
         that ran the interrupted one has finished."""
-        machine = self._machine
-        machine.counter.clear_interrupt()
-        machine.run(machine.icount)  # consumes a pending interrupt; runs nothing
+        self._timeline.clear_interrupt()
 
     def read_memory(self, addr: int, length: int) -> bytes:
         """Guest memory at the linear address `addr` (through the guest's page tables)."""
@@ -142,9 +220,9 @@ class Session:
 
     # -- moving ---------------------------------------------------------------------------
 
-    def seek(self, icount: int) -> None:
-        """Go to exactly `icount` (restore the nearest checkpoint, replay forward)."""
-        self._timeline.seek(icount)
+    def seek(self, target: int) -> None:
+        """Go to exactly icount `target` (restore the nearest checkpoint, replay forward)."""
+        self._timeline.seek(target)
 
     def stepi(self, n: int = 1) -> Stop:
         """Execute `n` instructions forward (stopping at the end of the recording)."""
@@ -184,11 +262,11 @@ class Session:
     @property
     def replay_break(self) -> int | None:
         """An icount where `cont` and `reverse_cont` stop (QEMU's replay_break)."""
-        return self._timeline.icount_break
+        return self._timeline.replay_break
 
     @replay_break.setter
-    def replay_break(self, icount: int | None) -> None:
-        self._timeline.icount_break = icount
+    def replay_break(self, target: int | None) -> None:
+        self._timeline.replay_break = target
 
     def cont(self) -> Stop:
         """Forward to the next breakpoint or watchpoint hit, or the end of the recording."""
@@ -384,19 +462,12 @@ class Session:
         """Return to the snapshot `name` (saved by `savevm`, or "init" at icount 0)."""
         raw = SnapshotFile(self.trace.snapshots_path).load(name)
         state = vmstate.decode(raw, f"{self.trace.snapshots_path}:{name}")
-        if state.machine.icount > self.end_icount:
-            raise SnapshotError(
-                f"snapshot {name!r} is at icount {state.machine.icount}, beyond the end "
-                f"of this recording ({self.end_icount})"
-            )
         position = (
             self._start
             if state.extra is None
             else position_from_data(state.extra, f"snapshot {name!r}")
         )
-        vmstate.apply(self._machine, state)
-        self._player.seek(position)
-        self._timeline.restored_elsewhere()
+        self._timeline.load(state, position, name)
 
     def snapshots(self) -> list[NamedSnapshot]:
         """The named snapshots of the trace, oldest first."""
@@ -407,7 +478,8 @@ class Session:
     def close(self) -> None:
         if not self._closed:
             self._closed = True
-            self._timeline.close()
+            if self._travel is not None:
+                self._travel.close()
             self._machine.close()
             self._log.close()
 
@@ -440,3 +512,20 @@ def _symbol_table(symbols: Mapping[str, int]) -> list[tuple[int, str]]:
 def open(trace: Path | str, checkpoint_budget: int = DEFAULT_BUDGET) -> Session:
     """Open the recording in the trace folder `trace` for replay."""
     return Session(trace, checkpoint_budget)
+
+
+def snapshots(trace: Path | str) -> list[NamedSnapshot]:
+    """The named snapshots of the trace folder `trace`, oldest first (without replaying)."""
+    return SnapshotFile(Trace.open(Path(trace)).snapshots_path).list()
+
+
+def dump_log(path: Path, out: TextIO, summary: bool = False) -> str | None:
+    """Print the events of a replay log (a trace folder or a log file) to `out`; how the
+    log ends abruptly, if it does (None when it ends properly)."""
+    log_path = Trace.open(path).log_path if path.is_dir() else path
+    try:
+        stream = log_path.open("rb")
+    except OSError as exc:
+        raise UsageError(f"{log_path}: cannot read: {exc.strerror}") from None
+    with stream:
+        return _dump.dump(stream, str(log_path), out, summary=summary)

@@ -29,7 +29,7 @@ from pygdbmi.gdbcontroller import GdbController
 
 from rdebug.api import Session
 from rdebug.errors import RdebugError
-from rdebug.gdb_target import SessionTarget
+from rdebug.gdb_target import SessionTarget, listen
 from rdebug.gdbstub.server import GdbServer
 
 
@@ -155,8 +155,7 @@ def attach(session: Session, *, gdb: str = "gdb", settings: Sequence[str] = ()) 
     program = shutil.which(gdb)
     if program is None:
         raise RdebugError(f"{gdb!r}: gdb is not installed (or not on PATH)")
-    server = GdbServer(SessionTarget(session), "127.0.0.1", 0)
-    host, port = server.listen()
+    server, (host, port) = listen(SessionTarget(session), "127.0.0.1", 0, "rdebug.gdb.attach")
     server.start()
     controller = GdbController(
         command=[program, "--nx", "--quiet", "--interpreter=mi3"],

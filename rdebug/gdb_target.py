@@ -1,14 +1,17 @@
-"""The only adapter between the two vocabularies: a `Session` served as a gdbstub `Target`.
+"""The only adapter between the two vocabularies: the Sessions served as gdbstub `Target`s.
 
-gdbstub/ speaks RSP and knows nothing of rdebug; the Session knows nothing of RSP.  This
+gdbstub/ speaks RSP and knows nothing of rdebug; the Sessions know nothing of RSP.  This
 module maps one onto the other: registers in gdb's i386 layout, memory through the guest
-page tables, breakpoints and watchpoints onto the timeline's, resume actions (forward
-and, when replaying, backward) onto cont/stepi/reverse_cont/reverse_stepi, and the
-timeline's stops onto gdb stop reasons (`replaylog:begin`/`end` at the edges of the
-recording: the target stays alive there).
+page tables, breakpoints and watchpoints, resume actions (forward and, when replaying,
+backward) onto cont/stepi/reverse_cont/reverse_stepi, and the sessions' `Stop`s onto gdb
+stop replies (`_reply`, the one mapping: `replaylog:begin`/`end` at the edges of a
+recording, where the target stays alive).
 
-The recording is history: gdb may not change it.  Register and memory writes are
-refused with EPERM (gdb says "cannot access memory" / "could not write register").
+`SessionTarget` serves a replaying `Session`: the recording is history, and gdb may not
+change it (register and memory writes are refused with EPERM: gdb says "cannot access
+memory" / "could not write register").  `LiveTarget` serves a `LiveSession`
+(`rdebug run --gdb`): forward only, and the guest may be changed.  `listen` opens the
+stub's socket and `attach_hint` tells a person how to attach gdb to it.
 """
 
 from __future__ import annotations
@@ -19,9 +22,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from rdebug import monitor
-from rdebug.api import Session
-from rdebug.errors import RdebugError
+from rdebug.api import LiveSession, Session, Stop, Where
+from rdebug.errors import RdebugError, UsageError
 from rdebug.gdbstub.errors import TargetError
+from rdebug.gdbstub.server import GdbServer
 from rdebug.gdbstub.target import (
     BreakpointKind,
     Breakpoints,
@@ -39,14 +43,11 @@ from rdebug.gdbstub.target import (
     Step,
     StopReason,
     SwBreak,
+    Target,
     Watch,
 )
 from rdebug.gdbstub.target import WatchKind as GdbWatchKind
 from rdebug.gdbstub.target_xml import RegisterLayout, i386_layout
-from rdebug.machine.cpu import register_ids
-from rdebug.machine.machine import Machine, StopEvent
-from rdebug.machine.machine import StopReason as StopReason_
-from rdebug.replay.timeline import Stop, Where
 
 _WATCH_KINDS = {
     BreakpointKind.WRITE_WATCH: "write",
@@ -54,6 +55,75 @@ _WATCH_KINDS = {
     BreakpointKind.ACCESS_WATCH: "access",
 }
 _GDB_WATCH = {"write": GdbWatchKind.WRITE, "read": GdbWatchKind.READ, "access": GdbWatchKind.ACCESS}
+
+
+def listen(target: Target, host: str, port: int, what: str) -> tuple[GdbServer, tuple[str, int]]:
+    """A stub serving `target`, listening on host:port (port 0: any free one), and the
+    address it listens at; `what` names the option or command in the error message."""
+    server = GdbServer(target, host, port)
+    try:
+        address = server.listen()
+    except OSError as exc:
+        server.close()
+        raise UsageError(f"{what}: cannot listen: {exc.strerror}") from None
+    return server, address
+
+
+def attach_hint(address: tuple[str, int], exec_file: object) -> str:
+    """The gdb command line that attaches to the stub at `address`, with `exec_file`'s
+    symbols."""
+    return (
+        f"  gdb -ex 'set architecture i386' -ex 'target remote {address[0]}:{address[1]}' "
+        f"{exec_file}"
+    )
+
+
+def _reply(stop: Stop, replaying: bool) -> StopReason:
+    """The stop reply for `stop`: the one mapping of the Stop vocabulary onto RSP's."""
+    match stop.where:
+        case Where.BREAKPOINT:
+            return SwBreak()
+        case Where.WATCHPOINT:
+            assert stop.data_addr is not None and stop.watch_kind is not None
+            return Watch(_GDB_WATCH[stop.watch_kind.value], stop.data_addr)
+        case Where.BEGIN:
+            return ReplayLogEnd(LogBoundary.BEGIN)
+        case Where.END:
+            return ReplayLogEnd(LogBoundary.END)
+        case Where.EXITED if replaying:
+            return ReplayLogEnd(LogBoundary.END)  # the end of the recording: still alive
+        case Where.EXITED:
+            return Exited((stop.exit_code or 0) & 0xFF)
+        case Where.INTERRUPTED:
+            return Signalled(GdbSignal.INT)
+        case Where.CRASHED:
+            return Signalled(GdbSignal.SEGV)
+        case Where.TARGET | Where.REPLAY_BREAK | Where.HALTED | Where.OTHER:
+            return Signalled(GdbSignal.TRAP)
+    return Signalled(GdbSignal.TRAP)
+
+
+def _watch_interrupts(
+    interrupted: Callable[[], bool], interrupt: Callable[[], None]
+) -> Callable[[], None]:
+    """Forward gdb's Ctrl-C (`interrupted()` turns true) to `interrupt` while a long
+    operation runs; returns the function that stops watching."""
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(0.02):
+            if interrupted():
+                interrupt()
+                return
+
+    thread = threading.Thread(target=watch, name="gdb-interrupt", daemon=True)
+    thread.start()
+
+    def stop() -> None:
+        done.set()
+        thread.join()
+
+    return stop
 
 
 class SessionTarget:
@@ -103,27 +173,8 @@ class SessionTarget:
 
     # -- running -------------------------------------------------------------------------
 
-    def _watch_interrupts(self, interrupted: Callable[[], bool]) -> Callable[[], None]:
-        """Forward gdb's Ctrl-C to the session while a long operation runs."""
-        done = threading.Event()
-
-        def watch() -> None:
-            while not done.wait(0.02):
-                if interrupted():
-                    self._session.interrupt()
-                    return
-
-        thread = threading.Thread(target=watch, name="gdb-interrupt", daemon=True)
-        thread.start()
-
-        def stop() -> None:
-            done.set()
-            thread.join()
-
-        return stop
-
     def resume(self, action: ForwardResume, interrupted: Callable[[], bool]) -> StopReason:
-        stop_watching = self._watch_interrupts(interrupted)
+        stop_watching = _watch_interrupts(interrupted, self._session.interrupt)
         try:
             match action:
                 case Continue():
@@ -137,11 +188,11 @@ class SessionTarget:
             stop = Stop(Where.INTERRUPTED, self._session.icount)
         finally:
             stop_watching()
-        self._last = self._reason(stop, stepping=isinstance(action, Step))
+        self._last = _reply(stop, replaying=True)
         return self._last
 
     def resume_reverse(self, action: ReverseResume, interrupted: Callable[[], bool]) -> StopReason:
-        stop_watching = self._watch_interrupts(interrupted)
+        stop_watching = _watch_interrupts(interrupted, self._session.interrupt)
         try:
             match action:
                 case ReverseContinue():
@@ -152,25 +203,8 @@ class SessionTarget:
             stop = Stop(Where.INTERRUPTED, self._session.icount)
         finally:
             stop_watching()
-        self._last = self._reason(stop, stepping=isinstance(action, ReverseStep))
+        self._last = _reply(stop, replaying=True)
         return self._last
-
-    def _reason(self, stop: Stop, stepping: bool) -> StopReason:
-        match stop.where:
-            case Where.BREAKPOINT:
-                return SwBreak()
-            case Where.WATCHPOINT:
-                assert stop.data_addr is not None and stop.watch_kind is not None
-                return Watch(_GDB_WATCH[stop.watch_kind.value], stop.data_addr)
-            case Where.BEGIN:
-                return ReplayLogEnd(LogBoundary.BEGIN)
-            case Where.END | Where.EXITED:
-                return ReplayLogEnd(LogBoundary.END)
-            case Where.INTERRUPTED:
-                return Signalled(GdbSignal.INT)
-            case Where.TARGET | Where.REPLAY_BREAK | Where.OTHER:
-                return Signalled(GdbSignal.TRAP)
-        return Signalled(GdbSignal.TRAP)
 
     def stop_reason(self) -> StopReason:
         return self._last
@@ -217,26 +251,25 @@ class _SessionBreakpoints:
 
 
 class LiveTarget:
-    """A machine running live (`rdebug run --gdb`): forward only, nothing recorded.
+    """A `LiveSession` (`rdebug run --gdb`): forward only, nothing recorded.
 
-    Breakpoints are the machine's; watchpoints are left to gdb (it single-steps and
+    Breakpoints are the session's; watchpoints are left to gdb (it single-steps and
     compares, as for any target without them).  Unlike a replay, the guest may be
     changed: memory and general registers can be written.
     """
 
-    def __init__(self, machine: Machine, exec_file: Path | None) -> None:
-        self._machine = machine
+    def __init__(self, session: LiveSession, exec_file: Path | None) -> None:
+        self._session = session
         self._exec_file = exec_file
         self._layout = i386_layout(sse=True)
         self._last: StopReason = Signalled(GdbSignal.TRAP)
-        self._breakpoints: set[int] = set()
 
     def register_layout(self) -> RegisterLayout:
         return self._layout
 
     def read_register(self, regnum: int) -> bytes:
         register = self._layout.register(regnum)
-        value = self._machine.cpu.gdb_register(register.name)
+        value = self._session.register(register.name)
         return (value & ((1 << register.bitsize) - 1)).to_bytes(register.size, "little")
 
     def read_registers(self) -> bytes:
@@ -244,63 +277,38 @@ class LiveTarget:
 
     def write_register(self, regnum: int, value: bytes) -> None:
         name = self._layout.register(regnum).name
-        if name not in register_ids():
+        if name not in self._session.writable_registers():
             raise TargetError(errno.EPERM)
-        self._machine.cpu.write(name, int.from_bytes(value, "little"))
-        self._machine.counter.invalidate()
+        self._session.write_register(name, int.from_bytes(value, "little"))
 
     def write_registers(self, data: bytes) -> None:
+        writable = self._session.writable_registers()
         for regnum, register in enumerate(self._layout.registers):
-            if register.name in register_ids():
+            if register.name in writable:
                 offset = self._layout.offset(regnum)
                 self.write_register(regnum, data[offset : offset + register.size])
 
     def read_memory(self, addr: int, length: int) -> bytes:
-        data = self._machine.cpu.read_linear(addr, length)
+        data = self._session.read_memory(addr, length)
         if data is None:
-            data = self._machine.cpu.read_linear(addr, 1)
+            data = self._session.read_memory(addr, 1)
             if data is None:
                 raise TargetError(errno.EFAULT)
         return data
 
     def write_memory(self, addr: int, data: bytes) -> None:
-        if not self._machine.cpu.write_linear(addr, data):
+        if not self._session.write_memory(addr, data):
             raise TargetError(errno.EFAULT)
-        self._machine.counter.invalidate()
 
     def resume(self, action: ForwardResume, interrupted: Callable[[], bool]) -> StopReason:
-        done = threading.Event()
-
-        def watch() -> None:
-            while not done.wait(0.02):
-                if interrupted():
-                    self._machine.interrupt()
-                    return
-
-        watcher = threading.Thread(target=watch, name="gdb-interrupt", daemon=True)
-        watcher.start()
+        stop_watching = _watch_interrupts(interrupted, self._session.interrupt)
         try:
-            until = self._machine.icount + 1 if isinstance(action, Step) else None
-            stop = self._machine.run(until)
+            target = self._session.icount + 1 if isinstance(action, Step) else None
+            stop = self._session.run(target)
         finally:
-            done.set()
-            watcher.join()
-        self._last = self._live_reason(stop)
+            stop_watching()
+        self._last = _reply(stop, replaying=False)
         return self._last
-
-    @staticmethod
-    def _live_reason(stop: StopEvent) -> StopReason:
-        match stop.reason:
-            case StopReason_.BREAKPOINT:
-                return SwBreak()
-            case StopReason_.EXIT:
-                return Exited((stop.exit_code or 0) & 0xFF)
-            case StopReason_.INTERRUPTED:
-                return Signalled(GdbSignal.INT)
-            case StopReason_.SHUTDOWN | StopReason_.FAULT:
-                return Signalled(GdbSignal.SEGV)
-            case _:
-                return Signalled(GdbSignal.TRAP)
 
     def stop_reason(self) -> StopReason:
         return self._last
@@ -310,7 +318,7 @@ class LiveTarget:
 
     def monitor(self, command: str) -> str:
         if command.strip() == "info replay":
-            return f"live run (not replaying): icount {self._machine.icount}\n"
+            return f"live run (not replaying): icount {self._session.icount}\n"
         return "error: this is a live run: monitor commands act on replays\n"
 
     def breakpoints(self) -> Breakpoints | None:
@@ -320,10 +328,10 @@ class LiveTarget:
         return frozenset({BreakpointKind.SOFTWARE, BreakpointKind.HARDWARE})
 
     def add_breakpoint(self, kind: BreakpointKind, addr: int, length: int) -> None:
-        self._machine.add_breakpoint(addr)
+        self._session.add_breakpoint(addr)
 
     def remove_breakpoint(self, kind: BreakpointKind, addr: int, length: int) -> None:
-        self._machine.remove_breakpoint(addr)
+        self._session.remove_breakpoint(addr)
 
     def reverse(self) -> ReverseExecution | None:
         return None

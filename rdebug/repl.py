@@ -1,8 +1,8 @@
 """`rdebug repl TRACE`: an interactive debugger on one recording (prompt_toolkit).
 
-A client of the `Session` only: every command is the monitor command language
-(monitor.py), parsed once, so what works here works as `monitor CMD` in gdb, and the
-REPL adds what needs a terminal: `gdb [PORT]`, `source FILE`, `quit`.
+A client of the `Session` only: every command is of the command language (commands.py,
+carried out by monitor.py), parsed once, so what works here works as `monitor CMD` in
+gdb, and the REPL adds what needs a terminal: `gdb [PORT]`, `source FILE`, `quit`.
 
 - Completion (Tab) of commands, symbols of the guest ELF, snapshot names, event kinds.
 - History in a file (~/.rdebug_history, or --history FILE).
@@ -38,14 +38,10 @@ from prompt_toolkit.history import FileHistory, History, InMemoryHistory
 from prompt_toolkit.input import Input
 from prompt_toolkit.output import Output
 
-from rdebug import monitor
-from rdebug.api import Session
+from rdebug import commands, monitor
+from rdebug.api import DEFAULT_BUDGET, EventKind, NamedSnapshot, Session
 from rdebug.errors import RdebugError, UsageError
-from rdebug.events import EventKind
-from rdebug.gdb_target import SessionTarget
-from rdebug.gdbstub.server import GdbServer
-from rdebug.snapshots.checkpoints import DEFAULT_BUDGET
-from rdebug.snapshots.named import NamedSnapshot
+from rdebug.gdb_target import SessionTarget, attach_hint, listen
 
 PROMPT = "(rdebug) "
 DEFAULT_HISTORY = Path("~/.rdebug_history")
@@ -75,9 +71,9 @@ class Completions(Completer):
         text = document.text_before_cursor
         words = text.split()
         if not words or (len(words) == 1 and not text.endswith(" ")):
-            yield from _matching(words[0] if words else "", monitor.COMMAND_WORDS)
+            yield from _matching(words[0] if words else "", commands.COMMAND_WORDS)
             return
-        head = monitor.ALIASES.get(words[0], words[0])
+        head = commands.ALIASES.get(words[0], words[0])
         current = "" if text.endswith(" ") else words[-1]
         position = len(words) - (0 if text.endswith(" ") else 1)  # which word is completed
         if head == "source":
@@ -91,7 +87,7 @@ class Completions(Completer):
         if head == "info" and position == 1:
             return _INFO_TOPICS
         if head == "help" and position == 1:
-            return sorted({name.split()[0] for name in monitor.HELP})
+            return sorted({name.split()[0] for name in commands.HELP})
         if head == "goto" and position == 1:
             return ["event"]
         if head in ("loadvm", "savevm") and position == 1:
@@ -153,22 +149,22 @@ class Repl:
         """Run one line, its answer on `out`; an `RdebugError` says what went wrong."""
         if not line.strip() or line.lstrip().startswith("#"):
             return
-        text = self._run(monitor.parse(line))
+        text = self._run(commands.parse(line))
         self.out.write(text)
         self.out.flush()
 
-    def _run(self, command: monitor.Command) -> str:
+    def _run(self, command: commands.Command) -> str:
         match command:
-            case monitor.Quit():
+            case commands.Quit():
                 raise QuitRepl
-            case monitor.Source(path):
+            case commands.Source(path):
                 self.source(Path(path).expanduser())
                 return ""
-            case monitor.ServeGdb(port):
+            case commands.ServeGdb(port):
                 return self.serve_gdb(port)
-            case monitor.SaveVm() | monitor.LoadVm():
+            case commands.SaveVm() | commands.LoadVm():
                 self._snapshots = None
-        if isinstance(command, monitor.MOVES):
+        if isinstance(command, commands.MOVES):
             return self._in_worker(lambda: self.debugger.run(command))
         return self.debugger.run(command)
 
@@ -256,17 +252,14 @@ class Repl:
 
     def serve_gdb(self, port: int) -> str:
         """Serve gdb on this session until gdb detaches (or Ctrl-C); this thread waits."""
-        server = GdbServer(SessionTarget(self.session, self.debugger), "127.0.0.1", port)
-        try:
-            host, bound = server.listen()
-        except OSError as exc:
-            server.close()
-            raise UsageError(f"gdb {port}: cannot listen: {exc.strerror}") from None
+        target = SessionTarget(self.session, self.debugger)
+        server, (host, bound) = listen(target, "127.0.0.1", port, f"gdb {port}")
         guest = (self.session.trace.path / "guest").resolve()
         self.out.write(
             f"serving gdb on {host}:{bound} until it detaches (Ctrl-C stops; this REPL's "
             "breakpoints are off meanwhile); attach with:\n"
-            f"  gdb -ex 'set architecture i386' -ex 'target remote {host}:{bound}' {guest}\n"
+            + attach_hint((host, bound), guest)
+            + "\n"
         )
         self.out.flush()
         done = threading.Event()

@@ -6,8 +6,9 @@ replies (`replies`), one conversation (`session`) and the TCP server (`server`).
 debugged is a `Target` (`target`) with optional capabilities, described to gdb by a
 `RegisterLayout` (`target_xml`).
 
-Imports nothing from rdebug outside this package and nothing from unicorn: it knows
-nothing of emulators.  ``rdebug.gdb_target`` adapts a replay session to `Target`.
+Imports the standard library only (an import-linter contract checks it): it knows
+nothing of rdebug or emulators.  ``rdebug.gdb_target`` adapts rdebug's sessions (a
+replay, or a live run) to `Target`.
 """
 
 from rdebug.gdbstub.errors import GdbStubError, PacketError, TargetError

@@ -1,10 +1,12 @@
 /*
  * Which 4 KiB pages of the guest RAM changed, for checkpoints: by write faults on
  * write-protected RAM (below), or, where that cannot be had, by comparing RAM with a
- * shadow copy.  Part of the _icount extension (loaded through ctypes); knows nothing of
- * snapshots.
+ * shadow copy.  The _pages extension, called through ctypes by rdebug/machine/pages.py;
+ * knows nothing of snapshots.
  */
 #define _GNU_SOURCE
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
 #include <signal.h>
 #include <stdint.h>
 #include <string.h>
@@ -177,3 +179,9 @@ int rd_open_pages(int slot, const uint32_t *pages, uint32_t count) {
             r->dirty[pages[k]] = 1;
     return rc;
 }
+
+/* An importable module, so that setuptools builds and installs it beside the package;
+ * every entry point above is reached through ctypes. */
+static struct PyModuleDef rd_pages_module = {PyModuleDef_HEAD_INIT, "_pages", NULL, -1, NULL};
+
+PyMODINIT_FUNC PyInit__pages(void) { return PyModule_Create(&rd_pages_module); }

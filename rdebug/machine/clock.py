@@ -46,8 +46,7 @@ class VirtualClock:
 
     def next_deadline_icount(self) -> int:
         """The icount of the earliest deadline (NEVER without timers)."""
-        deadline = self.next_deadline_ns()
-        return NEVER if deadline is None else self.icount_at(deadline)
+        return self.icount_at(min(self.timers.values())) if self.timers else NEVER
 
     def pop_due(self, icount: int) -> Device | None:
         """The device whose timer is due first at `icount` (its timer disarmed), if any."""

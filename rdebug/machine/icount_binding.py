@@ -9,7 +9,6 @@ which takes a C function pointer and its user data without unicorn headers.
 from __future__ import annotations
 
 import ctypes
-import importlib.util
 
 from unicorn import Uc, UcError
 from unicorn.unicorn_py3 import unicorn as _ucpy
@@ -99,12 +98,13 @@ class CounterState(ctypes.Structure):
 
 
 def load_library() -> ctypes.CDLL:
-    spec = importlib.util.find_spec("rdebug.machine._icount")
-    if spec is None or spec.origin is None:
+    try:
+        from rdebug.machine import _icount  # noqa: PLC0415  (lazily: only to find its file)
+    except ImportError:
         raise MachineError(
             "the native instruction counter is not built: reinstall rdebug (pip install .)"
-        )
-    lib = ctypes.CDLL(spec.origin)
+        ) from None
+    lib = ctypes.CDLL(_icount.__file__)
     lib.rd_block_set.argtypes = (ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint32, ctypes.c_uint32)
     lib.rd_block_set.restype = ctypes.c_int
     lib.rd_blocks_clear.argtypes = (ctypes.c_void_p,)

@@ -1,8 +1,8 @@
 """The i386 PC: CPU + RAM + devices + the run loop, in exact instruction time.
 
-`Machine.run(until_icount)` executes the guest and returns a `StopEvent` at an exact
-instruction boundary.  Between stretches of execution the run loop *services* the
-machine at the boundary it stopped at, always in this order:
+`Machine.run(target)` executes the guest up to icount `target` (or another stop) and
+returns a `StopEvent` at an exact instruction boundary.  Between stretches of execution
+the run loop *services* the machine at the boundary it stopped at, always in this order:
 
     1. take host inputs (through the inputs seam) and hand them to the devices;
     2. fire device timers whose deadline has come, if at a branch boundary;
@@ -45,7 +45,7 @@ from rdebug.errors import GuestFault, MachineError
 from rdebug.machine import linux
 from rdebug.machine.board import Board
 from rdebug.machine.boot import boot
-from rdebug.machine.clock import VirtualClock
+from rdebug.machine.clock import NEVER, VirtualClock
 from rdebug.machine.counter import Counter, CounterFactory, StopCause
 from rdebug.machine.cpu import EFLAGS_IF, Cpu
 from rdebug.machine.cpuid import CpuidTsc
@@ -148,7 +148,8 @@ class Machine:
         self._waited = False  # a halted CPU waited for input since its last clock warp
         self._exit_code: int | None = None
         self._emulating = False
-        self._target = 0
+        #: The nearest icount the counter's current `execute` may stop at (hard or soft).
+        self._next_stop = 0
         self._interrupt = threading.Event()
         self._fault: GuestFault | None = None
         self.board = Board(
@@ -182,7 +183,7 @@ class Machine:
         if (
             deadline_ns is not None
             and self._emulating
-            and self.clock.icount_at(deadline_ns) < self._target
+            and self.clock.icount_at(deadline_ns) < self._next_stop
         ):
             self.request_stop()
 
@@ -253,11 +254,12 @@ class Machine:
         self._interrupt.set()
         self.counter.interrupt()
 
-    def run(self, until_icount: int | None = None) -> StopEvent:
-        """Run until `until_icount` (exact) or another stop; see `StopReason`."""
-        until = (1 << 63) if until_icount is None else until_icount
-        if until < self.icount:
-            raise MachineError(f"icount {until} is in the past (now {self.icount})")
+    def run(self, target: int | None = None) -> StopEvent:
+        """Run until icount `target` (exact; None: no end) or another stop; see `StopReason`."""
+        if target is None:
+            target = NEVER
+        if target < self.icount:
+            raise MachineError(f"icount {target} is in the past (now {self.icount})")
         # An interrupt() that came while no run was going stops this one at once: a
         # front end's Ctrl-C may arrive between the many runs of one long operation.
         shadow = self.counter.in_shadow()
@@ -270,7 +272,7 @@ class Machine:
                 self._interrupt.clear()
                 self.counter.clear_interrupt()
                 return self._stop(StopReason.INTERRUPTED)
-            if self.icount >= until:
+            if self.icount >= target:
                 return self._stop(StopReason.TARGET)
             horizon = self.inputs.horizon()
             if horizon is not None and horizon <= self.icount and self.inputs.finished():
@@ -294,9 +296,9 @@ class Machine:
                 return self._stop(StopReason.END_OF_INPUT)
             if self.halted:
                 continue
-            hard = until if horizon is None else min(until, horizon)
+            hard = target if horizon is None else min(target, horizon)
             soft = min(self.clock.next_deadline_icount(), self.icount + CONTROL_INTERVAL)
-            self._target = min(hard, soft)
+            self._next_stop = min(hard, soft)
             self._emulating = True
             try:
                 cause = self.counter.execute(hard, soft)
@@ -316,8 +318,8 @@ class Machine:
             shadow = self.counter.in_shadow()
             if cause is StopCause.HALTED:
                 self.halted = True
-            hit = self._watchpoints.take_hit()
-            if hit is not None:
+            if self._watchpoints.hit is not None:
+                hit = self._watchpoints.take_hit()
                 return StopEvent(StopReason.WATCHPOINT, self.icount, self.cpu.eip, watch=hit)
             if cause is StopCause.BREAKPOINT:
                 return self._stop(StopReason.BREAKPOINT)
@@ -349,7 +351,8 @@ class Machine:
     def _fire_timers(self) -> None:
         if not (self.halted or self.counter.at_branch_boundary()):
             return  # the counter stops again at the next branch boundary
-        while (device := self.clock.pop_due(self.icount)) is not None:
+        icount = self.icount
+        while (device := self.clock.pop_due(icount)) is not None:
             device.on_timer()
 
     def _wake_or_wait(self) -> StopEvent | None:

@@ -47,7 +47,8 @@ class Watchpoints:
         self._cpu = cpu
         self._counter = counter
         self._hooks: dict[tuple[int, int, WatchKind], list[int]] = {}
-        self._hit: WatchHit | None = None
+        #: The first watched access since the last `take_hit`, if any.
+        self.hit: WatchHit | None = None
 
     def add(self, addr: int, length: int, kind: WatchKind) -> None:
         """Watch [addr, addr+length) (linear addresses).
@@ -82,7 +83,7 @@ class Watchpoints:
 
     def take_hit(self) -> WatchHit | None:
         """The watched access seen since the last call, if any (and forget it)."""
-        hit, self._hit = self._hit, None
+        hit, self.hit = self.hit, None
         return hit
 
     def _ranges(self, addr: int, length: int) -> list[tuple[int, int, int]]:
@@ -111,7 +112,7 @@ class Watchpoints:
         value: int,
         watch: tuple[WatchKind, int],
     ) -> None:
-        if self._hit is None:
+        if self.hit is None:
             kind, delta = watch
             since = self._counter.request_stop_soon()
-            self._hit = WatchHit(kind, (addr + delta) & 0xFFFFFFFF, since)
+            self.hit = WatchHit(kind, (addr + delta) & 0xFFFFFFFF, since)

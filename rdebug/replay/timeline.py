@@ -6,21 +6,23 @@ checkpoint and the target).  Running forward takes checkpoints as it goes, every
 `interval` instructions, the interval growing when checkpoints are dear (large RAM) so
 that taking them costs at most about half as much time as replaying between them.
 
-Owns the machine, the player and the checkpoint store of one replay; knows nothing of
-gdb or front ends.
+Owns the machine, the player and the checkpoint store of one replay, and every way of
+moving in time: seeks, steps and continues both ways, restoring a named snapshot
+(`load`), and forgetting a late interrupt (`clear_interrupt`).  Speaks of where it stopped
+in the `Stop` vocabulary (replay/stops.py); knows nothing of gdb or front ends.
 """
 
 from __future__ import annotations
 
-import enum
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
-from rdebug.errors import RdebugError
+from rdebug.errors import RdebugError, SnapshotError
 from rdebug.machine.machine import Machine, StopEvent, StopReason
 from rdebug.machine.watchpoints import WatchHit, WatchKind
 from rdebug.replay.player import Player, PlayerPosition
+from rdebug.replay.stops import Stop, Where, stop_of
+from rdebug.snapshots import vmstate
 from rdebug.snapshots.checkpoints import DEFAULT_BUDGET, Checkpoint, CheckpointStore
 
 #: Fewest instructions between two automatic checkpoints.
@@ -42,30 +44,6 @@ class SeekError(RdebugError):
 
 class Interrupted(RdebugError):
     """`Machine.interrupt()` (Ctrl-C) stopped a timeline operation midway."""
-
-
-class Where(enum.Enum):
-    """Why a timeline operation stopped where it did."""
-
-    TARGET = "target"  # the requested instruction count
-    BREAKPOINT = "breakpoint"
-    WATCHPOINT = "watchpoint"  # forward: just after the access; backward: just before it
-    REPLAY_BREAK = "replay-break"  # the icount set with replay_break
-    BEGIN = "begin"  # the start of the recording (nothing earlier to stop at)
-    END = "end"  # the end of the recording
-    EXITED = "exited"  # the guest powered off (the recording's last instruction)
-    INTERRUPTED = "interrupted"
-    OTHER = "other"  # halted for good, crashed: see `detail`
-
-
-@dataclass(frozen=True, slots=True)
-class Stop:
-    where: Where
-    icount: int
-    addr: int | None = None  # linear pc
-    detail: str = ""
-    data_addr: int | None = None  # the watched address that was accessed
-    watch_kind: WatchKind | None = None
 
 
 class Timeline:
@@ -92,7 +70,7 @@ class Timeline:
         self.breakpoints: set[int] = set()
         self.watchpoints: set[tuple[int, int, WatchKind]] = set()
         #: continue and reverse-continue stop when they reach this icount (replay_break)
-        self.icount_break: int | None = None
+        self.replay_break: int | None = None
         #: called with the icount as a long replay goes (a front end's progress bar)
         self.progress: Callable[[int], None] | None = None
         self.store.take(player.position(), pinned=True)
@@ -115,34 +93,49 @@ class Timeline:
         self.player.seek(checkpoint.extra)
         self.last_stop = None
 
-    def restored_elsewhere(self) -> None:
-        """The machine and player were put back from outside (a named snapshot)."""
+    def load(self, state: vmstate.VmState, position: PlayerPosition, name: str) -> None:
+        """Go to a machine state saved elsewhere (the named snapshot `name`), whose log
+        position is `position`."""
+        if state.machine.icount > self.end_icount:
+            raise SnapshotError(
+                f"snapshot {name!r} is at icount {state.machine.icount}, beyond the end "
+                f"of this recording ({self.end_icount})"
+            )
+        vmstate.apply(self.machine, state)
+        self.player.seek(position)
         self.last_stop = None
         self.checkpoint()
 
-    def seek(self, icount: int) -> StopEvent:
-        """Go to exactly `icount`; returns how the machine stopped there."""
-        if not 0 <= icount <= self.end_icount:
-            raise SeekError(f"icount {icount} is outside the recording (0 to {self.end_icount})")
+    def clear_interrupt(self) -> None:
+        """Forget an interrupt that came too late to stop anything: a run of no
+        instructions consumes it."""
+        self.machine.counter.clear_interrupt()
+        self.last_stop = self.machine.run(self.icount)
+
+    def seek(self, target: int) -> StopEvent:
+        """Go to exactly icount `target`; returns how the machine stopped there."""
+        if not 0 <= target <= self.end_icount:
+            raise SeekError(f"icount {target} is outside the recording (0 to {self.end_icount})")
         current = self.machine.icount
-        checkpoint = self.store.at_or_before(icount)
+        checkpoint = self.store.at_or_before(target)
         assert checkpoint is not None  # icount 0 is pinned
-        if not checkpoint.icount <= current <= icount:
+        if not checkpoint.icount <= current <= target:
             self.restore(checkpoint)
-        stop = self.forward(icount, breakpoints=False)
-        if self.machine.icount != icount:
+        stop = self.forward(target, breakpoints=False)
+        if self.machine.icount != target:
             raise SeekError(
                 f"the replay stopped at icount {self.machine.icount} before reaching "
-                f"{icount}: {stop.reason.value} {stop.detail}".rstrip()
+                f"{target}: {stop.reason.value} {stop.detail}".rstrip()
             )
         return stop
 
-    def forward(self, until: int | None = None, breakpoints: bool = True) -> StopEvent:
-        """Replay forward to `until` (or any other stop), checkpointing on the way.
+    def forward(self, target: int | None = None, breakpoints: bool = True) -> StopEvent:
+        """Replay forward to icount `target` (or any other stop), checkpointing on the way.
 
-        With `breakpoints` false, breakpoint hits do not stop it (seeks pass them).
+        With `breakpoints` false, breakpoint and watchpoint hits do not stop it before
+        `target` (seeks pass them).
         """
-        target = self.end_icount if until is None else min(until, self.end_icount)
+        target = self.end_icount if target is None else min(target, self.end_icount)
         stop = self.last_stop
         if stop is not None and stop.reason is StopReason.INTERRUPTED:
             # reported by the operation it interrupted; standing on a checkpoint boundary
@@ -207,8 +200,7 @@ class Timeline:
         found: tuple[int, WatchHit] | None = None
         while self.icount < end:
             before = self.icount
-            stop = self.machine.run(before + 1)
-            self.last_stop = stop
+            stop = self.forward(before + 1, breakpoints=False)
             if stop.reason is StopReason.WATCHPOINT and stop.watch is not None:
                 found = (before, stop.watch)
                 if not last:
@@ -222,22 +214,7 @@ class Timeline:
         return found
 
     def _stop_of(self, stop: StopEvent) -> Stop:
-        pc = self.machine.cpu.linear_pc()
-        match stop.reason:
-            case StopReason.BREAKPOINT:
-                return Stop(Where.BREAKPOINT, stop.icount, pc)
-            case StopReason.TARGET:
-                if stop.icount >= self.end_icount:
-                    return Stop(Where.END, stop.icount, pc)
-                return Stop(Where.TARGET, stop.icount, pc)
-            case StopReason.END_OF_INPUT:
-                return Stop(Where.END, stop.icount, pc)
-            case StopReason.EXIT:
-                return Stop(Where.EXITED, stop.icount, pc, f"exit status {stop.exit_code}")
-            case StopReason.INTERRUPTED:
-                return Stop(Where.INTERRUPTED, stop.icount, pc)
-            case _:
-                return Stop(Where.OTHER, stop.icount, pc, f"{stop.reason.value} {stop.detail}")
+        return stop_of(stop, self.machine.cpu.linear_pc(), self.end_icount)
 
     def _interruptible(self, operation: Callable[[], Stop]) -> Stop:
         try:
@@ -253,11 +230,11 @@ class Timeline:
         return self._interruptible(self._cont)
 
     def _cont(self) -> Stop:
-        brk = self.icount_break
-        until = brk if brk is not None and brk > self.icount else None
-        stop = self.forward(until)
-        if until is not None and stop.reason is StopReason.TARGET and self.icount == until:
-            return Stop(Where.REPLAY_BREAK, until, self.machine.cpu.linear_pc())
+        brk = self.replay_break
+        target = brk if brk is not None and brk > self.icount else None
+        stop = self.forward(target)
+        if target is not None and stop.reason is StopReason.TARGET and self.icount == target:
+            return Stop(Where.REPLAY_BREAK, target, self.machine.cpu.linear_pc())
         if stop.reason is StopReason.WATCHPOINT and stop.watch is not None:
             _writer, hit = self._locate(stop.watch, stop.icount, last=False)
             return Stop(
@@ -291,7 +268,7 @@ class Timeline:
         return self._interruptible(self._reverse_cont_or_break)
 
     def _reverse_cont_or_break(self) -> Stop:
-        brk = self.icount_break
+        brk = self.replay_break
         floor = brk if brk is not None and brk < self.icount else 0
         stop = self._reverse_cont(floor)
         if floor and stop.where is Where.BEGIN:

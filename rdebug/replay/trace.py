@@ -100,33 +100,14 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def parse_drive(text: str, taken: set[int]) -> DriveSpec:
-    """`file=PATH[,format=raw|qcow2][,index=N]` (QEMU's -drive, the options rdebug has)."""
-    fields: dict[str, str] = {}
-    for part in text.split(","):
-        key, sep, value = part.partition("=")
-        if not sep:
-            key, value = "file", part
-        if key not in ("file", "format", "index") or key in fields or not value:
-            raise UsageError(f"--drive {text!r}: expected file=PATH[,format=raw|qcow2][,index=N]")
-        fields[key] = value
-    if "file" not in fields:
-        raise UsageError(f"--drive {text!r}: no file=PATH")
-    path = Path(fields["file"])
+def drive_spec(index: int, path: Path, fmt: str | None, option: str) -> DriveSpec:
+    """IDE drive `index` over the image at `path`, in format `fmt` (detected if None);
+    `option` names it in error messages."""
     if not path.is_file():
-        raise UsageError(f"--drive {text!r}: {path}: no such file")
-    fmt = fields.get("format") or detect_format(path)
+        raise UsageError(f"{option}: {path}: no such file")
+    fmt = fmt or detect_format(path)
     if fmt not in ("raw", "qcow2"):
-        raise UsageError(f"--drive {text!r}: format must be raw or qcow2")
-    if "index" in fields:
-        if fields["index"] not in ("0", "1"):
-            raise UsageError(f"--drive {text!r}: index must be 0 (master) or 1 (slave)")
-        index = int(fields["index"])
-    else:
-        index = min({0, 1} - taken, default=2)
-    if index in taken or index > 1:
-        raise UsageError(f"--drive {text!r}: IDE drive {index} is already taken (two at most)")
-    taken.add(index)
+        raise UsageError(f"{option}: format must be raw or qcow2")
     return DriveSpec(index, str(path.resolve()), fmt, file_sha256(path))
 
 

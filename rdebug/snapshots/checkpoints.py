@@ -16,8 +16,6 @@ replay log's cursor) is an opaque `extra`.
 from __future__ import annotations
 
 import bisect
-import ctypes
-import importlib.util
 import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -25,39 +23,14 @@ from typing import Generic, TypeVar
 
 import numpy as np
 
-from rdebug.errors import MachineError
 from rdebug.machine.machine import Machine
+from rdebug.machine.pages import PAGE, WriteTracker, sync_shadow
 from rdebug.machine.state import MachineState
 
-PAGE = 4096
 #: Default memory budget for checkpoints (bytes of page data and tables).
 DEFAULT_BUDGET = 512 << 20
 
 Extra = TypeVar("Extra")
-
-
-def _native() -> ctypes.CDLL:
-    spec = importlib.util.find_spec("rdebug.machine._icount")
-    if spec is None or spec.origin is None:
-        raise MachineError("the native extension is not built: reinstall rdebug")
-    lib = ctypes.CDLL(spec.origin)
-    lib.rd_pages_sync.argtypes = (
-        ctypes.c_void_p,
-        ctypes.c_void_p,
-        ctypes.c_uint32,
-        ctypes.c_void_p,
-    )
-    lib.rd_pages_sync.restype = ctypes.c_uint32
-    lib.rd_track.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p)
-    lib.rd_track.restype = ctypes.c_int
-    for name in ("rd_rearm", "rd_rearm_dirty", "rd_unprotect"):
-        getattr(lib, name).argtypes = (ctypes.c_int,)
-        getattr(lib, name).restype = ctypes.c_int
-    lib.rd_open_pages.argtypes = (ctypes.c_int, ctypes.c_void_p, ctypes.c_uint32)
-    lib.rd_open_pages.restype = ctypes.c_int
-    lib.rd_untrack.argtypes = (ctypes.c_int,)
-    lib.rd_untrack.restype = None
-    return lib
 
 
 @dataclass(eq=False)
@@ -89,14 +62,13 @@ class CheckpointStore(Generic[Extra]):
         ram = machine.cpu.ram
         self._npages = len(ram) // PAGE
         self._ram = np.frombuffer(ram, dtype=np.uint8)
-        self._lib = _native()
         self._zero = bytes(PAGE)
         self._origin_pages: list[bytes] = [self._zero] * self._npages
         self._origin_ids = np.full(self._npages, id(self._zero), dtype=np.int64)
         self._known = False  # `_origin_pages` does not describe RAM yet
         # Write-fault tracking, or a shadow copy to compare with where it is refused.
         self._dirty = np.zeros(self._npages, dtype=np.uint8)
-        self._slot = -1
+        self._tracker: WriteTracker | None = None
         self._shadow = np.zeros(0, dtype=np.uint8)
         self._changed = np.zeros(self._npages, dtype=np.uint32)
         self._checkpoints: list[Checkpoint[Extra]] = []
@@ -106,7 +78,7 @@ class CheckpointStore(Generic[Extra]):
     @property
     def tracking(self) -> bool:
         """Dirty pages come from write faults (not from comparing all of RAM)."""
-        return self._slot >= 0
+        return self._tracker is not None
 
     def _start_watching(self, rewritten: Iterable[int] = ()) -> None:
         """RAM now equals `_origin_pages`: watch for writes from here.
@@ -114,20 +86,19 @@ class CheckpointStore(Generic[Extra]):
         `rewritten`: pages the store itself just wrote into RAM (the shadow copy, where
         there is one, already holds every page the guest wrote).
         """
-        if self._slot < 0 and self._shadow.size == 0:
+        if self._tracker is None and self._shadow.size == 0:
             if self._write_faults:
-                self._slot = self._lib.rd_track(
+                self._tracker = WriteTracker.start(
                     self._ram.ctypes.data, self._npages * PAGE, self._dirty.ctypes.data
                 )
-                if self._slot >= 0:
+                if self._tracker is not None:
                     # a store dropped without close() must not leave its region armed
-                    self._finalizer = weakref.finalize(self, self._lib.rd_untrack, self._slot)
-            if self._slot < 0:
+                    self._finalizer = weakref.finalize(self, self._tracker.stop)
+            if self._tracker is None:
                 self._shadow = self._ram.copy()
             return
-        if self._slot >= 0:
-            if self._lib.rd_rearm_dirty(self._slot) != 0:
-                raise MachineError("cannot write-protect the guest RAM")
+        if self._tracker is not None:
+            self._tracker.rearm()
             return
         for index in rewritten:
             self._shadow[index * PAGE : (index + 1) * PAGE] = self._ram[
@@ -138,9 +109,9 @@ class CheckpointStore(Generic[Extra]):
         """Pages written since `_start_watching` (as far as `_origin_pages` knows)."""
         if not self._known:
             return list(range(self._npages))
-        if self._slot >= 0:
+        if self._tracker is not None:
             return np.flatnonzero(self._dirty).tolist()
-        count = self._lib.rd_pages_sync(
+        count = sync_shadow(
             self._ram.ctypes.data,
             self._shadow.ctypes.data,
             self._npages,
@@ -150,9 +121,9 @@ class CheckpointStore(Generic[Extra]):
 
     def close(self) -> None:
         """Drop every checkpoint and let go of the machine's RAM."""
-        if self._slot >= 0:
-            self._finalizer()  # rd_untrack, once
-            self._slot = -1
+        if self._tracker is not None:
+            self._finalizer()  # stop tracking, once
+            self._tracker = None
         self._checkpoints.clear()
         self._keys.clear()
         self._origin_pages = []
@@ -195,10 +166,9 @@ class CheckpointStore(Generic[Extra]):
         changed = set(self._changed_pages())
         target = checkpoint.pages
         changed.update(np.flatnonzero(self._origin_ids != checkpoint.ids).tolist())
-        if self._slot >= 0 and changed:
+        if self._tracker is not None and changed:
             opened = np.fromiter(changed, dtype=np.uint32, count=len(changed))
-            if self._lib.rd_open_pages(self._slot, opened.ctypes.data, len(opened)) != 0:
-                raise MachineError("cannot make guest RAM pages writable")
+            self._tracker.open_pages(opened.ctypes.data, len(opened))
         for index in changed:
             self._ram[index * PAGE : (index + 1) * PAGE] = np.frombuffer(
                 target[index], dtype=np.uint8

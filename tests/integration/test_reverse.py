@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import rdebug
-from rdebug.replay.timeline import Where
+from rdebug.api import Where
 from tests.conftest import record_cli
 
 

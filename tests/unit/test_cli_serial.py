@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from rdebug.cli import _SerialOut
+from rdebug.host.serial import SerialOut
 
 
 class Recording(io.BytesIO):
@@ -18,7 +18,7 @@ class Recording(io.BytesIO):
 
 def test_a_file_is_flushed_at_line_ends() -> None:
     stream = Recording()
-    out = _SerialOut(stream, flush=False)
+    out = SerialOut(stream, flush=False)
     for byte in b"$ ls\nx":
         out.write(bytes([byte]))
     assert stream.flushed == [b"$ ls\n"]  # a long run's output can be followed as it goes
@@ -26,6 +26,6 @@ def test_a_file_is_flushed_at_line_ends() -> None:
 
 def test_a_terminal_is_flushed_at_every_write() -> None:
     stream = Recording()
-    out = _SerialOut(stream, flush=True)
+    out = SerialOut(stream, flush=True)
     out.write(b"$ ")
     assert stream.flushed == [b"$ "]

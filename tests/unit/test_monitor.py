@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 import rdebug
-from rdebug import monitor
+from rdebug import commands, monitor
+from rdebug.api import Where
 from rdebug.errors import UsageError
-from rdebug.replay.timeline import Where
 from tests.conftest import record_cli
 
 
@@ -22,19 +22,19 @@ def trace(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.parametrize(
     ("line", "command"),
     [
-        ("info replay", monitor.InfoReplay()),
-        ("replay_seek 0x10", monitor.ReplaySeek(16)),
-        ("replay_break 1_000", monitor.ReplayBreak(1000)),
-        ("replay_delete_break", monitor.ReplayDeleteBreak()),
-        ("savevm here", monitor.SaveVm("here")),
-        ("loadvm 'my snap'", monitor.LoadVm("my snap")),
-        ("info snapshots", monitor.InfoSnapshots()),
-        ("help", monitor.Help()),
-        ("help savevm", monitor.Help("savevm")),
+        ("info replay", commands.InfoReplay()),
+        ("replay_seek 0x10", commands.ReplaySeek(16)),
+        ("replay_break 1_000", commands.ReplayBreak(1000)),
+        ("replay_delete_break", commands.ReplayDeleteBreak()),
+        ("savevm here", commands.SaveVm("here")),
+        ("loadvm 'my snap'", commands.LoadVm("my snap")),
+        ("info snapshots", commands.InfoSnapshots()),
+        ("help", commands.Help()),
+        ("help savevm", commands.Help("savevm")),
     ],
 )
-def test_parse(line: str, command: monitor.Command) -> None:
-    assert monitor.parse(line) == command
+def test_parse(line: str, command: commands.Command) -> None:
+    assert commands.parse(line) == command
 
 
 @pytest.mark.parametrize(
@@ -50,7 +50,7 @@ def test_parse(line: str, command: monitor.Command) -> None:
 )
 def test_parse_errors(line: str, needle: str) -> None:
     with pytest.raises(UsageError, match=needle):
-        monitor.parse(line)
+        commands.parse(line)
 
 
 def test_commands_drive_the_session(trace: Path) -> None:

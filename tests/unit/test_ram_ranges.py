@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from rdebug.machine.cpu import Cpu
-from rdebug.snapshots.checkpoints import PAGE
+from rdebug.machine.pages import PAGE
 
 
 def _nonzero_pages(cpu: Cpu) -> set[int]:

@@ -1,4 +1,4 @@
-"""The command language (monitor.py) and the API it stands on, against a real recording.
+"""The command language (commands.py, monitor.py) and the API below, on a real recording.
 
 Everything that moves through time is checked against the straight run: the state hash
 after a jump (events, goto, next/prev-event, watchpoints backward) equals the hash of a
@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 
 import rdebug
-from rdebug import monitor
-from rdebug.api import Session
+from rdebug import commands, monitor
+from rdebug.api import Session, Where
 from rdebug.errors import UsageError
 from rdebug.events import EventKind, parse_kind
 from rdebug.replay.log import InterruptTaken, Reader
-from rdebug.replay.timeline import MIN_INTERVAL, Where
+from rdebug.replay.timeline import MIN_INTERVAL
 from tests.conftest import record_cli
 
 
@@ -45,46 +45,46 @@ def straight_hash(trace: Path, icount: int) -> str:
 @pytest.mark.parametrize(
     ("line", "command"),
     [
-        ("stepi", monitor.StepI(1)),
-        ("si 10", monitor.StepI(10)),
-        ("rstepi 3", monitor.StepI(3, reverse=True)),
-        ("reverse-stepi", monitor.StepI(1, reverse=True)),
-        ("c", monitor.Continue()),
-        ("reverse-continue", monitor.Continue(reverse=True)),
-        ("seek 0x100", monitor.ReplaySeek(256)),
-        ("seek end", monitor.ReplaySeek(None)),
-        ("break deposit", monitor.Break("deposit")),
-        ("watch acct+16", monitor.Watch("acct+16", 4, "write")),
-        ("watch 0x1000 2 read", monitor.Watch("0x1000", 2, "read")),
-        ("watch ticks access 1", monitor.Watch("ticks", 1, "access")),
-        ("delete 2", monitor.Delete(2)),
-        ("delete", monitor.Delete(None)),
-        ("info breakpoints", monitor.InfoBreakpoints()),
-        ("info registers", monitor.Registers()),
-        ("regs", monitor.Registers()),
-        ("x/4xw acct", monitor.Examine("acct", 4, "x", 4)),
-        ("x/16xb 0x100000", monitor.Examine("0x100000", 16, "x", 1)),
-        ("x/s msg", monitor.Examine("msg", 1, "s", 4)),
-        ("x/3i $eip", monitor.Examine("$eip", 3, "i", 4)),
-        ("x ticks", monitor.Examine("ticks", 1, "x", 4)),
-        ("x/2dg ticks", monitor.Examine("ticks", 2, "d", 8)),
-        ("disas", monitor.Disassemble(None, 10)),
-        ("disas guest_main 3", monitor.Disassemble("guest_main", 3)),
-        ("events", monitor.Events()),
-        ("events interrupts --from 5 --to 9", monitor.Events(EventKind.INTERRUPT, 5, 9)),
-        ("goto event 3", monitor.GotoEvent(3)),
-        ("next-event interrupt", monitor.NextEvent(EventKind.INTERRUPT)),
-        ("prev-event", monitor.NextEvent(None, reverse=True)),
-        ("snapshots", monitor.InfoSnapshots()),
-        ("gdb", monitor.ServeGdb(1234)),
-        ("gdb 0", monitor.ServeGdb(0)),
-        ("source cmds.txt", monitor.Source("cmds.txt")),
-        ("quit", monitor.Quit()),
-        ("help x/4xw", monitor.Help("x/4xw")),
+        ("stepi", commands.StepI(1)),
+        ("si 10", commands.StepI(10)),
+        ("rstepi 3", commands.StepI(3, reverse=True)),
+        ("reverse-stepi", commands.StepI(1, reverse=True)),
+        ("c", commands.Continue()),
+        ("reverse-continue", commands.Continue(reverse=True)),
+        ("seek 0x100", commands.ReplaySeek(256)),
+        ("seek end", commands.ReplaySeek(None)),
+        ("break deposit", commands.Break("deposit")),
+        ("watch acct+16", commands.Watch("acct+16", 4, "write")),
+        ("watch 0x1000 2 read", commands.Watch("0x1000", 2, "read")),
+        ("watch ticks access 1", commands.Watch("ticks", 1, "access")),
+        ("delete 2", commands.Delete(2)),
+        ("delete", commands.Delete(None)),
+        ("info breakpoints", commands.InfoBreakpoints()),
+        ("info registers", commands.Registers()),
+        ("regs", commands.Registers()),
+        ("x/4xw acct", commands.Examine("acct", 4, "x", 4)),
+        ("x/16xb 0x100000", commands.Examine("0x100000", 16, "x", 1)),
+        ("x/s msg", commands.Examine("msg", 1, "s", 4)),
+        ("x/3i $eip", commands.Examine("$eip", 3, "i", 4)),
+        ("x ticks", commands.Examine("ticks", 1, "x", 4)),
+        ("x/2dg ticks", commands.Examine("ticks", 2, "d", 8)),
+        ("disas", commands.Disassemble(None, 10)),
+        ("disas guest_main 3", commands.Disassemble("guest_main", 3)),
+        ("events", commands.Events()),
+        ("events interrupts --from 5 --to 9", commands.Events(EventKind.INTERRUPT, 5, 9)),
+        ("goto event 3", commands.GotoEvent(3)),
+        ("next-event interrupt", commands.NextEvent(EventKind.INTERRUPT)),
+        ("prev-event", commands.NextEvent(None, reverse=True)),
+        ("snapshots", commands.InfoSnapshots()),
+        ("gdb", commands.ServeGdb(1234)),
+        ("gdb 0", commands.ServeGdb(0)),
+        ("source cmds.txt", commands.Source("cmds.txt")),
+        ("quit", commands.Quit()),
+        ("help x/4xw", commands.Help("x/4xw")),
     ],
 )
-def test_parse(line: str, command: monitor.Command) -> None:
-    assert monitor.parse(line) == command
+def test_parse(line: str, command: commands.Command) -> None:
+    assert commands.parse(line) == command
 
 
 @pytest.mark.parametrize(
@@ -104,7 +104,7 @@ def test_parse(line: str, command: monitor.Command) -> None:
 )
 def test_parse_errors(line: str, needle: str) -> None:
     with pytest.raises(UsageError, match=needle):
-        monitor.parse(line)
+        commands.parse(line)
 
 
 def test_event_kinds_by_name_plural_or_prefix() -> None:
@@ -128,7 +128,7 @@ def test_events_are_the_logs_with_their_icounts(bug_trace: Path, session: Sessio
     assert [e.index for e in session.events()] == list(range(len(list(session.events()))))
     inside = list(session.events(EventKind.INTERRUPT, expected[1], expected[2] + 1))
     assert [e.icount for e in inside] == expected[1:3]
-    text = monitor.Debugger(session).run(monitor.parse("events interrupt"))
+    text = monitor.Debugger(session).run(commands.parse("events interrupt"))
     assert all(str(icount) in text for icount in expected)
 
 

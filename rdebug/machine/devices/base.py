@@ -9,9 +9,11 @@ schedules its work through `ctx.set_timer` behaves the same on every run.
 
 from __future__ import annotations
 
+import enum
 import mmap
-from collections.abc import Mapping
-from typing import Protocol
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol, TypeVar
 
 StateValue = int | bool | bytes | str | None | list["StateValue"] | dict[str, "StateValue"]
 State = dict[str, StateValue]
@@ -44,12 +46,74 @@ class DeviceContext(Protocol):
         ...
 
 
-class Device:
+@dataclass(frozen=True, slots=True)
+class Codec:
+    """How one kind of attribute is written into a saved state and read back from it."""
+
+    load: Callable[[StateValue], Any]
+    #: None: the attribute's value is saved as it is
+    save: Callable[[Any], StateValue] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    """One item of a saved state: attribute `attr`, saved under `key` (default: the
+    attribute's name without its leading underscore).  A `default` is read where the key
+    is absent (states saved before the field existed)."""
+
+    attr: str
+    codec: Codec
+    key: str = ""
+    default: StateValue = None
+    required: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.key:
+            object.__setattr__(self, "key", self.attr.lstrip("_"))
+
+
+def fields(codec: Codec, *attrs: str) -> tuple[Field, ...]:
+    """Fields of one kind, each saved under its attribute's name (less a leading `_`)."""
+    return tuple(Field(attr, codec) for attr in attrs)
+
+
+class Stateful:
+    """Something whose state is its `state_fields`, declared once for save and load.
+
+    `save_state` returns plain data (ints, bools, bytes, str, lists, dicts) that
+    `load_state` takes back; save -> load -> save must give the same value.  A class
+    with state that is not a plain field extends both (calling these first or last).
+    """
+
+    state_fields: ClassVar[tuple[Field, ...]] = ()
+    # `state_fields` as plain tuples (snapshots and restores are on the seek path)
+    _save_plan: ClassVar[tuple[tuple[str, str, Callable[[Any], StateValue] | None], ...]] = ()
+    _load_plan: ClassVar[tuple[tuple[str, str, Callable[[StateValue], Any], bool, Any], ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._save_plan = tuple((f.key, f.attr, f.codec.save) for f in cls.state_fields)
+        cls._load_plan = tuple(
+            (f.key, f.attr, f.codec.load, f.required, f.default) for f in cls.state_fields
+        )
+
+    def save_state(self) -> State:
+        state: State = {}
+        for key, attr, save in self._save_plan:
+            value = getattr(self, attr)
+            state[key] = value if save is None else save(value)
+        return state
+
+    def load_state(self, state: Mapping[str, StateValue]) -> None:
+        """Restore what `save_state` returned (timers are re-armed by the device)."""
+        for key, attr, load, required, default in self._load_plan:
+            setattr(self, attr, load(state[key] if required else state.get(key, default)))
+
+
+class Device(Stateful):
     """Base class of every device on the I/O bus.
 
-    Subclasses set `name` and `ports` and override what they implement.  `save_state`
-    returns plain data (ints, bools, bytes, str, lists, dicts) that `load_state` takes
-    back; save -> load -> save must give the same value.
+    Subclasses set `name`, `ports` and `state_fields` and override what they implement.
     """
 
     name: str = "device"
@@ -99,11 +163,33 @@ class Device:
     def mmio_refresh(self, addr: int, size: int) -> None:
         """About to read `size` bytes at `addr` (in `hot_registers`): update the page."""
 
-    def save_state(self) -> State:
-        return {}
+    def drive_irq(self, line: int, level: bool, driven: bool) -> bool:
+        """Drive ISA line `line` to `level`, telling the machine only of a change from
+        `driven` (the level this device drove last).  Returns `level`: keep it."""
+        if level != driven:
+            self.ctx.set_irq(line, level)
+        return level
 
-    def load_state(self, state: Mapping[str, StateValue]) -> None:
-        """Restore what `save_state` returned (timers are re-armed by the device)."""
+
+class ByteDevice(Device):
+    """A device of byte-wide registers: a 16- or 32-bit IN/OUT is that many byte
+    accesses to consecutive ports, the lowest first (as the ISA bus splits them)."""
+
+    def io_read(self, port: int, size: int) -> int:
+        value = 0
+        for i in range(size):
+            value |= self._read_byte(port + i) << (8 * i)
+        return value
+
+    def io_write(self, port: int, size: int, value: int) -> None:
+        for i in range(size):
+            self._write_byte(port + i, (value >> (8 * i)) & 0xFF)
+
+    def _read_byte(self, port: int) -> int:
+        return 0xFF
+
+    def _write_byte(self, port: int, value: int) -> None:
+        pass
 
 
 # -- reading saved state back (it may come from a file: wrong types raise, never assert) --
@@ -123,3 +209,22 @@ def state_bytes(value: StateValue) -> bytes:
     if not isinstance(value, bytes):
         raise TypeError(f"expected bytes in a device state, got {type(value).__name__}")
     return value
+
+
+#: An int attribute.
+INT = Codec(state_int)
+#: An int attribute that may be None.
+OPT_INT = Codec(state_opt_int)
+#: A bool attribute.
+BOOL = Codec(bool)
+#: A bytes attribute.
+BYTES = Codec(state_bytes)
+#: A bytearray attribute (saved as bytes).
+BUFFER = Codec(lambda value: bytearray(state_bytes(value)), bytes)
+
+E = TypeVar("E", bound=enum.Enum)
+
+
+def enum_codec(kind: type[E]) -> Codec:
+    """An attribute holding a member of enum `kind` (saved as its value)."""
+    return Codec(kind, lambda member: member.value)

@@ -22,12 +22,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from rdebug.machine.devices.base import (
+    BUFFER,
+    INT,
     Device,
     DeviceContext,
-    State,
     StateValue,
+    fields,
     state_bytes,
-    state_int,
 )
 
 CRTC_INDEX = 0x3D4
@@ -115,19 +116,13 @@ class Cga(Device):
             value |= STATUS_DISPLAY_INACTIVE
         return value
 
-    def save_state(self) -> State:
-        return {
-            "index": self.index,
-            "crtc": bytes(self.crtc),
-            "mode_control": self.mode_control,
-            "color_select": self.color_select,
-        }
+    state_fields = (
+        *fields(INT, "index"),
+        *fields(BUFFER, "crtc"),
+        *fields(INT, "mode_control", "color_select"),
+    )
 
     def load_state(self, state: Mapping[str, StateValue]) -> None:
-        crtc = state_bytes(state["crtc"])
-        if len(crtc) != CRTC_REGISTERS:
+        if len(state_bytes(state["crtc"])) != CRTC_REGISTERS:
             raise TypeError("malformed cga state: 18 CRTC registers expected")
-        self.index = state_int(state["index"])
-        self.crtc = bytearray(crtc)
-        self.mode_control = state_int(state["mode_control"])
-        self.color_select = state_int(state["color_select"])
+        super().load_state(state)

@@ -43,13 +43,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from rdebug.machine.devices.base import (
+    BOOL,
+    BUFFER,
+    INT,
+    OPT_INT,
+    Codec,
     Device,
     DeviceContext,
+    Field,
     State,
     StateValue,
+    fields,
     state_bytes,
     state_int,
-    state_opt_int,
 )
 
 DATA_PORT = 0x60
@@ -102,6 +108,16 @@ _EXPECT_KBD_OUT = "kbd-out"  # 0xD2: as if the keyboard sent it
 _EXPECT_AUX_OUT = "aux-out"  # 0xD3: as if the mouse sent it
 _EXPECT_AUX = "aux"  # 0xD4: to the mouse
 _EXPECTS = (_EXPECT_RAM, _EXPECT_OUTPUT_PORT, _EXPECT_KBD_OUT, _EXPECT_AUX_OUT, _EXPECT_AUX)
+
+
+def _load_expect(value: StateValue) -> str | None:
+    if value is not None and value not in _EXPECTS:
+        raise TypeError(f"malformed i8042 state: expect {value!r}")
+    return value if isinstance(value, str) else None
+
+
+#: The controller's pending command byte expectation (one of _EXPECTS, or None).
+_EXPECT = Codec(_load_expect)
 
 
 class I8042(Device):
@@ -465,57 +481,39 @@ class I8042(Device):
     def _update_irqs(self) -> None:
         irq1 = self.obf and not self.ob_aux and bool(self.command_byte & CMD_KBD_INT)
         irq12 = self.obf and self.ob_aux and bool(self.command_byte & CMD_AUX_INT)
-        if irq1 != self._irq1:
-            self._irq1 = irq1
-            self.ctx.set_irq(KBD_IRQ, irq1)
-        if irq12 != self._irq12:
-            self._irq12 = irq12
-            self.ctx.set_irq(AUX_IRQ, irq12)
+        self._irq1 = self.drive_irq(KBD_IRQ, irq1, self._irq1)
+        self._irq12 = self.drive_irq(AUX_IRQ, irq12, self._irq12)
 
     # -- snapshots ------------------------------------------------------------------------
 
+    state_fields = (
+        *fields(BUFFER, "ram"),
+        *fields(INT, "output_port"),
+        *fields(BOOL, "a2"),
+        Field("expect", _EXPECT),
+        *fields(INT, "ram_index"),
+        *fields(BOOL, "obf"),
+        *fields(INT, "ob"),
+        *fields(BOOL, "ob_aux"),
+        *fields(INT, "ready_ns"),
+        *fields(BUFFER, "_ctrl_q", "_kbd_q", "_aux_q", "_packet_q", "_host_keys"),
+        *fields(BOOL, "kbd_scanning"),
+        *fields(INT, "kbd_expect", "kbd_leds", "kbd_typematic", "kbd_set", "aux_expect"),
+        *fields(BOOL, "aux_reporting", "aux_remote", "aux_scaling2"),
+        *fields(INT, "aux_rate", "aux_resolution", "aux_buttons"),
+        *fields(BOOL, "last_host_aux", "_irq1", "_irq12"),
+        Field("_deadline", OPT_INT, key="timer"),
+    )
+
     def save_state(self) -> State:
         return {
-            "ram": bytes(self.ram),
-            "output_port": self.output_port,
-            "a2": self.a2,
-            "expect": self.expect,
-            "ram_index": self.ram_index,
-            "obf": self.obf,
-            "ob": self.ob,
-            "ob_aux": self.ob_aux,
-            "ready_ns": self.ready_ns,
-            "ctrl_q": bytes(self._ctrl_q),
-            "kbd_q": bytes(self._kbd_q),
-            "aux_q": bytes(self._aux_q),
-            "packet_q": bytes(self._packet_q),
-            "host_keys": bytes(self._host_keys),
+            **super().save_state(),
             "host_mouse": [[dx, dy, b] for dx, dy, b in self._host_mouse],
-            "kbd_scanning": self.kbd_scanning,
-            "kbd_expect": self.kbd_expect,
-            "kbd_leds": self.kbd_leds,
-            "kbd_typematic": self.kbd_typematic,
-            "kbd_set": self.kbd_set,
-            "aux_expect": self.aux_expect,
-            "aux_reporting": self.aux_reporting,
-            "aux_remote": self.aux_remote,
-            "aux_scaling2": self.aux_scaling2,
-            "aux_rate": self.aux_rate,
-            "aux_resolution": self.aux_resolution,
-            "aux_buttons": self.aux_buttons,
-            "last_host_aux": self.last_host_aux,
-            "irq1": self._irq1,
-            "irq12": self._irq12,
-            "timer": self._deadline,
         }
 
     def load_state(self, state: Mapping[str, StateValue]) -> None:
-        ram = state_bytes(state["ram"])
-        if len(ram) != 32:
+        if len(state_bytes(state["ram"])) != 32:
             raise TypeError("malformed i8042 state: RAM is 32 bytes")
-        expect = state["expect"]
-        if expect is not None and expect not in _EXPECTS:
-            raise TypeError(f"malformed i8042 state: expect {expect!r}")
         mouse = state["host_mouse"]
         if not isinstance(mouse, list):
             raise TypeError("malformed i8042 state: host_mouse")
@@ -524,37 +522,8 @@ class I8042(Device):
             if not isinstance(item, list) or len(item) != 3:
                 raise TypeError("malformed i8042 state: host_mouse")
             reports.append((state_int(item[0]), state_int(item[1]), state_int(item[2])))
-        self.ram = bytearray(ram)
-        self.output_port = state_int(state["output_port"])
-        self.a2 = bool(state["a2"])
-        self.expect = expect if isinstance(expect, str) else None
-        self.ram_index = state_int(state["ram_index"])
-        self.obf = bool(state["obf"])
-        self.ob = state_int(state["ob"])
-        self.ob_aux = bool(state["ob_aux"])
-        self.ready_ns = state_int(state["ready_ns"])
-        self._ctrl_q = bytearray(state_bytes(state["ctrl_q"]))
-        self._kbd_q = bytearray(state_bytes(state["kbd_q"]))
-        self._aux_q = bytearray(state_bytes(state["aux_q"]))
-        self._packet_q = bytearray(state_bytes(state["packet_q"]))
-        self._host_keys = bytearray(state_bytes(state["host_keys"]))
+        super().load_state(state)
         self._host_mouse = reports
-        self.kbd_scanning = bool(state["kbd_scanning"])
-        self.kbd_expect = state_int(state["kbd_expect"])
-        self.kbd_leds = state_int(state["kbd_leds"])
-        self.kbd_typematic = state_int(state["kbd_typematic"])
-        self.kbd_set = state_int(state["kbd_set"])
-        self.aux_expect = state_int(state["aux_expect"])
-        self.aux_reporting = bool(state["aux_reporting"])
-        self.aux_remote = bool(state["aux_remote"])
-        self.aux_scaling2 = bool(state["aux_scaling2"])
-        self.aux_rate = state_int(state["aux_rate"])
-        self.aux_resolution = state_int(state["aux_resolution"])
-        self.aux_buttons = state_int(state["aux_buttons"])
-        self.last_host_aux = bool(state["last_host_aux"])
-        self._irq1 = bool(state["irq1"])
-        self._irq12 = bool(state["irq12"])
-        self._deadline = state_opt_int(state["timer"])
         self.ctx.set_timer(self, self._deadline)
 
 
@@ -583,11 +552,7 @@ class FastA20Port(Device):
         if value & 0x01:
             self.ctx.guest_exit(0)
 
-    def save_state(self) -> State:
-        return {"value": self.value}
-
-    def load_state(self, state: Mapping[str, StateValue]) -> None:
-        self.value = state_int(state["value"]) & OUT_A20
+    state_fields = (Field("value", Codec(lambda value: state_int(value) & OUT_A20)),)
 
 
 def _packet(dx: int, dy: int, buttons: int) -> bytes:

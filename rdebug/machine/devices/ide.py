@@ -49,12 +49,17 @@ from typing import Protocol, assert_never
 
 from rdebug.errors import MachineError
 from rdebug.machine.devices.base import (
+    BOOL,
+    BUFFER,
+    INT,
     Device,
     DeviceContext,
+    Field,
     State,
+    Stateful,
     StateValue,
-    state_bytes,
-    state_int,
+    enum_codec,
+    fields,
 )
 
 SECTOR_SIZE = 512
@@ -175,7 +180,7 @@ class MemoryBlockDevice:
             )
 
 
-class _Drive:
+class _Drive(Stateful):
     """One drive's own registers (Status, Error), its sector buffer and its command."""
 
     def __init__(self, disk: BlockDevice, index: int) -> None:
@@ -202,38 +207,22 @@ class _Drive:
         self.per_block = 1  # sectors per DRQ block of the command in progress
         self.intrq = False  # interrupt pending
 
-    def save_state(self) -> State:
-        return {
-            "status": self.status,
-            "error": self.error,
-            "buffer": bytes(self.buffer),
-            "pos": self.pos,
-            "phase": self.phase.value,
-            "lba": self.lba,
-            "remaining": self.remaining,
-            "intrq": self.intrq,
-            "heads": self.heads,
-            "sectors_per_track": self.sectors_per_track,
-            "multiple": self.multiple,
-            "block_size": self.block_size,
-            "per_block": self.per_block,
-        }
+    state_fields = (
+        *fields(INT, "status", "error"),
+        *fields(BUFFER, "buffer"),
+        *fields(INT, "pos"),
+        Field("phase", enum_codec(Phase)),
+        *fields(INT, "lba", "remaining"),
+        *fields(BOOL, "intrq"),
+        *fields(INT, "heads", "sectors_per_track"),
+        # (absent from snapshots made before READ/WRITE MULTIPLE: their defaults)
+        Field("multiple", INT, default=MAX_MULTIPLE, required=False),
+        Field("block_size", INT, default=SECTOR_SIZE, required=False),
+        Field("per_block", INT, default=1, required=False),
+    )
 
     def load_state(self, state: Mapping[str, StateValue]) -> None:
-        self.status = state_int(state["status"])
-        self.error = state_int(state["error"])
-        self.buffer = bytearray(state_bytes(state["buffer"]))
-        self.pos = state_int(state["pos"])
-        self.phase = Phase(_str(state["phase"]))
-        self.lba = state_int(state["lba"])
-        self.remaining = state_int(state["remaining"])
-        self.intrq = bool(state["intrq"])
-        self.heads = state_int(state["heads"])
-        self.sectors_per_track = state_int(state["sectors_per_track"])
-        # (absent from snapshots made before READ/WRITE MULTIPLE: their defaults)
-        self.multiple = state_int(state.get("multiple", MAX_MULTIPLE))
-        self.block_size = state_int(state.get("block_size", SECTOR_SIZE))
-        self.per_block = state_int(state.get("per_block", 1))
+        super().load_state(state)
         if not 0 < self.block_size <= MAX_MULTIPLE * SECTOR_SIZE or self.block_size % 512:
             raise TypeError("malformed ide device state: block size")
         if len(self.buffer) < self.block_size or self.pos > self.block_size:
@@ -559,25 +548,19 @@ class IdeController(Device):
         drive.intrq = True
 
     def _update_irq(self) -> None:
-        level = self.irq_level()
-        if level != self._irq_level:
-            self._irq_level = level
-            self.ctx.set_irq(self.irq, level)
+        self._irq_level = self.drive_irq(self.irq, self.irq_level(), self._irq_level)
 
     # -- snapshots --------------------------------------------------------------------------
 
+    state_fields = (
+        *fields(INT, "features", "sector_count", "lba_low", "lba_mid", "lba_high", "device"),
+        *fields(INT, "device_control"),
+        *fields(BOOL, "_irq_level"),
+    )
+
     def save_state(self) -> State:
-        return {
-            "features": self.features,
-            "sector_count": self.sector_count,
-            "lba_low": self.lba_low,
-            "lba_mid": self.lba_mid,
-            "lba_high": self.lba_high,
-            "device": self.device,
-            "device_control": self.device_control,
-            "irq_level": self._irq_level,
-            "drives": [None if drive is None else drive.save_state() for drive in self.drives],
-        }
+        drives: list[StateValue] = [None if d is None else d.save_state() for d in self.drives]
+        return {**super().save_state(), "drives": drives}
 
     def load_state(self, state: Mapping[str, StateValue]) -> None:
         drives = state["drives"]
@@ -589,14 +572,7 @@ class IdeController(Device):
                 f"{self.name}: the snapshot's drives (master, slave present: "
                 f"{[saved is not None for saved in drives]}) are not this machine's ({present})"
             )
-        self.features = state_int(state["features"])
-        self.sector_count = state_int(state["sector_count"])
-        self.lba_low = state_int(state["lba_low"])
-        self.lba_mid = state_int(state["lba_mid"])
-        self.lba_high = state_int(state["lba_high"])
-        self.device = state_int(state["device"])
-        self.device_control = state_int(state["device_control"])
-        self._irq_level = bool(state["irq_level"])
+        super().load_state(state)
         for drive, saved in zip(self.drives, drives, strict=True):
             if drive is not None:
                 if not (isinstance(saved, dict)):
@@ -652,9 +628,3 @@ def _put_string(words: list[int], first: int, length: int, text: str) -> None:
     raw = text.ljust(length).encode("ascii")
     for i in range(length // 2):
         words[first + i] = raw[2 * i] << 8 | raw[2 * i + 1]
-
-
-def _str(value: StateValue) -> str:
-    if not (isinstance(value, str)):
-        raise TypeError("malformed ide device state")
-    return value

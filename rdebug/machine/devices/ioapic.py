@@ -24,7 +24,16 @@ import logging
 import mmap
 from collections.abc import Mapping
 
-from rdebug.machine.devices.base import Device, DeviceContext, State, StateValue, state_int
+from rdebug.machine.devices.base import (
+    INT,
+    Codec,
+    Device,
+    DeviceContext,
+    Field,
+    StateValue,
+    fields,
+    state_int,
+)
 from rdebug.machine.devices.lapic import LocalApic
 
 log = logging.getLogger(__name__)
@@ -54,6 +63,12 @@ _ENTRY_WRITABLE = 0xFF000000_0001AFFF
 def isa_pin(irq: int) -> int:
     """The IOAPIC pin ISA IRQ `irq` is wired to."""
     return ISA_OVERRIDES.get(irq, irq)
+
+
+def _load_redirection(entries: StateValue) -> list[int]:
+    if not isinstance(entries, list) or len(entries) != PINS:
+        raise TypeError(f"an IOAPIC state needs {PINS} redirection entries")
+    return [state_int(e) for e in entries]
 
 
 class IoApic(Device):
@@ -159,22 +174,12 @@ class IoApic(Device):
 
     # -- snapshots -----------------------------------------------------------------------
 
-    def save_state(self) -> State:
-        return {
-            "ioregsel": self.ioregsel,
-            "id": self.id,
-            "redirection": list(self.redirection),
-            "lines": self.lines,
-            "irr": self.irr,
-        }
+    state_fields = (
+        *fields(INT, "ioregsel", "id"),
+        Field("redirection", Codec(_load_redirection, list)),
+        *fields(INT, "lines", "irr"),
+    )
 
     def load_state(self, state: Mapping[str, StateValue]) -> None:
-        entries = state["redirection"]
-        if not isinstance(entries, list) or len(entries) != PINS:
-            raise TypeError(f"an IOAPIC state needs {PINS} redirection entries")
-        self.ioregsel = state_int(state["ioregsel"])
-        self.id = state_int(state["id"])
-        self.redirection = [state_int(e) for e in entries]
-        self.lines = state_int(state["lines"])
-        self.irr = state_int(state["irr"])
+        super().load_state(state)
         self._publish()

@@ -26,7 +26,17 @@ import mmap
 import struct
 from collections.abc import Mapping
 
-from rdebug.machine.devices.base import Device, DeviceContext, State, StateValue, state_int
+from rdebug.machine.devices.base import (
+    INT,
+    OPT_INT,
+    Codec,
+    Device,
+    DeviceContext,
+    Field,
+    StateValue,
+    fields,
+    state_int,
+)
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +136,16 @@ def _highest(bits: int) -> int:
 #: Eight 32-bit registers 16 bytes apart (the ISR/TMR/IRR layout of the register page).
 _BITMAP = struct.Struct("<" + "I12x" * 7 + "I")
 _U32 = struct.Struct("<I")
+
+
+def _save_regs(regs: dict[int, int]) -> StateValue:
+    return {f"{k:#05x}": v for k, v in sorted(regs.items())}
+
+
+def _load_regs(regs: StateValue) -> dict[int, int]:
+    if not isinstance(regs, dict) or set(regs) != {f"{k:#05x}" for k in _RESET}:
+        raise TypeError("a LAPIC state needs every register")
+    return {int(k, 16): state_int(v) for k, v in regs.items()}
 
 
 class LocalApic(Device):
@@ -406,27 +426,15 @@ class LocalApic(Device):
 
     # -- snapshots -----------------------------------------------------------------------
 
-    def save_state(self) -> State:
-        return {
-            "regs": {f"{k:#05x}": v for k, v in sorted(self._regs.items())},
-            "irr": self.irr,
-            "isr": self.isr,
-            "tmr": self.tmr,
-            "timer_start_ns": self._timer_start_ns,
-            "timer_deadline": self._timer_deadline,
-        }
+    state_fields = (
+        Field("_regs", Codec(_load_regs, _save_regs)),
+        *fields(INT, "irr", "isr", "tmr", "_timer_start_ns"),
+        *fields(OPT_INT, "_timer_deadline"),
+    )
 
     def load_state(self, state: Mapping[str, StateValue]) -> None:
-        regs = state["regs"]
-        if not isinstance(regs, dict) or set(regs) != {f"{k:#05x}" for k in _RESET}:
-            raise TypeError("a LAPIC state needs every register")
-        self._regs = {int(k, 16): state_int(v) for k, v in regs.items()}
-        self.irr = state_int(state["irr"])
-        self.isr = state_int(state["isr"])
-        self.tmr = state_int(state["tmr"])
-        self._timer_start_ns = state_int(state["timer_start_ns"])
-        deadline = state["timer_deadline"]
-        self._set_deadline(None if deadline is None else state_int(deadline))
+        super().load_state(state)
+        self._set_deadline(self._timer_deadline)
         self._written.clear()
         self._publish_all()
         self._int_out = self._deliverable(_highest(self.irr))

@@ -36,10 +36,16 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from rdebug.machine.devices.base import (
+    BOOL,
+    BUFFER,
+    BYTES,
+    INT,
+    Codec,
     Device,
     DeviceContext,
-    State,
+    Field,
     StateValue,
+    fields,
     state_bytes,
     state_int,
 )
@@ -151,6 +157,12 @@ def ether_crc(data: bytes) -> int:
             if feedback:
                 crc ^= 0x04C11DB7
     return crc
+
+
+def _load_tally(cntr: StateValue) -> list[int]:
+    if not isinstance(cntr, list) or len(cntr) != 3:
+        raise TypeError("expected 3 tally counters in the ne2000 state")
+    return [state_int(v) for v in cntr]
 
 
 class Ne2000(Device):
@@ -302,9 +314,7 @@ class Ne2000(Device):
 
     def _update_irq(self) -> None:
         level = bool(self.isr & self.imr & 0x7F)
-        if level != self._irq_level:
-            self._irq_level = level
-            self.ctx.set_irq(self.irq, level)
+        self._irq_level = self.drive_irq(self.irq, level, self._irq_level)
 
     # -- the guest's side ------------------------------------------------------------------
 
@@ -506,49 +516,19 @@ class Ne2000(Device):
 
     # -- state -----------------------------------------------------------------------------
 
-    def save_state(self) -> State:
-        cntr: list[StateValue] = [*self.cntr]
-        return {
-            "cr": self.cr,
-            "isr": self.isr,
-            "imr": self.imr,
-            "dcr": self.dcr,
-            "rcr": self.rcr,
-            "tcr": self.tcr,
-            "tsr": self.tsr,
-            "rsr": self.rsr,
-            "pstart": self.pstart,
-            "pstop": self.pstop,
-            "bnry": self.bnry,
-            "curr": self.curr,
-            "tpsr": self.tpsr,
-            "tbcr": self.tbcr,
-            "rsar": self.rsar,
-            "rbcr": self.rbcr,
-            "par": self.par,
-            "mar": self.mar,
-            "cntr": cntr,
-            "ram": bytes(self.ram),
-            "irq_level": self._irq_level,
-        }
+    state_fields = (
+        *fields(INT, "cr", "isr", "imr", "dcr", "rcr", "tcr", "tsr", "rsr", "pstart", "pstop"),
+        *fields(INT, "bnry", "curr", "tpsr", "tbcr", "rsar", "rbcr"),
+        *fields(BYTES, "par", "mar"),
+        Field("cntr", Codec(_load_tally, list)),
+        *fields(BUFFER, "ram"),
+        *fields(BOOL, "_irq_level"),
+    )
 
     def load_state(self, state: Mapping[str, StateValue]) -> None:
-        for key in (
-            "cr", "isr", "imr", "dcr", "rcr", "tcr", "tsr", "rsr", "pstart", "pstop",
-            "bnry", "curr", "tpsr", "tbcr", "rsar", "rbcr",
-        ):  # fmt: skip
-            setattr(self, key, state_int(state[key]))
-        self.par = state_bytes(state["par"])
-        self.mar = state_bytes(state["mar"])
-        cntr = state["cntr"]
-        if not isinstance(cntr, list) or len(cntr) != 3:
-            raise TypeError("expected 3 tally counters in the ne2000 state")
-        self.cntr = [state_int(v) for v in cntr]
-        ram = state_bytes(state["ram"])
-        if len(ram) != RAM_SIZE or len(self.par) != 6 or len(self.mar) != 8:
+        par, mar = state_bytes(state["par"]), state_bytes(state["mar"])
+        if len(state_bytes(state["ram"])) != RAM_SIZE or len(par) != 6 or len(mar) != 8:
             raise TypeError("malformed ne2000 state (RAM, PAR or MAR size)")
-        self.ram = bytearray(ram)
-        irq_level = state["irq_level"]
-        if not isinstance(irq_level, bool):
+        if not isinstance(state["irq_level"], bool):
             raise TypeError("expected a bool irq_level in the ne2000 state")
-        self._irq_level = irq_level
+        super().load_state(state)

@@ -18,7 +18,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from enum import Enum
 
-from rdebug.machine.devices.base import Device, DeviceContext, State, StateValue, state_int
+from rdebug.machine.devices.base import (
+    BOOL,
+    INT,
+    ByteDevice,
+    DeviceContext,
+    Field,
+    State,
+    Stateful,
+    StateValue,
+    enum_codec,
+    fields,
+)
 
 MASTER_PORTS = range(0x20, 0x22)
 SLAVE_PORTS = range(0xA0, 0xA2)
@@ -66,7 +77,7 @@ class _Ocw2(Enum):
     ROTATE_SPECIFIC_EOI = 0b111
 
 
-class _Chip:
+class _Chip(Stateful):
     """One 8259A.  Plain state; `PicPair` wires two of them together."""
 
     def __init__(self, *, master: bool) -> None:
@@ -236,39 +247,12 @@ class _Chip:
         self.intack(irq)
         return 0x80 | irq
 
-    def save_state(self) -> State:
-        return {
-            "lines": self.lines,
-            "irr": self.irr,
-            "isr": self.isr,
-            "imr": self.imr,
-            "icw1": self.icw1,
-            "icw2": self.icw2,
-            "icw3": self.icw3,
-            "icw4": self.icw4,
-            "init_step": self.init_step.value,
-            "priority_add": self.priority_add,
-            "read_isr": self.read_isr,
-            "poll": self.poll,
-            "special_mask": self.special_mask,
-            "rotate_on_aeoi": self.rotate_on_aeoi,
-        }
-
-    def load_state(self, state: Mapping[str, StateValue]) -> None:
-        self.lines = state_int(state["lines"])
-        self.irr = state_int(state["irr"])
-        self.isr = state_int(state["isr"])
-        self.imr = state_int(state["imr"])
-        self.icw1 = state_int(state["icw1"])
-        self.icw2 = state_int(state["icw2"])
-        self.icw3 = state_int(state["icw3"])
-        self.icw4 = state_int(state["icw4"])
-        self.init_step = _InitStep(state["init_step"])
-        self.priority_add = state_int(state["priority_add"])
-        self.read_isr = bool(state["read_isr"])
-        self.poll = bool(state["poll"])
-        self.special_mask = bool(state["special_mask"])
-        self.rotate_on_aeoi = bool(state["rotate_on_aeoi"])
+    state_fields = (
+        *fields(INT, "lines", "irr", "isr", "imr", "icw1", "icw2", "icw3", "icw4"),
+        Field("init_step", enum_codec(_InitStep)),
+        *fields(INT, "priority_add"),
+        *fields(BOOL, "read_isr", "poll", "special_mask", "rotate_on_aeoi"),
+    )
 
 
 def _mapping(value: StateValue) -> Mapping[str, StateValue]:
@@ -277,7 +261,7 @@ def _mapping(value: StateValue) -> Mapping[str, StateValue]:
     return value
 
 
-class PicPair(Device):
+class PicPair(ByteDevice):
     """The PC/AT master + slave 8259A pair, one device named "pic".
 
     The machine routes ISA line levels in with `set_irq`, watches `intr()` (the master's
@@ -346,16 +330,6 @@ class PicPair(Device):
 
     # -- the guest's side -----------------------------------------------------------------
 
-    def io_read(self, port: int, size: int) -> int:
-        value = 0
-        for i in range(size):
-            value |= self._read_byte(port + i) << (8 * i)
-        return value
-
-    def io_write(self, port: int, size: int, value: int) -> None:
-        for i in range(size):
-            self._write_byte(port + i, (value >> (8 * i)) & 0xFF)
-
     def _chip(self, port: int) -> _Chip | None:
         if port in MASTER_PORTS:
             return self.master
@@ -407,15 +381,17 @@ class PicPair(Device):
 
     # -- snapshots ------------------------------------------------------------------------
 
+    state_fields = fields(INT, "_isa_lines")
+
     def save_state(self) -> State:
         return {
-            "isa_lines": self._isa_lines,
+            **super().save_state(),
             "master": self.master.save_state(),
             "slave": self.slave.save_state(),
         }
 
     def load_state(self, state: Mapping[str, StateValue]) -> None:
-        self._isa_lines = state_int(state["isa_lines"])
+        super().load_state(state)
         self.master.load_state(_mapping(state["master"]))
         self.slave.load_state(_mapping(state["slave"]))
         self._int_out = self.master.pending() is not None

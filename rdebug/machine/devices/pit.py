@@ -25,12 +25,18 @@ from collections.abc import Mapping
 from enum import Enum
 
 from rdebug.machine.devices.base import (
+    BOOL,
+    INT,
+    OPT_INT,
+    ByteDevice,
     Device,
     DeviceContext,
+    Field,
     State,
+    Stateful,
     StateValue,
-    state_int,
-    state_opt_int,
+    enum_codec,
+    fields,
 )
 
 #: The 8254's input clock on a PC (14.31818 MHz / 12).
@@ -82,7 +88,7 @@ class _Phase(Enum):
     SUSPENDED = "suspended"  # CE holds `start_ce` (GATE low, or mode 0 between LSB and MSB)
 
 
-class _Counter:
+class _Counter(Stateful):
     """One 8254 counter.  All methods take the current input-clock tick `t`."""
 
     def __init__(self, index: int) -> None:
@@ -314,49 +320,23 @@ class _Counter:
 
     # -- snapshots --------------------------------------------------------------------------
 
-    def save_state(self) -> State:
-        return {
-            "mode_bits": self.mode_bits,
-            "access": self.access.value,
-            "bcd": self.bcd,
-            "cr": self.cr,
-            "has_count": self.has_count,
-            "null_count": self.null_count,
-            "write_lo": self.write_lo,
-            "write_msb_next": self.write_msb_next,
-            "read_msb_next": self.read_msb_next,
-            "ol": self.ol,
-            "status": self.status,
-            "gate": self.gate,
-            "phase": self.phase.value,
-            "start_tick": self.start_tick,
-            "start_ce": self.start_ce,
-            "tc_done": self.tc_done,
-            "period": self.period,
-            "pending": self.pending,
-            "pending_tick": self.pending_tick,
-        }
-
-    def load_state(self, state: Mapping[str, StateValue]) -> None:
-        self.mode_bits = state_int(state["mode_bits"])
-        self.access = AccessMode(state["access"])
-        self.bcd = bool(state["bcd"])
-        self.cr = state_int(state["cr"])
-        self.has_count = bool(state["has_count"])
-        self.null_count = bool(state["null_count"])
-        self.write_lo = state_int(state["write_lo"])
-        self.write_msb_next = bool(state["write_msb_next"])
-        self.read_msb_next = bool(state["read_msb_next"])
-        self.ol = state_opt_int(state["ol"])
-        self.status = state_opt_int(state["status"])
-        self.gate = bool(state["gate"])
-        self.phase = _Phase(state["phase"])
-        self.start_tick = state_int(state["start_tick"])
-        self.start_ce = state_int(state["start_ce"])
-        self.tc_done = bool(state["tc_done"])
-        self.period = state_int(state["period"])
-        self.pending = state_opt_int(state["pending"])
-        self.pending_tick = state_int(state["pending_tick"])
+    state_fields = (
+        *fields(INT, "mode_bits"),
+        Field("access", enum_codec(AccessMode)),
+        *fields(BOOL, "bcd"),
+        *fields(INT, "cr"),
+        *fields(BOOL, "has_count", "null_count"),
+        *fields(INT, "write_lo"),
+        *fields(BOOL, "write_msb_next", "read_msb_next"),
+        *fields(OPT_INT, "ol", "status"),
+        *fields(BOOL, "gate"),
+        Field("phase", enum_codec(_Phase)),
+        *fields(INT, "start_tick", "start_ce"),
+        *fields(BOOL, "tc_done"),
+        *fields(INT, "period"),
+        *fields(OPT_INT, "pending"),
+        *fields(INT, "pending_tick"),
+    )
 
 
 def _from_bcd(value: int) -> int:
@@ -367,7 +347,7 @@ def _to_bcd(value: int) -> int:
     return sum(((value // 10**i) % 10) << (4 * i) for i in range(4))
 
 
-class Pit(Device):
+class Pit(ByteDevice):
     """The 8254 at 0x40-0x43: counter 0 drives IRQ0, counter 2's GATE/OUT go to port 0x61.
 
     Power-on state is what QEMU gives: every counter in mode 3 with count 0 (65536), so
@@ -428,16 +408,6 @@ class Pit(Device):
 
     # -- the guest's side -------------------------------------------------------------------
 
-    def io_read(self, port: int, size: int) -> int:
-        value = 0
-        for i in range(size):
-            value |= self._read_byte(port + i) << (8 * i)
-        return value
-
-    def io_write(self, port: int, size: int, value: int) -> None:
-        for i in range(size):
-            self._write_byte(port + i, (value >> (8 * i)) & 0xFF)
-
     def _read_byte(self, port: int) -> int:
         if port not in PIT_PORTS or port == CONTROL_PORT:
             return 0xFF  # the control word register is write-only
@@ -483,9 +453,7 @@ class Pit(Device):
         t = self._now_tick()
         counter.catch_up(t)
         level = counter.mode == 0 and counter.out(t)
-        if level != self._irq_level:
-            self._irq_level = level
-            self.ctx.set_irq(0, level)
+        self._irq_level = self.drive_irq(0, level, self._irq_level)
         self._edge_tick = counter.next_edge(t)
         self._arm()
 
@@ -495,12 +463,11 @@ class Pit(Device):
 
     # -- snapshots --------------------------------------------------------------------------
 
+    state_fields = (*fields(BOOL, "_irq_level"), *fields(OPT_INT, "_edge_tick"))
+
     def save_state(self) -> State:
-        return {
-            "counters": [counter.save_state() for counter in self._counters],
-            "irq_level": self._irq_level,
-            "edge_tick": self._edge_tick,
-        }
+        counters: list[StateValue] = [counter.save_state() for counter in self._counters]
+        return {"counters": counters, **super().save_state()}
 
     def load_state(self, state: Mapping[str, StateValue]) -> None:
         counters = state["counters"]
@@ -510,8 +477,7 @@ class Pit(Device):
             if not (isinstance(saved, dict)):
                 raise TypeError("malformed pit device state")
             counter.load_state(saved)
-        self._irq_level = bool(state["irq_level"])
-        self._edge_tick = state_opt_int(state["edge_tick"])
+        super().load_state(state)
         self._arm()
 
 
@@ -546,8 +512,4 @@ class SystemControlPort(Device):
         self._bits = value & 0x0E
         self._pit.set_gate(2, bool(value & 1))
 
-    def save_state(self) -> State:
-        return {"bits": self._bits}
-
-    def load_state(self, state: Mapping[str, StateValue]) -> None:
-        self._bits = state_int(state["bits"])
+    state_fields = fields(INT, "_bits")

@@ -19,12 +19,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
 from rdebug.machine.devices.base import (
-    Device,
+    BOOL,
+    BUFFER,
+    INT,
+    OPT_INT,
+    ByteDevice,
+    Codec,
     DeviceContext,
-    State,
+    Field,
     StateValue,
+    fields,
     state_int,
-    state_opt_int,
 )
 
 NS_PER_S = 1_000_000_000
@@ -167,7 +172,22 @@ def _from_bcd(value: int) -> int:
     return (value >> 4) * 10 + (value & 0x0F)
 
 
-class Rtc(Device):
+def _save_frozen(frozen: CalendarTime | None) -> StateValue:
+    if frozen is None:
+        return None
+    return [frozen.year, frozen.month, frozen.day, frozen.hour, frozen.minute, frozen.second]
+
+
+def _load_frozen(frozen: StateValue) -> CalendarTime | None:
+    if frozen is None:
+        return None
+    if not (isinstance(frozen, list)):
+        raise TypeError("malformed rtc device state")
+    year, month, day, hour, minute, second = (state_int(field) for field in frozen)
+    return CalendarTime(year, month, day, hour, minute, second)
+
+
+class Rtc(ByteDevice):
     """The CMOS RTC: `Rtc(ctx, host_time_ns, memory_mb=...)`.
 
     `memory_mb` (the guest's RAM) fills the CMOS memory-size bytes.  Writes to the
@@ -303,15 +323,11 @@ class Rtc(Device):
 
     def io_read(self, port: int, size: int) -> int:
         self._first_access()
-        value = 0
-        for i in range(size):
-            value |= self._read_byte(port + i) << (8 * i)
-        return value
+        return super().io_read(port, size)
 
     def io_write(self, port: int, size: int, value: int) -> None:
         self._first_access()
-        for i in range(size):
-            self._write_byte(port + i, (value >> (8 * i)) & 0xFF)
+        super().io_write(port, size, value)
 
     def _first_access(self) -> None:
         """Host time enters here, once per reset."""
@@ -465,9 +481,7 @@ class Rtc(Device):
     def _rearm(self) -> None:
         """Drive IRQ8 to C.IRQF; wake at the next event that could set it."""
         level = self._irqf()
-        if level != self._irq_level:
-            self._irq_level = level
-            self.ctx.set_irq(RTC_IRQ, level)
+        self._irq_level = self.drive_irq(RTC_IRQ, level, self._irq_level)
         self._deadline = None
         if not level and self._offset_ns is not None:
             b = self.cmos[REG_B]
@@ -488,40 +502,19 @@ class Rtc(Device):
 
     # -- snapshots ----------------------------------------------------------------------------
 
-    def save_state(self) -> State:
-        frozen = self._frozen
-        fields: list[StateValue] | None = None
-        if frozen is not None:
-            fields = [frozen.year, frozen.month, frozen.day]
-            fields += [frozen.hour, frozen.minute, frozen.second]
-        return {
-            "index": self.index,
-            "cmos": bytes(self.cmos),
-            "offset_ns": self._offset_ns,
-            "frozen": fields,
-            "flags": self._flags,
-            "accounted_ns": self._accounted_ns,
-            "irq_level": self._irq_level,
-            "deadline": self._deadline,
-        }
+    state_fields = (
+        *fields(INT, "index"),
+        *fields(BUFFER, "cmos"),
+        *fields(OPT_INT, "_offset_ns"),
+        Field("_frozen", Codec(_load_frozen, _save_frozen)),
+        *fields(INT, "_flags", "_accounted_ns"),
+        *fields(BOOL, "_irq_level"),
+        *fields(OPT_INT, "_deadline"),
+    )
 
     def load_state(self, state: Mapping[str, StateValue]) -> None:
-        self.index = state_int(state["index"])
         cmos = state["cmos"]
         if not (isinstance(cmos, bytes) and len(cmos) == CMOS_SIZE):
             raise TypeError("malformed rtc device state")
-        self.cmos = bytearray(cmos)
-        self._offset_ns = state_opt_int(state["offset_ns"])
-        frozen = state["frozen"]
-        if frozen is None:
-            self._frozen = None
-        else:
-            if not (isinstance(frozen, list)):
-                raise TypeError("malformed rtc device state")
-            year, month, day, hour, minute, second = (state_int(field) for field in frozen)
-            self._frozen = CalendarTime(year, month, day, hour, minute, second)
-        self._flags = state_int(state["flags"])
-        self._accounted_ns = state_int(state["accounted_ns"])
-        self._irq_level = bool(state["irq_level"])
-        self._deadline = state_opt_int(state["deadline"])
+        super().load_state(state)
         self.ctx.set_timer(self, self._deadline)

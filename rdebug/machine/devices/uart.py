@@ -24,13 +24,14 @@ from types import MappingProxyType
 from typing import Protocol
 
 from rdebug.machine.devices.base import (
+    BOOL,
+    BUFFER,
+    INT,
+    OPT_INT,
     Device,
     DeviceContext,
-    State,
     StateValue,
-    state_bytes,
-    state_int,
-    state_opt_int,
+    fields,
 )
 
 NS_PER_S = 1_000_000_000
@@ -406,50 +407,20 @@ class Uart(Device):
 
     def _update_irq(self) -> None:
         """The IRQ line follows "an enabled interrupt condition exists" (MCR OUT2 ignored)."""
-        level = self.interrupt() is not None
-        if level != self._irq_level:
-            self._irq_level = level
-            self.ctx.set_irq(self.irq, level)
+        self._irq_level = self.drive_irq(self.irq, self.interrupt() is not None, self._irq_level)
 
     # -- snapshots --------------------------------------------------------------------------
 
-    def save_state(self) -> State:
-        return {
-            "ier": self.ier,
-            "lcr": self.lcr,
-            "mcr": self.mcr,
-            "scr": self.scr,
-            "divisor": self.divisor,
-            "fcr": self.fcr,
-            "lsr_errors": self.lsr_errors,
-            "msr": self.msr,
-            "rx": bytes(self._rx),
-            "rbr": self._rbr,
-            "thr_ipending": self._thr_ipending,
-            "timeout_ipending": self._timeout_ipending,
-            "rx_started": self._rx_started,
-            "rx_deadline": self._rx_deadline,
-            "timeout_deadline": self._timeout_deadline,
-            "irq_level": self._irq_level,
-            "host_rx": bytes(self._host_rx),
-        }
+    state_fields = (
+        *fields(INT, "ier", "lcr", "mcr", "scr", "divisor", "fcr", "lsr_errors", "msr"),
+        *fields(BUFFER, "_rx"),
+        *fields(INT, "_rbr"),
+        *fields(BOOL, "_thr_ipending", "_timeout_ipending", "_rx_started"),
+        *fields(OPT_INT, "_rx_deadline", "_timeout_deadline"),
+        *fields(BOOL, "_irq_level"),
+        *fields(BUFFER, "_host_rx"),
+    )
 
     def load_state(self, state: Mapping[str, StateValue]) -> None:
-        self.ier = state_int(state["ier"])
-        self.lcr = state_int(state["lcr"])
-        self.mcr = state_int(state["mcr"])
-        self.scr = state_int(state["scr"])
-        self.divisor = state_int(state["divisor"])
-        self.fcr = state_int(state["fcr"])
-        self.lsr_errors = state_int(state["lsr_errors"])
-        self.msr = state_int(state["msr"])
-        self._rx = bytearray(state_bytes(state["rx"]))
-        self._rbr = state_int(state["rbr"])
-        self._thr_ipending = bool(state["thr_ipending"])
-        self._timeout_ipending = bool(state["timeout_ipending"])
-        self._rx_started = bool(state["rx_started"])
-        self._rx_deadline = state_opt_int(state["rx_deadline"])
-        self._timeout_deadline = state_opt_int(state["timeout_deadline"])
-        self._irq_level = bool(state["irq_level"])
-        self._host_rx = bytearray(state_bytes(state["host_rx"]))
+        super().load_state(state)
         self._arm()

@@ -1,0 +1,234 @@
+"""`rdebug run` and `rdebug record`: a guest running live, its inputs from the host."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import signal
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import FrameType
+
+from rdebug.api import (
+    DriveSpec,
+    Guest,
+    LiveSession,
+    MachineConfig,
+    NicConfig,
+    Stop,
+    Where,
+    record,
+)
+from rdebug.cli.parser import (
+    EXIT_GUEST_CRASHED,
+    EXIT_INTERRUPTED,
+    EXIT_LIMIT,
+    EXIT_OK,
+    gdb_address,
+    parse_drive,
+    parse_nic,
+)
+from rdebug.errors import UsageError
+from rdebug.gdb_target import LiveTarget, attach_hint, listen
+from rdebug.host import terminal
+from rdebug.host.keys import ListInputSource, parse_mouse_script, text_to_keys
+from rdebug.host.netdev import NetInputs, SocketNetdev, UdpNetdev, parse_netdev
+from rdebug.host.serial import serial_output
+from rdebug.host.sources import FileSerialSource, LiveInputs, StreamSerialSource
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    guest = _read_guest(args)
+    config = _machine_config(args)
+    live, reads_terminal = _live_inputs(args)
+    with serial_output(args.serial) as serial, _netdev(args, live) as (inputs, net):
+        session = LiveSession.start(
+            guest, config, inputs, serial=serial, drives=_drives(args), net=net
+        )
+        try:
+            if args.gdb is not None:
+                return _serve_live(session, args)
+            stop = _run(session, args.max_insns, reads_terminal)
+        finally:
+            session.close()
+    return report(stop)
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    guest = _read_guest(args)
+    config = _machine_config(args)
+    drives = _drives(args)
+    live, reads_terminal = _live_inputs(args)
+    with serial_output(args.serial) as serial, _netdev(args, live) as (inputs, net):
+        recording = record(
+            args.output,
+            guest,
+            config,
+            inputs,
+            serial=serial,
+            drives=drives,
+            net=net,
+            run=lambda session: _run(session, args.max_insns, reads_terminal),
+        )
+    status = report(recording.stop)
+    print(
+        f"rdebug: recorded {recording.stop.icount} instructions, {recording.events} events, "
+        f"in {recording.path}",
+        file=sys.stderr,
+    )
+    return status
+
+
+def report(stop: Stop) -> int:
+    """Say how a run ended (on stderr, unless the guest exited); the exit status."""
+    sys.stdout.flush()
+    if stop.where is Where.EXITED:
+        assert stop.exit_code is not None
+        return stop.exit_code
+    if stop.where is Where.HALTED:
+        print(f"rdebug: guest halted at icount {stop.icount}: {stop.detail}", file=sys.stderr)
+        return EXIT_OK
+    if stop.where is Where.TARGET:
+        print(f"rdebug: stopped at icount {stop.icount} (--max-insns)", file=sys.stderr)
+        return EXIT_LIMIT
+    if stop.where is Where.INTERRUPTED:
+        print(f"rdebug: interrupted at icount {stop.icount}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    print(
+        f"rdebug: guest crashed at icount {stop.icount}: {stop.detail or stop.cause}",
+        file=sys.stderr,
+    )
+    return EXIT_GUEST_CRASHED
+
+
+def _run(session: LiveSession, target: int | None, reads_terminal: bool) -> Stop:
+    with terminal.cbreak(reads_terminal), terminal.on_sigint(session.interrupt):
+        return session.run(target)
+
+
+def _serve_live(session: LiveSession, args: argparse.Namespace) -> int:
+    host, port = gdb_address(args.gdb)
+    exec_file = args.guest if args.guest.exists() else None
+    server, address = listen(LiveTarget(session, exec_file), host, port, f"--gdb {args.gdb}")
+    print(
+        f"rdebug: {args.guest} is waiting for gdb; attach with:\n"
+        + attach_hint(address, args.guest),
+        file=sys.stderr,
+        flush=True,
+    )
+
+    def stop_serving(_signum: int, _frame: FrameType | None) -> None:
+        session.interrupt()
+        server.close()
+
+    previous = signal.signal(signal.SIGINT, stop_serving)
+    try:
+        with server:
+            server.serve_forever()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    return EXIT_OK
+
+
+# -- the machine and its inputs, from the options -------------------------------------------
+
+
+def _read_guest(args: argparse.Namespace) -> Guest:
+    return Guest.read(
+        args.guest, args.format, args.load_address, args.entry, args.append, args.initrd
+    )
+
+
+def _drives(args: argparse.Namespace) -> tuple[DriveSpec, ...]:
+    taken: set[int] = set()
+    return tuple(parse_drive(text, taken) for text in args.drive)
+
+
+def _machine_config(args: argparse.Namespace) -> MachineConfig:
+    if args.max_insns is not None and args.max_insns < 0:
+        raise UsageError("--max-insns must not be negative")
+    return MachineConfig(
+        memory_mb=args.memory_mb,
+        icount_shift=args.icount_shift,
+        nic=_nic_config(args),
+    )
+
+
+def _nic_config(args: argparse.Namespace) -> NicConfig | None:
+    if args.nic is None:
+        if args.netdev is not None and parse_netdev(args.netdev) != parse_netdev("none"):
+            raise UsageError(f"--netdev {args.netdev}: no NIC to attach it to (add --nic ne2k_isa)")
+        return None
+    return parse_nic(args.nic)
+
+
+def _live_inputs(args: argparse.Namespace) -> tuple[LiveInputs, bool]:
+    """The live inputs for run/record, and whether they read the terminal."""
+    sources: dict[int, FileSerialSource | StreamSerialSource] = {}
+    if args.serial_input is not None:
+        try:
+            sources[0] = FileSerialSource(args.serial_input.read_bytes())
+        except OSError as exc:
+            raise UsageError(f"--serial-input {args.serial_input}: {exc.strerror}") from None
+    devices = _device_inputs(args)
+    if args.serial == "stdio" and args.serial_input is None and terminal.stdin_readable():
+        sources[0] = StreamSerialSource(sys.stdin.buffer)
+        return LiveInputs(dict(sources), input_sources=devices), sys.stdin.isatty()
+    return LiveInputs(dict(sources), input_sources=devices), False
+
+
+def _device_inputs(args: argparse.Namespace) -> list[ListInputSource]:
+    """The keyboard and mouse sources of --keyboard-input and --mouse-input."""
+    sources: list[ListInputSource] = []
+    if args.keyboard_input is not None:
+        text = _read_text(args.keyboard_input, "--keyboard-input")
+        try:
+            sources.append(ListInputSource(text_to_keys(text)))
+        except ValueError as exc:
+            raise UsageError(f"--keyboard-input {args.keyboard_input}: {exc}") from None
+    if args.mouse_input is not None:
+        text = _read_text(args.mouse_input, "--mouse-input")
+        try:
+            sources.append(ListInputSource(parse_mouse_script(text)))
+        except ValueError as exc:
+            raise UsageError(f"--mouse-input {args.mouse_input}: {exc}") from None
+    return sources
+
+
+def _read_text(path: Path, option: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(f"{option} {path}: not UTF-8 text") from None
+    except OSError as exc:
+        raise UsageError(f"{option} {path}: {exc.strerror}") from None
+
+
+@contextlib.contextmanager
+def _netdev(
+    args: argparse.Namespace, inputs: LiveInputs
+) -> Iterator[tuple[LiveInputs | NetInputs, UdpNetdev | None]]:
+    """The live inputs with the NIC's received frames, and where its sent frames go."""
+    spec = None if args.netdev is None else parse_netdev(args.netdev)
+    if not isinstance(spec, SocketNetdev):
+        yield inputs, None
+        return
+    udp = UdpNetdev(spec)
+    print(
+        f"rdebug: netdev socket: receiving at {udp.local[0]}:{udp.local[1]}, sending to "
+        f"{spec.udp[0]}:{spec.udp[1]}",
+        file=sys.stderr,
+        flush=True,
+    )
+    net_inputs = NetInputs(inputs, {0: udp})
+    try:
+        yield net_inputs, udp
+    finally:
+        udp.close()
+        if net_inputs.dropped:
+            print(
+                f"rdebug: netdev socket: {net_inputs.dropped} frames dropped at the host "
+                f"(the guest was not taking them fast enough)",
+                file=sys.stderr,
+            )

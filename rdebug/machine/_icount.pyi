@@ -1,0 +1,1 @@
+"""The _icount C extension: an empty module; its functions are called through ctypes."""

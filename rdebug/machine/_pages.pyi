@@ -1,0 +1,1 @@
+"""The _pages C extension: an empty module; its functions are called through ctypes."""

@@ -1,0 +1,78 @@
+"""Which pages of the guest RAM changed: write-fault tracking and shadow comparison.
+
+The snapshot layer keeps RAM as shared 4 KiB pages and needs to know which pages the
+guest wrote since a checkpoint.  `WriteTracker` write-protects a RAM buffer and notes
+each page on its first write (a SIGSEGV handler in the _pages extension); where that is
+refused, `sync_shadow` compares RAM with a shadow copy.  Addresses are host addresses of
+buffers the caller owns (e.g. `numpy.ndarray.ctypes.data`), which must outlive their use
+here.  Knows nothing of snapshots.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+
+from rdebug.errors import MachineError
+
+PAGE = 4096
+
+
+@functools.cache
+def _library() -> ctypes.CDLL:
+    try:
+        from rdebug.machine import _pages  # noqa: PLC0415  (lazily: only to find its file)
+    except ImportError:
+        raise MachineError("the native extension is not built: reinstall rdebug") from None
+    lib = ctypes.CDLL(_pages.__file__)
+    lib.rd_pages_sync.argtypes = (
+        ctypes.c_void_p,
+        ctypes.c_void_p,
+        ctypes.c_uint32,
+        ctypes.c_void_p,
+    )
+    lib.rd_pages_sync.restype = ctypes.c_uint32
+    lib.rd_track.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p)
+    lib.rd_track.restype = ctypes.c_int
+    lib.rd_rearm_dirty.argtypes = (ctypes.c_int,)
+    lib.rd_rearm_dirty.restype = ctypes.c_int
+    lib.rd_open_pages.argtypes = (ctypes.c_int, ctypes.c_void_p, ctypes.c_uint32)
+    lib.rd_open_pages.restype = ctypes.c_int
+    lib.rd_untrack.argtypes = (ctypes.c_int,)
+    lib.rd_untrack.restype = None
+    return lib
+
+
+def sync_shadow(ram: int, shadow: int, npages: int, out: int) -> int:
+    """Copy each of `npages` pages of `ram` that differs from `shadow` into `shadow` and
+    write its index into the uint32 array `out`; returns how many did."""
+    return int(_library().rd_pages_sync(ram, shadow, npages, out))
+
+
+class WriteTracker:
+    """Write-fault tracking of one buffer of whole pages: `dirty` (one byte per page, at
+    host address `dirty`) gets 1 for each page written since the last `rearm`."""
+
+    def __init__(self, slot: int) -> None:
+        self._slot = slot
+
+    @classmethod
+    def start(cls, base: int, size: int, dirty: int) -> WriteTracker | None:
+        """Write-protect [base, base+size) and track it; None if the host refuses."""
+        slot = int(_library().rd_track(base, size, dirty))
+        return cls(slot) if slot >= 0 else None
+
+    def rearm(self) -> None:
+        """Forget the pages written so far and write-protect them again."""
+        if _library().rd_rearm_dirty(self._slot) != 0:
+            raise MachineError("cannot write-protect the guest RAM")
+
+    def open_pages(self, pages: int, count: int) -> None:
+        """Make the `count` pages listed (uint32 indexes at `pages`) writable, counted
+        as written, before the host rewrites them."""
+        if _library().rd_open_pages(self._slot, pages, count) != 0:
+            raise MachineError("cannot make guest RAM pages writable")
+
+    def stop(self) -> None:
+        """Stop tracking and make the whole buffer writable (at most once is useful)."""
+        _library().rd_untrack(self._slot)
