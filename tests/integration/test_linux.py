@@ -197,7 +197,7 @@ def test_kernel_symbols_and_a_gdb_reverse_session(recorded: tuple[Recording, byt
         handler = session.address("timer_interrupt")
         do_timer = session.address("do_timer")
         jiffies = session.address("jiffies")
-        assert session.symbol(do_timer + 3) == "do_timer+3"
+        assert session.symbol(do_timer + 3) == "do_timer+0x3"
         with rdebug.gdb.attach(session) as gdb:
             gdb.command("break timer_interrupt")
             ticks = []
