@@ -137,7 +137,7 @@ def recorded(
         initrd=initrd,
     )
     assert recording.stop.reason is StopReason.EXIT and recording.stop.exit_code == 0
-    yield recording, bytes(out), hashes[0]
+    yield recording, bytes(out.data), hashes[0]
 
 
 @pytest.fixture(scope="module")
