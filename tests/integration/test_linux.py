@@ -215,8 +215,9 @@ def test_kernel_symbols_and_a_gdb_reverse_session(recorded: tuple[Recording, byt
             assert back.stopped is not None and "watchpoint" in back.stopped["reason"], back
             where = gdb.command("info symbol $pc").console
             assert "do_timer" in where, where
-            before, after = (int(v) for v in _old_new(back.console))
-            assert after == before + 1
+            # Going backwards, gdb's "Old value" is the later one: the store added 1.
+            later, earlier = (int(v) for v in _old_new(back.console))
+            assert later == earlier + 1
 
 
 def session_icount(gdb: rdebug.gdb.Gdb) -> int:
