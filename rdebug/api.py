@@ -39,7 +39,6 @@ from typing import BinaryIO, TextIO
 import capstone
 
 from rdebug.errors import FormatError, RdebugError, UsageError
-from rdebug.events import EventKind, RecordedEvent, parse_kind, read_events, select
 from rdebug.live import Guest, LiveSession, Recorded, record
 from rdebug.machine.devices.ne2000 import FrameSink, NicConfig
 from rdebug.machine.devices.uart import SerialBackend
@@ -47,6 +46,7 @@ from rdebug.machine.loader import ImageFormat, symbol_file
 from rdebug.machine.machine import Machine, MachineConfig
 from rdebug.machine.watchpoints import WatchKind
 from rdebug.replay import dump as _dump
+from rdebug.replay.events import EventKind, RecordedEvent, parse_kind, read_events, select
 from rdebug.replay.playback import Played, play
 from rdebug.replay.player import (
     Player,

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from elftools.elf.elffile import ELFFile
 
+from rdebug.api import Session
 from rdebug.host.sources import FileSerialSource, LiveInputs
 from rdebug.machine.counter import CounterFactory
 from rdebug.machine.disks import OverlayDisk
@@ -16,6 +19,7 @@ from rdebug.machine.inputs import SerialSource
 from rdebug.machine.loader import load_image
 from rdebug.machine.machine import Machine, MachineConfig
 from rdebug.machine.native_counter import NativeCounter
+from rdebug.replay.log import End, Instruction, Shutdown, ShutdownCause, encode, encode_header
 from rdebug.replay.player import Player, recording_end
 from rdebug.replay.trace import Trace
 from tests.oracle.reference_counter import ReferenceCounter
@@ -45,6 +49,37 @@ def record_cli(guest: str, trace: Path, *options: str) -> Path:
         cwd=ROOT,
         check=False,
     )
+    assert result.returncode == 1, result.stderr
+    return trace
+
+
+def long_crc_trace(tmp_path_factory: pytest.TempPathFactory, passes: int = 50) -> Path:
+    """A recording of the `crc` guest patched to do `passes` passes (about 145 000
+    instructions each): several progress reports long.  Made once per test run."""
+    folder = tmp_path_factory.getbasetemp() / f"repl-crc-{passes}"
+    trace = folder / "trace"
+    if (trace / "replay.log").exists():
+        return trace
+    data = bytearray((GUESTS / "crc.elf").read_bytes())
+    with (GUESTS / "crc.elf").open("rb") as stream:
+        elf = ELFFile(stream)
+        symtab = elf.get_section_by_name(".symtab")
+        addr = symtab.get_symbol_by_name("crc_passes")[0]["st_value"]
+        offset = next(
+            seg["p_offset"] + addr - seg["p_vaddr"]
+            for seg in elf.iter_segments()
+            if seg["p_type"] == "PT_LOAD"
+            and seg["p_vaddr"] <= addr < seg["p_vaddr"] + seg["p_filesz"]
+        )
+    data[offset : offset + 4] = passes.to_bytes(4, "little")
+    folder.mkdir(parents=True, exist_ok=True)
+    guest = folder / "crc-long.elf"
+    guest.write_bytes(data)
+    result = subprocess.run(
+        [sys.executable, "-m", "rdebug", "record", str(guest), "-o", str(trace), "-m", "8",
+         "--serial", "null"],
+        capture_output=True, timeout=300, cwd=ROOT, check=False,
+    )  # fmt: skip
     assert result.returncode == 1, result.stderr
     return trace
 
@@ -127,3 +162,68 @@ def straight_hash(trace: Trace, icount: int) -> str:
         return replay.machine.state_hash()
     finally:
         replay.close()
+
+
+#: The safety net of a wait on an event: long enough for a loaded machine, and a hang
+#: becomes a failure that says what never happened.
+EVENT_TIMEOUT = 120.0
+
+
+def endless_trace(folder: Path) -> Path:
+    """A trace of a guest that never ends: ``cli; jmp $`` (no interrupt, no input, so any
+    stretch of its replay is exact), recorded for 1000 instructions, its log then made
+    to say the recording went on for 4096 * (2**32 - 1) instructions (~1.8e13: hours of
+    replay).  An operation that runs to its end is still running whenever a test
+    interrupts it, however fast the machine is."""
+    folder.mkdir(parents=True, exist_ok=True)
+    guest = folder / "spin.bin"
+    guest.write_bytes(bytes.fromhex("fa ebfe"))
+    trace = folder / "trace"
+    result = subprocess.run(
+        [sys.executable, "-m", "rdebug", "record", str(guest), "-o", str(trace),
+         "--format", "flat", "--load-address", "0x100000", "-m", "2", "--serial", "null",
+         "--max-insns", "1000"],
+        capture_output=True, timeout=120, cwd=ROOT, check=False,
+    )  # fmt: skip
+    assert result.returncode == 4, result.stderr  # stopped by --max-insns
+    log = encode_header() + encode(Instruction(0xFFFF_FFFF)) * 4096
+    log += encode(Shutdown(ShutdownCause.HOST_COMMAND)) + encode(End())
+    (trace / "replay.log").write_bytes(log)
+    return trace
+
+
+class HeldOperation:
+    """Holds a session's long operation (seek, continue, reverse-continue...) in its
+    progress callback, at the first report past icount 0, until the session has been
+    interrupted: it cannot end before the interrupt, and stops at `icount`.
+
+    Install it after the front end has set its own `progress` (it is called too).
+    """
+
+    def __init__(self, session: Session, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.reached = threading.Event()  # the operation is under way, held at `icount`
+        self.interrupted = threading.Event()  # session.interrupt() was called
+        self.icount = 0
+        report = session.progress
+        interrupt = session.interrupt
+
+        def progress(icount: int) -> None:
+            if report is not None:
+                report(icount)
+            if icount > 0 and not self.interrupted.is_set():
+                self.icount = icount
+                self.reached.set()
+                if not self.interrupted.wait(EVENT_TIMEOUT):
+                    raise AssertionError(f"held at icount {icount}: nothing interrupted it")
+
+        def interrupted() -> None:
+            interrupt()
+            self.interrupted.set()
+
+        session.progress = progress
+        monkeypatch.setattr(session, "interrupt", interrupted)
+
+    def wait_reached(self) -> int:
+        """Until the operation is held; its icount."""
+        assert self.reached.wait(EVENT_TIMEOUT), "the operation never reported progress"
+        return self.icount

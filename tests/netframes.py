@@ -11,10 +11,11 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.conftest import GUESTS, ROOT
+from tests.conftest import EVENT_TIMEOUT, GUESTS, ROOT
 
 GUEST_MAC = bytes.fromhex("525400123456")
 GUEST_IP = bytes([10, 0, 2, 15])
@@ -89,8 +90,10 @@ class Peer:
         self.sock.bind(("127.0.0.1", 0))
         self.port: int = self.sock.getsockname()[1]
         self.guest: tuple[str, int] | None = None
+        #: set once the recording has ended: a script that keeps talking stops then
+        self.finished = threading.Event()
 
-    def receive(self, timeout: float = 60.0) -> bytes:
+    def receive(self, timeout: float = EVENT_TIMEOUT) -> bytes:
         self.sock.settimeout(timeout)
         data, addr = self.sock.recvfrom(65536)
         self.guest = addr

@@ -149,7 +149,10 @@ class GdbServer:
             self._serve_connection(conn, peer)
             return not self._closing.is_set()
         while not self._closing.is_set():
-            ready, _, _ = select.select([listener, self._wake_r], [], [])
+            try:
+                ready, _, _ = select.select([listener, self._wake_r], [], [])
+            except (OSError, ValueError):  # close() closed the sockets meanwhile
+                break
             if self._wake_r in ready or self._closing.is_set():
                 break
             try:
@@ -216,7 +219,10 @@ class GdbServer:
         listener = self._listener
         assert listener is not None
         while not served.is_set() and not self._closing.is_set():
-            ready, _, _ = select.select([listener], [], [], 0.1)
+            try:
+                ready, _, _ = select.select([listener], [], [], 0.1)
+            except (OSError, ValueError):  # close() closed the listener meanwhile
+                return
             if not ready:
                 continue
             try:

@@ -11,7 +11,7 @@ from collections import Counter
 from typing import BinaryIO, TextIO
 
 from rdebug.errors import FormatError
-from rdebug.replay.log import End, Instruction, Reader, Truncated, describe, kind_name
+from rdebug.replay.log import End, Reader, Truncated, describe, kind_name
 
 
 def dump(stream: BinaryIO, name: str, out: TextIO, summary: bool = False) -> str | None:
@@ -20,7 +20,6 @@ def dump(stream: BinaryIO, name: str, out: TextIO, summary: bool = False) -> str
     A damaged log raises `FormatError` once what precedes the damage has been written.
     """
     reader = Reader(stream, name)
-    icount = 0
     counts: Counter[str] = Counter()
     index = 0
     ending: str | None = f"{name}: the log has no END event: it stops at icount {{icount}}"
@@ -32,11 +31,9 @@ def dump(stream: BinaryIO, name: str, out: TextIO, summary: bool = False) -> str
             event = reader.read()
             if event is None:
                 break
-            if isinstance(event, Instruction):
-                icount += event.count
             counts[kind_name(event)] += 1
             if not summary:
-                out.write(f"{index:>7} {offset:>9} {icount:>14}  {describe(event)}\n")
+                out.write(f"{index:>7} {offset:>9} {reader.icount:>14}  {describe(event)}\n")
             index += 1
             if isinstance(event, End):
                 ending = None
@@ -44,9 +41,10 @@ def dump(stream: BinaryIO, name: str, out: TextIO, summary: bool = False) -> str
     except Truncated as exc:
         ending = f"{name}: {exc} (the recording stops at icount {{icount}})"
     except FormatError as exc:
-        damage: FormatError | None = FormatError(f"{exc} (after icount {icount})")
+        damage: FormatError | None = FormatError(f"{exc} (after icount {reader.icount})")
     else:
         damage = None
+    icount = reader.icount
     if summary:
         width = max((len(k) for k in counts), default=5)
         for kind, count in sorted(counts.items()):

@@ -1,5 +1,8 @@
 """The replay log format (the seed's "Replay log format"), encoded and decoded.
 
+The seed is QEMU's record/replay design notes, docs/replay.txt of March 2018
+(docs/replay-log.md says what rdebug follows of it).
+
 Owns every byte of a replay log; knows nothing of the machine.  Layout, big-endian:
 
     header   +--------------------+------------------------------+
@@ -337,13 +340,20 @@ def check_header(raw: bytes, name: str) -> None:
 
 
 class Reader:
-    """Decodes events from a byte stream, one at a time, knowing where each begins."""
+    """Decodes events from a byte stream, one at a time, knowing where each begins and
+    when it happened.
+
+    The log's one walker: `offset` is the byte where the next event begins and `icount`
+    the sum of the EVENT_INSTRUCTION counts read so far, that is the icount at which the
+    event just read happened (for EVENT_INSTRUCTION itself, the icount after its count).
+    """
 
     def __init__(self, stream: BinaryIO, name: str) -> None:
         self._stream = stream
         self._name = name
         check_header(self._read_exact(HEADER_SIZE, 0, header=True), name)
         self.offset = HEADER_SIZE  # where the next event begins
+        self.icount = 0  # instructions counted by the events read so far
 
     def _read_exact(self, length: int, start: int, header: bool = False) -> bytes:
         data = self._stream.read(length)
@@ -353,10 +363,11 @@ class Reader:
             raise Truncated(start)
         return data
 
-    def seek(self, offset: int) -> None:
-        """Continue reading at `offset` (an event boundary this reader reported)."""
+    def seek(self, offset: int, icount: int) -> None:
+        """Continue reading at `offset` and `icount` (a position this reader reported)."""
         self._stream.seek(offset)
         self.offset = offset
+        self.icount = icount
 
     def read(self) -> Event | None:
         """The next event, or None at the end of the data (a log without EVENT_END)."""
@@ -366,6 +377,8 @@ class Reader:
             return None
         event = self._decode(first[0], start)
         self.offset = self._stream.tell()
+        if isinstance(event, Instruction):
+            self.icount += event.count
         return event
 
     def __iter__(self) -> Iterator[Event]:

@@ -19,21 +19,13 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from rdebug.errors import FormatError, LogDivergence
-from rdebug.machine.inputs import AsyncInput, NetInput, SerialInput, SyncEvent
-from rdebug.replay.input_events import InputAssembler
+from rdebug.machine.inputs import AsyncInput, SyncEvent
+from rdebug.replay.codec import INPUT_CHECKPOINT, InputDecoder, decode_clock, is_input, matches_sync
 from rdebug.replay.log import (
-    AsyncCharRead,
-    AsyncInputSync,
-    AsyncNet,
     Checkpoint,
-    CheckpointKind,
-    Clock,
-    ClockKind,
     End,
     Event,
-    ExceptionTaken,
     Instruction,
-    InterruptTaken,
     Reader,
     Shutdown,
     ShutdownCause,
@@ -42,12 +34,7 @@ from rdebug.replay.log import (
     encode,
     encode_header,
 )
-from rdebug.replay.log import (
-    AsyncInput as LoggedInput,
-)
-from rdebug.replay.recorder import INPUT_CHECKPOINT
 
-_WARP = Checkpoint(CheckpointKind.CLOCK_WARP_START)
 _INPUT = Checkpoint(INPUT_CHECKPOINT)
 _EXPECTED: dict[SyncEvent, str] = {
     SyncEvent.CLOCK_WARP: "halted and skipped ahead to its next timer",
@@ -91,13 +78,17 @@ class Player:
     def __init__(self, stream: BinaryIO, name: str) -> None:
         self._name = name
         self._reader = Reader(stream, name)
-        self._icount = 0  # icount of the pending event
         self._next: Event | None = None
         self.ending = Ending.NOT_YET
         self.damage: FormatError | None = None
         self.shutdown: ShutdownCause | None = None
         self.host_stop: ShutdownCause | None = None
         self._advance()
+
+    @property
+    def _icount(self) -> int:
+        """The icount of the pending event (or of the log's end)."""
+        return self._reader.icount
 
     @property
     def next_icount(self) -> int:
@@ -127,7 +118,6 @@ class Player:
                 self.ending = Ending.TRUNCATED
                 return
             if isinstance(event, Instruction):
-                self._icount += event.count
                 continue
             if isinstance(event, End):
                 self.ending = Ending.SHUTDOWN if self.shutdown is not None else Ending.END
@@ -157,8 +147,7 @@ class Player:
 
     def seek(self, position: PlayerPosition) -> None:
         """Return to `position` (with the machine state saved alongside it)."""
-        self._reader.seek(position.offset)
-        self._icount = position.icount
+        self._reader.seek(position.offset, position.icount)
         self._next = position.next
         self.ending = position.ending
         self.shutdown = position.shutdown
@@ -174,13 +163,11 @@ class Player:
     # -- ExternalInputs ---------------------------------------------------------------
 
     def host_clock_ns(self, icount: int) -> int:
-        event = self._next
-        if not (isinstance(event, Clock) and event.kind is ClockKind.HOST) or (
-            self._icount != icount
-        ):
+        value = decode_clock(self._next)
+        if value is None or self._icount != icount:
             raise self._diverged(icount, f"read the host clock at icount {icount}")
         self._advance()
-        return event.value
+        return value
 
     def take_async(self, icount: int) -> Sequence[AsyncInput]:
         self._check_not_passed(icount)
@@ -188,18 +175,11 @@ class Player:
             return []
         self._advance()
         items: list[AsyncInput] = []
-        inputs = InputAssembler(self._name)  # a mouse report is a group of events
-        while self._icount == icount:
-            if isinstance(self._next, AsyncCharRead):
-                items.append(SerialInput(self._next.device, self._next.data))
-            elif isinstance(self._next, AsyncNet):
-                items.append(NetInput(self._next.adapter, self._next.packet))
-            elif isinstance(self._next, LoggedInput | AsyncInputSync):
-                item = inputs.feed(self._next)
-                if item is not None:
-                    items.append(item)
-            else:
-                break
+        decoder = InputDecoder(self._name)  # a mouse report is a group of events
+        while self._icount == icount and is_input(self._next):
+            item = decoder.feed(self._next)
+            if item is not None:
+                items.append(item)
             self._advance()
         return items
 
@@ -219,22 +199,7 @@ class Player:
 
     def synchronize(self, event: SyncEvent, icount: int) -> None:
         expected = self._next
-        matches = (
-            (event is SyncEvent.CLOCK_WARP and expected == _WARP)
-            or (event is SyncEvent.INTERRUPT and isinstance(expected, InterruptTaken))
-            or (event is SyncEvent.EXCEPTION and isinstance(expected, ExceptionTaken))
-            or (
-                event is SyncEvent.SHUTDOWN
-                and isinstance(expected, Shutdown)
-                and expected.cause is ShutdownCause.GUEST_SHUTDOWN
-            )
-            or (
-                event is SyncEvent.RESET
-                and isinstance(expected, Shutdown)
-                and expected.cause is ShutdownCause.GUEST_RESET
-            )
-        )
-        if not matches or self._icount != icount:
+        if not matches_sync(event, expected) or self._icount != icount:
             raise self._diverged(icount, f"{_EXPECTED[event]} at icount {icount}")
         if isinstance(expected, Shutdown):
             self.shutdown = expected.cause
@@ -247,16 +212,13 @@ class Player:
 def recording_end(stream: BinaryIO, name: str) -> int:
     """The icount at which the recording in `stream` ends (its last complete event)."""
     reader = Reader(stream, name)
-    icount = 0
     try:
         for event in reader:
-            if isinstance(event, Instruction):
-                icount += event.count
-            elif isinstance(event, End):
+            if isinstance(event, End):
                 break
     except FormatError:
         pass  # a damaged or truncated tail: the recording ends before it
-    return icount
+    return reader.icount
 
 
 def position_to_data(position: PlayerPosition) -> dict[str, object]:

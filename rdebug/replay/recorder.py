@@ -3,7 +3,8 @@
 Wraps another `ExternalInputs` (the live one) and appends to the log everything the
 machine takes from it (serial bytes, host clock reads) and every synchronisation event
 (interrupts, exceptions, shutdown, clock warps), each preceded by EVENT_INSTRUCTION
-with the instructions run since the previous event.
+with the instructions run since the previous event.  The events themselves are
+codec.py's; this module decides when they are written.
 
 Flush policy: every event goes to the file as soon as it is logged, except exceptions
 (a syscall-heavy guest takes hundreds of thousands a second), which wait for the next
@@ -17,48 +18,19 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-from rdebug.machine.inputs import (
-    AsyncInput,
-    ExternalInputs,
-    KeyInput,
-    MouseInput,
-    NetInput,
-    SerialInput,
-    SyncEvent,
-)
-from rdebug.replay.input_events import encode_input
+from rdebug.machine.inputs import AsyncInput, ExternalInputs, SyncEvent
+from rdebug.replay.codec import INPUT_CHECKPOINT, encode_clock, encode_inputs, encode_sync
 from rdebug.replay.log import (
-    AsyncCharRead,
-    AsyncNet,
     Checkpoint,
-    CheckpointKind,
-    Clock,
-    ClockKind,
     End,
     Event,
     ExceptionTaken,
     Instruction,
-    InterruptTaken,
     Shutdown,
     ShutdownCause,
     encode,
     encode_header,
 )
-
-#: The checkpoint at which rdebug's machine takes asynchronous input (its run loop,
-#: where virtual-clock timers are serviced too).
-INPUT_CHECKPOINT = CheckpointKind.CLOCK_VIRTUAL
-
-#: The NET event's flags word (QEMU's packet flags; rdebug's frames carry none).
-NET_FLAGS = 0
-
-_SYNC_EVENTS: dict[SyncEvent, Event] = {
-    SyncEvent.INTERRUPT: InterruptTaken(),
-    SyncEvent.EXCEPTION: ExceptionTaken(),
-    SyncEvent.SHUTDOWN: Shutdown(ShutdownCause.GUEST_SHUTDOWN),
-    SyncEvent.RESET: Shutdown(ShutdownCause.GUEST_RESET),
-    SyncEvent.CLOCK_WARP: Checkpoint(CheckpointKind.CLOCK_WARP_START),
-}
 
 
 class Recorder:
@@ -111,7 +83,7 @@ class Recorder:
 
     def host_clock_ns(self, icount: int) -> int:
         value = self._inner.host_clock_ns(icount)
-        self._put(icount, Clock(ClockKind.HOST, value))
+        self._put(icount, encode_clock(value))
         return value
 
     def take_async(self, icount: int) -> Sequence[AsyncInput]:
@@ -119,7 +91,7 @@ class Recorder:
         if items:
             self._put(icount, Checkpoint(INPUT_CHECKPOINT))
             for item in items:
-                for event in _encode_async(item):
+                for event in encode_inputs(item):
                     self._put(icount, event)
         if self._pending:
             self._flush()
@@ -135,7 +107,7 @@ class Recorder:
         return self._inner.horizon()
 
     def synchronize(self, event: SyncEvent, icount: int) -> None:
-        self._put(icount, _SYNC_EVENTS[event])
+        self._put(icount, encode_sync(event))
         self._inner.synchronize(event, icount)
 
     def finished(self) -> bool:
@@ -145,14 +117,3 @@ class Recorder:
         if self._pending:
             self._flush()
         self._inner.close()
-
-
-def _encode_async(item: AsyncInput) -> list[Event]:
-    match item:
-        case SerialInput(port, data):
-            return [AsyncCharRead(INPUT_CHECKPOINT, port, data)]
-        case NetInput(adapter, data):
-            return [AsyncNet(INPUT_CHECKPOINT, adapter, NET_FLAGS, data)]
-        case KeyInput() | MouseInput():
-            return encode_input(INPUT_CHECKPOINT, item)
-    raise TypeError(f"cannot log input {item!r}")

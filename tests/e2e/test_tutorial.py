@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -60,12 +59,6 @@ def assert_shows(expected: list[str], actual: str, what: str) -> None:
             raise AssertionError(f"{what}: {want!r} not shown (in order) in:\n{actual}") from None
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture
 def workdir(tmp_path: Path) -> Iterator[Path]:
     (tmp_path / "sample_guests").symlink_to(ROOT / "sample_guests")
@@ -87,8 +80,10 @@ def test_the_tutorial_runs_as_written(workdir: Path) -> None:
                 for command, expected in split(body, "$ "):
                     ran["console"] += 1
                     if "--gdb" in command:
-                        port = command.split()[-1]
-                        line = command.replace(port, str(free_port()))
+                        # [HOST:]PORT as typed: port 0 instead, read back from the banner
+                        spec = command.split()[-1]
+                        host = spec.rpartition(":")[0]
+                        line = command[: -len(spec)] + (f"{host}:0" if host else "0")
                         server = subprocess.Popen(
                             shlex.split(line), cwd=workdir, env=env, text=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,

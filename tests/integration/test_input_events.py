@@ -21,7 +21,7 @@ from rdebug.machine.inputs import AsyncInput, ExternalInputs, KeyInput, MouseInp
 from rdebug.machine.loader import load_image
 from rdebug.machine.machine import Machine, MachineConfig, StopEvent, StopReason
 from rdebug.replay.log import AsyncInput as LoggedInput
-from rdebug.replay.log import AsyncInputSync, InputKind, Instruction, Reader
+from rdebug.replay.log import AsyncInputSync, InputKind, Reader
 from rdebug.replay.player import Player, recording_end
 from rdebug.replay.recorder import Recorder
 from rdebug.replay.timeline import Timeline
@@ -72,13 +72,11 @@ def _live(keys: str, mouse: str = "") -> LiveInputs:
 
 def _log_inputs(log: Path) -> list[tuple[int, LoggedInput | AsyncInputSync]]:
     with log.open("rb") as stream:
-        icount = 0
         found: list[tuple[int, LoggedInput | AsyncInputSync]] = []
-        for event in Reader(stream, "log"):
-            if isinstance(event, Instruction):
-                icount += event.count
-            elif isinstance(event, LoggedInput | AsyncInputSync):
-                found.append((icount, event))
+        reader = Reader(stream, "log")
+        for event in reader:
+            if isinstance(event, LoggedInput | AsyncInputSync):
+                found.append((reader.icount, event))
         return found
 
 

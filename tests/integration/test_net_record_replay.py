@@ -26,7 +26,7 @@ from rdebug.replay.log import AsyncNet, Reader
 from rdebug.replay.player import Player
 from rdebug.replay.recording import record
 from rdebug.replay.trace import GuestSpec, sha256
-from tests.conftest import GUESTS, Capture
+from tests.conftest import EVENT_TIMEOUT, GUESTS, Capture
 from tests.netframes import (
     GUEST_MAC,
     PEER_MAC,
@@ -78,9 +78,11 @@ def record_net(folder: Path, script: Callable[[Peer], None], queue_limit: int = 
     try:
         recording = record(folder, guest, spec, CONFIG, inputs, serial=[out], net=udp, run=run)
     finally:
-        thread.join(timeout=30)
+        peer.finished.set()
+        thread.join(timeout=EVENT_TIMEOUT)
         peer.close()
     assert not errors, errors
+    assert not thread.is_alive(), "the peer's script never ended"
     assert recording.stop.reason is StopReason.EXIT, recording.stop
     return Recorded(recording.trace.path, recording.stop, bytes(out.data), hashes[0], inputs)
 
@@ -179,25 +181,18 @@ def test_a_peer_that_vanishes(tmp_path: Path) -> None:
 
 def test_a_flood_is_bounded_at_the_host_and_the_log_is_complete(tmp_path: Path) -> None:
     flood = [icmp_echo(9, seq, bytes(900)) for seq in range(400)]
-    done = threading.Event()
-
     def script(peer: Peer) -> None:
         peer.receive()
         for frame in flood:
             peer.send(frame)
         # The quit datagram may itself be dropped under the flood: repeat it.
-        while not done.wait(0.05):
+        while not peer.finished.wait(0.05):
             try:
                 peer.send(udp_quit())
             except OSError:
                 return
 
-    rec_holder: list[Recorded] = []
-    try:
-        rec_holder.append(record_net(tmp_path / "t", script, queue_limit=16))
-    finally:
-        done.set()
-    rec = rec_holder[0]
+    rec = record_net(tmp_path / "t", script, queue_limit=16)
     logged = net_events(rec.trace)
     # Nothing the machine took is missing from the log; what the bounded queue dropped
     # (and what the kernel's socket buffer dropped: UDP) never reached it.  The frames

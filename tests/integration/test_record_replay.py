@@ -25,7 +25,6 @@ from rdebug.machine.loader import load_image
 from rdebug.machine.machine import Machine, MachineConfig, StopEvent, StopReason
 from rdebug.replay.log import (
     LOG_VERSION,
-    Instruction,
     InterruptTaken,
     Reader,
     Truncated,
@@ -181,16 +180,14 @@ def _wait_for_events_after_the_echo(log: Path) -> None:
     """Until the log holds an event after the interrupt that delivered the input."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        icount, seen_interrupt = 0, None
+        seen_interrupt = None
         with log.open("rb") as stream:
             reader = Reader(stream, str(log))
             try:
                 for event in reader:
-                    if isinstance(event, Instruction):
-                        icount += event.count
-                    elif isinstance(event, InterruptTaken):
-                        seen_interrupt = icount
-                    elif seen_interrupt is not None and icount > seen_interrupt:
+                    if isinstance(event, InterruptTaken):
+                        seen_interrupt = reader.icount
+                    elif seen_interrupt is not None and reader.icount > seen_interrupt:
                         return
             except Truncated:
                 pass
@@ -261,13 +258,12 @@ def test_a_recording_stopped_where_an_interrupt_was_due_replays_to_its_end(
     it and then find the end of the log instead of an INTERRUPT."""
     full = tmp_path / "full.log"
     _record("timer", LiveInputs({}), full)
-    interrupts, icount = [], 0
+    interrupts = []
     with full.open("rb") as stream:
-        for event in Reader(stream, str(full)):
-            if isinstance(event, Instruction):
-                icount += event.count
-            elif isinstance(event, InterruptTaken):
-                interrupts.append(icount)
+        reader = Reader(stream, str(full))
+        for event in reader:
+            if isinstance(event, InterruptTaken):
+                interrupts.append(reader.icount)
     cut = interrupts[len(interrupts) // 2]
     log = tmp_path / "cut.log"
     fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)

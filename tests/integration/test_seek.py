@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from rdebug.host.sources import LiveInputs, ScriptedInputs
 from rdebug.machine.inputs import ExternalInputs
 from rdebug.machine.machine import MachineConfig
-from rdebug.replay.log import Clock, Instruction, Reader
+from rdebug.replay.log import Clock, Reader
 from rdebug.replay.recording import record
 from rdebug.replay.timeline import SeekError, Timeline
 from rdebug.replay.trace import GuestSpec, Trace, sha256
@@ -111,13 +111,12 @@ def test_replays_cut_just_before_a_clock_read_read_it_at_the_recorded_icount(
     the end of its translation block: a replay that stops a few instructions before the
     read (and so cuts that block) must not see the read elsewhere."""
     trace = _record(tmp_path / "trace", "clock", _inputs("clock"))
-    clock_reads, icount = [], 0
+    clock_reads = []
     with trace.log_path.open("rb") as stream:
-        for event in Reader(stream, "log"):
-            if isinstance(event, Instruction):
-                icount += event.count
-            elif isinstance(event, Clock):
-                clock_reads.append(icount)
+        reader = Reader(stream, "log")
+        for event in reader:
+            if isinstance(event, Clock):
+                clock_reads.append(reader.icount)
     assert clock_reads
     first = clock_reads[0]
     for cut in range(max(0, first - 6), first + 2):

@@ -135,3 +135,26 @@ def test_a_cut_anywhere_is_either_a_clean_boundary_or_truncated(
 def test_damaged_events_are_named(raw: bytes, message: str) -> None:
     with pytest.raises(FormatError, match=message):
         list(Reader(io.BytesIO(raw), "t"))
+
+
+@given(st.lists(events, max_size=20), st.data())
+def test_the_reader_knows_each_events_offset_and_icount(
+    sequence: list[Event], data: st.DataObject
+) -> None:
+    """The one log walker: after each event, `offset` is where the next begins and
+    `icount` the sum of the instruction counts so far; `seek` returns to such a point."""
+    raw = encode_header() + b"".join(encode(e) for e in sequence)
+    reader = Reader(io.BytesIO(raw), "t")
+    offset, icount, points = 12, 0, [(12, 0)]
+    for event in sequence:
+        assert reader.read() == event
+        offset += len(encode(event))
+        icount += event.count if isinstance(event, Instruction) else 0
+        assert (reader.offset, reader.icount) == (offset, icount)
+        points.append((offset, icount))
+    assert reader.read() is None
+    back = data.draw(st.integers(0, len(sequence)))
+    reader.seek(*points[back])
+    assert (reader.offset, reader.icount) == points[back]
+    assert list(reader) == sequence[back:]
+    assert reader.icount == icount

@@ -19,8 +19,9 @@ from rdebug.host.netdev import (
     parse_netdev,
     read_pcap,
 )
-from rdebug.host.sources import ScriptedInputs
+from rdebug.host.sources import LiveInputs, ScriptedInputs
 from rdebug.machine.inputs import NetInput, SerialInput
+from tests.conftest import EVENT_TIMEOUT
 
 
 @pytest.mark.parametrize(
@@ -92,20 +93,27 @@ def test_net_inputs_follow_the_inner_inputs_and_bound_the_queue() -> None:
 
 def test_wait_returns_when_a_frame_arrives() -> None:
     source = Scripted()
-    inputs = NetInputs(ScriptedInputs([]), {0: source})
+    inputs = NetInputs(LiveInputs({}), {0: source})  # live: its wait() really blocks
     assert source.deliver is not None
-    deliver = source.deliver
-    timer = threading.Timer(0.05, lambda: deliver(b"frame"))
-    timer.start()
-    inputs.wait(30.0)  # returns soon after the frame, long before the timeout
-    timer.join()
+    returned = threading.Event()
+
+    def waiter() -> None:
+        inputs.wait(3600.0)  # ends when the frame is there (before or while it waits)
+        returned.set()
+
+    thread = threading.Thread(target=waiter, daemon=True)
+    thread.start()
+    source.deliver(b"frame")
+    assert returned.wait(EVENT_TIMEOUT), "wait() went on after a frame had arrived"
+    thread.join()
     assert inputs.take_async(0) == [NetInput(0, b"frame")]
+    inputs.close()
 
 
 def test_udp_netdev_round_trip() -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as peer:
         peer.bind(("127.0.0.1", 0))
-        peer.settimeout(10)
+        peer.settimeout(EVENT_TIMEOUT)
         udp = UdpNetdev(SocketNetdev(peer.getsockname(), ("127.0.0.1", 0)))
         got: list[bytes] = []
         arrived = threading.Event()
@@ -120,7 +128,7 @@ def test_udp_netdev_round_trip() -> None:
             data, addr = peer.recvfrom(100)
             assert (data, addr) == (b"to the peer", udp.local)
             peer.sendto(b"to the guest", udp.local)
-            assert arrived.wait(10)
+            assert arrived.wait(EVENT_TIMEOUT), "the peer's datagram never arrived"
             assert got == [b"to the guest"]
         finally:
             udp.close()

@@ -3,6 +3,7 @@ the toolbar, Ctrl-C at the prompt and during a long operation, source files, bat
 
 from __future__ import annotations
 
+import inspect
 import io
 import os
 import shutil
@@ -15,7 +16,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from elftools.elf.elffile import ELFFile
 from prompt_toolkit.completion import CompleteEvent
 from prompt_toolkit.document import Document
 from prompt_toolkit.history import FileHistory
@@ -25,39 +25,7 @@ from prompt_toolkit.output import DummyOutput
 import rdebug
 from rdebug.api import Session
 from rdebug.repl import Completions, Repl
-from tests.conftest import GUESTS, ROOT, record_cli
-
-
-def long_crc_trace(tmp_path_factory: pytest.TempPathFactory, passes: int = 20000) -> Path:
-    """A recording of the `crc` guest patched to do `passes` passes (about 145 000
-    instructions each): long enough that replaying it takes seconds.  Made once per
-    test run (the REPL's unit and terminal tests share it)."""
-    folder = tmp_path_factory.getbasetemp() / f"repl-crc-{passes}"
-    trace = folder / "trace"
-    if (trace / "replay.log").exists():
-        return trace
-    data = bytearray((GUESTS / "crc.elf").read_bytes())
-    with (GUESTS / "crc.elf").open("rb") as stream:
-        elf = ELFFile(stream)
-        symtab = elf.get_section_by_name(".symtab")
-        addr = symtab.get_symbol_by_name("crc_passes")[0]["st_value"]
-        offset = next(
-            seg["p_offset"] + addr - seg["p_vaddr"]
-            for seg in elf.iter_segments()
-            if seg["p_type"] == "PT_LOAD"
-            and seg["p_vaddr"] <= addr < seg["p_vaddr"] + seg["p_filesz"]
-        )
-    data[offset : offset + 4] = passes.to_bytes(4, "little")
-    folder.mkdir(parents=True, exist_ok=True)
-    guest = folder / "crc-long.elf"
-    guest.write_bytes(data)
-    result = subprocess.run(
-        [sys.executable, "-m", "rdebug", "record", str(guest), "-o", str(trace), "-m", "8",
-         "--serial", "null"],
-        capture_output=True, timeout=300, cwd=ROOT, check=False,
-    )  # fmt: skip
-    assert result.returncode == 1, result.stderr
-    return trace
+from tests.conftest import EVENT_TIMEOUT, ROOT, HeldOperation, long_crc_trace, record_cli
 
 
 @pytest.fixture(scope="module")
@@ -74,11 +42,13 @@ def session(bug_trace: Path, tmp_path: Path) -> Iterator[Session]:
         yield opened
 
 
-def wait_until(condition: Callable[[], bool], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
+def wait_until(condition: Callable[[], bool]) -> None:
+    """Until the REPL has done what `condition` checks (it polls the REPL's buffers;
+    EVENT_TIMEOUT only turns a hang into a failure)."""
+    deadline = time.monotonic() + EVENT_TIMEOUT
     while not condition():
         if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting for the REPL")
+            raise AssertionError("the REPL never did it: " + inspect.getsource(condition).strip())
         time.sleep(0.01)
 
 
@@ -106,7 +76,8 @@ def drive(repl: Repl, script: Callable[[Callable[[str], None], object], None]) -
 
 def test_commands_and_completion_through_the_prompt(session: Session) -> None:
     out, err = io.StringIO(), io.StringIO()
-    repl = Repl(session, out, err)
+    # no progress bar: on a slow enough machine it would show in `err` (checked below)
+    repl = Repl(session, out, err, show_progress=False)
 
     def script(type_: Callable[[str], None], prompt: object) -> None:
         buffer = prompt.default_buffer  # type: ignore[attr-defined]
@@ -207,7 +178,7 @@ def test_source_runs_a_file_and_stops_at_the_first_failure(
     session: Session, tmp_path: Path
 ) -> None:
     out, err = io.StringIO(), io.StringIO()
-    repl = Repl(session, out, err)
+    repl = Repl(session, out, err, show_progress=False)  # `err` is checked whole
     good = tmp_path / "good.cmds"
     good.write_text("# a comment\nbreak deposit\n\ncontinue\n")
     assert repl.execute(f"source {good}")
@@ -232,33 +203,46 @@ def long_trace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return long_crc_trace(tmp_path_factory)
 
 
+class Screen(io.StringIO):
+    """The REPL's error stream; `shows(text)` is set once `text` has been written."""
+
+    def __init__(self, awaited: str) -> None:
+        super().__init__()
+        self._awaited = awaited
+        self.shown = threading.Event()
+
+    def write(self, text: str) -> int:
+        written = super().write(text)
+        if self._awaited in text:
+            self.shown.set()
+        return written
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT")
-def test_ctrl_c_interrupts_a_long_operation_and_shows_progress(long_trace: Path) -> None:
-    out, err = io.StringIO(), io.StringIO()
+def test_ctrl_c_interrupts_a_long_operation_and_shows_progress(
+    long_trace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out, err = io.StringIO(), Screen("replaying at icount")
     with rdebug.open(long_trace) as session:
         repl = Repl(session, out, err)
-        started = threading.Event()
-        report = session.progress
-        assert report is not None
-
-        def progress(icount: int) -> None:
-            report(icount)
-            if icount > 0:
-                started.set()
-
-        session.progress = progress
+        # the seek is held at its first progress report until Ctrl-C has interrupted
+        # the session: it cannot end first, whatever the machine's speed
+        held = HeldOperation(session, monkeypatch)
 
         def press_ctrl_c() -> None:
-            started.wait(60)
-            wait_until(lambda: "replaying at icount" in err.getvalue())  # the bar is up
+            held.wait_reached()
+            assert err.shown.wait(EVENT_TIMEOUT), "the progress bar never showed"
             os.kill(os.getpid(), signal.SIGINT)
 
         presser = threading.Thread(target=press_ctrl_c)
         presser.start()
-        assert repl.execute("seek end") is False
-        presser.join()
+        try:
+            assert repl.execute("seek end") is False
+        finally:
+            presser.join()
         assert "[#" in err.getvalue() or "[." in err.getvalue()
         assert err.getvalue().rstrip().endswith(f"error: interrupted at icount {session.icount}")
+        assert session.icount == held.icount
         assert 0 < session.icount < session.end_icount
         # the session still works, and going on from there is the straight run
         stopped_at = session.icount

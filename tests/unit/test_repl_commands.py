@@ -16,7 +16,7 @@ import rdebug
 from rdebug import commands, monitor
 from rdebug.api import Session, Where
 from rdebug.errors import UsageError
-from rdebug.events import EventKind, parse_kind
+from rdebug.replay.events import EventKind, parse_kind
 from rdebug.replay.log import InterruptTaken, Reader
 from rdebug.replay.timeline import MIN_INTERVAL
 from tests.conftest import record_cli

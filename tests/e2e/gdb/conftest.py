@@ -20,7 +20,7 @@ import pytest
 from pygdbmi.gdbcontroller import GdbController
 
 from rdebug.gdb import console_text, exchange
-from tests.conftest import ROOT, record_cli
+from tests.conftest import EVENT_TIMEOUT, ROOT, record_cli
 
 GDB = shutil.which("gdb")
 pytestmark = pytest.mark.skipif(GDB is None, reason="gdb is not installed")
@@ -37,7 +37,7 @@ class Gdb:
         self._gdb = controller
         self.address = address
 
-    def run(self, command: str, timeout: float = 60) -> tuple[str, list[dict[str, Any]]]:
+    def run(self, command: str, timeout: float = EVENT_TIMEOUT) -> tuple[str, list[dict[str, Any]]]:
         """A console command; returns (console text, records).  Waits for its result
         record and, for a command that resumed the target, for the `*stopped`."""
         escaped = command.replace("\\", "\\\\").replace('"', '\\"')

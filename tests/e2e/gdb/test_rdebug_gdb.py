@@ -13,7 +13,7 @@ import pytest
 import rdebug
 import rdebug.gdb
 from rdebug.repl import Repl
-from tests.conftest import record_cli
+from tests.conftest import EVENT_TIMEOUT, record_cli
 from tests.e2e.gdb.conftest import attached_gdb
 
 
@@ -60,7 +60,7 @@ def test_the_repl_serves_gdb_on_its_session(bug_trace: Path) -> None:
 
         def use_gdb() -> None:
             try:
-                deadline = time.monotonic() + 30
+                deadline = time.monotonic() + EVENT_TIMEOUT
                 while not (match := re.search(r"target remote ([\d.]+:\d+)", out.getvalue())):
                     assert time.monotonic() < deadline, out.getvalue()
                     time.sleep(0.01)

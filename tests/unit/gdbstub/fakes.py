@@ -27,6 +27,7 @@ from rdebug.gdbstub import (
     TargetError,
     i386_layout,
 )
+from tests.conftest import EVENT_TIMEOUT
 
 EFAULT = 14
 
@@ -34,9 +35,9 @@ EFAULT = 14
 Scripted = StopReason | Callable[[Callable[[], bool]], StopReason]
 
 
-def wait_for_interrupt(interrupted: Callable[[], bool], timeout: float = 10.0) -> StopReason:
+def wait_for_interrupt(interrupted: Callable[[], bool]) -> StopReason:
     """A run that only ends when gdb interrupts it (bounded, so a broken test fails)."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + EVENT_TIMEOUT
     while not interrupted():
         if time.monotonic() > deadline:
             raise AssertionError("the target was never interrupted")

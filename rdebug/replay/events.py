@@ -20,7 +20,7 @@ from pathlib import Path
 
 from rdebug.errors import FormatError, UsageError
 from rdebug.replay import log
-from rdebug.replay.recorder import INPUT_CHECKPOINT
+from rdebug.replay.codec import INPUT_CHECKPOINT
 
 
 class EventKind(enum.Enum):
@@ -101,17 +101,14 @@ def read_events(path: Path) -> list[RecordedEvent]:
     events: list[RecordedEvent] = []
     with stream:
         reader = log.Reader(stream, str(path))
-        icount = 0
         try:
             for event in reader:
-                if isinstance(event, log.Instruction):
-                    icount += event.count
-                    continue
                 if isinstance(event, log.End):
                     break
                 kind = _classify(event)
                 if kind is not None:
-                    events.append(RecordedEvent(len(events), icount, kind[0], kind[1], event))
+                    index = len(events)
+                    events.append(RecordedEvent(index, reader.icount, kind[0], kind[1], event))
         except FormatError:
             pass  # a truncated or damaged tail: the recording (and its events) end before it
     return events
