@@ -1,5 +1,6 @@
-"""Builds the native extensions at install time: the instruction counter
-(rdebug/machine/_icount.c) and the dirty-page tracker (rdebug/machine/_pages.c)."""
+"""Builds the native extensions at install time: the instruction counter and the page
+walk (rdebug/machine/_icount.c, _vtlb.c) and the dirty-page tracker
+(rdebug/machine/_pages.c)."""
 
 from setuptools import Extension, setup
 
@@ -7,7 +8,7 @@ setup(
     ext_modules=[
         Extension(
             "rdebug.machine._icount",
-            sources=["rdebug/machine/_icount.c"],
+            sources=["rdebug/machine/_icount.c", "rdebug/machine/_vtlb.c"],
             extra_compile_args=["-O3", "-std=c11"],
         ),
         Extension(

@@ -17,13 +17,22 @@ of each mode (whole session, boot included), the ratios to raw unicorn and recor
 and the wall time of `rdebug run` from its start to the shell's first prompt (Python
 start-up included).  Shared machines are noisy: take the best of several rounds.
 
-    python bench/kernel.py [--rounds 2] [--passes 3600]
+Against QEMU (when `qemu-system-i386` is installed; `--no-qemu` skips it), the same
+session as a user would run it, whole processes, interleaved round by round:
+`qemu-system-i386 -icount shift=7` with the session typed on COM1 once the shell's
+first prompt is out (typing time not counted), and `rdebug record -o TRACE
+--serial-input FILE` (paced in virtual time); printed: wall time and guest MIPS of
+each (QEMU's instruction count taken as rdebug's, the same guest and session) and
+their ratio.
+
+    python bench/kernel.py [--rounds 2] [--passes 3600] [--no-qemu]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -164,17 +173,76 @@ def boot_to_prompt() -> float:
             proc.kill()
 
 
+QEMU_TYPING_GAP_S = 0.005
+
+
+def qemu_session(passes: int) -> float:
+    """Wall seconds of QEMU (`-icount shift=7`) on the session, typing time excluded."""
+    argv = [
+        "qemu-system-i386", "-kernel", str(KERNEL), "-m", str(CONFIG.memory_mb),
+        "-display", "none", "-monitor", "none", "-net", "none", "-serial", "stdio",
+        "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04", "-no-reboot",
+        "-icount", f"shift={CONFIG.icount_shift}",
+    ]  # fmt: skip
+    t0 = time.perf_counter()
+    with subprocess.Popen(
+        argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+    ) as proc:
+        assert proc.stdin is not None and proc.stdout is not None
+        seen = b""
+        while not seen.endswith(PROMPT):
+            chunk = os.read(proc.stdout.fileno(), 4096)
+            if not chunk:
+                raise SystemExit(f"QEMU ended before the prompt: {seen[-200:]!r}")
+            seen += chunk
+        typing = time.perf_counter()
+        for byte in _session(passes):  # a byte at a time: the UART has a 16-byte FIFO
+            proc.stdin.write(bytes([byte]))
+            proc.stdin.flush()
+            time.sleep(QEMU_TYPING_GAP_S)
+        typing = time.perf_counter() - typing
+        rest = proc.stdout.read()
+        proc.wait(timeout=600)
+    elapsed = time.perf_counter() - t0 - typing
+    if proc.returncode != 1 or b"crc %d: 0x" % passes not in seen + rest:
+        raise SystemExit(f"QEMU: the session did not complete: {(seen + rest)[-200:]!r}")
+    return elapsed
+
+
+def rdebug_record_session(passes: int, folder: Path) -> float:
+    """Wall seconds of `rdebug record` (a whole process) on the session."""
+    feed = folder / "session.txt"
+    feed.write_bytes(_session(passes))
+    trace = folder / "trace"
+    shutil.rmtree(trace, ignore_errors=True)
+    argv = [
+        sys.executable, "-m", "rdebug", "record", "-o", str(trace),
+        "-m", str(CONFIG.memory_mb), "--icount-shift", str(CONFIG.icount_shift),
+        "--serial", "stdio", "--serial-input", str(feed), str(KERNEL),
+    ]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    t0 = time.perf_counter()
+    proc = subprocess.run(argv, capture_output=True, check=False, cwd=ROOT, env=env)
+    elapsed = time.perf_counter() - t0
+    if proc.returncode != 1 or b"crc %d: 0x" % passes not in proc.stdout:
+        raise SystemExit(f"rdebug record: the session did not complete: {proc.stderr[-300:]!r}")
+    return elapsed
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--passes", type=int, default=3600, help="N of `crc N`")
     parser.add_argument("--crc-passes", type=int, default=2000, help="raw unicorn's crc")
     parser.add_argument("--memcopy-passes", type=int, default=500, help="raw's memcopy")
+    parser.add_argument("--no-qemu", action="store_true", help="skip the QEMU comparison")
     args = parser.parse_args(argv)
+    with_qemu = not args.no_qemu and shutil.which("qemu-system-i386") is not None
 
     raw: dict[str, list[float]] = {"crc": [], "memcopy": []}
     modes: dict[str, list[float]] = {"run": [], "record": [], "replay": []}
     boots: list[float] = []
+    versus: dict[str, list[float]] = {"qemu": [], "record": []}
     icount = 0
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(args.rounds):
@@ -185,6 +253,9 @@ def main(argv: list[str] | None = None) -> int:
             for mode, seconds in times.items():
                 modes[mode].append(icount / seconds / 1e6)
             boots.append(boot_to_prompt())
+            if with_qemu:
+                versus["qemu"].append(qemu_session(args.passes))
+                versus["record"].append(rdebug_record_session(args.passes, Path(tmp)))
 
     print(f"minikernel `crc {args.passes}` session: {icount:,} instructions, {args.rounds} rounds")
     print("(a shared, noisy machine: best and median of the rounds)\n")
@@ -206,6 +277,14 @@ def main(argv: list[str] | None = None) -> int:
           "  (target <= 1.15)")  # fmt: skip
     print(f"boot to the prompt (rdebug run, wall): best {min(boots):.2f} s, "
           f"median {statistics.median(boots):.2f} s  (target < 2 s)")  # fmt: skip
+    if versus["qemu"]:
+        print("\nwhole processes, the same session (QEMU -icount shift=7; rdebug record):")
+        for name, label in (("qemu", "QEMU run"), ("record", "rdebug record")):
+            best, median = min(versus[name]), statistics.median(versus[name])
+            print(f"{label:14} best {best:6.2f} s ({icount / best / 1e6:6.1f} MIPS), "
+                  f"median {median:6.2f} s")  # fmt: skip
+        ratio = min(versus["qemu"]) / min(versus["record"])
+        print(f"rdebug record throughput / QEMU's: {ratio:.2f} (best rounds; target >= 1.0)")
     return 0
 
 

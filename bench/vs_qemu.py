@@ -34,7 +34,6 @@ import re
 import shutil
 import socket
 import statistics
-import struct
 import subprocess
 import sys
 import tempfile
@@ -50,7 +49,7 @@ from rdebug.machine.loader import load_image, parse_image
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script: make `bench` importable
-from bench.speed import Workload, measure  # noqa: E402
+from bench.speed import Workload, measure, patched_elf  # noqa: E402
 
 GUESTS = ROOT / "sample_guests" / "build"
 MEMORY_MB = 256
@@ -143,20 +142,6 @@ def parse_recorded(stderr_text: str) -> int | None:
     """The instruction count `rdebug record` reports on stderr."""
     match = _RECORDED.search(stderr_text)
     return int(match[1]) if match else None
-
-
-def patched_elf(data: bytes, symbol_addr: int, value: int) -> bytes:
-    """`data` (an ELF32) with the dword at virtual address `symbol_addr` set to `value`
-    in the file, so that both emulators (and rdebug's trace copy) see the same guest."""
-    out = bytearray(data)
-    (phoff,) = struct.unpack_from("<I", out, 28)
-    phentsize, phnum = struct.unpack_from("<HH", out, 42)
-    for i in range(phnum):
-        _, offset, vaddr, _, filesz, _, _, _ = struct.unpack_from("<8I", out, phoff + i * phentsize)
-        if vaddr <= symbol_addr < vaddr + filesz:
-            struct.pack_into("<I", out, offset + symbol_addr - vaddr, value)
-            return bytes(out)
-    raise ValueError(f"address {symbol_addr:#x} is not in a loaded segment")
 
 
 # ------------------------------------------------------------------ the two emulators

@@ -22,6 +22,7 @@ from unicorn import x86_const as X
 from unicorn.unicorn_py3 import unicorn as _ucpy
 
 from rdebug.errors import MachineError
+from rdebug.machine.vtlb import VirtualTlb
 
 PAGE_SIZE = 4096
 
@@ -59,6 +60,7 @@ TABLE_REGISTERS: tuple[tuple[str, int], ...] = (
 _REG_IDS: dict[str, int] = dict(GENERAL_REGISTERS + CONTROL_REGISTERS)
 _TABLE_IDS: dict[str, int] = dict(TABLE_REGISTERS)
 _GENERAL_IDS = [regid for _, regid in GENERAL_REGISTERS]
+_SEGMENT_NAMES = frozenset({"cs", "ss", "ds", "es", "fs", "gs"})
 
 CR0_PE = 1 << 0
 CR0_WP = 1 << 16
@@ -234,6 +236,8 @@ class Cpu:
         self.ram = memoryview(self._ram_map)
         self._ram_ptr = ctypes.c_char.from_buffer(self._ram_map)
         self.uc.mem_map_ptr(0, self.ram_size, UC_PROT_ALL, ctypes.addressof(self._ram_ptr))
+        #: rdebug's own page walk (unicorn's virtual-TLB mode): see machine/vtlb.py
+        self.vtlb = VirtualTlb(self.uc, ctypes.addressof(self._ram_ptr), self.ram_size)
         self._layout = _blob_layout()
         self._context_header = self._layout.header
         self._scratch = self.uc.context_save()
@@ -283,6 +287,7 @@ class Cpu:
         del self._ram_ptr
         self.ram.release()
         self.uc = None
+        self.vtlb.close()  # its hook's state lives until the engine is gone
         self._ram_map.close()
         if self._ram_fd >= 0:
             os.close(self._ram_fd)
@@ -317,7 +322,16 @@ class Cpu:
         return self._regs.scalar(_REG_IDS[name])
 
     def write(self, name: str, value: int) -> None:
-        self.uc.reg_write(_REG_IDS[name], value)
+        if name not in _SEGMENT_NAMES:
+            self.uc.reg_write(_REG_IDS[name], value)
+            return
+        # A protected-mode segment load reads (and marks accessed) its descriptor
+        # through the engine's TLB: a supervisor access of rdebug's, not of the guest.
+        self.vtlb.host_access(True)
+        try:
+            self.uc.reg_write(_REG_IDS[name], value)
+        finally:
+            self.vtlb.host_access(False)
 
     @property
     def eip(self) -> int:

@@ -84,6 +84,10 @@ def deliver(cpu: Cpu, interrupt: Interrupt) -> None:
 
 
 def _deliver_once(cpu: Cpu, interrupt: Interrupt) -> None:
+    if cpu.vtlb.deliver(
+        interrupt.vector, interrupt.source is Source.SOFTWARE, interrupt.error_code
+    ):
+        return  # the common case, done natively exactly as _deliver_protected does it
     if not cpu.read("cr0") & CR0_PE:
         _deliver_real(cpu, interrupt)
     elif cpu.read("eflags") & EFLAGS_VM:

@@ -68,6 +68,7 @@ from rdebug.machine.openbus import map_open_bus
 from rdebug.machine.regpages import RegisterPages
 from rdebug.machine.state import MachineState, state_hash
 from rdebug.machine.sysenter import SYSENTER_LENGTH, sysenter
+from rdebug.machine.vtlb import PageFault
 from rdebug.machine.watchpoints import WatchHit, WatchKind, Watchpoints
 
 #: The run loop regains control at least this often (in instructions, at a branch
@@ -191,7 +192,9 @@ class Machine:
         self.board.set_irq(line, level)
 
     def request_stop(self) -> None:
-        if self._emulating and not self._register_pages.in_store:  # that store stops on its own
+        if self._register_pages.in_store:
+            self._register_pages.stop_wanted = True  # that store stops on its own
+        elif self._emulating:
             self.counter.request_stop_after_current()
 
     def guest_exit(self, code: int) -> None:
@@ -300,17 +303,28 @@ class Machine:
             soft = min(self.clock.next_deadline_icount(), self.icount + CONTROL_INTERVAL)
             self._next_stop = min(hard, soft)
             self._emulating = True
+            page_fault: PageFault | None = None
+            self.cpu.vtlb.clear_fault()  # a refusal seen by a probe never became a fault
             try:
                 cause = self.counter.execute(hard, soft)
             except UcError as exc:
                 # No memory hook watches for unmapped accesses (any memory hook would send
                 # every guest load and store through unicorn's slow path): the engine's
-                # error says what happened.
+                # error says what happened, or the page walk refused an access (a #PF).
                 self._emulating = False
-                return self._stop(StopReason.FAULT, detail=f"{exc} at eip {self.cpu.eip:#x}")
+                try:
+                    page_fault = self.cpu.vtlb.take_fault()
+                except MachineError as error:
+                    return self._stop(StopReason.FAULT, detail=str(error))
+                if page_fault is None:
+                    return self._stop(StopReason.FAULT, detail=f"{exc} at eip {self.cpu.eip:#x}")
             finally:
                 self._emulating = False
                 self._register_pages.settle()
+            if page_fault is not None:
+                self._raise_page_fault(page_fault)
+                shadow = False
+                continue
             if self._fault is not None:
                 fault, self._fault = self._fault, None
                 self.inputs.synchronize(SyncEvent.RESET, self.icount)
@@ -436,6 +450,13 @@ class Machine:
         self.cpu.eip = eip
         self.inputs.synchronize(SyncEvent.EXCEPTION, self.icount)
         self._deliver(Interrupt(13, Source.EXCEPTION, 0))
+
+    def _raise_page_fault(self, fault: PageFault) -> None:
+        """The page walk refused an access of the instruction at EIP: deliver its #PF."""
+        self.counter.exception_taken(faulting=True)
+        self.inputs.synchronize(SyncEvent.EXCEPTION, self.icount)
+        self.cpu.write("cr2", fault.address)
+        self._deliver(Interrupt(14, Source.EXCEPTION, fault.error_code))
 
     def _after_io(self) -> None:
         """After an I/O access: stop at once if the CPU now has an IRQ to take."""

@@ -42,6 +42,8 @@ class RegisterPages:
         self._emulating = emulating
         #: a device's store hook is running (its own stop request is redundant)
         self.in_store = False
+        #: a device asked for a stop during the store hook running now
+        self.stop_wanted = False
         #: Register-page stores not yet settled, and (store eip, next eip) to skip to.
         self._unsettled: set[Device] = set()
         self._skip: tuple[int, int] | None = None
@@ -64,11 +66,22 @@ class RegisterPages:
         instruction.  Other instructions (string stores, read-modify-write) cannot be
         cut there: the page settles at the next block boundary.
         """
+        value &= (1 << (8 * size)) - 1
         self.in_store = True
+        self.stop_wanted = False
         try:
-            device.mmio_write(addr, size, value & ((1 << (8 * size)) - 1))
+            device.mmio_write(addr, size, value)
         finally:
             self.in_store = False
+        if (
+            self._emulating()
+            and not self.stop_wanted
+            and device.settles_before_store(addr, size, value)
+        ):
+            # Nothing for the run loop to do after this store (e.g. an EOI that lets no
+            # other interrupt in): settle now, no stop (one per interrupt otherwise).
+            device.mmio_settle()
+            return True
         self._unsettled.add(device)
         if not self._emulating():
             return True

@@ -156,6 +156,13 @@ class Device(Stateful):
     def mmio_settle(self) -> None:
         """The store(s) reported by `mmio_write` landed: rewrite what they changed."""
 
+    def settles_before_store(self, addr: int, size: int, value: int) -> bool:
+        """True if the page, settled now (before the store lands), already holds `value`
+        at `addr` and the store changes nothing that moves with time: the machine then
+        settles at once and lets the guest run on, with no stop after the store."""
+        del addr, size, value
+        return False
+
     def hot_registers(self) -> tuple[range, ...]:
         """Physical addresses whose reads must call `mmio_refresh` now."""
         return ()

@@ -278,6 +278,10 @@ class LocalApic(Device):
     def mmio_refresh(self, addr: int, size: int) -> None:
         self._publish(TIMER_CURRENT)
 
+    def settles_before_store(self, addr: int, size: int, value: int) -> bool:
+        # EOI (once per interrupt): it reads as 0, and kernels write 0 to it
+        return addr - self.base == EOI and size == 4 and value == self.read_register(EOI)
+
     def write_register(self, offset: int, value: int) -> None:
         """A 32-bit guest write to the register at `offset` (SDM 10.4-10.6)."""
         value &= 0xFFFFFFFF
