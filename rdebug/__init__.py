@@ -20,4 +20,7 @@ def open(trace: Path | str, checkpoint_budget: int | None = None) -> Session:
     return Session(trace, DEFAULT_BUDGET if checkpoint_budget is None else checkpoint_budget)
 
 
-__all__ = ["open"]
+#: rdebug's version (pyproject.toml's; `rdebug --version`)
+__version__ = "0.1.0"
+
+__all__ = ["__version__", "open"]

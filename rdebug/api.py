@@ -34,13 +34,12 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO, TextIO
-
-import capstone
+from typing import TYPE_CHECKING, BinaryIO, TextIO
 
 from rdebug.errors import FormatError, RdebugError, UsageError
 from rdebug.live import Guest, LiveSession, Recorded, record
 from rdebug.machine.devices.ne2000 import FrameSink, NicConfig
+from rdebug.machine.devices.sb16 import AudioSink, Sb16Config
 from rdebug.machine.devices.uart import SerialBackend
 from rdebug.machine.loader import ImageFormat, symbol_file
 from rdebug.machine.machine import Machine, MachineConfig
@@ -55,14 +54,19 @@ from rdebug.replay.player import (
     recording_end,
 )
 from rdebug.replay.stops import Stop, Where
-from rdebug.replay.timeline import Timeline
 from rdebug.replay.trace import DriveSpec, Trace, drive_spec, open_disks
-from rdebug.snapshots import vmstate
-from rdebug.snapshots.checkpoints import DEFAULT_BUDGET
+from rdebug.snapshots import DEFAULT_BUDGET
 from rdebug.snapshots.named import NamedSnapshot, SnapshotFile
+
+if TYPE_CHECKING:
+    from rdebug.replay.timeline import Timeline
+
+# Imported where used, not here (a `rdebug run` needs none of them, and they take a
+# while to load): capstone (disassemble), the timeline and checkpoints (numpy), vmstate.
 
 __all__ = [
     "DEFAULT_BUDGET",
+    "AudioSink",
     "DriveSpec",
     "EventKind",
     "FrameSink",
@@ -76,10 +80,12 @@ __all__ = [
     "Played",
     "Recorded",
     "RecordedEvent",
+    "Sb16Config",
     "SerialBackend",
     "Session",
     "Stop",
     "Trace",
+    "TraceSummary",
     "WatchKind",
     "Where",
     "drive_spec",
@@ -88,6 +94,7 @@ __all__ = [
     "parse_kind",
     "record",
     "snapshots",
+    "summarize",
 ]
 
 #: `symbol()` names an address by a symbol at most this far below it.
@@ -114,8 +121,10 @@ class Instruction:
 class Session:
     """A recording, opened for replay: go anywhere in it and look at the machine.
 
-    COM1's output goes to `serial` and the frames the guest's NIC sends to `net` (both
-    dropped by default).
+    COM1's output goes to `serial`, the frames the guest's NIC sends to `net` and the
+    samples its sound card plays to `audio` (all dropped by default).  Each byte of
+    serial output is shown once, when the replay first passes the instruction that wrote
+    it: going back and replaying a stretch again does not repeat it.
     """
 
     def __init__(
@@ -125,6 +134,7 @@ class Session:
         *,
         serial: SerialBackend | None = None,
         net: FrameSink | None = None,
+        audio: AudioSink | None = None,
     ) -> None:
         self.trace = Trace.open(Path(trace))
         image = self.trace.loaded_guest()
@@ -141,9 +151,10 @@ class Session:
             self._machine = Machine(
                 self.trace.info.machine_config(),
                 self._player,
-                [] if serial is None else [serial],
+                [] if serial is None else [_FirstPass(serial, self._exact_icount)],
                 disks,
                 net,
+                audio=audio,
             )
             self._machine.load(image)
             self.symbols = dict(image.symbols)
@@ -156,12 +167,19 @@ class Session:
         self._travel: Timeline | None = None  # made on the first move through time
         self._played = False
         self._closed = False
+        self._complete: bool | None = None
+        self._lines: list[tuple[int, str, int]] | None = None
+
+    def _exact_icount(self) -> int:
+        return self._machine.counter.current_icount()
 
     @property
     def _timeline(self) -> Timeline:
         if self._travel is None:
             if self._played:
                 raise UsageError("this session played its recording straight through")
+            from rdebug.replay.timeline import Timeline  # noqa: PLC0415 - see the imports
+
             self._travel = Timeline(self._machine, self._player, self._end, self._budget)
         return self._travel
 
@@ -179,6 +197,15 @@ class Session:
     def icount(self) -> int:
         """Instructions executed since the start of the recording."""
         return self._machine.icount
+
+    @property
+    def complete(self) -> bool:
+        """Whether the log ends properly (END): False for a recording cut short (the
+        recorder was killed), which replays only up to its last complete event."""
+        if self._complete is None:
+            with self.trace.log_path.open("rb") as stream:
+                self._complete = _dump.summarize(stream, str(self.trace.log_path))[2]
+        return self._complete
 
     @property
     def end_icount(self) -> int:
@@ -364,6 +391,29 @@ class Session:
             return None
         return name if addr == base else f"{name}+{addr - base:#x}"
 
+    def source_line(self, addr: int) -> tuple[str, int, str | None] | None:
+        """The source file and line of the instruction at `addr` from the guest's DWARF
+        line table, with the line's text when the file is where it was built; None
+        without line information."""
+        if self._lines is None:
+            self._lines = _line_table(self.trace.path / "guest")
+        at = bisect.bisect_right(self._lines, (addr & 0xFFFFFFFF, "\U0010ffff", 1 << 30)) - 1
+        if at < 0:
+            return None
+        _, path, number = self._lines[at]
+        if number == 0:
+            return None  # the end of a sequence: no line here
+        text = None
+        try:
+            with Path(path).open(encoding="utf-8", errors="replace") as source:
+                for index, content in enumerate(source, 1):
+                    if index == number:
+                        text = content.rstrip("\n")
+                        break
+        except OSError:
+            pass
+        return str(Path(path)), number, text
+
     def address(self, symbol: str) -> int:
         """The address of a symbol ("name", "name+off") or a number ("0x100000")."""
         return self._address(symbol)
@@ -398,6 +448,8 @@ class Session:
         code = self._readable(start, count * MAX_INSN)
         if not code and count:
             raise RdebugError(f"memory at {start:#x} is not mapped")
+        import capstone  # noqa: PLC0415 - see the imports
+
         real_mode = not self.register("cr0") & 1
         engine = capstone.Cs(
             capstone.CS_ARCH_X86, capstone.CS_MODE_16 if real_mode else capstone.CS_MODE_32
@@ -451,6 +503,8 @@ class Session:
 
     def savevm(self, name: str) -> NamedSnapshot:
         """Keep the machine state as it is now under `name`, in the trace (persistent)."""
+        from rdebug.snapshots import vmstate  # noqa: PLC0415 - see the imports
+
         data = vmstate.encode(self._machine, position_to_data(self._player.position()))
         snapshot = SnapshotFile(self.trace.snapshots_path).save(
             name, data, self.icount, self._machine.now_ns()
@@ -460,6 +514,8 @@ class Session:
 
     def loadvm(self, name: str) -> None:
         """Return to the snapshot `name` (saved by `savevm`, or "init" at icount 0)."""
+        from rdebug.snapshots import vmstate  # noqa: PLC0415 - see the imports
+
         raw = SnapshotFile(self.trace.snapshots_path).load(name)
         state = vmstate.decode(raw, f"{self.trace.snapshots_path}:{name}")
         position = (
@@ -495,6 +551,67 @@ class Session:
         self.close()
 
 
+class _FirstPass:
+    """A serial backend that passes on only what is written further in the recording
+    than anything before: output replayed again after going back is not repeated."""
+
+    def __init__(self, out: SerialBackend, where: Callable[[], int]) -> None:
+        self._out = out
+        self._where = where
+        self._shown = -1  # the icount of the last instruction whose output was shown
+
+    def write(self, data: bytes) -> None:
+        icount = self._where()
+        if icount > self._shown:
+            self._shown = icount
+            self._out.write(data)
+
+
+def _line_table(elf_path: Path) -> list[tuple[int, str, int]]:
+    """(address, file, line) rows of the ELF's DWARF line table, sorted; line 0 marks
+    where a sequence ends.  Empty without DWARF."""
+    from elftools.common.exceptions import ELFError  # noqa: PLC0415 - only when asked
+    from elftools.elf.elffile import ELFFile  # noqa: PLC0415
+
+    rows: list[tuple[int, str, int]] = []
+    try:
+        with elf_path.open("rb") as stream:
+            elf = ELFFile(stream)
+            if not elf.has_dwarf_info():
+                return rows
+            dwarf = elf.get_dwarf_info()
+            for unit in dwarf.iter_CUs():
+                program = dwarf.line_program_for_CU(unit)
+                if program is None:
+                    continue
+                top = unit.get_top_DIE()
+                comp_dir = top.attributes.get("DW_AT_comp_dir")
+                base = comp_dir.value.decode(errors="replace") if comp_dir else ""
+                files = program["file_entry"]
+                dirs = program["include_directory"]
+                for entry in program.get_entries():
+                    state = entry.state
+                    if state is None:
+                        continue
+                    if state.end_sequence:
+                        rows.append((state.address, "", 0))
+                        continue
+                    index = state.file - (0 if program.header.version >= 5 else 1)
+                    if not 0 <= index < len(files):
+                        continue
+                    file = files[index]
+                    name = file.name.decode(errors="replace")
+                    folder = ""
+                    dir_index = file.dir_index - (0 if program.header.version >= 5 else 1)
+                    if 0 <= dir_index < len(dirs):
+                        folder = dirs[dir_index].decode(errors="replace")
+                    rows.append((state.address, str(Path(base, folder, name)), state.line))
+    except (OSError, ELFError, KeyError, ValueError):
+        return []
+    rows.sort()
+    return rows
+
+
 def _symbol_table(symbols: Mapping[str, int]) -> list[tuple[int, str]]:
     """(address, name) sorted by address; of the names at one address, the most telling
     first (not "__section" markers or "*_end" labels)."""
@@ -517,6 +634,40 @@ def open(trace: Path | str, checkpoint_budget: int = DEFAULT_BUDGET) -> Session:
 def snapshots(trace: Path | str) -> list[NamedSnapshot]:
     """The named snapshots of the trace folder `trace`, oldest first (without replaying)."""
     return SnapshotFile(Trace.open(Path(trace)).snapshots_path).list()
+
+
+@dataclass(frozen=True, slots=True)
+class TraceSummary:
+    """What `rdebug ls` says of a recording (read from its files, without replaying)."""
+
+    path: Path
+    guest: str  # the guest image's name
+    instructions: int  # the icount where the recording ends
+    events: int  # recorded events (interrupts, inputs, clock reads...: what `events` lists)
+    complete: bool  # the log ends with END (the recorder was not killed)
+    size: int  # bytes in the trace folder
+    mtime: float  # when the log was last written (seconds since the epoch)
+
+
+def summarize(trace: Path | str) -> TraceSummary:
+    """A recording's summary: its guest, length, events, size, date, clean end."""
+    opened = Trace.open(Path(trace))
+    try:
+        stream = opened.log_path.open("rb")
+    except OSError as exc:
+        raise FormatError(f"{opened.log_path}: cannot read: {exc.strerror}") from None
+    with stream:
+        icount, events, complete = _dump.summarize(stream, str(opened.log_path))
+    size = sum(f.stat().st_size for f in opened.path.iterdir() if f.is_file())
+    return TraceSummary(
+        opened.path,
+        opened.info.guest.name,
+        icount,
+        events,
+        complete,
+        size,
+        opened.log_path.stat().st_mtime,
+    )
 
 
 def dump_log(path: Path, out: TextIO, summary: bool = False) -> str | None:

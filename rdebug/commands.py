@@ -9,6 +9,7 @@ spellings and the words a completer offers.  Carrying them out is the `Debugger`
 from __future__ import annotations
 
 import shlex
+import textwrap
 from dataclasses import dataclass
 
 from rdebug.api import EventKind, parse_kind
@@ -92,7 +93,7 @@ class InfoBreakpoints:
 
 @dataclass(frozen=True, slots=True)
 class Registers:
-    pass
+    names: tuple[str, ...] = ()  # `info registers eax eip`: those only
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +147,19 @@ class Quit:
     """REPL only."""
 
 
+@dataclass(frozen=True, slots=True)
+class Print:
+    """`print EXPR` / `p/x EXPR`: a C expression over symbols, registers and memory."""
+
+    expression: str
+    format: str | None = None  # x d u o t c; None: as the expression's type says
+
+
+@dataclass(frozen=True, slots=True)
+class InfoLine:
+    """The source file and line of the current instruction (DWARF line info)."""
+
+
 Command = (
     InfoReplay
     | ReplaySeek
@@ -170,6 +184,8 @@ Command = (
     | ServeGdb
     | Source
     | Quit
+    | Print
+    | InfoLine
 )
 
 #: The commands that move through time (a front end shows progress while they run).
@@ -190,12 +206,16 @@ HELP: dict[str, str] = {
     "4) there are written (default), read or accessed",
     "delete": "delete [N] -- forget breakpoint or watchpoint N (all without N)",
     "info breakpoints": "info breakpoints -- the breakpoints and watchpoints, numbered",
-    "regs": "regs -- the registers; also info registers",
+    "regs": "regs [REG...] -- the registers (or those named); also info registers [REG...]",
+    "print": "print[/FMT] EXPR -- a C expression over symbols, $registers and memory, "
+    "e.g. p counter, p/x $eax, p *(int*)0x1000, p &acct; FMT is x d u o t c; also p",
+    "info line": "info line -- the source file and line of the current instruction (a guest "
+    "built with -g)",
     "x": "x/FMT ADDR|SYMBOL -- examine memory like gdb: FMT is [COUNT][x|d|u|c|s|i][b|h|w|g], "
     "e.g. x/4xw ticks, x/16xb 0x100000, x/s msg, x/3i $eip",
     "disas": "disas [ADDR|SYMBOL|$REG] [N] -- N instructions (default 10) from there (default eip)",
     "events": "events [KIND] [--from I] [--to J] -- the recorded events with their icounts; "
-    "KIND is interrupt, exception, input, clock, checkpoint or shutdown",
+    "KIND is interrupt, exception, input, audio, clock, checkpoint or shutdown",
     "goto": "goto event N -- go to recorded event N (an interrupt: just before it is taken)",
     "next-event": "next-event [KIND] -- forward to the next recorded event (of KIND)",
     "prev-event": "prev-event [KIND] -- backward to the previous recorded event (of KIND)",
@@ -311,6 +331,8 @@ def parse(line: str) -> Command:
     head, args = words[0], words[1:]
     if head == "x" or head.startswith("x/"):
         return _examine(head[2:], args)
+    if head in ("print", "p") or head.startswith(("print/", "p/")):
+        return _print(head, args)
     head = ALIASES.get(head, head)
     match head, args:
         case "info", ["replay"]:
@@ -319,8 +341,10 @@ def parse(line: str) -> Command:
             return InfoSnapshots()
         case "info", ["breakpoints"] | ["break"] | ["b"] | ["watchpoints"]:
             return InfoBreakpoints()
-        case "info", ["registers"] | ["reg"] | ["r"]:
-            return Registers()
+        case "info", ["registers" | "reg" | "r", *names]:
+            return Registers(tuple(names))
+        case "info", ["line"]:
+            return InfoLine()
         case "seek", ["end"]:
             return ReplaySeek(None)
         case "seek", [target]:
@@ -355,8 +379,8 @@ def parse(line: str) -> Command:
             return Delete(None)
         case "delete", [number]:
             return Delete(_number(number, "delete"))
-        case "regs", []:
-            return Registers()
+        case "regs", names:
+            return Registers(tuple(names))
         case "disas", []:
             return Disassemble()
         case "disas", [location]:
@@ -386,10 +410,19 @@ def parse(line: str) -> Command:
         case "quit", []:
             return Quit()
     if head == "info":
-        raise UsageError("usage: info replay|breakpoints|registers|snapshots")
+        raise UsageError("usage: info replay|breakpoints|registers [REG...]|snapshots|line")
     if head in HELP:
         raise _usage(head)
     raise UsageError(f"unknown command {head!r} (try 'help')")
+
+
+def _print(head: str, args: list[str]) -> Print:
+    _, slash, fmt = head.partition("/")
+    if slash and fmt not in ("x", "d", "u", "o", "t", "c"):
+        raise UsageError(f"{head}: unknown format {fmt!r} (x d u o t c)")
+    if not args:
+        raise _usage("print")
+    return Print(" ".join(args), fmt if slash else None)
 
 
 def _watch(location: str, rest: list[str]) -> Watch:
@@ -405,14 +438,120 @@ def _watch(location: str, rest: list[str]) -> Watch:
 
 
 def help_text(topic: str | None) -> str:
-    """`help` (every command) or `help TOPIC` (one command, by any of its names)."""
+    """`help` (every command) or `help TOPIC` (one command, by any of its names: its usage,
+    a paragraph and an example)."""
     if topic is None:
         return "".join(text + "\n" for text in HELP.values())
     name = ALIASES.get(topic, topic)
     if name.startswith("x/"):
         name = "x"
-    if name == "goto event":
-        name = "goto"
+    if name.startswith(("p/", "print/")) or name == "p":
+        name = "print"
+    if name in ("goto event", "info registers"):
+        name = {"goto event": "goto", "info registers": "regs"}[name]
     if name not in HELP:
         raise UsageError(f"no help for {topic!r} (try 'help')")
-    return HELP[name] + "\n"
+    usage, _, summary = HELP[name].partition(" -- ")
+    more = DETAILS.get(name)
+    if more is None:
+        return HELP[name] + "\n"
+    paragraph, example = more
+    text = textwrap.fill(f"{summary[0].upper()}{summary[1:]}. {paragraph}".strip(), 88)
+    return f"{usage}\n\n{text}\n\nExample: {example}\n"
+
+
+#: A paragraph and an example per command, for `help COMMAND`.
+DETAILS: dict[str, tuple[str, str]] = {
+    "stepi": (
+        "Stops early at the end of the recording. At an interrupt's icount the next "
+        "instruction is the handler's first.",
+        "stepi 100",
+    ),
+    "rstepi": (
+        "Restores the nearest checkpoint before and replays forward: the state is exactly "
+        "the one a straight replay reaches there.",
+        "rstepi 3",
+    ),
+    "continue": (
+        "Stops just before a breakpoint's instruction, just after a watched access, at a "
+        "replay_break icount, or at the end of the recording. Ctrl-C stops it.",
+        "break timer_irq, then continue",
+    ),
+    "rcontinue": (
+        "Finds the last hit before the current instruction by replaying the stretch "
+        "behind it; a watchpoint stops just before the instruction that wrote.",
+        "watch acct+16, then rcontinue",
+    ),
+    "seek": (
+        "Jumps anywhere in the recording, both ways; the 'end' of a recording is its last "
+        "complete event.",
+        "seek 40637",
+    ),
+    "break": (
+        "Numbered; 'delete N' removes it. A symbol, symbol+offset or an address.",
+        "break deposit+0x1b",
+    ),
+    "watch": (
+        "Numbered, as breakpoints. While one is set the replay checks every access of "
+        "the range and runs slower.",
+        "watch acct+16 4 write",
+    ),
+    "delete": ("Numbers as 'info breakpoints' shows them.", "delete 2"),
+    "info breakpoints": ("Breakpoints and watchpoints share the numbers.", "info breakpoints"),
+    "regs": (
+        "General registers, eip with its symbol, eflags with its flags, segments and "
+        "control registers; with names, each with its hex and decimal value (any register "
+        "of gdb's i386 description, cr0-cr4 too).",
+        "info registers eax eip",
+    ),
+    "print": (
+        "A symbol stands for the 4-byte int stored there (&sym for its address); casts "
+        "(char, short, int, long long, unsigned, pointers) and * read memory; + - * / % "
+        "& | ^ << >> ~ ! == < && || as in C. Each result is numbered $1, $2...",
+        "p/x *(unsigned short*)($esp + 4)",
+    ),
+    "info line": (
+        "Read from the guest's DWARF line table; the text is shown when the source file "
+        "is where the guest was built.",
+        "info line",
+    ),
+    "x": (
+        "COUNT units of SIZE (b h w g) in FORMAT (x d u o c, s for strings, i for "
+        "instructions), from an address, a symbol or a $register.",
+        "x/8xb $esp",
+    ),
+    "disas": ("The current instruction is marked =>.", "disas timer_irq 5"),
+    "events": (
+        "Numbered for 'goto event N'; --from and --to bound the icounts. The kinds Tab "
+        "offers are these.",
+        "events interrupt --from 20000",
+    ),
+    "goto": (
+        "An interrupt's icount is the instruction before the handler's first.",
+        "goto event 4",
+    ),
+    "next-event": ("From the current icount, forward.", "next-event input"),
+    "prev-event": ("From the current icount, backward.", "prev-event interrupt"),
+    "savevm": (
+        "Kept in the trace's snapshots.qcow2 (qemu-img snapshot -l lists it); reopen the "
+        "trace later and loadvm goes straight there.",
+        "savevm before-the-bug",
+    ),
+    "loadvm": ("Only the memory that differs is rewritten.", "loadvm init"),
+    "snapshots": ("Their icounts, sizes and dates.", "snapshots"),
+    "info replay": ("Also the replay_break, if set.", "info replay"),
+    "replay_break": ("As QEMU's replay_break; one at a time.", "replay_break 30000"),
+    "replay_delete_break": ("", "replay_delete_break"),
+    "gdb": (
+        "gdb drives this same session; the REPL's own breakpoints are off meanwhile and "
+        "the REPL goes on where gdb left the replay.",
+        "gdb 0",
+    ),
+    "source": ("The first failing command stops the file.", "source commands.txt"),
+    "help": ("Any name or alias of a command.", "help rcontinue"),
+    "quit": ("Ctrl-D too.", "quit"),
+}
+
+#: The event kinds `events`, `next-event` and `prev-event` take: what `help events` lists
+#: and Tab offers.
+EVENT_KINDS = [kind.value for kind in EventKind if kind is not EventKind.OTHER]

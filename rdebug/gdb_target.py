@@ -65,7 +65,8 @@ def listen(target: Target, host: str, port: int, what: str) -> tuple[GdbServer, 
         address = server.listen()
     except OSError as exc:
         server.close()
-        raise UsageError(f"{what}: cannot listen: {exc.strerror}") from None
+        hint = " (another server there? port 0 picks a free one)" if port else ""
+        raise UsageError(f"{what}: cannot listen: {exc.strerror}{hint}") from None
     return server, address
 
 
@@ -212,7 +213,7 @@ class SessionTarget:
     # -- the rest ------------------------------------------------------------------------
 
     def exec_file(self) -> str | None:
-        return str(Path(self._session.trace.path / "guest").resolve())
+        return str(Path(self._session.trace.gdb_symbols()).resolve())
 
     def monitor(self, command: str) -> str:
         return self._debugger.execute(command)
@@ -263,6 +264,8 @@ class LiveTarget:
         self._exec_file = exec_file
         self._layout = i386_layout(sse=True)
         self._last: StopReason = Signalled(GdbSignal.TRAP)
+        #: how the guest ended (exited, powered off), once it has: nothing more to run
+        self.ended: Stop | None = None
 
     def register_layout(self) -> RegisterLayout:
         return self._layout
@@ -307,6 +310,8 @@ class LiveTarget:
             stop = self._session.run(target)
         finally:
             stop_watching()
+        if stop.where is Where.EXITED:
+            self.ended = stop
         self._last = _reply(stop, replaying=False)
         return self._last
 

@@ -15,11 +15,11 @@ from pathlib import Path
 from rdebug.errors import UsageError
 from rdebug.machine.cpu import register_ids
 from rdebug.machine.devices.ne2000 import FrameSink
+from rdebug.machine.devices.sb16 import AudioSink
 from rdebug.machine.devices.uart import SerialBackend
 from rdebug.machine.inputs import ExternalInputs
 from rdebug.machine.loader import ImageFormat, LoadedImage, parse_image
 from rdebug.machine.machine import Machine, MachineConfig, StopEvent
-from rdebug.replay import recording
 from rdebug.replay.stops import Stop, stop_of
 from rdebug.replay.trace import DriveSpec, GuestSpec, open_disks, sha256
 
@@ -97,11 +97,13 @@ class LiveSession:
         serial: SerialBackend | None = None,
         drives: tuple[DriveSpec, ...] = (),
         net: FrameSink | None = None,
+        audio: AudioSink | None = None,
     ) -> LiveSession:
         """The machine of `config` with `guest` loaded, fed by `inputs`; COM1's output
-        goes to `serial`, the NIC's frames to `net`."""
+        goes to `serial`, the NIC's frames to `net`, the sound card's samples to `audio`."""
         disks = open_disks(drives, check=False)
-        machine = Machine(config, inputs, [] if serial is None else [serial], disks, net)
+        serial_out = [] if serial is None else [serial]
+        machine = Machine(config, inputs, serial_out, disks, net, audio=audio)
         try:
             machine.load(guest.image)
         except BaseException:
@@ -181,6 +183,7 @@ def record(
     serial: SerialBackend | None = None,
     drives: tuple[DriveSpec, ...] = (),
     net: FrameSink | None = None,
+    audio: AudioSink | None = None,
     run: Callable[[LiveSession], Stop] = lambda live: live.run(),
 ) -> Recorded:
     """Run `guest` live and record it into the new trace folder `folder`; `run` runs the
@@ -193,6 +196,8 @@ def record(
         assert live.last_event is not None
         return live.last_event
 
+    from rdebug.replay import recording  # noqa: PLC0415 - a plain run needs none of it
+
     made = recording.record(
         folder,
         guest.data,
@@ -202,6 +207,7 @@ def record(
         serial=[] if serial is None else [serial],
         drives=drives,
         net=net,
+        audio=audio,
         run=run_machine,
         initrd=guest.initrd,
     )

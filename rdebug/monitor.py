@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import assert_never
 
+from rdebug import expr
 from rdebug.api import EventKind, RecordedEvent, Session, Stop, Where
 from rdebug.commands import (
     Break,
@@ -25,10 +26,12 @@ from rdebug.commands import (
     GotoEvent,
     Help,
     InfoBreakpoints,
+    InfoLine,
     InfoReplay,
     InfoSnapshots,
     LoadVm,
     NextEvent,
+    Print,
     Quit,
     Registers,
     ReplayBreak,
@@ -62,6 +65,7 @@ class Debugger:
     session: Session
     points: dict[int, _Point] = field(default_factory=dict)
     next_number: int = 1
+    printed: int = 0  # `print` results so far ($1, $2...)
 
     def suspend_points(self) -> None:
         """Take the numbered points off the session (while gdb, which has its own, drives
@@ -175,8 +179,16 @@ class Debugger:
                 return self._delete(number)
             case InfoBreakpoints():
                 return self._info_breakpoints()
+            case Registers(names) if names:
+                return self._named_registers(names)
             case Registers():
                 return self._registers()
+            case Print(expression, fmt):
+                value = expr.evaluate(session, expression)
+                self.printed += 1
+                return f"${self.printed} = {expr.show(value, fmt, session)}\n"
+            case InfoLine():
+                return self._info_line()
             case Examine():
                 return self._examine(command)
             case Disassemble(location, count):
@@ -265,6 +277,30 @@ class Debugger:
         lines.append("  ".join(f"{n} {regs[n]:04x}" for n in ("cs", "ss", "ds", "es", "fs", "gs")))
         lines.append("  ".join(f"{n} {regs[n]:08x}" for n in ("cr0", "cr2", "cr3", "cr4")))
         return "\n".join(lines) + "\n"
+
+    def _named_registers(self, names: tuple[str, ...]) -> str:
+        lines = []
+        for name in names:
+            try:
+                value = self.session.register(name.removeprefix("$"))
+            except (KeyError, ValueError, RdebugError):
+                raise UsageError(f"info registers: no register {name!r}") from None
+            natural = str(value)
+            if name.removeprefix("$") in ("eip", "esp", "ebp"):
+                symbol = self.session.symbol(value)
+                natural = f"{value:#x}" + (f" <{symbol}>" if symbol else "")
+            lines.append(f"{name.removeprefix('$'):<15}{value:<#19x}{natural}\n")
+        return "".join(lines)
+
+    def _info_line(self) -> str:
+        session = self.session
+        eip = session.registers["eip"]
+        line = session.source_line(eip)
+        if line is None:
+            return f"no line information for {self._at(eip)} (a guest built without -g?)\n"
+        path, number, text = line
+        shown = f"\t{text}" if text is not None else ""
+        return f"{path}:{number}: {self._at(eip)}\n{number}{shown}\n"
 
     def _examine(self, command: Examine) -> str:
         session = self.session

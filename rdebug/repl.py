@@ -39,7 +39,7 @@ from prompt_toolkit.input import Input
 from prompt_toolkit.output import Output
 
 from rdebug import commands, monitor
-from rdebug.api import DEFAULT_BUDGET, EventKind, NamedSnapshot, Session
+from rdebug.api import DEFAULT_BUDGET, NamedSnapshot, Session
 from rdebug.errors import RdebugError, UsageError
 from rdebug.gdb_target import SessionTarget, attach_hint, listen
 
@@ -93,7 +93,8 @@ class Completions(Completer):
         if head in ("loadvm", "savevm") and position == 1:
             return [s.name for s in repl.snapshot_list()]
         if head in ("events", "next-event", "prev-event"):
-            return [k.value for k in EventKind] + (["--from", "--to"] if head == "events" else [])
+            kinds = commands.EVENT_KINDS  # as `help events` lists them
+            return kinds + (["--from", "--to"] if head == "events" else [])
         if head == "watch" and position >= 2:
             return ["read", "write", "access"]
         if head == "delete" and position == 1:
@@ -233,6 +234,9 @@ class Repl:
         if shown:
             self.err.write("\r" + " " * self._drawn + "\r")
             self.err.flush()
+        if interrupted and failure and isinstance(failure[0], RdebugError):
+            # Ctrl-C is the person's choice, not an error: say where it stopped
+            return f"stopped at icount {self.session.icount} (Ctrl-C)\n{self.debugger.where()}\n"
         if failure:
             raise failure[0]
         return result[0]
@@ -254,7 +258,7 @@ class Repl:
         """Serve gdb on this session until gdb detaches (or Ctrl-C); this thread waits."""
         target = SessionTarget(self.session, self.debugger)
         server, (host, bound) = listen(target, "127.0.0.1", port, f"gdb {port}")
-        guest = (self.session.trace.path / "guest").resolve()
+        guest = self.session.trace.gdb_symbols().resolve()
         self.out.write(
             f"serving gdb on {host}:{bound} until it detaches (Ctrl-C stops; this REPL's "
             "breakpoints are off meanwhile); attach with:\n"
@@ -297,16 +301,20 @@ class Repl:
         return self._snapshots
 
     def toolbar(self) -> str:
-        """icount, eip with its symbol, the nearest snapshot, the recording's length."""
+        """icount, eip with its symbol and source line, the nearest snapshot, the
+        recording's length."""
         session = self.session
         eip = session.registers["eip"]
         name = session.symbol(eip)
+        where = f" <{name}>" if name else ""
+        line = session.source_line(eip)
+        if line is not None:
+            where += f" at {Path(line[0]).name}:{line[1]}"
         near = [s for s in self.snapshot_list() if (s.icount or 0) <= session.icount]
         snap = f"{near[-1].name}@{near[-1].icount}" if near else "none"
         return (
-            f" icount {session.icount} of {session.end_icount} | eip {eip:#x}"
-            + (f" <{name}>" if name else "")
-            + f" | snapshot {snap} | Tab completes, Ctrl-D quits"
+            f" icount {session.icount} of {session.end_icount} | eip {eip:#x}{where}"
+            f" | snapshot {snap} | Tab completes, Ctrl-D quits"
         )
 
     def prompt_session(
@@ -369,6 +377,12 @@ def main(
     interactive = sys.stdin.isatty() and sys.stdout.isatty() and not batch
     with Session(trace, checkpoint_budget) as session:
         repl = Repl(session, show_progress=sys.stderr.isatty())
+        if not session.complete:
+            sys.stderr.write(
+                f"rdebug: warning: {trace} was cut short (its log has no END event: the "
+                f"recorder was stopped); it replays up to icount {session.end_icount}, its "
+                "last complete event\n"
+            )
         try:
             if script is not None and interactive:
                 repl.execute(f"source {shlex.quote(str(script))}")  # an error: say it, go on

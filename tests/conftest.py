@@ -153,6 +153,27 @@ class Replay:
         self.log.close()
 
 
+UNIT = Path(__file__).resolve().parent / "unit"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """`-m quick`: the unit tests (no gdb, tmux, qemu-img or long guest runs), a first
+    check in a minute or two."""
+    for item in items:
+        if item.path.is_relative_to(UNIT):
+            item.add_marker(pytest.mark.quick)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _own_trace_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The tests never touch the user's trace store: recordings made without -o, and
+    `latest-trace`, go to a temporary folder (the rdebug subprocesses inherit it)."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("xdg-data")))
+    yield
+    patch.undo()
+
+
 def straight_hash(trace: Trace, icount: int) -> str:
     """The state hash at `icount` of a fresh replay run straight there."""
     replay = Replay(trace)

@@ -1,13 +1,24 @@
-"""The `rdebug` command line's arguments: subcommands, options, their help, exit statuses."""
+"""The `rdebug` command line's arguments: subcommands, options, their help, exit statuses.
+
+Imports nothing heavy (`rdebug --help` must start fast): the Session API is imported by
+the function that needs it.  The same tree gives the shell completions and the man page.
+"""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
-from rdebug.api import DriveSpec, ImageFormat, NicConfig, drive_spec
 from rdebug.errors import UsageError
+
+if TYPE_CHECKING:
+    from rdebug.api import DriveSpec, NicConfig, Sb16Config
+
+#: The image formats of `--format` (rdebug.api.ImageFormat's values).
+IMAGE_FORMATS = ("auto", "multiboot", "elf", "flat", "bootsector")
+#: `--gdb` with no port: QEMU's `-s`.
+DEFAULT_GDB_PORT = "1234"
 
 EXIT_OK = 0
 EXIT_ERROR = 2  # rdebug could not do what was asked (bad input, bad option, divergence)
@@ -44,6 +55,26 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see '{self.prog} --help')")
 
 
+class _Version(argparse.Action):
+    """--version: print rdebug's version and exit."""
+
+    def __init__(self, option_strings: list[str], dest: str, help: str | None = None) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        print(f"rdebug {rdebug_version()}")
+        parser.exit()
+
+
+def rdebug_version() -> str:
+    from rdebug import __version__  # noqa: PLC0415
+
+    return __version__
+
+
+TRACE_HELP = "a folder made by record, or a recording's name in the store (default: the latest)"
+
+
 def _int(text: str) -> int:
     try:
         return int(text, 0)
@@ -55,7 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="rdebug",
         description="Run, record and replay i386 guests, and debug them backwards.",
+        epilog="'rdebug help COMMAND' (or 'rdebug COMMAND --help') explains a command. "
+        "Recordings made without -o go to $XDG_DATA_HOME/rdebug (~/.local/share/rdebug); "
+        "a command that takes a TRACE takes none to mean the latest.",
     )
+    parser.add_argument("--version", action=_Version, help="print rdebug's version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     raw = argparse.RawDescriptionHelpFormatter
@@ -72,12 +107,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_machine_options(run)
     _add_serial_options(run, inputs=True)
     _add_net_options(run)
+    _add_audio_options(run, inputs=True)
     _add_max_insns(run)
     run.add_argument(
         "--gdb",
+        nargs="?",
+        const=DEFAULT_GDB_PORT,
         default=None,
         metavar="[HOST:]PORT",
-        help="let gdb drive the run (forward only: record, then replay --gdb, to go back)",
+        help="let gdb drive the run (forward only: record, then replay --gdb, to go back); "
+        f"no port: {DEFAULT_GDB_PORT} (QEMU's -s), 0: any free one; rdebug ends with the "
+        "guest, with its exit status",
     )
 
     record = sub.add_parser(
@@ -85,8 +125,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="run a guest and record every input into a trace folder",
         description="Run a guest like 'rdebug run' and record every non-deterministic "
         "input (serial bytes, host clock reads) with the instruction count where it "
-        "entered, into the trace folder TRACE (which must be new). 'rdebug replay "
-        "TRACE' then reproduces the run exactly, with no input source.",
+        "entered, into the trace folder TRACE (which must be new), or without -o into a "
+        "new folder of the trace store ($XDG_DATA_HOME/rdebug/GUEST-N, by default "
+        "~/.local/share/rdebug), whose latest-trace then points at it. 'rdebug replay "
+        "[TRACE]' then reproduces the run exactly, with no input source; 'rdebug gdb' "
+        "debugs it.",
         epilog=_epilog(),
         formatter_class=raw,
     )
@@ -95,13 +138,14 @@ def build_parser() -> argparse.ArgumentParser:
         "-o",
         "--output",
         type=Path,
-        required=True,
+        default=None,
         metavar="TRACE",
-        help="the trace folder to create",
+        help="the trace folder to create (default: a new one in the trace store)",
     )
     _add_machine_options(record)
     _add_serial_options(record, inputs=True)
     _add_net_options(record)
+    _add_audio_options(record, inputs=True)
     _add_max_insns(record)
 
     replay = sub.add_parser(
@@ -112,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_epilog(replay=True),
         formatter_class=raw,
     )
-    replay.add_argument("trace", type=Path, metavar="TRACE", help="a folder made by record")
+    _add_trace(replay)
     _add_serial_options(replay, inputs=False)
     replay.add_argument(
         "--net-output",
@@ -122,20 +166,62 @@ def build_parser() -> argparse.ArgumentParser:
         help="write the frames the guest's NIC sends to FILE (a pcap capture, stamped "
         "in virtual time); otherwise they are dropped",
     )
+    _add_audio_options(replay, inputs=False)
     replay.add_argument(
         "--gdb",
+        nargs="?",
+        const=DEFAULT_GDB_PORT,
         default=None,
         metavar="[HOST:]PORT",
         help="serve the replay to gdb instead of running it (forward and backward: "
-        "reverse-stepi, reverse-continue); HOST defaults to 127.0.0.1",
+        "reverse-stepi, reverse-continue); HOST defaults to 127.0.0.1, no port means "
+        f"{DEFAULT_GDB_PORT} (QEMU's -s), 0 any free one. Ctrl-C stops serving (status "
+        "130). 'rdebug gdb' does this and starts gdb too",
     )
-    replay.add_argument(
-        "--checkpoint-budget",
-        type=_int,
-        default=512,
-        metavar="MB",
-        help="memory for the in-memory checkpoints that make going backward fast "
-        "(default 512 MiB; with --gdb)",
+    _add_at(replay)
+    _add_budget(replay, " (with --gdb)")
+
+    gdb = sub.add_parser(
+        "gdb",
+        help="replay a trace with gdb already attached (rr replay)",
+        description="Replay TRACE (default: the latest recording), serve it to gdb on a "
+        "free loopback port and start the system's gdb attached to it, with the guest's "
+        "symbols and architecture. Everything after -- goes to gdb (e.g. -- -batch -ex "
+        "'break main' -ex continue, or -- -x script.gdb). gdb's Ctrl-C stops the guest; "
+        "reverse-stepi, reverse-continue and watchpoints work both ways.",
+        epilog="exit status: gdb's own; 2 when the trace cannot be opened or gdb cannot be started",
+    )
+    _add_trace(gdb)
+    gdb.add_argument(
+        "--serial",
+        default="stdio",
+        metavar="stdio|null|file:PATH",
+        help="where COM1 goes as gdb drives the replay (each byte once, when the replay "
+        "first passes it): the terminal, nowhere, or a file (default: stdio)",
+    )
+    _add_at(gdb)
+    _add_budget(gdb, "")
+    gdb.add_argument(
+        "--gdb-command",
+        default="gdb",
+        metavar="GDB",
+        help="the gdb to start (default: gdb on the PATH)",
+    )
+
+    lister = sub.add_parser(
+        "ls",
+        help="list the recordings in the trace store",
+        description="List the recordings in the trace store ($XDG_DATA_HOME/rdebug, by "
+        "default ~/.local/share/rdebug), oldest first: name, guest, instructions, recorded "
+        "events, size, date, and whether the recording ended cleanly ('cut' when the "
+        "recorder was killed). The latest is marked with *.",
+    )
+    lister.add_argument(
+        "folders",
+        nargs="*",
+        type=Path,
+        metavar="TRACE",
+        help="list these trace folders instead",
     )
 
     dumper = sub.add_parser(
@@ -145,7 +231,13 @@ def build_parser() -> argparse.ArgumentParser:
         "happened (like QEMU's replay-dump.py), or a count per kind with --summary.",
     )
     dumper.add_argument(
-        "trace", type=Path, metavar="TRACE", help="a trace folder, or a replay log file"
+        "trace",
+        nargs="?",
+        type=Path,
+        default=None,
+        metavar="TRACE",
+        help="a trace folder, a replay log file, or a recording's name in the store "
+        "(default: the latest)",
     )
     dumper.add_argument("--summary", action="store_true", help="count the events per kind")
 
@@ -159,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="exit status: 0, or 2 when TRACE cannot be opened or (with -x or --batch) a "
         "command fails",
     )
-    repl.add_argument("trace", type=Path, metavar="TRACE", help="a folder made by record")
+    _add_trace(repl)
     repl.add_argument(
         "-x",
         dest="script",
@@ -180,13 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="the command history file (default ~/.rdebug_history)",
     )
-    repl.add_argument(
-        "--checkpoint-budget",
-        type=_int,
-        default=512,
-        metavar="MB",
-        help="memory for the in-memory checkpoints (default 512 MiB)",
-    )
+    _add_budget(repl, "")
 
     snaps = sub.add_parser(
         "snapshots",
@@ -194,8 +280,89 @@ def build_parser() -> argparse.ArgumentParser:
         description="List the named snapshots kept in the trace (qcow2 internal snapshots "
         "in TRACE/snapshots.qcow2) with their icounts.",
     )
-    snaps.add_argument("trace", type=Path, metavar="TRACE", help="a folder made by record")
+    _add_trace(snaps)
+
+    helper = sub.add_parser(
+        "help",
+        help="explain a command (the same as COMMAND --help)",
+        description="Print the help of COMMAND, or the list of commands.",
+    )
+    helper.add_argument("topic", nargs="?", metavar="COMMAND", help="a command")
+
+    completion = sub.add_parser(
+        "completion",
+        help="print the shell completion script for bash or zsh",
+        description="Print the completion script of SHELL (made from this command line's "
+        "own description, with shtab). bash: 'source <(rdebug completion bash)' (or save "
+        "it in ~/.local/share/bash-completion/completions/rdebug); zsh: save it as _rdebug "
+        "in a folder of $fpath.",
+    )
+    completion.add_argument("shell", choices=("bash", "zsh"), metavar="SHELL", help="bash or zsh")
+
+    sub.add_parser(
+        "man",
+        help="print rdebug's manual page (roff)",
+        description="Print the manual page, made from this command line's own description: "
+        "'rdebug man > rdebug.1; man -l rdebug.1'.",
+    )
+    for command in sub.choices.values():  # file names complete GUEST, TRACE and FILE
+        for action in command._actions:
+            if action.metavar in ("GUEST", "TRACE", "FILE"):
+                action.complete = FILES  # type: ignore[attr-defined]
     return parser
+
+
+#: What shtab completes a file argument with (shtab.FILE, without importing shtab here).
+FILES = {"bash": "_shtab_compgen_files", "zsh": "_files", "tcsh": "f"}
+
+
+def _add_trace(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "trace", nargs="?", type=Path, default=None, metavar="TRACE", help=TRACE_HELP
+    )
+
+
+def _add_at(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--at",
+        nargs="+",
+        default=None,
+        metavar=("ICOUNT|event", "N"),
+        help="start there instead of at the beginning: an instruction count, or a recorded "
+        "event's number (as the REPL's 'events' numbers them)",
+    )
+
+
+def _add_budget(parser: argparse.ArgumentParser, when: str) -> None:
+    parser.add_argument(
+        "--checkpoint-budget",
+        type=_int,
+        default=512,
+        metavar="MB",
+        help="memory for the in-memory checkpoints that make going backward fast "
+        f"(default 512 MiB{when})",
+    )
+
+
+def parse_at(words: list[str] | None) -> tuple[str, int] | None:
+    """`--at ICOUNT` or `--at event N`: ("icount", N) or ("event", N)."""
+    if words is None:
+        return None
+    try:
+        if len(words) == 1 and words[0] != "event":
+            return "icount", _nonnegative(words[0])
+        if len(words) == 2 and words[0] == "event":
+            return "event", _nonnegative(words[1])
+    except ValueError:
+        pass
+    raise UsageError(f"--at {' '.join(words)}: expected ICOUNT or event N")
+
+
+def _nonnegative(text: str) -> int:
+    value = int(text, 0)
+    if value < 0:
+        raise ValueError(text)
+    return value
 
 
 def _add_machine_options(parser: argparse.ArgumentParser) -> None:
@@ -217,7 +384,7 @@ def _add_machine_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--format",
-        choices=[f.value for f in ImageFormat],
+        choices=IMAGE_FORMATS,
         default="auto",
         help="image format (default: detect multiboot, ELF, a Linux bzImage or boot sector)",
     )
@@ -317,8 +484,66 @@ def _add_net_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_audio_options(parser: argparse.ArgumentParser, inputs: bool) -> None:
+    """--sound, --audio-input, --audio-output (replay takes only --audio-output)."""
+    output_help = (
+        "write what the guest plays on the sound card to FILE (a WAV file in the format it "
+        "first plays; samples in another format are converted to it)"
+    )
+    if not inputs:
+        parser.add_argument("--audio-input", type=Path, default=None, help=argparse.SUPPRESS)
+        parser.add_argument(
+            "--audio-output", type=Path, default=None, metavar="FILE.wav", help=output_help
+        )
+        return
+    parser.add_argument(
+        "--sound",
+        default=None,
+        metavar="sb16[,iobase=0x220][,irq=5][,dma=1][,dma16=5]",
+        help="a Sound Blaster 16 on the ISA bus (recorded with the trace; implied by "
+        "--audio-input and --audio-output)",
+    )
+    parser.add_argument(
+        "--audio-input",
+        type=Path,
+        default=None,
+        metavar="FILE.wav",
+        help="the sound card's microphone: the samples of a PCM WAV file (8-bit unsigned or "
+        "16/24/32-bit signed, any rate and channels), from its first one on as the guest "
+        "records, converted to the format it programs; silence after the end",
+    )
+    parser.add_argument(
+        "--audio-output", type=Path, default=None, metavar="FILE.wav", help=output_help
+    )
+
+
+def parse_sound(text: str) -> Sb16Config:
+    """`sb16[,iobase=N][,irq=N][,dma=N][,dma16=N]` (QEMU's -device sb16 properties)."""
+    from rdebug.api import Sb16Config  # noqa: PLC0415 - not for --help
+
+    option = f"--sound {text}"
+    model, _, rest = text.partition(",")
+    if model.removeprefix("model=") != "sb16":
+        raise UsageError(f"{option}: unknown sound card {model!r} (rdebug has sb16)")
+    fields: dict[str, int] = {}
+    for part in rest.split(",") if rest else []:
+        key, sep, value = part.partition("=")
+        if not sep or key in fields or key not in ("iobase", "irq", "dma", "dma16"):
+            raise UsageError(f"{option}: expected iobase=N, irq=N, dma=N or dma16=N, not {part!r}")
+        try:
+            fields[key] = int(value, 0)
+        except ValueError:
+            raise UsageError(f"{option}: {key}={value!r} is not a number") from None
+    try:
+        return Sb16Config(**fields)
+    except ValueError as exc:
+        raise UsageError(f"{option}: {exc}") from None
+
+
 def parse_nic(text: str) -> NicConfig:
     """`ne2k_isa[,iobase=N][,irq=N][,mac=XX:XX:XX:XX:XX:XX]` (QEMU's -nic, one model)."""
+    from rdebug.api import NicConfig  # noqa: PLC0415 - not for --help
+
     option = f"--nic {text}"
     model, _, rest = text.partition(",")
     if model.removeprefix("model=") != "ne2k_isa":
@@ -371,6 +596,8 @@ def gdb_address(text: str) -> tuple[str, int]:
 def parse_drive(text: str, taken: set[int]) -> DriveSpec:
     """`--drive file=PATH[,format=raw|qcow2][,index=N]` (QEMU's -drive, the options rdebug
     has); `taken`: the drive indexes already given (this one is added)."""
+    from rdebug.api import drive_spec  # noqa: PLC0415 - not for --help
+
     option = f"--drive {text!r}"
     fields: dict[str, str] = {}
     for part in text.split(","):

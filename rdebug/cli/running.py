@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from types import FrameType
+from typing import TYPE_CHECKING
 
 from rdebug.api import (
     DriveSpec,
@@ -16,10 +15,12 @@ from rdebug.api import (
     LiveSession,
     MachineConfig,
     NicConfig,
+    Sb16Config,
     Stop,
     Where,
     record,
 )
+from rdebug.cli import store
 from rdebug.cli.parser import (
     EXIT_GUEST_CRASHED,
     EXIT_INTERRUPTED,
@@ -28,23 +29,42 @@ from rdebug.cli.parser import (
     gdb_address,
     parse_drive,
     parse_nic,
+    parse_sound,
 )
 from rdebug.errors import UsageError
-from rdebug.gdb_target import LiveTarget, attach_hint, listen
 from rdebug.host import terminal
 from rdebug.host.keys import ListInputSource, parse_mouse_script, text_to_keys
-from rdebug.host.netdev import NetInputs, SocketNetdev, UdpNetdev, parse_netdev
 from rdebug.host.serial import serial_output
 from rdebug.host.sources import FileSerialSource, LiveInputs, StreamSerialSource
+
+if TYPE_CHECKING:
+    from rdebug.host.netdev import NetInputs, UdpNetdev
+    from rdebug.host.wav import WavSpeaker
+
+
+@contextlib.contextmanager
+def audio_output(path: Path | None) -> Iterator[WavSpeaker | None]:
+    """The guest's speaker to FILE.wav (host/wav.py and numpy load only when asked for)."""
+    if path is None:
+        yield None
+        return
+    from rdebug.host import wav  # noqa: PLC0415 - numpy, only with a WAV
+
+    with wav.audio_output(path) as speaker:
+        yield speaker
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     guest = _read_guest(args)
     config = _machine_config(args)
     live, reads_terminal = _live_inputs(args)
-    with serial_output(args.serial) as serial, _netdev(args, live) as (inputs, net):
+    with (
+        serial_output(args.serial) as serial,
+        _netdev(args, live) as (inputs, net),
+        audio_output(args.audio_output) as audio,
+    ):
         session = LiveSession.start(
-            guest, config, inputs, serial=serial, drives=_drives(args), net=net
+            guest, config, inputs, serial=serial, drives=_drives(args), net=net, audio=audio
         )
         try:
             if args.gdb is not None:
@@ -60,17 +80,26 @@ def cmd_record(args: argparse.Namespace) -> int:
     config = _machine_config(args)
     drives = _drives(args)
     live, reads_terminal = _live_inputs(args)
-    with serial_output(args.serial) as serial, _netdev(args, live) as (inputs, net):
+    output = store.new_trace_path(args.guest) if args.output is None else args.output
+    if args.output is None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+    with (
+        serial_output(args.serial) as serial,
+        _netdev(args, live) as (inputs, net),
+        audio_output(args.audio_output) as audio,
+    ):
         recording = record(
-            args.output,
+            output,
             guest,
             config,
             inputs,
             serial=serial,
             drives=drives,
             net=net,
+            audio=audio,
             run=lambda session: _run(session, args.max_insns, reads_terminal),
         )
+    store.mark_latest(recording.path)
     status = report(recording.stop)
     print(
         f"rdebug: recorded {recording.stop.icount} instructions, {recording.events} events, "
@@ -108,26 +137,28 @@ def _run(session: LiveSession, target: int | None, reads_terminal: bool) -> Stop
 
 
 def _serve_live(session: LiveSession, args: argparse.Namespace) -> int:
+    # the stub only for --gdb (it takes a while to load)
+    from rdebug.cli.serving import serve  # noqa: PLC0415
+    from rdebug.gdb_target import LiveTarget, attach_hint, listen  # noqa: PLC0415
+
     host, port = gdb_address(args.gdb)
     exec_file = args.guest if args.guest.exists() else None
-    server, address = listen(LiveTarget(session, exec_file), host, port, f"--gdb {args.gdb}")
+    target = LiveTarget(session, exec_file)
+    server, address = listen(target, host, port, f"--gdb {args.gdb}")
     print(
         f"rdebug: {args.guest} is waiting for gdb; attach with:\n"
         + attach_hint(address, args.guest),
         file=sys.stderr,
         flush=True,
     )
-
-    def stop_serving(_signum: int, _frame: FrameType | None) -> None:
-        session.interrupt()
-        server.close()
-
-    previous = signal.signal(signal.SIGINT, stop_serving)
-    try:
-        with server:
-            server.serve_forever()
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    with server:
+        # gdb may detach and attach again, until the guest ends
+        interrupted = serve(server, session.interrupt, lambda: target.ended is not None)
+    if interrupted:
+        print("rdebug: stopped serving gdb", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if target.ended is not None:
+        return report(target.ended)
     return EXIT_OK
 
 
@@ -152,13 +183,28 @@ def _machine_config(args: argparse.Namespace) -> MachineConfig:
         memory_mb=args.memory_mb,
         icount_shift=args.icount_shift,
         nic=_nic_config(args),
+        sound=_sound_config(args),
     )
+
+
+def _sound_config(args: argparse.Namespace) -> Sb16Config | None:
+    """`--sound`, or the default card when a WAV file is given for it."""
+    if args.sound is not None:
+        return parse_sound(args.sound)
+    if args.audio_input is not None or args.audio_output is not None:
+        return Sb16Config()
+    return None
 
 
 def _nic_config(args: argparse.Namespace) -> NicConfig | None:
     if args.nic is None:
-        if args.netdev is not None and parse_netdev(args.netdev) != parse_netdev("none"):
-            raise UsageError(f"--netdev {args.netdev}: no NIC to attach it to (add --nic ne2k_isa)")
+        if args.netdev is not None:
+            from rdebug.host.netdev import parse_netdev  # noqa: PLC0415 - only with --netdev
+
+            if parse_netdev(args.netdev) != parse_netdev("none"):
+                raise UsageError(
+                    f"--netdev {args.netdev}: no NIC to attach it to (add --nic ne2k_isa)"
+                )
         return None
     return parse_nic(args.nic)
 
@@ -172,10 +218,16 @@ def _live_inputs(args: argparse.Namespace) -> tuple[LiveInputs, bool]:
         except OSError as exc:
             raise UsageError(f"--serial-input {args.serial_input}: {exc.strerror}") from None
     devices = _device_inputs(args)
+    mic = None
+    if args.audio_input is not None:
+        from rdebug.host.wav import WavMicrophone  # noqa: PLC0415 - numpy, only with a WAV
+
+        mic = WavMicrophone.open(args.audio_input)
+    reads_terminal = False
     if args.serial == "stdio" and args.serial_input is None and terminal.stdin_readable():
         sources[0] = StreamSerialSource(sys.stdin.buffer)
-        return LiveInputs(dict(sources), input_sources=devices), sys.stdin.isatty()
-    return LiveInputs(dict(sources), input_sources=devices), False
+        reads_terminal = sys.stdin.isatty()
+    return LiveInputs(dict(sources), input_sources=devices, microphone=mic), reads_terminal
 
 
 def _device_inputs(args: argparse.Namespace) -> list[ListInputSource]:
@@ -210,7 +262,17 @@ def _netdev(
     args: argparse.Namespace, inputs: LiveInputs
 ) -> Iterator[tuple[LiveInputs | NetInputs, UdpNetdev | None]]:
     """The live inputs with the NIC's received frames, and where its sent frames go."""
-    spec = None if args.netdev is None else parse_netdev(args.netdev)
+    if args.netdev is None:
+        yield inputs, None
+        return
+    from rdebug.host.netdev import (  # noqa: PLC0415 - the host network only with --netdev
+        NetInputs,
+        SocketNetdev,
+        UdpNetdev,
+        parse_netdev,
+    )
+
+    spec = parse_netdev(args.netdev)
     if not isinstance(spec, SocketNetdev):
         yield inputs, None
         return

@@ -104,8 +104,11 @@ class GdbServer:
             self._thread.start()
         return self._thread
 
-    def close(self) -> None:
-        """Stop accepting, end the current connection, release the sockets."""
+    def shutdown(self) -> None:
+        """Make `serve_forever`/`serve_one` return soon: stop accepting and end the
+        current connection, but close nothing: the serving thread may still be waiting
+        on the sockets (a signal handler calls this from another thread: the main one
+        may hold the lock); `close` releases them once serving has returned."""
         self._closing.set()
         with contextlib.suppress(OSError):
             self._wake_w.send(b"x")
@@ -113,6 +116,10 @@ class GdbServer:
             if self._conn is not None:
                 with contextlib.suppress(OSError):
                     self._conn.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        """Stop accepting, end the current connection, release the sockets."""
+        self.shutdown()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=10)

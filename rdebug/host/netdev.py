@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from rdebug.errors import UsageError
+from rdebug.machine.audio import AudioFormat
 from rdebug.machine.inputs import AsyncInput, ExternalInputs, NetInput, SyncEvent
 
 log = logging.getLogger(__name__)
@@ -213,6 +214,9 @@ class NetInputs:
 
     def host_clock_ns(self, icount: int) -> int:
         return self._inner.host_clock_ns(icount)
+
+    def audio_input(self, icount: int, fmt: AudioFormat, frames: int) -> bytes:
+        return self._inner.audio_input(icount, fmt, frames)
 
     def take_async(self, icount: int) -> Sequence[AsyncInput]:
         items: list[AsyncInput] = [*self._inner.take_async(icount)]

@@ -2,7 +2,8 @@
 
 `LiveInputs` answers the machine from the host: the real clock, and serial bytes and
 key/mouse events from host sources (`FileSerialSource`, `StreamSerialSource`, or a
-`ListInputSource` of host/keys.py).  `ScriptedInputs` hands inputs over at chosen
+`ListInputSource` of host/keys.py), and the microphone's samples from a
+`MicrophoneSource` (a WAV file, host/wav.py).  `ScriptedInputs` hands inputs over at chosen
 instruction counts, for scripted sessions, benchmarks and tests.
 
 Threads: host sources (a terminal reader, a file feeder) run on their own threads and
@@ -20,12 +21,14 @@ import time
 from collections.abc import Callable, Sequence
 from typing import BinaryIO
 
+from rdebug.machine.audio import AudioFormat
 from rdebug.machine.inputs import (
     AsyncInput,
     DeliverFn,
     InputDeliverFn,
     InputSource,
     KeyInput,
+    MicrophoneSource,
     MouseInput,
     SerialInput,
     SerialSource,
@@ -90,8 +93,10 @@ class LiveInputs:
         serial_sources: dict[int, SerialSource] | None = None,
         clock: Callable[[], int] = time.time_ns,
         input_sources: Sequence[InputSource] = (),
+        microphone: MicrophoneSource | None = None,
     ) -> None:
         self._clock = clock
+        self._microphone = microphone
         self._queue: queue.SimpleQueue[AsyncInput | int] = queue.SimpleQueue()
         self._open: set[int] = set()  # serial ports, and -1, -2, ... for input sources
         self._sources = dict(serial_sources or {})
@@ -141,6 +146,13 @@ class LiveInputs:
 
     def more_expected(self) -> bool:
         return bool(self._open) or not self._queue.empty()
+
+    def audio_input(self, icount: int, fmt: AudioFormat, frames: int) -> bytes:
+        """From the microphone source; silence without one."""
+        del icount
+        if self._microphone is None:
+            return fmt.silence(frames)
+        return self._microphone.read(fmt, frames)
 
     def horizon(self) -> int | None:
         return None
@@ -197,6 +209,11 @@ class ScriptedInputs:
 
     def more_expected(self) -> bool:
         return bool(self._schedule)
+
+    def audio_input(self, icount: int, fmt: AudioFormat, frames: int) -> bytes:
+        """Silence (a scripted session's microphone hears nothing)."""
+        del icount
+        return fmt.silence(frames)
 
     def wait(self, timeout: float) -> None:
         del timeout

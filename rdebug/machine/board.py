@@ -4,8 +4,10 @@
                     +--> IOAPIC -------------------------> LAPIC -------------+--> CPU INTR
     COM1 0x3F8 IRQ4, COM2 0x2F8 IRQ3, PIT 0x40 IRQ0, RTC 0x70 IRQ8, i8042 0x60/0x64
     IRQ1/12, IDE 0x1F0 IRQ14 (if a drive is attached), NE2000 (if configured), CGA text
-    memory, port 0x61, port 0x92, POST port 0x80, the debug exit port, the PCI
-    configuration ports 0xCF8-0xCFF (host and ISA bridges), the ACPI PM ports 0x600.
+    memory, port 0x61, port 0x92, POST port 0x80, the debug exit port, the ISA DMA pair
+    (0x00-0x0F, 0x81-0x8F, 0xC0-0xDF), a Sound Blaster 16 (if configured: 0x220, IRQ 5,
+    DMA 1 and 5), the PCI configuration ports 0xCF8-0xCFF (host and ISA bridges), the
+    ACPI PM ports 0x600.
 
 Host inputs taken by the run loop are handed to the device they are for here.  Knows
 nothing of the engine, the counter or the run loop: devices see the machine only as a
@@ -20,6 +22,7 @@ from rdebug.errors import MachineError
 from rdebug.machine.devices.acpi_pm import AcpiPm
 from rdebug.machine.devices.base import Device, DeviceContext
 from rdebug.machine.devices.cga import Cga
+from rdebug.machine.devices.dma import IsaDma, PhysicalMemory
 from rdebug.machine.devices.i8042 import I8042, FastA20Port
 from rdebug.machine.devices.ide import IdeController
 from rdebug.machine.devices.ioapic import IoApic
@@ -30,6 +33,7 @@ from rdebug.machine.devices.pci import PciBus
 from rdebug.machine.devices.pic import PicPair
 from rdebug.machine.devices.pit import Pit, SystemControlPort
 from rdebug.machine.devices.rtc import Rtc
+from rdebug.machine.devices.sb16 import AudioSink, Microphone, Sb16, Sb16Config
 from rdebug.machine.devices.uart import SerialBackend, Uart
 from rdebug.machine.disks import OverlayDisk
 from rdebug.machine.inputs import AsyncInput, KeyInput, MouseInput, NetInput, SerialInput
@@ -48,6 +52,10 @@ class Board:
         disks: Sequence[OverlayDisk | None] = (),
         nic: NicConfig | None = None,
         net: FrameSink | None = None,
+        memory: PhysicalMemory,
+        sound: Sb16Config | None = None,
+        audio: AudioSink | None = None,
+        microphone: Microphone,
     ) -> None:
         backends: list[SerialBackend | None] = [*serial, None, None]  # None: dropped
         self.pic = PicPair(ctx)
@@ -63,6 +71,7 @@ class Board:
         self.i8042 = I8042(ctx)
         self.port92 = FastA20Port(ctx)
         self.cga = Cga(ctx)
+        self.dma = IsaDma(ctx, memory)
         self.pci = PciBus(ctx)
         self.acpi_pm = AcpiPm(ctx)
         self.disks = [*disks, None, None][:2]
@@ -84,6 +93,7 @@ class Board:
             self.i8042,
             self.port92,
             self.cga,
+            self.dma,
             self.pci,
             self.acpi_pm,
         ]
@@ -92,6 +102,11 @@ class Board:
         if nic is not None:
             self.nics.append(Ne2000(ctx, nic, net))
             self.devices.append(self.nics[0])
+        #: The sound card, if any (its microphone is the inputs seam's).
+        self.sb16: Sb16 | None = None
+        if sound is not None:
+            self.sb16 = Sb16(ctx, self.dma, sound, audio, microphone)
+            self.devices.append(self.sb16)
         self._uarts = (self.com1, self.com2)
         #: The I/O port map: which device answers each port.
         self.ports: dict[int, Device] = {}

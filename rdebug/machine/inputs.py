@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from rdebug.machine.audio import AudioFormat
+
 
 class SyncEvent(enum.Enum):
     """Deterministic events the inputs seam is told about, so a log can pin them down."""
@@ -98,6 +100,12 @@ class ExternalInputs(Protocol):
         """`event` happened at `icount` (a recorder logs it; a player checks it)."""
         ...
 
+    def audio_input(self, icount: int, fmt: AudioFormat, frames: int) -> bytes:
+        """The microphone's next `frames` frames in `fmt` (exactly that many bytes),
+        taken by the sound card at `icount` (a recorder logs them; a player serves them).
+        """
+        ...
+
     def finished(self) -> bool:
         """Nothing more will ever come: at its horizon, the run must end."""
         ...
@@ -107,6 +115,14 @@ class ExternalInputs(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+class MicrophoneSource(Protocol):
+    """The host's microphone: an audio file played from its start (host/wav.py)."""
+
+    def read(self, fmt: AudioFormat, frames: int) -> bytes:
+        """The next `frames` frames converted to `fmt`; silence once the source ends."""
+        ...
 
 
 class SerialSource(Protocol):

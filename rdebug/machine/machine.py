@@ -43,6 +43,7 @@ from unicorn import x86_const as X
 
 from rdebug.errors import GuestFault, MachineError
 from rdebug.machine import linux
+from rdebug.machine.audio import AudioFormat
 from rdebug.machine.board import Board
 from rdebug.machine.boot import boot
 from rdebug.machine.clock import NEVER, VirtualClock
@@ -51,6 +52,7 @@ from rdebug.machine.cpu import EFLAGS_IF, Cpu
 from rdebug.machine.cpuid import CpuidTsc
 from rdebug.machine.devices.base import Device, State
 from rdebug.machine.devices.ne2000 import FrameSink, NicConfig
+from rdebug.machine.devices.sb16 import AudioSink, Sb16Config
 from rdebug.machine.devices.uart import SerialBackend
 from rdebug.machine.disks import OverlayDisk
 from rdebug.machine.inputs import ExternalInputs, SyncEvent
@@ -112,6 +114,8 @@ class MachineConfig:
     icount_shift: int = 7
     #: An NE2000 on the ISA bus (network adapter 0), or none.
     nic: NicConfig | None = None
+    #: A Sound Blaster 16 on the ISA bus (sound card 0), or none.
+    sound: Sb16Config | None = None
 
     def __post_init__(self) -> None:
         if not 1 <= self.memory_mb <= 3072:
@@ -133,8 +137,10 @@ class Machine:
         disks: Sequence[OverlayDisk | None] = (),
         net: FrameSink | None = None,
         counter: CounterFactory = NativeCounter,
+        audio: AudioSink | None = None,
     ) -> None:
-        """`net` receives the frames the NIC (if `config.nic`) transmits; None drops them.
+        """`net` receives the frames the NIC (if `config.nic`) transmits, `audio` the
+        samples the sound card (if `config.sound`) plays; None drops them.
 
         `counter` makes the instruction counter (tests give the reference counter).
         """
@@ -161,6 +167,10 @@ class Machine:
             disks=disks,
             nic=config.nic,
             net=net,
+            memory=self.cpu,
+            sound=config.sound,
+            audio=audio,
+            microphone=self._microphone,
         )
         self.devices = self.board.devices
         self.disks = self.board.disks
@@ -212,6 +222,12 @@ class Machine:
         # blocks must not change the icount a recording gives the host clock read.
         icount = self.counter.current_icount() if self._emulating else self.counter.icount
         return self.inputs.host_clock_ns(icount)
+
+    def _microphone(self, fmt: AudioFormat, frames: int) -> bytes:
+        # The exact instruction too: the card may take samples inside an I/O access (the
+        # guest changing the rate or pausing mid-transfer).
+        icount = self.counter.current_icount() if self._emulating else self.counter.icount
+        return self.inputs.audio_input(icount, fmt, frames)
 
     # -- loading -----------------------------------------------------------------------------
 

@@ -7,7 +7,9 @@ directions for each kind, side by side, so a kind is changed in one place:
   INPUT_CHECKPOINT as one or more EVENT_ASYNC events (`encode_inputs`, `InputDecoder`);
 - synchronisation events (interrupt, exception, shutdown, reset, clock warp): one event
   each (`encode_sync`, `matches_sync`);
-- host clock reads: EVENT_CLOCK + HOST with the value (`encode_clock`, `decode_clock`).
+- host clock reads: EVENT_CLOCK + HOST with the value (`encode_clock`, `decode_clock`);
+- microphone samples: EVENT_AUDIO_IN with the format and the bytes the sound card took
+  (`encode_audio`, `decode_audio`).
 
 The byte layout of every event is log.py's (documented there and in docs/replay-log.md).
 A `KeyInput` is one INPUT event of kind KEY.  A `MouseInput` is a group, as QEMU logs a
@@ -20,6 +22,7 @@ from __future__ import annotations
 from typing import TypeGuard
 
 from rdebug.errors import FormatError
+from rdebug.machine.audio import AudioFormat
 from rdebug.machine.inputs import (
     AsyncInput,
     KeyInput,
@@ -33,6 +36,17 @@ from rdebug.replay import log
 #: The checkpoint at which rdebug's machine takes asynchronous input (its run loop,
 #: where virtual-clock timers are serviced too).
 INPUT_CHECKPOINT = log.CheckpointKind.CLOCK_VIRTUAL
+
+
+
+def is_recorded_event(event: log.Event) -> bool:
+    """Whether `event` is one of the recording's events as a person counts them (as
+    `record` reports them and the REPL's `events` lists them): not an instruction count,
+    the END marker, or the recorder's marker before a batch of inputs."""
+    if isinstance(event, log.Instruction | log.End):
+        return False
+    return not (isinstance(event, log.Checkpoint) and event.kind is INPUT_CHECKPOINT)
+
 
 #: The NET event's flags word (QEMU's packet flags; rdebug's frames carry none).
 NET_FLAGS = 0
@@ -159,3 +173,21 @@ def decode_clock(logged: log.Event | None) -> int | None:
     if isinstance(logged, log.Clock) and logged.kind is log.ClockKind.HOST:
         return logged.value
     return None
+
+
+# -- microphone samples --------------------------------------------------------------------
+
+#: The sound card an EVENT_AUDIO_IN names (the machine has at most one).
+SOUND_CARD = 0
+
+
+def encode_audio(fmt: AudioFormat, data: bytes) -> log.Event:
+    """The log event of microphone samples `data` that the sound card took in `fmt`."""
+    return log.AudioIn(SOUND_CARD, fmt.rate, fmt.channels, fmt.bits, fmt.signed, data)
+
+
+def decode_audio(logged: log.Event | None) -> tuple[AudioFormat, bytes] | None:
+    """The format and bytes of logged microphone samples, or None if `logged` is not."""
+    if not isinstance(logged, log.AudioIn):
+        return None
+    return AudioFormat(logged.rate, logged.channels, logged.bits, logged.signed), logged.data

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rdebug.errors import FormatError, UsageError
+from rdebug.machine.audio import AudioFormat
 from rdebug.replay import log
 from rdebug.replay.codec import INPUT_CHECKPOINT
 
@@ -29,6 +30,7 @@ class EventKind(enum.Enum):
     INTERRUPT = "interrupt"  # a hardware interrupt was taken
     EXCEPTION = "exception"  # an exception or software interrupt was taken
     INPUT = "input"  # bytes on a serial line, a key, a network frame
+    AUDIO = "audio"  # microphone samples the sound card took (one step of a transfer)
     CLOCK = "clock"  # the guest read the host clock (the value it got)
     CHECKPOINT = "checkpoint"  # a synchronisation point (e.g. a halt skipping ahead)
     SHUTDOWN = "shutdown"  # the guest powered off or reset, or the recording was stopped
@@ -77,6 +79,10 @@ def _classify(event: log.Event) -> tuple[EventKind, str] | None:
             return EventKind.INPUT, f"key/mouse input kind {kind} data {data.hex(' ')}"
         case log.AsyncNet(_, adapter, _flags, packet):
             return EventKind.INPUT, f"network frame on adapter {adapter}: {len(packet)} bytes"
+        case log.AudioIn(card, rate, channels, bits, signed, data):
+            fmt = AudioFormat(rate, channels, bits, signed)
+            frames = len(data) // max(1, fmt.frame_bytes)
+            return EventKind.AUDIO, f"sound card {card} took {frames} microphone frames ({fmt})"
         case log.CharReadAll(data):
             return EventKind.INPUT, f"serial read {data!r}"
         case log.Clock(kind, value):

@@ -43,11 +43,19 @@ clock kind and checkpoint kind, so those carry no extra byte):
                                   requested, 3 suspend requested, 4 clock virtual,
                                   5 clock host, 6 clock virtual RT, 7 init, 8 reset)
     26 EVENT_END
+    27 EVENT_AUDIO_IN           u8 card, u32 rate (Hz), u8 channels, u8 bits, u8 signed,
+                                array of the sample bytes the card took (whole frames)
+
+EVENT_AUDIO_IN is rdebug's (QEMU's later logs have an AUDIO_IN of their own, in their
+mixing engine's format, with other ids): the microphone's samples as the sound card
+received them, one event per step of a transfer (at most 10 ms of sound).
 
 Bump LOG_VERSION whenever anything above changes, or what an icount in it means.
 Revision 2: a host clock read is logged at the icount of the instruction that made it
 (revision 1 used the end of its translation block, which a replay cut elsewhere could
 not reproduce), and instruction counts are checked per address space.
+Revision 3: EVENT_AUDIO_IN; the machine has an ISA DMA controller (and may have a sound
+card) whose state is in every snapshot.
 """
 
 from __future__ import annotations
@@ -61,7 +69,7 @@ from typing import BinaryIO
 from rdebug.errors import FormatError
 
 #: rdebug's own log version id ("rd" + format revision).  Bump when the format changes.
-LOG_VERSION = 0x72640002
+LOG_VERSION = 0x72640003
 HEADER = struct.Struct(">IQ")
 HEADER_SIZE = HEADER.size
 
@@ -132,6 +140,7 @@ EVENT_CHAR_READ_ALL_ERROR = EVENT_CHAR_READ_ALL + 1  # 14
 EVENT_CLOCK = EVENT_CHAR_READ_ALL_ERROR + 1  # 15
 EVENT_CHECKPOINT = EVENT_CLOCK + len(ClockKind)  # 17
 EVENT_END = EVENT_CHECKPOINT + len(CheckpointKind)  # 26
+EVENT_AUDIO_IN = EVENT_END + 1  # 27
 
 #: Largest array rdebug accepts when reading (a corrupt length must not exhaust memory).
 MAX_ARRAY = 64 << 20
@@ -237,6 +246,18 @@ class End:
     """EVENT_END: the recording ended here."""
 
 
+@dataclass(frozen=True, slots=True)
+class AudioIn:
+    """EVENT_AUDIO_IN: sample bytes sound card `card` took from the microphone."""
+
+    card: int
+    rate: int
+    channels: int
+    bits: int
+    signed: bool
+    data: bytes
+
+
 AsyncEvent = AsyncBottomHalf | AsyncInput | AsyncInputSync | AsyncCharRead | AsyncBlock | AsyncNet
 Event = (
     Instruction
@@ -250,6 +271,7 @@ Event = (
     | Clock
     | Checkpoint
     | End
+    | AudioIn
 )
 
 
@@ -305,6 +327,9 @@ def encode(event: Event) -> bytes:
             return bytes([EVENT_CHECKPOINT + kind])
         case End():
             return bytes([EVENT_END])
+        case AudioIn(card, rate, channels, bits, signed, data):
+            head = struct.pack(">BBIBBB", EVENT_AUDIO_IN, card, rate, channels, bits, signed)
+            return head + _array(data)
     raise TypeError(f"not a log event: {event!r}")
 
 
@@ -434,6 +459,11 @@ class Reader:
             return Checkpoint(CheckpointKind(event_id - EVENT_CHECKPOINT))
         if event_id == EVENT_END:
             return End()
+        if event_id == EVENT_AUDIO_IN:
+            card = self._u8(start)
+            rate = self._u32(start)
+            channels, bits, signed = self._read_exact(3, start)
+            return AudioIn(card, rate, channels, bits, bool(signed), self._array(start))
         raise FormatError(f"{self._name}: unknown event id {event_id} at byte {start}")
 
     def _decode_async(self, start: int) -> AsyncEvent:
@@ -499,6 +529,15 @@ def describe(event: Event) -> str:
             return f"CHECKPOINT {kind.name}"
         case End():
             return "END"
+        case AudioIn(card, rate, channels, bits, signed, data):
+            layout = "stereo" if channels == 2 else "mono" if channels == 1 else f"{channels}ch"
+            sign = "signed" if signed else "unsigned"
+            frames = len(data) // max(1, channels * bits // 8)
+            head = data[:16].hex(" ") + (" ..." if len(data) > 16 else "")
+            return (
+                f"AUDIO_IN card={card} {rate} Hz {bits}-bit {sign} {layout} "
+                f"frames={frames} bytes={head}"
+            )
     raise TypeError(f"not a log event: {event!r}")
 
 

@@ -1,9 +1,10 @@
 """The player: the machine's inputs, served from a replay log, with divergence checks.
 
 Implements `ExternalInputs` from the log alone: serial bytes are handed over at the
-exact icount they were recorded at (the player's `horizon`), host clock reads return the
-recorded values, and every interrupt, exception and shutdown the machine reports must be
-the log's next event at the same icount, or replay stops with `LogDivergence`.
+exact icount they were recorded at (the player's `horizon`), host clock reads and the
+microphone's samples return the recorded values, and every interrupt, exception and
+shutdown the machine reports must be the log's next event at the same icount, or replay
+stops with `LogDivergence`.
 
 A log may end without EVENT_END (a recorder killed mid-run) or with a damaged event:
 the player then serves everything up to the last complete event, and the horizon stops
@@ -19,8 +20,16 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from rdebug.errors import FormatError, LogDivergence
+from rdebug.machine.audio import AudioFormat
 from rdebug.machine.inputs import AsyncInput, SyncEvent
-from rdebug.replay.codec import INPUT_CHECKPOINT, InputDecoder, decode_clock, is_input, matches_sync
+from rdebug.replay.codec import (
+    INPUT_CHECKPOINT,
+    InputDecoder,
+    decode_audio,
+    decode_clock,
+    is_input,
+    matches_sync,
+)
 from rdebug.replay.log import (
     Checkpoint,
     End,
@@ -168,6 +177,20 @@ class Player:
             raise self._diverged(icount, f"read the host clock at icount {icount}")
         self._advance()
         return value
+
+    def audio_input(self, icount: int, fmt: AudioFormat, frames: int) -> bytes:
+        logged = decode_audio(self._next)
+        if (
+            logged is None
+            or self._icount != icount
+            or logged[0] != fmt
+            or len(logged[1]) != frames * fmt.frame_bytes
+        ):
+            raise self._diverged(
+                icount, f"took {frames} microphone frames of {fmt} at icount {icount}"
+            )
+        self._advance()
+        return logged[1]
 
     def take_async(self, icount: int) -> Sequence[AsyncInput]:
         self._check_not_passed(icount)

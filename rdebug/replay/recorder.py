@@ -1,10 +1,10 @@
 """The recorder: live inputs, each of them logged at the icount where it entered.
 
 Wraps another `ExternalInputs` (the live one) and appends to the log everything the
-machine takes from it (serial bytes, host clock reads) and every synchronisation event
-(interrupts, exceptions, shutdown, clock warps), each preceded by EVENT_INSTRUCTION
-with the instructions run since the previous event.  The events themselves are
-codec.py's; this module decides when they are written.
+machine takes from it (serial bytes, host clock reads, microphone samples) and every
+synchronisation event (interrupts, exceptions, shutdown, clock warps), each preceded by
+EVENT_INSTRUCTION with the instructions run since the previous event.  The events
+themselves are codec.py's; this module decides when they are written.
 
 Flush policy: every event goes to the file as soon as it is logged, except exceptions
 (a syscall-heavy guest takes hundreds of thousands a second), which wait for the next
@@ -18,8 +18,16 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
+from rdebug.machine.audio import AudioFormat
 from rdebug.machine.inputs import AsyncInput, ExternalInputs, SyncEvent
-from rdebug.replay.codec import INPUT_CHECKPOINT, encode_clock, encode_inputs, encode_sync
+from rdebug.replay.codec import (
+    INPUT_CHECKPOINT,
+    encode_audio,
+    encode_clock,
+    encode_inputs,
+    encode_sync,
+    is_recorded_event,
+)
 from rdebug.replay.log import (
     Checkpoint,
     End,
@@ -42,7 +50,7 @@ class Recorder:
         self._pending = bytearray(encode_header())
         self._icount = 0  # icount of the last logged event
         self._ended = False
-        self.events = 0
+        self.events = 0  # the recorded events so far (`is_recorded_event`)
         self._flush()
 
     # -- the log ----------------------------------------------------------------------
@@ -57,7 +65,8 @@ class Recorder:
             delta -= step
         self._icount = icount
         self._pending += encode(event)
-        self.events += 1
+        if is_recorded_event(event):
+            self.events += 1
         if not isinstance(event, ExceptionTaken):
             self._flush()
 
@@ -85,6 +94,11 @@ class Recorder:
         value = self._inner.host_clock_ns(icount)
         self._put(icount, encode_clock(value))
         return value
+
+    def audio_input(self, icount: int, fmt: AudioFormat, frames: int) -> bytes:
+        data = self._inner.audio_input(icount, fmt, frames)
+        self._put(icount, encode_audio(fmt, data))
+        return data
 
     def take_async(self, icount: int) -> Sequence[AsyncInput]:
         items = self._inner.take_async(icount)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rdebug.machine.devices.ne2000 import FrameSink
+from rdebug.machine.devices.sb16 import AudioSink
 from rdebug.machine.devices.uart import SerialBackend
 from rdebug.machine.inputs import ExternalInputs
 from rdebug.machine.machine import Machine, MachineConfig, StopEvent, StopReason
@@ -47,6 +48,7 @@ def record(
     serial: Sequence[SerialBackend] = (),
     drives: tuple[DriveSpec, ...] = (),
     net: FrameSink | None = None,
+    audio: AudioSink | None = None,
     run: Callable[[Machine], StopEvent] = lambda machine: machine.run(),
     prepare: Callable[[Machine], None] = lambda machine: None,
     initrd: bytes | None = None,
@@ -55,15 +57,16 @@ def record(
 
     `run` runs the loaded machine (e.g. with a Ctrl-C handler and an instruction limit);
     `prepare` may change the loaded machine first (a benchmark raising a pass count).
-    `net` gets the frames the guest's NIC (`config.nic`) sends; `initrd` is a Linux
-    guest's initrd (its path and hash in `spec`).
+    `net` gets the frames the guest's NIC (`config.nic`) sends, `audio` the samples its
+    sound card (`config.sound`) plays; `initrd` is a Linux guest's initrd (its path and
+    hash in `spec`).
     """
     disks = open_disks(drives, check=False)
     trace = Trace.create(folder, guest, spec, config, drives, initrd)
     fd = trace.open_log_for_writing()
     try:
         recorder = Recorder(inputs, fd)
-        machine = Machine(config, recorder, serial, disks, net)
+        machine = Machine(config, recorder, serial, disks, net, audio=audio)
         try:
             machine.load(load_guest(spec, guest, initrd))
             prepare(machine)

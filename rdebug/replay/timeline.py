@@ -22,8 +22,8 @@ from rdebug.machine.machine import Machine, StopEvent, StopReason
 from rdebug.machine.watchpoints import WatchHit, WatchKind
 from rdebug.replay.player import Player, PlayerPosition
 from rdebug.replay.stops import Stop, Where, stop_of
-from rdebug.snapshots import vmstate
-from rdebug.snapshots.checkpoints import DEFAULT_BUDGET, Checkpoint, CheckpointStore
+from rdebug.snapshots import DEFAULT_BUDGET, vmstate
+from rdebug.snapshots.checkpoints import Checkpoint, CheckpointStore
 
 #: Fewest instructions between two automatic checkpoints.
 MIN_INTERVAL = 1 << 20

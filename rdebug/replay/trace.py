@@ -25,6 +25,7 @@ from typing import Any
 
 from rdebug.errors import FormatError, UsageError
 from rdebug.machine.devices.ne2000 import NicConfig, format_mac
+from rdebug.machine.devices.sb16 import Sb16Config
 from rdebug.machine.disks import OverlayDisk
 from rdebug.machine.kallsyms import symbol_elf
 from rdebug.machine.loader import ImageFormat, LoadedImage, parse_image
@@ -33,9 +34,10 @@ from rdebug.snapshots.images import detect_format, open_image
 
 TRACE_FORMAT = "rdebug-trace"
 #: Bump when the folder layout or trace.json changes.
-TRACE_VERSION = 3
-#: Older versions this rdebug still reads (2: before the "nic" entry; it had no NIC).
-_READABLE_VERSIONS = (2, TRACE_VERSION)
+TRACE_VERSION = 4
+#: Older versions this rdebug still reads (2: before the "nic" entry, it had no NIC;
+#: 3: before the "sound" entry, it had no sound card).
+_READABLE_VERSIONS = (2, 3, TRACE_VERSION)
 META_NAME = "trace.json"
 GUEST_NAME = "guest"
 INITRD_NAME = "initrd"
@@ -80,9 +82,12 @@ class TraceInfo:
     icount_shift: int
     drives: tuple[DriveSpec, ...] = ()
     nic: NicConfig | None = None
+    sound: Sb16Config | None = None
 
     def machine_config(self) -> MachineConfig:
-        return MachineConfig(memory_mb=self.memory_mb, icount_shift=self.icount_shift, nic=self.nic)
+        return MachineConfig(
+            memory_mb=self.memory_mb, icount_shift=self.icount_shift, nic=self.nic, sound=self.sound
+        )
 
 
 def sha256(data: bytes) -> str:
@@ -175,7 +180,9 @@ class Trace:
             (path / GUEST_NAME).write_bytes(guest)
             if initrd is not None:
                 (path / INITRD_NAME).write_bytes(initrd)
-            info = TraceInfo(spec, config.memory_mb, config.icount_shift, drives, config.nic)
+            info = TraceInfo(
+                spec, config.memory_mb, config.icount_shift, drives, config.nic, config.sound
+            )
             meta = {"format": TRACE_FORMAT, "version": TRACE_VERSION, **_to_json(info)}
             tmp = path / (META_NAME + ".tmp")
             tmp.write_text(json.dumps(meta, indent=2) + "\n")
@@ -195,6 +202,15 @@ class Trace:
     @classmethod
     def open(cls, path: Path) -> Trace:
         meta_path = path / META_NAME
+        if path.is_file():
+            if (path.parent / META_NAME).is_file():
+                raise UsageError(
+                    f"{path}: a file inside the trace folder {path.parent}: give the folder"
+                )
+            raise UsageError(
+                f"{path}: a file, not a trace folder (a guest image? record it first: "
+                f"rdebug record {path})"
+            )
         if not path.is_dir():
             raise UsageError(f"{path}: no such trace folder")
         try:
@@ -289,6 +305,7 @@ def _to_json(info: TraceInfo) -> dict[str, Any]:
             "irq": info.nic.irq,
             "mac": format_mac(info.nic.mac),
         },
+        "sound": None if info.sound is None else {"model": "sb16", **asdict(info.sound)},
     }
 
 
@@ -323,8 +340,21 @@ def _from_json(meta: dict[str, Any], where: Path) -> TraceInfo:
                 int(nic["iobase"]), int(nic["irq"]), bytes.fromhex(str(nic["mac"]).replace(":", ""))
             )
         )
+        sound = meta.get("sound")
+        sound_config = (
+            None
+            if sound is None
+            else Sb16Config(
+                int(sound["iobase"]), int(sound["irq"]), int(sound["dma"]), int(sound["dma16"])
+            )
+        )
         return TraceInfo(
-            spec, int(machine["memory_mb"]), int(machine["icount_shift"]), drives, nic_config
+            spec,
+            int(machine["memory_mb"]),
+            int(machine["icount_shift"]),
+            drives,
+            nic_config,
+            sound_config,
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise FormatError(f"{where}: malformed trace description ({exc})") from None

@@ -26,9 +26,7 @@ import numpy as np
 from rdebug.machine.machine import Machine
 from rdebug.machine.pages import PAGE, WriteTracker, sync_shadow
 from rdebug.machine.state import MachineState
-
-#: Default memory budget for checkpoints (bytes of page data and tables).
-DEFAULT_BUDGET = 512 << 20
+from rdebug.snapshots import DEFAULT_BUDGET
 
 Extra = TypeVar("Extra")
 

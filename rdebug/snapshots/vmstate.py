@@ -30,15 +30,16 @@ from rdebug.machine.machine import Machine
 from rdebug.machine.state import MachineState
 
 MAGIC = b"RDVM"
-#: Bump when the layout or the contents change.
-VMSTATE_VERSION = 1
+#: Bump when the layout or the contents change (2: the ISA DMA controller's state, and
+#: the sound card's on a machine with one).
+VMSTATE_VERSION = 2
 PAGE = 4096
 
 
 @dataclass(frozen=True, slots=True)
 class VmState:
     machine: MachineState
-    ram: bytes | None  # None when decoded without RAM (metadata only)
+    pages: dict[int, bytes]  # RAM page index -> its 4096 bytes; the other pages are zero
     memory_mb: int
     extra: Any
 
@@ -135,15 +136,16 @@ def decode(data: bytes, name: str) -> VmState:
         if len(cpu) != cpu_len or len(ram_blob) != ram_len:
             raise SnapshotError(f"{name}: the machine state is truncated")
         memory_mb = int(header["memory_mb"])
-        ram = bytearray(memory_mb << 20)
+        npages = (memory_mb << 20) // PAGE
         raw = zlib.decompress(ram_blob)
         if len(raw) % (PAGE + 4):
             raise SnapshotError(f"{name}: the RAM section is malformed")
+        pages: dict[int, bytes] = {}
         for off in range(0, len(raw), PAGE + 4):
             (index,) = struct.unpack_from(">I", raw, off)
-            if index >= len(ram) // PAGE:
+            if index >= npages:
                 raise SnapshotError(f"{name}: a RAM page lies beyond the machine's memory")
-            ram[index * PAGE : (index + 1) * PAGE] = raw[off + 4 : off + 4 + PAGE]
+            pages[index] = raw[off + 4 : off + 4 + PAGE]
         machine = MachineState(
             cpu=bytes(cpu),
             devices=_from_json(header["devices"]),
@@ -162,7 +164,7 @@ def decode(data: bytes, name: str) -> VmState:
                 for i, written in header.get("disks", {}).items()
             },
         )
-        return VmState(machine, bytes(ram), memory_mb, _from_json(header["extra"]))
+        return VmState(machine, pages, memory_mb, _from_json(header["extra"]))
     except SnapshotError:
         raise
     except (KeyError, TypeError, ValueError, struct.error, zlib.error) as exc:
@@ -170,14 +172,41 @@ def decode(data: bytes, name: str) -> VmState:
 
 
 def apply(machine: Machine, state: VmState) -> None:
-    """Put `machine` into `state` (RAM, CPU, devices, time)."""
-    if state.memory_mb != machine.config.memory_mb or state.ram is None:
+    """Put `machine` into `state` (RAM, CPU, devices, time).  Only the RAM pages that
+    differ are written (as a checkpoint restore does): a few pages, not the whole RAM."""
+    if state.memory_mb != machine.config.memory_mb:
         raise SnapshotError(
             f"the snapshot is of a {state.memory_mb} MiB machine, this one has "
             f"{machine.config.memory_mb} MiB"
         )
+    have = {device.name for device in machine.devices}
+    saved = set(state.machine.devices)
+    if have != saved:
+        missing = ", ".join(sorted(saved - have)) or "none"
+        extra = ", ".join(sorted(have - saved)) or "none"
+        raise SnapshotError(
+            f"the snapshot is of a machine with other hardware (devices it had and this "
+            f"machine lacks: {missing}; devices this machine has and it lacked: {extra})"
+        )
+    ram = np.frombuffer(machine.cpu.ram, dtype=np.uint8).reshape(-1, PAGE)
     try:
-        machine.load_state(state.machine)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise SnapshotError(f"the snapshot's device state is damaged ({exc})") from None
-    machine.cpu.ram[:] = state.ram
+        changed: dict[int, np.ndarray[Any, np.dtype[np.uint8]] | None] = {}
+        # a page outside the ranges ever written is zero: only those ranges are read
+        for start, end in machine.cpu.written_ranges():
+            first = start // PAGE
+            used = first + np.flatnonzero(ram[first : -(-end // PAGE)].any(axis=1))
+            for nonzero in used.tolist():
+                if nonzero not in state.pages:
+                    changed[nonzero] = None  # to be zeroed
+        for index, data in state.pages.items():
+            page = np.frombuffer(data, dtype=np.uint8)
+            if not np.array_equal(ram[index], page):
+                changed[index] = page
+        try:
+            machine.load_state(state.machine, rewritten=changed.keys())
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SnapshotError(f"the snapshot's device state is damaged ({exc})") from None
+        for rewrite, new in changed.items():
+            ram[rewrite] = 0 if new is None else new
+    finally:
+        del ram

@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rdebug.errors import FormatError
+from rdebug.machine.audio import AudioFormat
 from rdebug.machine.inputs import (
     AsyncInput,
     KeyInput,
@@ -20,7 +21,9 @@ from rdebug.machine.inputs import (
 )
 from rdebug.replay.codec import (
     InputDecoder,
+    decode_audio,
     decode_clock,
+    encode_audio,
     encode_clock,
     encode_inputs,
     encode_sync,
@@ -93,6 +96,28 @@ def test_host_clock_reads_round_trip_and_nothing_else_is_one() -> None:
     assert decode_clock(logged) == value
     assert not any(matches_sync(event, logged) for event in SyncEvent)
     assert decode_clock(None) is None
+
+
+@given(
+    st.builds(
+        AudioFormat,
+        st.integers(1, 0xFFFFFFFF),
+        st.sampled_from([1, 2]),
+        st.sampled_from([8, 16]),
+        st.booleans(),
+    ),
+    st.binary(max_size=64),
+)
+def test_microphone_samples_round_trip_and_nothing_else_is_one(
+    fmt: AudioFormat, data: bytes
+) -> None:
+    raw = encode_header() + encode(encode_audio(fmt, data))
+    logged = Reader(io.BytesIO(raw), "log").read()
+    assert decode_audio(logged) == (fmt, data)
+    assert not is_input(logged) and decode_clock(logged) is None
+    assert not any(matches_sync(event, logged) for event in SyncEvent)
+    assert decode_audio(None) is None
+    assert decode_audio(encode_clock(5)) is None
 
 
 def test_mouse_report_is_a_qemu_style_group() -> None:

@@ -17,6 +17,7 @@ from rdebug.replay.log import (
     AsyncInput,
     AsyncInputSync,
     AsyncNet,
+    AudioIn,
     CharReadAll,
     CharReadAllError,
     CharWrite,
@@ -61,6 +62,8 @@ TABLE: list[tuple[Event, str]] = [
     (Checkpoint(CheckpointKind.CLOCK_WARP_START), "11"),
     (Checkpoint(CheckpointKind.RESET), "19"),
     (End(), "1a"),
+    (AudioIn(0, 8000, 1, 8, False, b"\x80\x7f"), "1b 00 00001f40 01 08 00 00000002 807f"),
+    (AudioIn(1, 44100, 2, 16, True, bytes(4)), "1b 01 0000ac44 02 10 01 00000004 00000000"),
 ]
 
 
@@ -99,6 +102,15 @@ events = st.one_of(
     st.builds(Clock, st.sampled_from(ClockKind), st.integers(0, 2**64 - 1)),
     st.builds(Checkpoint, st.sampled_from(CheckpointKind)),
     st.builds(CharReadAll, st.binary()),
+    st.builds(
+        AudioIn,
+        st.integers(0, 255),
+        st.integers(0, 0xFFFFFFFF),
+        st.integers(0, 255),
+        st.integers(0, 255),
+        st.booleans(),
+        st.binary(),
+    ),
 )
 
 

@@ -7,6 +7,7 @@ from collections.abc import Callable
 import pytest
 
 from rdebug.machine.devices.base import Device
+from rdebug.machine.devices.dma import IsaDma
 
 
 class FakeContext:
@@ -97,3 +98,31 @@ def ctx() -> FakeContext:
 def new_ctx() -> Callable[[int], FakeContext]:
     """Make more contexts (a restored twin of a device needs its own)."""
     return FakeContext
+
+
+class Ram:
+    """Guest RAM for the DMA controller (`PhysicalMemory`)."""
+
+    def __init__(self, size: int = 1 << 20) -> None:
+        self.ram_size = size
+        self.data = bytearray(size)
+
+    def read_physical(self, paddr: int, length: int) -> bytes:
+        assert paddr >= 0 and paddr + length <= self.ram_size
+        return bytes(self.data[paddr : paddr + length])
+
+    def write_physical(self, paddr: int, data: bytes) -> None:
+        assert paddr >= 0 and paddr + len(data) <= self.ram_size
+        self.data[paddr : paddr + len(data)] = data
+
+
+@pytest.fixture
+def ram() -> Ram:
+    return Ram()
+
+
+@pytest.fixture
+def dma(ctx: FakeContext, ram: Ram) -> IsaDma:
+    device = IsaDma(ctx, ram)
+    device.reset()
+    return device
