@@ -31,8 +31,6 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable, Iterator
 
-import numpy as np
-
 _DIGITS = b"".join(b"%d\0" % i for i in range(10))
 #: How far before the token table the other tables may start (bytes).
 _SEARCH = 8 << 20
@@ -105,6 +103,8 @@ def find_kallsyms(blob: bytes) -> dict[str, int]:
 
 
 def _decode_at(blob: bytes, digits_at: int) -> dict[str, int]:
+    import numpy as np  # noqa: PLC0415 (only a Linux guest needs it: `run` starts faster)
+
     table_at, tokens, _ = _token_table(blob, digits_at)
     # relative_base (a page-aligned kernel address) and num_syms, then the names, then
     # the markers; kallsyms_seqs_of_names (newer kernels) may sit before the tokens.
