@@ -41,7 +41,7 @@ from rdebug.live import Guest, LiveSession, Recorded, record
 from rdebug.machine.devices.ne2000 import FrameSink, NicConfig
 from rdebug.machine.devices.sb16 import AudioSink, Sb16Config
 from rdebug.machine.devices.uart import SerialBackend
-from rdebug.machine.loader import ImageFormat
+from rdebug.machine.loader import ImageFormat, symbol_file
 from rdebug.machine.machine import Machine, MachineConfig
 from rdebug.machine.watchpoints import WatchKind
 from rdebug.replay import dump as _dump
@@ -67,7 +67,7 @@ from rdebug.replay.query import (
     Query,
 )
 from rdebug.replay.stops import Stop, Where
-from rdebug.replay.trace import DriveSpec, Trace, drive_spec, load_guest, open_disks
+from rdebug.replay.trace import DriveSpec, Trace, drive_spec, open_disks
 from rdebug.snapshots import DEFAULT_BUDGET
 from rdebug.snapshots.named import NamedSnapshot, SnapshotFile
 
@@ -158,7 +158,7 @@ class Session:
         audio: AudioSink | None = None,
     ) -> None:
         self.trace = Trace.open(Path(trace))
-        image = load_guest(self.trace.info.guest, self.trace.guest_image())
+        image = self.trace.loaded_guest()
         try:
             self._log: BinaryIO = self.trace.log_path.open("rb")
         except OSError as exc:
@@ -449,6 +449,20 @@ class Session:
     def address(self, symbol: str) -> int:
         """The address of a symbol ("name", "name+off") or a number ("0x100000")."""
         return self._address(symbol)
+
+    def load_symbols(self, path: Path | str) -> int:
+        """Add the symbols of a System.map or an ELF file (e.g. a Linux `-dbg` package's
+        vmlinux), moved as the kernel was in the recording (KASLR); returns how many."""
+        path = Path(path)
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise UsageError(f"{path}: cannot read: {exc.strerror}") from None
+        offset = self.trace.info.guest.kernel_offset or 0
+        for name, addr in symbol_file(data, str(path)).items():
+            self.symbols[name] = (addr + offset) & 0xFFFFFFFF
+        self._by_addr = _symbol_table(self.symbols)
+        return len(self.symbols)
 
     def disassemble(self, addr: int | str | None = None, count: int = 1) -> list[Instruction]:
         """`count` instructions from `addr` (default: eip), in the CPU's current mode.

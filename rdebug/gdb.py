@@ -167,7 +167,7 @@ def attach(session: Session, *, gdb: str = "gdb", settings: Sequence[str] = ()) 
             helper.command(setting)
         for setting in settings:
             helper.command(setting)
-        helper.command(f"file {(session.trace.path / 'guest').resolve()}")
+        helper.command(f"file {session.trace.gdb_symbols().resolve()}")
         helper.command(f"target remote {host}:{port}")
     except BaseException:
         helper.close()

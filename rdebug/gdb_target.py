@@ -236,7 +236,7 @@ class SessionTarget:
     # -- the rest ------------------------------------------------------------------------
 
     def exec_file(self) -> str | None:
-        return str(Path(self._session.trace.path / "guest").resolve())
+        return str(Path(self._session.trace.gdb_symbols()).resolve())
 
     def monitor(self, command: str, interrupted: Callable[[], bool]) -> str:
         # 0x03 stops a long command as it stops a resume

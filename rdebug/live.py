@@ -32,6 +32,7 @@ class Guest:
     data: bytes
     spec: GuestSpec  # what a trace keeps of it
     image: LoadedImage
+    initrd: bytes | None = None  # a Linux kernel's initrd
 
     @classmethod
     def read(
@@ -41,9 +42,11 @@ class Guest:
         load_address: int | None = None,
         entry: int | None = None,
         append: str = "",
+        initrd: Path | None = None,
     ) -> Guest:
         """`format`: an `ImageFormat` value; `load_address` and `entry` for flat binaries,
-        `append` the multiboot command line."""
+        `append` the kernel command line (multiboot, Linux); `initrd` a Linux kernel's
+        initial RAM disk."""
         try:
             data = path.read_bytes()
         except FileNotFoundError:
@@ -52,6 +55,12 @@ class Guest:
             raise UsageError(f"{path}: is a directory, not a guest image") from None
         except OSError as exc:
             raise UsageError(f"{path}: cannot read: {exc.strerror}") from None
+        initrd_data: bytes | None = None
+        if initrd is not None:
+            try:
+                initrd_data = initrd.read_bytes()
+            except OSError as exc:
+                raise UsageError(f"--initrd {initrd}: {exc.strerror}") from None
         spec = GuestSpec(
             name=path.name,
             source=str(path.resolve()),
@@ -60,9 +69,13 @@ class Guest:
             load_address=load_address,
             entry=entry,
             append=append,
+            initrd=None if initrd is None else str(initrd.resolve()),
+            initrd_sha256=None if initrd_data is None else sha256(initrd_data),
         )
-        image = parse_image(data, str(path), ImageFormat(format), load_address, entry, append)
-        return cls(path, data, spec, image)
+        image = parse_image(
+            data, str(path), ImageFormat(format), load_address, entry, append, initrd_data
+        )
+        return cls(path, data, spec, image, initrd_data)
 
 
 class LiveSession:
@@ -196,5 +209,6 @@ def record(
         net=net,
         audio=audio,
         run=run_machine,
+        initrd=guest.initrd,
     )
     return Recorded(made.trace.path, stops[-1], made.events)

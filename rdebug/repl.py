@@ -261,7 +261,7 @@ class Repl:
         """Serve gdb on this session until gdb detaches (or Ctrl-C); this thread waits."""
         target = SessionTarget(self.session, self.debugger)
         server, (host, bound) = listen(target, "127.0.0.1", port, f"gdb {port}")
-        guest = (self.session.trace.path / "guest").resolve()
+        guest = self.session.trace.gdb_symbols().resolve()
         self.out.write(
             f"serving gdb on {host}:{bound} until it detaches (Ctrl-C stops; this REPL's "
             "breakpoints are off meanwhile); attach with:\n"

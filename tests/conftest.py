@@ -22,7 +22,7 @@ from rdebug.machine.machine import Machine, MachineConfig
 from rdebug.machine.native_counter import NativeCounter
 from rdebug.replay.log import End, Instruction, Shutdown, ShutdownCause, encode, encode_header
 from rdebug.replay.player import Player, recording_end
-from rdebug.replay.trace import Trace, load_guest
+from rdebug.replay.trace import Trace
 from tests.oracle.reference_counter import ReferenceCounter
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -147,7 +147,7 @@ class Replay:
         self.log.seek(0)
         self.player = Player(self.log, "log")
         self.machine = Machine(trace.info.machine_config(), self.player, [])
-        self.machine.load(load_guest(trace.info.guest, trace.guest_image()))
+        self.machine.load(trace.loaded_guest())
 
     def close(self) -> None:
         self.machine.close()

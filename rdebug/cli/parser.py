@@ -31,9 +31,10 @@ EXIT_INTERRUPTED = 130
 STATUS_EPILOG = """\
 exit status:
   the guest's own status when it writes V to the exit port 0xF4: (V << 1) | 1
-  0    the guest halted for good (HLT that nothing can wake){replay_end}
+  0    the guest powered off (ACPI S5, e.g. Linux's poweroff) or reset the machine (a
+       reboot: rdebug does not reboot), or halted for good (HLT nothing can wake){replay_end}
   2    rdebug could not do it (missing or malformed image or trace, bad option{divergence})
-  3    the guest crashed the machine (triple fault, access to unmapped memory)
+  3    the guest crashed the machine (triple fault, code fetched from nowhere)
   4    --max-insns reached{incomplete}
   130  interrupted (Ctrl-C); 143 by SIGTERM, 129 by SIGHUP (stopped the same way: a
        recording is finished and replays to the icount printed)
@@ -388,7 +389,7 @@ def _add_machine_options(parser: argparse.ArgumentParser) -> None:
         "--format",
         choices=IMAGE_FORMATS,
         default="auto",
-        help="image format (default: detect multiboot, ELF or boot sector)",
+        help="image format (default: detect multiboot, ELF, a Linux bzImage or boot sector)",
     )
     parser.add_argument(
         "--load-address",
@@ -401,7 +402,17 @@ def _add_machine_options(parser: argparse.ArgumentParser) -> None:
         "--entry", type=_int, default=None, metavar="ADDR", help="entry point of a flat binary"
     )
     parser.add_argument(
-        "--append", default="", metavar="CMDLINE", help="the multiboot command line"
+        "--append",
+        default="",
+        metavar="CMDLINE",
+        help="the kernel command line (multiboot, Linux: e.g. 'console=ttyS0')",
+    )
+    parser.add_argument(
+        "--initrd",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="a Linux kernel's initial RAM disk (e.g. a cpio archive); kept in the trace",
     )
     parser.add_argument(
         "--drive",

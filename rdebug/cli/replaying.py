@@ -133,10 +133,18 @@ def _replay_gdb(args: argparse.Namespace) -> int:
         print(
             f"rdebug: replaying {args.trace} ({session.end_icount} instructions"
             f"{_position(session)}); attach with:\n"
-            + attach_hint(address, session.trace.path / "guest"),
+            + attach_hint(address, session.trace.gdb_symbols()),
             file=sys.stderr,
             flush=True,
         )
+        offset = session.trace.info.guest.kernel_offset
+        if offset is not None:
+            print(
+                f"rdebug: the Linux kernel runs {offset:#x} from its link-time addresses "
+                f"(KASLR); a vmlinux with DWARF loads with: symbol-file -o {offset:#x} vmlinux",
+                file=sys.stderr,
+                flush=True,
+            )
         with server:
             interrupted = serve(server, session.interrupt)  # gdb may detach and come back
     if interrupted:
@@ -169,7 +177,7 @@ def cmd_gdb(args: argparse.Namespace) -> int:
                 "set architecture i386",
                 "-ex",
                 f"target remote {address[0]}:{address[1]}",
-                str(session.trace.path / "guest"),
+                str(session.trace.gdb_symbols()),
                 *args.gdb_args,
             ]
             # Ctrl-C is gdb's (it stops the guest through the stub), not ours

@@ -177,7 +177,9 @@ def _serve_live(session: LiveSession, args: argparse.Namespace) -> int:
 
 
 def _read_guest(args: argparse.Namespace) -> Guest:
-    return Guest.read(args.guest, args.format, args.load_address, args.entry, args.append)
+    return Guest.read(
+        args.guest, args.format, args.load_address, args.entry, args.append, args.initrd
+    )
 
 
 def _drives(args: argparse.Namespace) -> tuple[DriveSpec, ...]:

@@ -6,7 +6,8 @@
     IRQ1/12, IDE 0x1F0 IRQ14 (if a drive is attached), NE2000 (if configured), CGA text
     memory, port 0x61, port 0x92, POST port 0x80, the debug exit port, the ISA DMA pair
     (0x00-0x0F, 0x81-0x8F, 0xC0-0xDF), a Sound Blaster 16 (if configured: 0x220, IRQ 5,
-    DMA 1 and 5).
+    DMA 1 and 5), the PCI configuration ports 0xCF8-0xCFF (host and ISA bridges), the
+    ACPI PM ports 0x600.
 
 Host inputs taken by the run loop are handed to the device they are for here.  Knows
 nothing of the engine, the counter or the run loop: devices see the machine only as a
@@ -18,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from rdebug.errors import MachineError
+from rdebug.machine.devices.acpi_pm import AcpiPm
 from rdebug.machine.devices.base import Device, DeviceContext
 from rdebug.machine.devices.cga import Cga
 from rdebug.machine.devices.dma import IsaDma, PhysicalMemory
@@ -27,6 +29,7 @@ from rdebug.machine.devices.ioapic import IoApic
 from rdebug.machine.devices.lapic import LocalApic
 from rdebug.machine.devices.misc import DebugExit, PostPort
 from rdebug.machine.devices.ne2000 import FrameSink, Ne2000, NicConfig
+from rdebug.machine.devices.pci import PciBus
 from rdebug.machine.devices.pic import PicPair
 from rdebug.machine.devices.pit import Pit, SystemControlPort
 from rdebug.machine.devices.rtc import Rtc
@@ -69,6 +72,8 @@ class Board:
         self.port92 = FastA20Port(ctx)
         self.cga = Cga(ctx)
         self.dma = IsaDma(ctx, memory)
+        self.pci = PciBus(ctx)
+        self.acpi_pm = AcpiPm(ctx)
         self.disks = [*disks, None, None][:2]
         if len(disks) > 2:
             raise MachineError("at most two IDE drives (master and slave)")
@@ -89,6 +94,8 @@ class Board:
             self.port92,
             self.cga,
             self.dma,
+            self.pci,
+            self.acpi_pm,
         ]
         #: Network adapters by adapter id (the id in NetInput and the log's NET events).
         self.nics: list[Ne2000] = []

@@ -4,12 +4,15 @@ A boot sector starts in real mode at 0:7C00 with DL = 0x80 (the first hard disk)
 BIOS leaves it.  A flat ELF or a multiboot kernel starts in 32-bit protected mode with a
 flat GDT (code 0x08, data 0x10); a multiboot kernel also finds EAX = 0x2BADB002 and EBX
 pointing at its multiboot information.  Both find the BIOS data area and the MP tables
-in low memory.  The image itself comes from machine/loader.py.
+in low memory.  A Linux bzImage is placed as the Linux boot protocol says (machine/
+linux.py) and also finds ACPI tables.  The image itself comes from machine/loader.py.
 """
 
 from __future__ import annotations
 
 from rdebug.errors import MachineError
+from rdebug.machine import linux
+from rdebug.machine.acpi import acpi_tables
 from rdebug.machine.cpu import CR0_PE, EFLAGS_RESERVED, Cpu, TableRegister
 from rdebug.machine.loader import (
     GDT_ADDR,
@@ -27,6 +30,9 @@ from rdebug.machine.mptable import mp_tables
 
 def boot(cpu: Cpu, image: LoadedImage) -> None:
     """Write `image` and the firmware tables into RAM; set the registers it starts with."""
+    if image.linux is not None:
+        _boot_linux(cpu, image.linux)
+        return
     for seg in image.segments:
         end = seg.paddr + max(seg.memsize, len(seg.data))
         if seg.paddr < 0 or end > cpu.ram_size:
@@ -60,3 +66,20 @@ def boot(cpu: Cpu, image: LoadedImage) -> None:
             cpu.write("ebx", MULTIBOOT_INFO_ADDR)
     cpu.write("eflags", EFLAGS_RESERVED)
     cpu.eip = image.entry
+
+
+def _boot_linux(cpu: Cpu, boot: linux.LinuxBoot) -> None:
+    """The Linux 32-bit boot protocol, with BIOS, MP and ACPI tables."""
+    placement = linux.place(boot, cpu.ram_size)
+    for paddr, data in [*bios_data_area(), *mp_tables(), *acpi_tables(), *placement.writes]:
+        cpu.write_physical(paddr, data)
+    gdt = linux.boot_gdt()
+    cpu.set_table_register("gdtr", TableRegister(0, linux.BOOT_GDT_ADDR, len(gdt) - 1, 0))
+    cpu.write("cs", linux.BOOT_CS)
+    for seg_name in ("ds", "es", "ss", "fs", "gs"):
+        cpu.write(seg_name, linux.BOOT_DS)
+    cpu.write("esi", placement.boot_params)
+    for reg in ("eax", "ebx", "ecx", "edx", "edi", "ebp", "esp"):
+        cpu.write(reg, 0)
+    cpu.write("eflags", EFLAGS_RESERVED)
+    cpu.eip = placement.entry

@@ -243,6 +243,31 @@ class Cpu:
         self._scratch = self.uc.context_save()
         self._scratch_addr = ctypes.cast(self._scratch.context, ctypes.c_void_p).value or 0
         self._register_pages: list[ctypes.c_char] = []
+        self._fault_cr2: int | None = None
+        self.uc.hook_add(UC_HOOK_INTR, self._on_exception)
+
+    def emu_start(self, begin: int, until: int) -> None:
+        """Run the engine from `begin` (EIP) until the linear address `until`.
+
+        When `emu_start` returns, unicorn translates `until` through the guest's page
+        tables (to drop a translation ending there); an unmapped `until` (a kernel leaves
+        the top page unmapped) makes that walk fail like a page fault and sets CR2, which
+        a page-fault handler run after the engine restarted would then read.  CR2 is put
+        back to what the guest's own page faults left (or what it was before the run).
+        Not covered: a guest's MOV to CR2 in the same run (no OS does it).
+        """
+        before = self._regs.scalar(X.UC_X86_REG_CR2)
+        self._fault_cr2 = None
+        try:
+            self.uc.emu_start(begin, until)
+        finally:
+            cr2 = before if self._fault_cr2 is None else self._fault_cr2
+            if self._regs.scalar(X.UC_X86_REG_CR2) != cr2:
+                self.uc.reg_write(X.UC_X86_REG_CR2, cr2)
+
+    def _on_exception(self, uc: Uc, intno: int, _user: object) -> None:
+        if intno == 14:  # a page fault: CR2 is the faulting address
+            self._fault_cr2 = self._regs.scalar(X.UC_X86_REG_CR2)
 
     def map_register_page(self, base: int, page: mmap.mmap) -> None:
         """Map a device's 4 KiB register page read-only at physical `base` (above RAM).

@@ -28,9 +28,10 @@ def cpuid(leaf: int) -> tuple[int, int, int, int]:
         ebx, edx, ecx = struct.unpack("<III", vendor)
         return 1, ebx, ecx, edx
     if leaf == 1:
-        # family 6, model 3, stepping 3; FPU VME DE PSE TSC MSR CX8 SEP CMOV MMX FXSR SSE SSE2
+        # family 6, model 3, stepping 3; FPU VME DE PSE TSC MSR CX8 APIC SEP CMOV MMX FXSR
+        # SSE SSE2
         features = 0
-        for bit in (0, 1, 2, 3, 4, 5, 8, 11, 15, 23, 24, 25, 26):
+        for bit in (0, 1, 2, 3, 4, 5, 8, 9, 11, 15, 23, 24, 25, 26):
             features |= 1 << bit
         return 0x00000633, 0x00010000, 0, features
     if leaf == 0x80000000:

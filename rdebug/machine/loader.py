@@ -18,6 +18,7 @@ from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import SymbolTableSection
 
 from rdebug.errors import GuestImageError
+from rdebug.machine.linux import LinuxBoot, is_bzimage, parse_bzimage
 
 MULTIBOOT_MAGIC = 0x1BADB002
 MULTIBOOT_BOOTLOADER_MAGIC = 0x2BADB002
@@ -47,6 +48,7 @@ class ImageFormat(enum.Enum):
     ELF = "elf"
     FLAT = "flat"
     BOOTSECTOR = "bootsector"
+    LINUX = "linux"  # a Linux/x86 bzImage (machine/linux.py)
 
 
 class StartMode(enum.Enum):
@@ -72,6 +74,8 @@ class LoadedImage:
     multiboot: bool = False
     cmdline: str = ""
     symbols: dict[str, int] = field(default_factory=dict)
+    #: A Linux kernel: placed by `Machine.load` once the size of RAM is known.
+    linux: LinuxBoot | None = None
 
 
 def load_image(
@@ -80,6 +84,7 @@ def load_image(
     load_address: int | None = None,
     entry: int | None = None,
     cmdline: str = "",
+    initrd: bytes | None = None,
 ) -> LoadedImage:
     """Parse the guest image at `path` (see `ImageFormat`)."""
     try:
@@ -90,7 +95,7 @@ def load_image(
         raise GuestImageError(f"{path}: is a directory, not a guest image") from None
     except OSError as exc:
         raise GuestImageError(f"{path}: cannot read: {exc.strerror}") from None
-    return parse_image(data, str(path), fmt, load_address, entry, cmdline)
+    return parse_image(data, str(path), fmt, load_address, entry, cmdline, initrd)
 
 
 def parse_image(
@@ -100,9 +105,12 @@ def parse_image(
     load_address: int | None = None,
     entry: int | None = None,
     cmdline: str = "",
+    initrd: bytes | None = None,
 ) -> LoadedImage:
     if fmt is ImageFormat.AUTO:
-        if data.startswith(ELF_MAGIC):
+        if is_bzimage(data):
+            fmt = ImageFormat.LINUX
+        elif data.startswith(ELF_MAGIC):
             fmt = ImageFormat.MULTIBOOT if _multiboot_header(data) else ImageFormat.ELF
         elif _multiboot_header(data) is not None:
             fmt = ImageFormat.MULTIBOOT
@@ -112,9 +120,22 @@ def parse_image(
             fmt = ImageFormat.FLAT
         else:
             raise GuestImageError(
-                f"{name}: not an ELF file, a multiboot image or a boot sector "
+                f"{name}: not an ELF file, a multiboot image, a Linux bzImage or a boot sector "
                 "(for a flat binary give --format flat --load-address ADDR)"
             )
+    if fmt is ImageFormat.LINUX:
+        boot = parse_bzimage(data, name, initrd, cmdline)
+        return LoadedImage(
+            format=fmt,
+            segments=(),
+            entry=boot.header.code32_start,
+            mode=StartMode.PROTECTED_FLAT,
+            cmdline=cmdline,
+            symbols=dict(boot.symbols.symbols),
+            linux=boot,
+        )
+    if initrd is not None:
+        raise GuestImageError(f"{name}: --initrd is for Linux kernels (bzImage) only")
     if fmt is ImageFormat.MULTIBOOT:
         return _load_multiboot(data, name, cmdline)
     if fmt is ImageFormat.ELF:
@@ -287,3 +308,29 @@ def flat_gdt() -> bytes:
 def bios_data_area() -> list[tuple[int, bytes]]:
     """What a BIOS leaves for kernels that look: base memory size and the EBDA segment."""
     return [(0x413, struct.pack("<H", BASE_MEMORY_KIB)), (0x40E, struct.pack("<H", EBDA_SEGMENT))]
+
+
+def symbol_file(data: bytes, name: str) -> dict[str, int]:
+    """The symbols of a System.map ("ADDRESS TYPE NAME" lines) or of an ELF file's symbol
+    table (e.g. the vmlinux of a Linux `-dbg` package)."""
+    if data.startswith(ELF_MAGIC):
+        symbols = elf_symbols(data)
+        if not symbols:
+            raise GuestImageError(f"{name}: an ELF file without symbols")
+        return symbols
+    symbols = {}
+    for number, line in enumerate(data.decode("ascii", "replace").splitlines(), 1):
+        fields = line.split()
+        if not fields:
+            continue
+        bad = f"{name}:{number}: not a System.map line: {line[:60]!r}"
+        try:
+            addr = int(fields[0], 16)
+        except ValueError:
+            raise GuestImageError(bad) from None
+        if len(fields) < 3 or not 0 <= addr <= 0xFFFFFFFF:
+            raise GuestImageError(bad)
+        symbols.setdefault(fields[2], addr)
+    if not symbols:
+        raise GuestImageError(f"{name}: no symbols (neither ELF nor System.map)")
+    return symbols

@@ -38,9 +38,11 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from unicorn import UC_HOOK_INSN_INVALID, UC_HOOK_INTR, Uc, UcError
+from unicorn import UC_HOOK_INSN, UC_HOOK_INSN_INVALID, UC_HOOK_INTR, Uc, UcError
+from unicorn import x86_const as X
 
 from rdebug.errors import GuestFault, MachineError
+from rdebug.machine import linux
 from rdebug.machine.audio import AudioFormat
 from rdebug.machine.board import Board
 from rdebug.machine.boot import boot
@@ -64,9 +66,11 @@ from rdebug.machine.interrupts import (
 from rdebug.machine.ioports import PortIo
 from rdebug.machine.loader import LoadedImage
 from rdebug.machine.native_counter import NativeCounter
+from rdebug.machine.openbus import map_open_bus
 from rdebug.machine.probes import Delivery, MemoryProbes, PortAccess
 from rdebug.machine.regpages import RegisterPages
 from rdebug.machine.state import MachineState, state_hash
+from rdebug.machine.sysenter import SYSENTER_LENGTH, sysenter
 from rdebug.machine.vtlb import DeviceRead, PageFault
 from rdebug.machine.watchpoints import WatchHit, WatchKind, Watchpoints
 
@@ -182,7 +186,9 @@ class Machine:
         self._register_pages = RegisterPages(
             self.cpu, self.counter, self.devices, lambda: self._emulating
         )
+        map_open_bus(self._uc)
         self.symbols: dict[str, int] = {}
+        self._linux: linux.LinuxBoot | None = None
 
     # -- DeviceContext ---------------------------------------------------------------------
 
@@ -236,7 +242,17 @@ class Machine:
         """Place `image` in RAM and set the CPU up as its boot protocol says."""
         boot(self.cpu, image)
         self.symbols = dict(image.symbols)
+        self._linux = image.linux
         self.counter.invalidate()
+
+    def kernel_offset(self) -> int | None:
+        """A Linux guest: how far KASLR moved its kernel from the link-time addresses of
+        its symbols (0: not moved); None before the kernel runs paged, or no Linux."""
+        if self._linux is None:
+            return None
+        return linux.kaslr_offset(
+            self._linux.symbols, self._linux.header.kernel_alignment, self.cpu.read_linear
+        )
 
     # -- breakpoints and watchpoints ---------------------------------------------------------
 
@@ -480,6 +496,7 @@ class Machine:
         self._cpuid_tsc = CpuidTsc(self.cpu, self.counter, self.now_ns)
         uc.hook_add(UC_HOOK_INTR, self._on_interrupt)
         uc.hook_add(UC_HOOK_INSN_INVALID, self._on_invalid)
+        uc.hook_add(UC_HOOK_INSN, self._on_sysenter, None, 1, 0, X.UC_X86_INS_SYSENTER)
 
     def _raise_io_fault(self) -> None:
         """An I/O access ring 3 was refused: the instruction did not complete, #GP(0)."""
@@ -516,6 +533,14 @@ class Machine:
         else:
             code = error_code if intno in ERROR_CODE_VECTORS else None
             self._deliver(Interrupt(intno, Source.EXCEPTION, code))
+
+    def _on_sysenter(self, uc: Uc, _user: object) -> None:
+        """Unicorn's SYSENTER only calls this hook, then adds 2 to EIP (machine/sysenter.py)."""
+        if not sysenter(self.cpu):
+            self.counter.exception_taken(faulting=True)
+            self.inputs.synchronize(SyncEvent.EXCEPTION, self.counter.current_icount())
+            self._deliver(Interrupt(13, Source.EXCEPTION, 0))
+        self.cpu.eip = self.cpu.eip - SYSENTER_LENGTH
 
     def _on_invalid(self, uc: Uc, _user: object) -> bool:
         self.counter.exception_taken(faulting=True)

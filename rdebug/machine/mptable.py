@@ -27,7 +27,7 @@ MP_FLOATING_ROM_ADDR = 0xF5A00
 
 SPEC_REV = 4  # MP spec 1.4
 CPU_SIGNATURE = 0x00000633  # family 6 model 3 stepping 3 (what CPUID leaf 1 reports)
-CPU_FEATURES = 0x0780893F  # CPUID leaf 1 EDX (machine.cpuid)
+CPU_FEATURES = 0x07808B3F  # CPUID leaf 1 EDX (machine.cpuid)
 
 ENTRY_PROCESSOR = 0
 ENTRY_BUS = 1

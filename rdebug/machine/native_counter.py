@@ -299,7 +299,7 @@ class NativeCounter:
         while True:
             self._cpu.clear_exception_state()
             try:
-                self._uc.emu_start(begin, until)
+                self._cpu.emu_start(begin, until)
             except UcError:
                 self._settle_after_error()
                 raise

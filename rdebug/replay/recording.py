@@ -51,27 +51,32 @@ def record(
     audio: AudioSink | None = None,
     run: Callable[[Machine], StopEvent] = lambda machine: machine.run(),
     prepare: Callable[[Machine], None] = lambda machine: None,
+    initrd: bytes | None = None,
 ) -> Recording:
     """Record `guest` into the new trace folder `folder`.
 
     `run` runs the loaded machine (e.g. with a Ctrl-C handler and an instruction limit);
     `prepare` may change the loaded machine first (a benchmark raising a pass count).
     `net` gets the frames the guest's NIC (`config.nic`) sends, `audio` the samples its
-    sound card (`config.sound`) plays.
+    sound card (`config.sound`) plays; `initrd` is a Linux guest's initrd (its path and
+    hash in `spec`).
     """
     disks = open_disks(drives, check=False)
-    trace = Trace.create(folder, guest, spec, config, drives)
+    trace = Trace.create(folder, guest, spec, config, drives, initrd)
     fd = trace.open_log_for_writing()
     try:
         recorder = Recorder(inputs, fd)
         machine = Machine(config, recorder, serial, disks, net, audio=audio)
         try:
-            machine.load(load_guest(spec, guest))
+            machine.load(load_guest(spec, guest, initrd))
             prepare(machine)
             # The seed's rrsnapshot: the machine at the start of the recording.
             SnapshotFile(trace.snapshots_path).save("init", vmstate.encode(machine, None), 0, 0)
             stop = run(machine)
             recorder.finish(stop.icount, _HOST_CAUSE.get(stop.reason))
+            offset = machine.kernel_offset()
+            if offset is not None:
+                trace.set_kernel_offset(offset, machine.symbols)
             for drive in drives:
                 disk = disks[drive.index]
                 assert disk is not None

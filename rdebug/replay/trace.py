@@ -3,6 +3,7 @@
     TRACE/
       trace.json       what machine ran what guest: options, guest name, path and SHA-256
       guest            a copy of the guest image (replay needs nothing else)
+      initrd           a copy of a Linux guest's initrd (--initrd), if it had one
       replay.log       the event log (replay/log.py)
       snapshots.qcow2  named snapshots (qcow2 internal snapshots, the machine state in
                        each one's VM state area): "init" at icount 0, then savevm's
@@ -14,6 +15,7 @@ Bump TRACE_VERSION when this layout or trace.json changes.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -25,6 +27,7 @@ from rdebug.errors import FormatError, UsageError
 from rdebug.machine.devices.ne2000 import NicConfig, format_mac
 from rdebug.machine.devices.sb16 import Sb16Config
 from rdebug.machine.disks import OverlayDisk
+from rdebug.machine.kallsyms import symbol_elf
 from rdebug.machine.loader import ImageFormat, LoadedImage, parse_image
 from rdebug.machine.machine import MachineConfig
 from rdebug.snapshots.images import detect_format, open_image
@@ -37,6 +40,8 @@ TRACE_VERSION = 4
 _READABLE_VERSIONS = (2, 3, TRACE_VERSION)
 META_NAME = "trace.json"
 GUEST_NAME = "guest"
+INITRD_NAME = "initrd"
+GDB_SYMBOLS_NAME = "symbols.elf"
 LOG_NAME = "replay.log"
 SNAPSHOTS_NAME = "snapshots.qcow2"
 
@@ -52,6 +57,12 @@ class GuestSpec:
     load_address: int | None = None
     entry: int | None = None
     append: str = ""
+    #: A Linux kernel's initrd: absolute path of the original and its SHA-256, or None.
+    initrd: str | None = None
+    initrd_sha256: str | None = None
+    #: A Linux kernel: how far KASLR moved it in the recording (found at its end), which
+    #: its symbols (read from the image at link-time addresses) are moved by.
+    kernel_offset: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,10 +127,22 @@ def open_disks(drives: tuple[DriveSpec, ...], check: bool) -> list[OverlayDisk |
     return disks
 
 
-def load_guest(spec: GuestSpec, data: bytes) -> LoadedImage:
-    return parse_image(
-        data, spec.name, ImageFormat(spec.format), spec.load_address, spec.entry, spec.append
+def load_guest(spec: GuestSpec, data: bytes, initrd: bytes | None = None) -> LoadedImage:
+    image = parse_image(
+        data,
+        spec.name,
+        ImageFormat(spec.format),
+        spec.load_address,
+        spec.entry,
+        spec.append,
+        initrd,
     )
+    if spec.kernel_offset:
+        moved = {
+            name: (addr + spec.kernel_offset) & 0xFFFFFFFF for name, addr in image.symbols.items()
+        }
+        image = dataclasses.replace(image, symbols=moved)
+    return image
 
 
 class Trace:
@@ -147,6 +170,7 @@ class Trace:
         spec: GuestSpec,
         config: MachineConfig,
         drives: tuple[DriveSpec, ...] = (),
+        initrd: bytes | None = None,
     ) -> Trace:
         """Make a new trace folder (refusing to touch an existing non-empty one)."""
         if path.exists() and (not path.is_dir() or any(path.iterdir())):
@@ -154,6 +178,8 @@ class Trace:
         try:
             path.mkdir(parents=True, exist_ok=True)
             (path / GUEST_NAME).write_bytes(guest)
+            if initrd is not None:
+                (path / INITRD_NAME).write_bytes(initrd)
             info = TraceInfo(
                 spec, config.memory_mb, config.icount_shift, drives, config.nic, config.sound
             )
@@ -208,24 +234,59 @@ class Trace:
     def guest_image(self) -> bytes:
         """The guest image, checked against the hash recorded with the trace."""
         spec = self.info.guest
-        copy = self.path / GUEST_NAME
+        return self._kept_file(GUEST_NAME, spec.source, spec.sha256, "guest image")
+
+    def initrd_image(self) -> bytes | None:
+        """A Linux guest's initrd (None if it had none), checked against its hash."""
+        spec = self.info.guest
+        if spec.initrd is None or spec.initrd_sha256 is None:
+            return None
+        return self._kept_file(INITRD_NAME, spec.initrd, spec.initrd_sha256, "initrd")
+
+    def set_kernel_offset(self, offset: int, symbols: dict[str, int]) -> None:
+        """After recording a Linux guest: where KASLR put its kernel, and a symbol file
+        for gdb (an ELF with the kernel's moved symbols; gdb cannot read a bzImage)."""
+        spec = dataclasses.replace(self.info.guest, kernel_offset=offset)
+        self.info = dataclasses.replace(self.info, guest=spec)
+        moved = {name: (addr + offset) & 0xFFFFFFFF for name, addr in symbols.items()}
+        try:
+            (self.path / GDB_SYMBOLS_NAME).write_bytes(symbol_elf(moved))
+            meta = {"format": TRACE_FORMAT, "version": TRACE_VERSION, **_to_json(self.info)}
+            tmp = self.path / (META_NAME + ".tmp")
+            tmp.write_text(json.dumps(meta, indent=2) + "\n")
+            tmp.replace(self.path / META_NAME)
+        except OSError as exc:
+            raise UsageError(f"{self.path}: cannot update the trace: {exc.strerror}") from None
+
+    def gdb_symbols(self) -> Path:
+        """The file gdb reads the guest's symbols from: the guest image, or for a Linux
+        kernel the symbol file made at the end of the recording."""
+        kept = self.path / GDB_SYMBOLS_NAME
+        return kept if kept.exists() else self.path / GUEST_NAME
+
+    def loaded_guest(self) -> LoadedImage:
+        """The guest as recorded, ready for `Machine.load`."""
+        return load_guest(self.info.guest, self.guest_image(), self.initrd_image())
+
+    def _kept_file(self, name: str, source: str, digest: str, what: str) -> bytes:
+        copy = self.path / name
         if copy.exists():
             data = copy.read_bytes()
-            if sha256(data) != spec.sha256:
+            if sha256(data) != digest:
                 raise FormatError(
-                    f"{copy}: the guest image changed since it was recorded (SHA-256 "
-                    f"{sha256(data)[:16]}..., recorded {spec.sha256[:16]}...)"
+                    f"{copy}: the {what} changed since it was recorded (SHA-256 "
+                    f"{sha256(data)[:16]}..., recorded {digest[:16]}...)"
                 )
             return data
         try:
-            data = Path(spec.source).read_bytes()
+            data = Path(source).read_bytes()
         except OSError:
             raise FormatError(
-                f"{self.path}: the guest copy is missing and {spec.source} cannot be read"
+                f"{self.path}: the {what} copy is missing and {source} cannot be read"
             ) from None
-        if sha256(data) != spec.sha256:
+        if sha256(data) != digest:
             raise FormatError(
-                f"{spec.source}: the guest image changed since it was recorded "
+                f"{source}: the {what} changed since it was recorded "
                 f"(and the trace's copy is missing)"
             )
         return data
@@ -260,6 +321,11 @@ def _from_json(meta: dict[str, Any], where: Path) -> TraceInfo:
             load_address=_opt_int(guest.get("load_address")),
             entry=_opt_int(guest.get("entry")),
             append=str(guest.get("append", "")),
+            initrd=None if guest.get("initrd") is None else str(guest["initrd"]),
+            initrd_sha256=None
+            if guest.get("initrd_sha256") is None
+            else str(guest["initrd_sha256"]),
+            kernel_offset=_opt_int(guest.get("kernel_offset")),
         )
         ImageFormat(spec.format)
         drives = tuple(

@@ -201,7 +201,7 @@ class ReferenceCounter:
         self._prev_branch = self._canonical
         self._skip_bp = self._cpu.linear_pc()
         self._cpu.clear_exception_state()
-        self._uc.emu_start(self._cpu.eip, NO_UNTIL)
+        self._cpu.emu_start(self._cpu.eip, NO_UNTIL)
         stop, self._stop = self._stop, None
         self._last_addr = None
         if stop is _Stop.TARGET:

@@ -1,0 +1,138 @@
+"""The Linux boot protocol, the ACPI tables, kallsyms and symbol files, on synthetic
+inputs (the real kernel is tests/integration/test_linux.py's)."""
+
+from __future__ import annotations
+
+import io
+import itertools
+import struct
+
+import pytest
+from elftools.elf.elffile import ELFFile
+
+from rdebug.errors import GuestImageError
+from rdebug.machine import acpi, kallsyms, linux
+from rdebug.machine.loader import ImageFormat, parse_image, symbol_file
+from tests.linux_guest import synthetic_bzimage
+
+
+def test_a_bzimage_is_detected_and_placed() -> None:
+    initrd = b"070701" + bytes(1000)
+    image = parse_image(synthetic_bzimage(), "vmlinuz", cmdline="console=ttyS0", initrd=initrd)
+    assert image.format is ImageFormat.LINUX and image.linux is not None
+    ram = 64 << 20
+    placement = linux.place(image.linux, ram)
+    writes = dict(placement.writes)
+    assert writes[linux.KERNEL_ADDR] == b"\x90" * 4096
+    assert writes[linux.CMDLINE_ADDR] == b"console=ttyS0\0"
+    params = writes[linux.BOOT_PARAMS_ADDR]
+    assert params[0x202:0x206] == b"HdrS" and params[0x210] == 0xFF  # type_of_loader
+    assert struct.unpack_from("<I", params, 0x228)[0] == linux.CMDLINE_ADDR
+    addr, size = struct.unpack_from("<II", params, 0x218)
+    assert (addr, size) == (placement.initrd_addr, len(initrd))
+    assert addr % 4096 == 0 and addr + size <= ram and writes[addr] == initrd
+    entries = [struct.unpack_from("<QQI", params, 0x2D0 + 20 * i) for i in range(params[0x1E8])]
+    assert entries[-1] == (0x100000, ram - 0x100000, 1)
+    assert placement.entry == 0x100000 and placement.boot_params == linux.BOOT_PARAMS_ADDR
+
+
+@pytest.mark.parametrize(
+    ("image", "message"),
+    [
+        (synthetic_bzimage(version=0x0204), "too old"),
+        (synthetic_bzimage(loadflags=0), "zImage"),
+        (synthetic_bzimage()[:0x300], "truncated"),
+    ],
+)
+def test_bad_kernels_are_refused_clearly(image: bytes, message: str) -> None:
+    with pytest.raises(GuestImageError, match=message):
+        parse_image(image, "vmlinuz")
+
+
+def test_an_initrd_is_for_linux_only_and_must_fit() -> None:
+    with pytest.raises(GuestImageError, match="Linux kernels"):
+        parse_image(b"\x90\xf4", "flat", ImageFormat.FLAT, load_address=0x100000, initrd=b"x")
+    image = parse_image(synthetic_bzimage(), "vmlinuz", initrd=bytes(30 << 20))
+    assert image.linux is not None
+    with pytest.raises(GuestImageError, match="does not fit"):
+        linux.place(image.linux, 32 << 20)
+
+
+def test_acpi_tables_check_out() -> None:
+    tables = dict(acpi.acpi_tables())
+    rsdp = tables[acpi.RSDP_ADDR]
+    assert rsdp.startswith(b"RSD PTR ") and sum(rsdp[:20]) & 0xFF == 0
+    for addr in (acpi.RSDT_ADDR, acpi.FADT_ADDR, acpi.DSDT_ADDR, acpi.MADT_ADDR):
+        table = tables[addr]
+        assert struct.unpack_from("<I", table, 4)[0] == len(table)
+        assert sum(table) & 0xFF == 0, table[:4]
+    assert struct.unpack_from("<II", tables[acpi.RSDT_ADDR], 36) == (acpi.FADT_ADDR, acpi.MADT_ADDR)
+    assert b"_S5_" in tables[acpi.DSDT_ADDR] and b"PCI0" in tables[acpi.DSDT_ADDR]
+    # every table lies in the BIOS area the e820 map reserves, without overlaps
+    spans = sorted((a, a + len(t)) for a, t in tables.items())
+    assert all(a[1] <= b[0] for a, b in itertools.pairwise(spans))
+    assert spans[0][0] >= linux.BIOS_AREA[0] and spans[-1][1] <= linux.BIOS_AREA[1]
+
+
+def _kallsyms_blob(names: list[str], base: int) -> tuple[bytes, dict[str, int]]:
+    """A kallsyms table as scripts/kallsyms lays it out, with two multi-char tokens."""
+    tokens = [bytes([i]) for i in range(256)]
+    tokens[0], tokens[1], tokens[2] = b"Tf", b"unc_", b"ti"
+
+    def encode(text: bytes) -> bytes:
+        out = bytearray()
+        while text:
+            for code in (0, 1, 2):
+                if text.startswith(tokens[code]):
+                    out.append(code)
+                    text = text[len(tokens[code]) :]
+                    break
+            else:
+                out.append(text[0])
+                text = text[1:]
+        return bytes(out)
+
+    offsets = [0x40 * i + 0x10 for i in range(len(names))]
+    encoded = [encode(b"T" + name.encode()) for name in names]
+    names_blob = bytearray()
+    markers = []
+    for i, item in enumerate(encoded):
+        if i % 256 == 0:
+            markers.append(len(names_blob))
+        names_blob += bytes([len(item)]) + item
+    blob = bytearray(b"\xcc" * 64)
+    blob += struct.pack(f"<{len(names)}i", *offsets) + struct.pack("<II", base, len(names))
+    blob += names_blob + b"\0" * (-len(names_blob) % 4)
+    blob += struct.pack(f"<{len(markers)}I", *markers)
+    index, table = [], bytearray()
+    for token in tokens:
+        index.append(len(table))
+        table += token + b"\0"
+    blob += table + b"\0" * (-len(blob + table) % 4)
+    blob += struct.pack("<256H", *index) + b"\xcc" * 64
+    return bytes(blob), {name: base + off for name, off in zip(names, offsets, strict=True)}
+
+
+def test_kallsyms_are_found_by_their_structure() -> None:
+    names = [f"func_{i}" for i in range(300)] + ["start_kernel", "timer_interrupt"]
+    blob, want = _kallsyms_blob(names, 0xC1000000)
+    assert kallsyms.find_kallsyms(b"\x90" * 1000 + blob) == want
+    with pytest.raises(kallsyms.NotFound):
+        kallsyms.find_kallsyms(blob.replace(b"0\x001\x00", b"0\x00X\x00"))
+
+
+def test_a_symbol_elf_and_symbol_files_read_back() -> None:
+    symbols = {"_text": 0xC1000000, "start_kernel": 0xC1000100, "_etext": 0xC1800000}
+    symbols["jiffies"] = 0xC1C49D40
+    elf = ELFFile(io.BytesIO(kallsyms.symbol_elf(symbols)))
+    table = elf.get_section_by_name(".symtab")
+    read = {s.name: (s["st_value"], s["st_info"]["type"]) for s in table.iter_symbols() if s.name}
+    assert read["start_kernel"] == (0xC1000100, "STT_FUNC")
+    assert read["jiffies"] == (0xC1C49D40, "STT_OBJECT")
+    assert symbol_file(kallsyms.symbol_elf(symbols), "s.elf")["jiffies"] == 0xC1C49D40
+    assert symbol_file(b"c1000000 T _text\nc1000100 T start_kernel\n", "System.map") == {
+        "_text": 0xC1000000,
+        "start_kernel": 0xC1000100,
+    }
+    with pytest.raises(GuestImageError, match=r"System\.map:2"):
+        symbol_file(b"c1000000 T _text\nnonsense\n", "System.map")
