@@ -1,7 +1,6 @@
 """What a LAPIC ID read costs: a Python MMIO callback per read against rdebug's register
-page (read-only RAM, stores caught by a write-protection hook), what a current-count
-read hook would cost every other memory access while the timer counts, and what a read
-of the LAPIC page costs rdebug while its timer counts (no hook: a refused TLB fill).
+page (read-only RAM, stores caught by a write-protection hook), and what the timer's
+current-count read hook costs every other memory access while the timer counts.
 
 The guest is a flat loop: `mov eax, [0xFEE00020]` (the LAPIC ID, as xv6's mycpu() does),
 a store to RAM, `dec ecx; jnz`, READS times, then `out 0xF4` (exit).
@@ -11,14 +10,9 @@ a store to RAM, `dec ecx; jnz`, READS times, then `out 0xF4` (exit).
 Variants:
 - `mmio`: raw unicorn, the LAPIC page as `mmio_map` with a Python read callback;
 - `page`: raw unicorn, the page as read-only RAM + UC_HOOK_MEM_WRITE_PROT (rdebug's design);
-- `page+hot`: `page` plus a UC_HOOK_MEM_READ on the current count (0x390), as rdebug
-  had while the LAPIC timer counted (any memory hook sends every access through the slow
-  path);
-- `machine`: the whole rdebug machine (counter, devices) running the same loop;
-- `machine+timer`: the same after programming the LAPIC timer (periodic, masked), so it
-  counts all along: every read of the LAPIC page stops the engine before the reading
-  instruction (the current count is computed there) and runs it alone; READS / 50
-  iterations (ns/iteration and the ratio are per iteration).
+- `page+hot`: `page` plus the UC_HOOK_MEM_READ rdebug adds on the current count (0x390)
+  while the LAPIC timer counts (any memory hook sends every access through the slow path);
+- `machine`: the whole rdebug machine (counter, devices) running the same loop.
 """
 
 from __future__ import annotations
@@ -56,12 +50,6 @@ def _loop(reads: int) -> bytes:
         + bytes.fromhex("b000e6f4")  # mov al, 0; out 0xF4, al
         + b"\xf4"
     )
-
-
-#: divide by 1; LVT timer masked + periodic; initial count 0xFFFFFFFF: counts for ever
-_TIMER = bytes.fromhex(
-    "c705e003e0fe0b000000" "c7052003e0fe00000300" "c7058003e0feffffffff"
-)
 
 
 def _raw(code: bytes, variant: str) -> float:
@@ -104,30 +92,19 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     code = _loop(args.reads)
-    timer_reads = max(1, args.reads // 50)
-    timer_code = _TIMER + _loop(timer_reads)
-    variants = ["mmio", "page", "page+hot", "machine", "machine+timer"]
-    iterations = {v: timer_reads if v == "machine+timer" else args.reads for v in variants}
+    variants = ["mmio", "page", "page+hot", "machine"]
     times: dict[str, list[float]] = {v: [] for v in variants}
     for _ in range(args.rounds):  # interleaved, so load changes hit every variant
         for variant in variants:
-            if variant == "machine":
-                run = _machine(code)
-            elif variant == "machine+timer":
-                run = _machine(timer_code)
-            else:
-                run = _raw(code, variant)
+            run = _machine(code) if variant == "machine" else _raw(code, variant)
             times[variant].append(run)
-    base = statistics.median(times["page"]) / args.reads
+    base = statistics.median(times["page"])
     print(f"{args.reads} LAPIC ID reads (+1 store each), median of {args.rounds}:")
     for variant in variants:
         median = statistics.median(times[variant])
-        per_read = median / iterations[variant]
-        ratio = per_read / base
-        print(
-            f"  {variant:13s} {iterations[variant]:8d} {median:7.3f} s "
-            f" {per_read * 1e9:8.1f} ns/iteration  {ratio:7.2f}x"
-        )
+        per_read = median / args.reads * 1e9
+        ratio = median / base
+        print(f"  {variant:9s} {median:7.3f} s  {per_read:7.1f} ns/iteration  {ratio:5.2f}x")
 
 
 if __name__ == "__main__":

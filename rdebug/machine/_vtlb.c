@@ -63,8 +63,7 @@ struct uc_x86_mmr {
 enum rd_fault {
     RD_FAULT_NONE = 0,
     RD_FAULT_PAGE = 1, /* a guest #PF: fault_error holds its error code */
-    RD_FAULT_PAE = 2,  /* PAE paging is on: not supported */
-    RD_FAULT_DEVICE = 3 /* a read of the device-read page: Python computes it first */
+    RD_FAULT_PAE = 2   /* PAE paging is on: not supported */
 };
 
 #define PG_P 0x001u
@@ -116,19 +115,7 @@ struct rd_vtlb {
     int32_t eflags_regid;
     int32_t idtr_regid;
     uint64_t delivered;
-    /* Device-read page: the physical page of registers computed on read (the LAPIC
-     * page while its timer counts), RD_NO_PAGE when none.  Read fills of that page are
-     * refused (RD_FAULT_DEVICE: EIP exact at the reading instruction) unless
-     * `device_grant` is set: the run loop publishes the registers, sets it, runs that
-     * one instruction, clears it and flushes the TLB.
-     * Write fills of that page grant WRITE only, so no read ever hits its TLB entry. */
-    uint64_t device_page;
-    uint32_t device_grant;
-    uint32_t pad_;
-    uint64_t device_reads;
 };
-
-#define RD_NO_PAGE UINT64_MAX
 
 static inline uint32_t load32(const struct rd_vtlb *v, uint64_t paddr) {
     uint32_t x;
@@ -279,23 +266,8 @@ static void mark_code(struct rd_vtlb *v, uint64_t paddr) {
     v->ctl(v->uc, v->flush_ctl);
 }
 
-static bool refuse(struct rd_vtlb *v, uint64_t page, enum rd_fault why, uint32_t error);
-
-static bool grant(struct rd_vtlb *v, struct uc_tlb_entry *e, uint64_t addr, uint64_t paddr,
-                  int type, int writable) {
-    if ((paddr & ~0xfffull) == v->device_page && !v->host && type != UC_MEM_FETCH) {
-        e->paddr = paddr;
-        if (type == UC_MEM_WRITE) {
-            e->perms = UC_PROT_WRITE;
-            return true;
-        }
-        if (!v->device_grant) {
-            v->device_reads++;
-            return refuse(v, addr, RD_FAULT_DEVICE, 0);
-        }
-        e->perms = UC_PROT_READ;
-        return true;
-    }
+static bool grant(struct rd_vtlb *v, struct uc_tlb_entry *e, uint64_t paddr, int type,
+                  int writable) {
     int32_t perms = UC_PROT_READ;
     if (writable)
         perms |= UC_PROT_WRITE;
@@ -329,7 +301,7 @@ static bool fill(struct rd_vtlb *v, uint64_t addr, int type, struct uc_tlb_entry
     int is_write = type == UC_MEM_WRITE;
     uint64_t cr0 = reg(v, v->cr0_regid);
     if (!(cr0 & CR0_PG))
-        return grant(v, e, addr, addr, type, 1);
+        return grant(v, e, addr, type, 1);
     uint64_t cr3 = reg(v, v->cr3_regid);
     uint64_t cr4 = reg(v, v->cr4_regid);
     if (cr4 & CR4_PAE)
@@ -378,7 +350,7 @@ static bool fill(struct rd_vtlb *v, uint64_t addr, int type, struct uc_tlb_entry
         entry = updated;
         store32(v, entry_at, entry);
     }
-    return grant(v, e, addr, paddr, type, writable && (entry & PG_D));
+    return grant(v, e, paddr, type, writable && (entry & PG_D));
 }
 
 bool rd_tlb_fill(uc_engine *uc, uint64_t addr, int type, struct uc_tlb_entry *e, void *user) {
@@ -394,12 +366,7 @@ bool rd_tlb_fill(uc_engine *uc, uint64_t addr, int type, struct uc_tlb_entry *e,
     v->refused--;
     v->refused_host++;
     v->fault = RD_FAULT_NONE;
-    return grant(v, e, addr, addr, type, 1);
-}
-
-/* Flush the engine's TLB (from Python, between runs). */
-void rd_tlb_flush(struct rd_vtlb *v) {
-    v->ctl(v->uc, v->flush_ctl);
+    return grant(v, e, addr, type, 1);
 }
 
 /* -- interrupt delivery --------------------------------------------------------------- */

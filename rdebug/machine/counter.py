@@ -83,12 +83,6 @@ class Counter(Protocol):
         """Inside an interrupt hook: fix icount at the exception (fault or trap)."""
         ...
 
-    def stopped_before_current(self) -> None:
-        """After the engine stopped with an error before the instruction at EIP ran (a
-        refused device read) and nothing else happened: the counter is at a stop before
-        that instruction, which runs next (not a control transfer, unlike a fault)."""
-        ...
-
     def request_stop_after_current(self) -> None:
         """From an I/O or instruction hook: stop once the current instruction is done."""
         ...

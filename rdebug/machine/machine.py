@@ -71,7 +71,7 @@ from rdebug.machine.probes import Delivery, MemoryProbes, PortAccess
 from rdebug.machine.regpages import RegisterPages
 from rdebug.machine.state import MachineState, state_hash
 from rdebug.machine.sysenter import SYSENTER_LENGTH, sysenter
-from rdebug.machine.vtlb import DeviceRead, PageFault
+from rdebug.machine.vtlb import PageFault
 from rdebug.machine.watchpoints import WatchHit, WatchKind, Watchpoints
 
 #: The run loop regains control at least this often (in instructions, at a branch
@@ -160,8 +160,6 @@ class Machine:
         self._next_stop = 0
         self._interrupt = threading.Event()
         self._fault: GuestFault | None = None
-        #: the engine stopped before an instruction reading the hot register page
-        self._device_read_pending = False
         self.board = Board(
             self,
             memory_mb=config.memory_mb,
@@ -326,18 +324,9 @@ class Machine:
                 continue
             hard = target if horizon is None else min(target, horizon)
             soft = min(self.clock.next_deadline_icount(), self.icount + CONTROL_INTERVAL)
-            device_read = self._device_read_pending
-            if device_read:
-                # The instruction at EIP reads a register page whose registers move with
-                # time: publish them as they are now and run just that instruction with
-                # its reads let through (any read at this icount sees the exact value).
-                self._device_read_pending = False
-                self._register_pages.refresh_hot_registers()
-                self.cpu.vtlb.grant_device_read()
-                hard = min(hard, self.icount + 1)
             self._next_stop = min(hard, soft)
             self._emulating = True
-            page_fault: PageFault | DeviceRead | None = None
+            page_fault: PageFault | None = None
             self.cpu.vtlb.clear_fault()  # a refusal seen by a probe never became a fault
             try:
                 cause = self.counter.execute(hard, soft)
@@ -354,14 +343,7 @@ class Machine:
                     return self._stop(StopReason.FAULT, detail=f"{exc} at eip {self.cpu.eip:#x}")
             finally:
                 self._emulating = False
-                if device_read:
-                    self.cpu.vtlb.end_device_read()
                 self._register_pages.settle()
-            if isinstance(page_fault, DeviceRead):
-                self.counter.stopped_before_current()
-                self._device_read_pending = True
-                shadow = self.counter.in_shadow()
-                continue
             if page_fault is not None:
                 self._raise_page_fault(page_fault)
                 shadow = False
@@ -593,7 +575,6 @@ class Machine:
         self._exit_code = state.exit_code
         self._port_io.fault_eip = state.io_fault_eip
         self._fault = None
-        self._device_read_pending = False
         self._watchpoints.take_hit()
         self._register_pages.forget()
         for index, disk in enumerate(self.disks):

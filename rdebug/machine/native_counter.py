@@ -176,19 +176,6 @@ class NativeCounter:
         self._st.icount = self.current_icount()
         self._st.block_info = INFO_BRANCH  # the handler's first block follows a transfer
 
-    def stopped_before_current(self) -> None:
-        st = self._st
-        if self._current_block() is None:  # its block was not entered: the last one ran
-            info = int(st.block_info)
-        elif int(st.icount) == int(st.block_base):  # the first of its block
-            info = int(st.prev_info)
-        else:  # mid-block: no control transfer nor shadow before it (both end a block)
-            info = 0
-        self._canonical = bool(info & INFO_BRANCH)
-        self._shadow_after_stop = bool(info & INFO_SHADOW)
-        self._pc_hint = None
-        self._requested_icount = None
-
     def control_transferred(self) -> None:
         self._st.block_info = INFO_BRANCH
         self._canonical = True

@@ -30,8 +30,6 @@ from rdebug.errors import MachineError
 _FAULT_NONE = 0
 _FAULT_PAGE = 1
 _FAULT_PAE = 2
-_FAULT_DEVICE = 3
-_NO_PAGE = (1 << 64) - 1
 
 
 class _State(ctypes.Structure):
@@ -67,20 +65,7 @@ class _State(ctypes.Structure):
         ("eflags_regid", ctypes.c_int32),
         ("idtr_regid", ctypes.c_int32),
         ("delivered", ctypes.c_uint64),
-        ("device_page", ctypes.c_uint64),
-        ("device_grant", ctypes.c_uint32),
-        ("pad_", ctypes.c_uint32),
-        ("device_reads", ctypes.c_uint64),
     )
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceRead:
-    """The instruction at EIP reads the device-read page (see `VirtualTlb.device_page`):
-    it has not run, and the engine stopped exactly before it."""
-
-
-DEVICE_READ = DeviceRead()
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,8 +92,6 @@ def _library() -> ctypes.CDLL:
         ctypes.c_uint32,
     )
     lib.rd_deliver.restype = ctypes.c_int
-    lib.rd_tlb_flush.argtypes = (ctypes.c_void_p,)
-    lib.rd_tlb_flush.restype = None
     return lib
 
 
@@ -201,7 +184,6 @@ class VirtualTlb:
         st.esp_regid = X.UC_X86_REG_ESP
         st.eflags_regid = X.UC_X86_REG_EFLAGS
         st.idtr_regid = X.UC_X86_REG_IDTR
-        st.device_page = _NO_PAGE
         self._st = st
         self._st_addr = ctypes.addressof(st)
         uc.ctl_set_tlb_mode(UC_TLB_VIRTUAL)
@@ -220,43 +202,13 @@ class VirtualTlb:
         """Interrupts delivered natively (statistics)."""
         return int(self._st.delivered)
 
-    @property
-    def device_reads(self) -> int:
-        """Reads of the device-read page refused so far (statistics)."""
-        return int(self._st.device_reads)
-
-    def set_device_page(self, paddr: int | None) -> None:
-        """Refuse guest reads of the physical page at `paddr` (None: of no page), so that
-        its registers can be computed at the exact reading instruction (`DeviceRead`).
-        Costs nothing to other memory: only that page's TLB fills are refused."""
-        page = _NO_PAGE if paddr is None else paddr & ~0xFFF
-        st = self._st
-        if int(st.device_page) == page:
-            return
-        st.device_page = page
-        st.device_grant = 0
-        if page != _NO_PAGE:
-            self._lib.rd_tlb_flush(self._st_addr)  # entries that let reads of it through
-
-    def grant_device_read(self) -> None:
-        """Let reads of the device-read page through until `end_device_read`: for the
-        one instruction the run loop runs after publishing the page."""
-        self._st.device_grant = 1
-
-    def end_device_read(self) -> None:
-        """After that instruction: refuse reads of the page again (its TLB entry goes)."""
-        self._st.device_grant = 0
-        self._lib.rd_tlb_flush(self._st_addr)
-
-    def take_fault(self) -> PageFault | DeviceRead | None:
-        """After the engine stopped with UC_ERR_EXCEPTION: the page fault it stopped for,
-        or the device read (None: it stopped for something else)."""
+    def take_fault(self) -> PageFault | None:
+        """After the engine stopped with UC_ERR_EXCEPTION: the page fault it stopped for
+        (None: it stopped for something else)."""
         st = self._st
         fault, st.fault = int(st.fault), _FAULT_NONE
         if fault == _FAULT_NONE:
             return None
-        if fault == _FAULT_DEVICE:
-            return DEVICE_READ
         if fault == _FAULT_PAE:
             raise MachineError("PAE paging is not supported")
         assert self._uc is not None

@@ -50,7 +50,6 @@ class ReferenceCounter:
         self._prev_shadow = False  # ... opened an interrupt shadow
         self._prev_branch = True  # ... transferred control (reset counts as one)
         self._halting = False  # ... was HLT
-        self._before_last = (False, True)  # the two above before the last instruction
         self._shadow_after_stop = False
         self._canonical = True
         self._skip_bp: int | None = None
@@ -99,7 +98,6 @@ class ReferenceCounter:
         self._skip_bp = None
         self.icount += 1
         self._last_addr = addr
-        self._before_last = (self._prev_shadow, self._prev_branch)
         insn = self._cpu.read_linear(addr, size) or b""
         self._prev_shadow, self._halting, self._prev_branch = self._kind(insn)
 
@@ -131,14 +129,6 @@ class ReferenceCounter:
         self._prev_shadow = False
         self._prev_branch = True
         self._halting = False
-
-    def stopped_before_current(self) -> None:
-        if self._last_addr is not None and self._cpu.linear_pc() == self._last_addr:
-            self.icount -= 1  # its hook ran: it did not run after all
-            self._prev_shadow, self._prev_branch = self._before_last
-        self._last_addr = None
-        self._canonical = self._prev_branch
-        self._shadow_after_stop = self._prev_shadow
 
     def control_transferred(self) -> None:
         self._prev_shadow = False
