@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import struct
 import subprocess
 import sys
@@ -155,6 +156,16 @@ class Replay:
 
 
 UNIT = Path(__file__).resolve().parent / "unit"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Ctrl-C as a terminal delivers it, however the suite was started.  A shell that
+    starts a job in the background (`bash tests/stress.sh &`, a CI runner) leaves SIGINT
+    ignored, and an ignored disposition is inherited: the tests that press Ctrl-C (on
+    the suite's own process or on an rdebug child) would see nothing happen."""
+    del config
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -130,23 +130,28 @@ def _replay_gdb(args: argparse.Namespace) -> int:
     host, port = gdb_address(args.gdb)
     with _travel_session(args) as session:
         server, address = listen(SessionTarget(session), host, port, f"--gdb {args.gdb}")
-        print(
-            f"rdebug: replaying {args.trace} ({session.end_icount} instructions"
-            f"{_position(session)}); attach with:\n"
-            + attach_hint(address, session.trace.gdb_symbols()),
-            file=sys.stderr,
-            flush=True,
-        )
-        offset = session.trace.info.guest.kernel_offset
-        if offset is not None:
+
+        def announce() -> None:
             print(
-                f"rdebug: the Linux kernel runs {offset:#x} from its link-time addresses "
-                f"(KASLR); a vmlinux with DWARF loads with: symbol-file -o {offset:#x} vmlinux",
+                f"rdebug: replaying {args.trace} ({session.end_icount} instructions"
+                f"{_position(session)}); attach with:\n"
+                + attach_hint(address, session.trace.gdb_symbols()),
                 file=sys.stderr,
                 flush=True,
             )
+            offset = session.trace.info.guest.kernel_offset
+            if offset is not None:
+                print(
+                    f"rdebug: the Linux kernel runs {offset:#x} from its link-time addresses "
+                    f"(KASLR); a vmlinux with DWARF loads with: symbol-file -o {offset:#x} "
+                    "vmlinux",
+                    file=sys.stderr,
+                    flush=True,
+                )
+
         with server:
-            interrupted = serve(server, session.interrupt)  # gdb may detach and come back
+            # gdb may detach and come back
+            interrupted = serve(server, session.interrupt, announce=announce)
     if interrupted:
         print("rdebug: stopped serving gdb", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -156,15 +156,18 @@ def _serve_live(session: LiveSession, args: argparse.Namespace) -> int:
     exec_file = args.guest if args.guest.exists() else None
     target = LiveTarget(session, exec_file)
     server, address = listen(target, host, port, f"--gdb {args.gdb}")
-    print(
-        f"rdebug: {args.guest} is waiting for gdb; attach with:\n"
-        + attach_hint(address, args.guest),
-        file=sys.stderr,
-        flush=True,
-    )
+
+    def announce() -> None:
+        print(
+            f"rdebug: {args.guest} is waiting for gdb; attach with:\n"
+            + attach_hint(address, args.guest),
+            file=sys.stderr,
+            flush=True,
+        )
+
     with server:
         # gdb may detach and attach again, until the guest ends
-        interrupted = serve(server, session.interrupt, lambda: target.ended is not None)
+        interrupted = serve(server, session.interrupt, lambda: target.ended is not None, announce)
     if interrupted:
         print("rdebug: stopped serving gdb", file=sys.stderr)
         return EXIT_INTERRUPTED

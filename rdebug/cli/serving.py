@@ -21,10 +21,13 @@ def serve(
     server: GdbServer,
     interrupt: Callable[[], None],
     finished: Callable[[], bool] = lambda: False,
+    announce: Callable[[], None] = lambda: None,
 ) -> bool:
     """Serve gdb connections one after the other until Ctrl-C, or until `finished()`
     is true when a connection ends; True if Ctrl-C ended it.  `interrupt` stops the
-    target's current operation (from the signal handler)."""
+    target's current operation (from the signal handler).  `announce` prints the
+    attach hint once the signal handlers are in place: whoever reads it and then
+    signals us (a user's Ctrl-C, a script's kill) is always handled, never killed."""
     stopped = threading.Event()
 
     def on_sigint(_signum: int, _frame: FrameType | None) -> None:
@@ -35,6 +38,7 @@ def serve(
     # Ctrl-C, SIGTERM (kill, timeout) and SIGHUP (the terminal closed) alike
     previous = {sig: signal.signal(sig, on_sigint) for sig in STOP_SIGNALS}
     try:
+        announce()
         while server.serve_one():
             if finished():
                 break

@@ -9,6 +9,7 @@ import shutil
 import struct
 import subprocess
 import sys
+import tempfile
 import zlib
 from pathlib import Path
 
@@ -23,9 +24,17 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")  # .ci/r
 
 def _chromium(*args: str | Path) -> subprocess.CompletedProcess[str]:
     assert CHROMIUM is not None, "chromium is not installed (apt-get install chromium)"
+    # a profile of its own: two suites at once (or a leftover Chromium) never share one
+    with tempfile.TemporaryDirectory(prefix="rdebug-chromium-") as profile:
+        return _chromium_in(profile, *args)
+
+
+def _chromium_in(profile: str, *args: str | Path) -> subprocess.CompletedProcess[str]:
+    assert CHROMIUM is not None
     return subprocess.run(
         [
             CHROMIUM,
+            f"--user-data-dir={profile}",
             "--headless",
             "--no-sandbox",
             "--disable-gpu",
