@@ -17,6 +17,7 @@ command line has `rdebug.shell`, runs a shell on the console (commands typed wit
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import struct
@@ -122,8 +123,10 @@ def _fetch(package: str) -> Path:
         tree = work / "tree"
         _run(["dpkg-deb", "-x", str(debs[0]), str(tree)])
         (tree / ".version").write_text(version)
+        if (target / ".done").exists():
+            return target  # another suite fetched it meanwhile: theirs is in use
         if target.exists():
-            shutil.rmtree(target)
+            shutil.rmtree(target)  # a fetch that died half-way
         tree.rename(target)
         (target / ".done").write_text("")
     return target
@@ -162,10 +165,14 @@ def linux_guest() -> LinuxGuest:
         raise Unavailable(f"{kernel_tree}/boot: expected one vmlinuz, found {len(kernels)}")
     busybox_tree = _fetch(BUSYBOX)
     busybox = busybox_tree / "bin" / "busybox"
-    initramfs = busybox_tree / "initramfs.cpio"
     image = build_initramfs(busybox.read_bytes())
-    if not initramfs.exists() or initramfs.read_bytes() != image:
-        initramfs.write_bytes(image)
+    # named by its content and written whole: suites run side by side (a stress run, a
+    # checkout with another /init) never read one another's half-written archive
+    initramfs = busybox_tree / f"initramfs-{hashlib.sha256(image).hexdigest()[:16]}.cpio"
+    if not initramfs.exists():
+        with tempfile.NamedTemporaryFile(dir=busybox_tree, delete=False) as part:
+            part.write(image)
+        os.replace(part.name, initramfs)
     version = (kernel_tree / ".version").read_text()
     return LinuxGuest(kernels[0], initramfs, version)
 
