@@ -16,6 +16,10 @@
  *                   with a control transfer (a "branch boundary": a position that
  *                   depends only on the instructions executed, never on how unicorn
  *                   happened to cut translation blocks).
+ *                   While a countdown is armed (struct rd_countdown: the LAPIC timer's
+ *                   current count), a block entered at a branch boundary first writes
+ *                   the count at that icount into the device's register page (see
+ *                   rd_countdown_publish: the guest reads it with no memory hook).
  *   rd_code_hook    UC_HOOK_CODE restricted to single addresses: breakpoints, and the
  *                   instruction after an I/O instruction (a code hook makes unicorn
  *                   check for a stop request right there, so a stop asked for by an
@@ -71,6 +75,49 @@ struct rd_block {
     uint64_t epoch;
 };
 
+/* A down-counter whose value the guest reads in a register page (the LAPIC timer's
+ * current count).  Virtual time is ns(icount) = (icount << icount_shift) + bias_ns; the
+ * count is `initial` at start_ns and goes down by one every 2^divide_shift ns (periodic:
+ * back to `initial` after 1; one-shot: stays at 0).  While `armed`, the block hook writes
+ * the count at the icount of every block entered at a branch boundary (the first
+ * instruction after a control transfer: a position that depends only on the
+ * instructions executed) into page + offset, so a guest read returns the count at the
+ * last branch boundary at or before it (or at the last register store that reloaded
+ * it).  Python owns it (rdebug/machine/countdown.py mirrors it: keep both in step). */
+struct rd_countdown {
+    uint32_t armed;
+    uint32_t periodic;
+    uint32_t initial;
+    uint32_t divide_shift;
+    uint32_t icount_shift;
+    uint32_t published; /* the value last written into the page */
+    int64_t bias_ns;
+    int64_t start_ns;
+    uint8_t *page;
+    uint64_t offset;
+    uint64_t publications; /* statistics: values written by rd_countdown_publish */
+};
+
+uint32_t rd_countdown_value(const struct rd_countdown *cd, uint64_t icount) {
+    if (!cd->initial)
+        return 0;
+    int64_t now = (int64_t)(icount << cd->icount_shift) + cd->bias_ns;
+    uint64_t elapsed = now > cd->start_ns ? (uint64_t)(now - cd->start_ns) : 0;
+    uint64_t counts = elapsed >> cd->divide_shift;
+    if (cd->periodic)
+        return cd->initial - (uint32_t)(counts % cd->initial);
+    return counts >= cd->initial ? 0 : cd->initial - (uint32_t)counts;
+}
+
+/* Write the count at `icount` into the page (and `published`); returns it. */
+uint32_t rd_countdown_publish(struct rd_countdown *cd, uint64_t icount) {
+    uint32_t value = rd_countdown_value(cd, icount);
+    memcpy(cd->page + cd->offset, &value, 4);
+    cd->published = value;
+    cd->publications++;
+    return value;
+}
+
 struct rd_counter {
     /* time */
     uint64_t icount;     /* instructions started, the current block counted whole */
@@ -122,6 +169,8 @@ struct rd_counter {
     uint64_t revalidations; /* statistics: entries checked against their code again */
     /* a direct-mapped cache in front of the table (Python never touches it) */
     struct rd_block recent[RD_RECENT_SIZE];
+    /* the countdown published at branch boundaries, or NULL */
+    struct rd_countdown *countdown;
 };
 
 static inline uint32_t hash64(uint64_t x) {
@@ -449,6 +498,8 @@ void rd_block_hook(uc_engine *uc, uint64_t addr, uint32_t size, void *user) {
         return;
     }
     /* The block runs. */
+    if (st->countdown && st->countdown->armed && (st->block_info & RD_INFO_BRANCH))
+        rd_countdown_publish(st->countdown, st->icount); /* a branch boundary */
     if (st->bp_skip_addr != RD_NO_ADDR) {
         if (st->bp_skip_blocks)
             st->bp_skip_blocks--;

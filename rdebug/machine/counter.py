@@ -29,6 +29,7 @@ import enum
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
+from rdebug.machine.countdown import Countdown
 from rdebug.machine.cpu import Cpu
 
 #: `until` address that a 32-bit guest can never reach.
@@ -123,6 +124,11 @@ class Counter(Protocol):
     def add_breakpoint(self, addr: int) -> None: ...
 
     def remove_breakpoint(self, addr: int) -> None: ...
+
+    def attach_countdown(self, countdown: Countdown) -> None:
+        """Publish `countdown` at every branch boundary while it is armed (for the
+        machine's life; see machine/countdown.py)."""
+        ...
 
     def invalidate(self) -> None:
         """Memory or registers changed behind the counter's back (a load, a restore, a

@@ -94,6 +94,7 @@ class CounterState(ctypes.Structure):
         ("_pad3", ctypes.c_uint32),
         ("revalidations", ctypes.c_uint64),
         ("recent", BlockSlot * 256),
+        ("countdown", ctypes.c_void_p),  # struct rd_countdown * (machine/countdown.py)
     )
 
 

@@ -184,6 +184,11 @@ class Machine:
         self._register_pages = RegisterPages(
             self.cpu, self.counter, self.devices, lambda: self._emulating
         )
+        #: device counters the instruction counter publishes (machine/countdown.py)
+        self._countdowns = [cd for device in self.devices for cd in device.countdowns()]
+        for countdown in self._countdowns:
+            countdown.set_clock(self.clock.shift, self.clock.bias_ns)
+            self.counter.attach_countdown(countdown)
         map_open_bus(self._uc)
         self.symbols: dict[str, int] = {}
         self._linux: linux.LinuxBoot | None = None
@@ -325,6 +330,8 @@ class Machine:
             hard = target if horizon is None else min(target, horizon)
             soft = min(self.clock.next_deadline_icount(), self.icount + CONTROL_INTERVAL)
             self._next_stop = min(hard, soft)
+            for countdown in self._countdowns:
+                countdown.set_clock(self.clock.shift, self.clock.bias_ns)  # warps move it
             self._emulating = True
             page_fault: PageFault | None = None
             self.cpu.vtlb.clear_fault()  # a refusal seen by a probe never became a fault
@@ -382,7 +389,6 @@ class Machine:
                 return stop
             shadow = False
         self._deliver_irqs(shadow)
-        self._register_pages.sync_hot_registers()
         return None
 
     def _fire_timers(self) -> None:
@@ -586,7 +592,6 @@ class Machine:
             self.counter.memory_rewritten(rewritten)
         self.counter.restore_position(state.icount, state.branch_boundary, state.shadow)
         self.counter.irq_check = state.irq_check
-        self._register_pages.sync_hot_registers()
 
     def state_hash(self) -> str:
         """SHA-256 over registers, RAM, device state and virtual time."""

@@ -19,6 +19,7 @@ from unicorn.unicorn_py3 import unicorn as _ucpy
 
 from rdebug.errors import MachineError
 from rdebug.machine.blocks import Block, BlockDecoder
+from rdebug.machine.countdown import Countdown
 from rdebug.machine.counter import NO_TARGET, NO_UNTIL, StopCause
 from rdebug.machine.cpu import Cpu
 from rdebug.machine.icount_binding import (
@@ -91,6 +92,7 @@ class NativeCounter:
         self._special: tuple[int, int, Block] | None = None
         #: cs.base + eip where the last stop left the CPU, when the block hook told us
         self._pc_hint: int | None = None
+        self._countdown: Countdown | None = None
 
     # icount / irq_check live in the C struct
     @property
@@ -396,6 +398,12 @@ class NativeCounter:
             self._st.block_addr = NO_ADDR
             return
         self.invalidate()
+
+    def attach_countdown(self, countdown: Countdown) -> None:
+        if self._countdown is not None and self._countdown is not countdown:
+            raise MachineError("the native counter publishes one countdown only")
+        self._countdown = countdown  # the C struct lives as long as this reference
+        self._st.countdown = countdown.address
 
     def invalidate(self) -> None:
         self._pc_hint = None

@@ -3,8 +3,9 @@
 A device's register page is a host page mapped read-only at its physical address:
 a guest read is a plain RAM read, and a store comes to a UC_HOOK_MEM_WRITE_PROT hook
 (which costs nothing to other memory accesses, where any UC_HOOK_MEM_* hook would send
-every guest load or store through unicorn's slow path).  Registers whose value moves
-with time (`Device.hot_registers`) get a read hook only while they do.
+every guest load or store through unicorn's slow path).  A register whose value moves
+with time is published into its page by the instruction counter (`Device.countdowns`,
+machine/countdown.py): no read hook, ever.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import capstone
-from unicorn import UC_HOOK_MEM_READ, UC_HOOK_MEM_WRITE_PROT, Uc
+from unicorn import UC_HOOK_MEM_WRITE_PROT, Uc
 
 from rdebug.machine.counter import Counter
 from rdebug.machine.cpu import Cpu
@@ -47,7 +48,6 @@ class RegisterPages:
         #: Register-page stores not yet settled, and (store eip, next eip) to skip to.
         self._unsettled: set[Device] = set()
         self._skip: tuple[int, int] | None = None
-        self._hot_hooks: dict[tuple[int, int], int] = {}
         self._cs32 = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_32)
         self._cs16 = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_16)
         for device in devices:
@@ -121,28 +121,3 @@ class RegisterPages:
         """Drop unsettled stores (the machine is returning to a saved state)."""
         self._unsettled.clear()
         self._skip = None
-
-    def sync_hot_registers(self) -> None:
-        """Hook reads of the registers that move with time (only while they do)."""
-        wanted = {
-            (r.start, r.stop - 1): device
-            for device in self._devices
-            for r in device.hot_registers()
-        }
-        uc = self._cpu.uc
-        removed = False
-        for key in [k for k in self._hot_hooks if k not in wanted]:
-            uc.hook_del(self._hot_hooks.pop(key))
-            removed = True
-        for key, device in wanted.items():
-            if key not in self._hot_hooks:
-                self._hot_hooks[key] = uc.hook_add(
-                    UC_HOOK_MEM_READ, self._on_hot_read, device, key[0], key[1]
-                )
-        if removed:
-            self._counter.invalidate()  # back to unicorn's fast memory path
-
-    def _on_hot_read(
-        self, uc: Uc, access: int, addr: int, size: int, value: int, device: Device
-    ) -> None:
-        device.mmio_refresh(addr, size)  # before the load: it reads the updated page

@@ -15,6 +15,7 @@ from unicorn import UC_HOOK_CODE, Uc
 
 from rdebug.errors import MachineError
 from rdebug.machine.blocks import is_hlt, opens_shadow, transfers_control
+from rdebug.machine.countdown import Countdown
 from rdebug.machine.counter import NO_TARGET, NO_UNTIL, StopCause
 from rdebug.machine.cpu import EFLAGS_IF, Cpu
 
@@ -56,6 +57,7 @@ class ReferenceCounter:
         self._interrupted = False
         self._in_special = False
         self._stop_next = False
+        self._countdown: Countdown | None = None
         self._hook = self._uc.hook_add(UC_HOOK_CODE, self._on_insn)
 
     def close(self) -> None:
@@ -96,6 +98,8 @@ class ReferenceCounter:
             self._halt_here(_Stop.BREAKPOINT)
             return
         self._skip_bp = None
+        if self._prev_branch and self._countdown is not None and self._countdown.armed:
+            self._countdown.publish_at(self.icount)  # a branch boundary
         self.icount += 1
         self._last_addr = addr
         insn = self._cpu.read_linear(addr, size) or b""
@@ -221,6 +225,9 @@ class ReferenceCounter:
 
     def remove_breakpoint(self, addr: int) -> None:
         self._breakpoints.discard(addr)
+
+    def attach_countdown(self, countdown: Countdown) -> None:
+        self._countdown = countdown
 
     def memory_rewritten(self, pages: Iterable[int]) -> None:
         del pages

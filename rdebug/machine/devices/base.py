@@ -13,7 +13,10 @@ import enum
 import mmap
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
+
+if TYPE_CHECKING:
+    from rdebug.machine.countdown import Countdown
 
 StateValue = int | bool | bytes | str | None | list["StateValue"] | dict[str, "StateValue"]
 State = dict[str, StateValue]
@@ -143,8 +146,9 @@ class Device(Stateful):
     # callback: the LAPIC ID is read every few dozen instructions by some kernels), a
     # *write* calls `mmio_write` before the store lands in the page, and `mmio_settle`
     # once the instruction is done, to put the page back to what the registers read as
-    # (write-only, read-only and self-clearing registers).  Registers whose value moves
-    # with time are listed by `hot_registers`: their reads call `mmio_refresh` first.
+    # (write-only, read-only and self-clearing registers).  A register whose value moves
+    # with time is a `Countdown` (listed by `countdowns`): the instruction counter writes
+    # it into its page at every branch boundary while it moves (no read hook).
 
     def register_pages(self) -> tuple[tuple[int, mmap.mmap], ...]:
         """(physical base, 4 KiB host page) of each register page (none by default)."""
@@ -163,12 +167,10 @@ class Device(Stateful):
         del addr, size, value
         return False
 
-    def hot_registers(self) -> tuple[range, ...]:
-        """Physical addresses whose reads must call `mmio_refresh` now."""
+    def countdowns(self) -> tuple[Countdown, ...]:
+        """The counters in this device's register pages that the instruction counter
+        publishes (see machine/countdown.py); the same objects for the device's life."""
         return ()
-
-    def mmio_refresh(self, addr: int, size: int) -> None:
-        """About to read `size` bytes at `addr` (in `hot_registers`): update the page."""
 
     def drive_irq(self, line: int, level: bool, driven: bool) -> bool:
         """Drive ISA line `line` to `level`, telling the machine only of a change from

@@ -9,8 +9,12 @@ machine asks `intr()` and calls `acknowledge()` when it delivers; the IOAPIC cal
 Registers live in a host page the machine maps read-only (see `Device.register_pages`):
 reads, the ID above all, cost no callback.  The registers themselves are `_regs` (plus
 the IRR/ISR/TMR bit sets); the page is a copy that `_publish` keeps equal to what the
-guest must read.  The timer's current count (0x390) moves with time: it is the one hot
-register, refreshed on each read while the timer counts.
+guest must read.  The timer's current count (0x390) moves with time: it is a
+`Countdown` (machine/countdown.py) that the instruction counter writes into the page at
+every branch boundary while the timer counts, and this device whenever a register store
+reloads or rescales it.  So the guest reads the count as of the last branch boundary (or
+timer register store) at or before its read: a few instructions old at most, and the
+same in every run (no memory hook: see docs/machine.md).
 
 The timer counts down once per `divisor` virtual nanoseconds, as QEMU's APIC does.
 There is one CPU: IPIs to other APIC ids (INIT, STARTUP, fixed) are dropped; a fixed IPI
@@ -26,6 +30,7 @@ import mmap
 import struct
 from collections.abc import Mapping
 
+from rdebug.machine.countdown import Countdown
 from rdebug.machine.devices.base import (
     INT,
     OPT_INT,
@@ -157,6 +162,8 @@ class LocalApic(Device):
         super().__init__(ctx)
         self.base = base
         self.page = mmap.mmap(-1, PAGE_SIZE)
+        #: the current count register as the guest reads it (published into `page`)
+        self.countdown = Countdown(self.page, TIMER_CURRENT)
         self._regs: dict[int, int] = {}
         self.irr = 0
         self.isr = 0
@@ -173,6 +180,8 @@ class LocalApic(Device):
         self.irr = self.isr = self.tmr = 0
         self._timer_start_ns = 0
         self._set_deadline(None)
+        self.countdown.disarm()
+        self.countdown.write(0)
         self._written.clear()
         self._publish_all()
         self._int_out = False
@@ -245,10 +254,16 @@ class LocalApic(Device):
     def register_pages(self) -> tuple[tuple[int, mmap.mmap], ...]:
         return ((self.base, self.page),)
 
+    def countdowns(self) -> tuple[Countdown, ...]:
+        return (self.countdown,)
+
     def read_register(self, offset: int) -> int:
-        """What the guest reads at `offset` (also what the page holds, but for 0x390)."""
+        """What the guest reads at `offset` (what the page holds once settled).
+
+        The current count is the one published last (see `Countdown`); `current_count`
+        is the count at this very instant."""
         if offset == TIMER_CURRENT:
-            return self.current_count()
+            return self.countdown.published
         if offset == PPR:
             return self.ppr()
         for base, bits in ((ISR_BASE, self.isr), (TMR_BASE, self.tmr), (IRR_BASE, self.irr)):
@@ -269,14 +284,6 @@ class LocalApic(Device):
             self._publish(offset)
             self._publish(offset + 4)  # a store may straddle into the next dword
         self._written.clear()
-
-    def hot_registers(self) -> tuple[range, ...]:
-        if self._counting():
-            return (range(self.base + TIMER_CURRENT, self.base + TIMER_CURRENT + 4),)
-        return ()
-
-    def mmio_refresh(self, addr: int, size: int) -> None:
-        self._publish(TIMER_CURRENT)
 
     def settles_before_store(self, addr: int, size: int, value: int) -> bool:
         # EOI (once per interrupt): it reads as 0, and kernels write 0 to it
@@ -363,9 +370,6 @@ class LocalApic(Device):
             return initial - elapsed % initial
         return max(0, initial - elapsed)
 
-    def _counting(self) -> bool:
-        return self.current_count() != 0
-
     def _write_timer_config(self, offset: int, value: int) -> None:
         """LVT timer mode or divide changes: keep the current count, restart the schedule."""
         if offset not in (LVT_TIMER, TIMER_DIVIDE):
@@ -381,20 +385,30 @@ class LocalApic(Device):
         self._schedule()
 
     def _schedule(self) -> None:
-        """Arm the virtual-time timer for the next time the count reaches zero."""
-        self._publish(TIMER_CURRENT)  # not hot any more once it stops counting
+        """Arm the virtual-time timer for the next time the count reaches zero, and
+        publish the count as of now (a reload, a rescale or an expiry)."""
         initial = self._regs[TIMER_INITIAL]
+        now = self.ctx.now_ns()
         if initial == 0:
             self._set_deadline(None)
-            return
-        period = initial * self._divisor()
-        now = self.ctx.now_ns()
-        if self._periodic():
+        elif self._periodic():
+            period = initial * self._divisor()
             done = max(0, now - self._timer_start_ns) // period
             self._set_deadline(self._timer_start_ns + (done + 1) * period)
         else:
-            end = self._timer_start_ns + period
+            end = self._timer_start_ns + initial * self._divisor()
             self._set_deadline(end if end > now else None)
+        self._arm_countdown()
+        self.countdown.write(self.current_count())
+
+    def _arm_countdown(self) -> None:
+        """While the count moves (periodic, or one-shot before its expiry), the counter
+        publishes it at every branch boundary."""
+        initial = self._regs[TIMER_INITIAL]
+        if initial and (self._periodic() or self._timer_deadline is not None):
+            self.countdown.arm(self._timer_start_ns, initial, self._divisor(), self._periodic())
+        else:
+            self.countdown.disarm()
 
     def _set_deadline(self, deadline: int | None) -> None:
         self._timer_deadline = deadline
@@ -434,11 +448,21 @@ class LocalApic(Device):
         Field("_regs", Codec(_load_regs, _save_regs)),
         *fields(INT, "irr", "isr", "tmr", "_timer_start_ns"),
         *fields(OPT_INT, "_timer_deadline"),
+        Field("_count_published", INT, key="current_count_published"),
     )
+
+    @property
+    def _count_published(self) -> int:
+        return self.countdown.published
+
+    @_count_published.setter
+    def _count_published(self, value: int) -> None:
+        self.countdown.write(value)
 
     def load_state(self, state: Mapping[str, StateValue]) -> None:
         super().load_state(state)
         self._set_deadline(self._timer_deadline)
+        self._arm_countdown()
         self._written.clear()
         self._publish_all()
         self._int_out = self._deliverable(_highest(self.irr))

@@ -13,9 +13,12 @@ BASE = L.LAPIC_BASE
 
 
 def page_read(apic: LocalApic, offset: int) -> int:
-    """What a guest load sees: the register page (refreshed first if the register is hot)."""
-    if any(BASE + offset in r for r in apic.hot_registers()):
-        apic.mmio_refresh(BASE + offset, 4)
+    """What a guest load right after a branch boundary at `ctx.now` sees: the register
+    page, where the instruction counter published the current count while it moves."""
+    countdown = apic.countdown
+    if countdown.armed:
+        countdown.set_clock(0, 0)  # the fake context's ns are "instructions"
+        countdown.publish_at(apic.ctx.now_ns())
     return int.from_bytes(apic.page[offset : offset + 4], "little")
 
 
@@ -158,7 +161,7 @@ def test_periodic_timer_counts_one_per_ns_over_the_divisor(
     ctx.now = 1000
     store(enabled, L.TIMER_INITIAL, 500)
     assert ctx.deadline(enabled) == 2000
-    assert enabled.hot_registers()
+    assert enabled.countdown.armed
     ctx.now = 1300
     assert page_read(enabled, L.TIMER_CURRENT) == 350
     ctx.advance_to(2000)
@@ -172,7 +175,7 @@ def test_periodic_timer_counts_one_per_ns_over_the_divisor(
     store(enabled, L.TIMER_INITIAL, 0)
     assert ctx.deadline(enabled) is None
     assert page_read(enabled, L.TIMER_CURRENT) == 0
-    assert not enabled.hot_registers()
+    assert not enabled.countdown.armed
 
 
 def test_one_shot_fires_once_then_reads_zero(enabled: LocalApic, ctx: FakeContext) -> None:
@@ -184,7 +187,7 @@ def test_one_shot_fires_once_then_reads_zero(enabled: LocalApic, ctx: FakeContex
     ctx.advance_to(100)
     assert enabled.irr == 1 << 0x41
     assert ctx.deadline(enabled) is None
-    assert not enabled.hot_registers()
+    assert not enabled.countdown.armed
     ctx.advance_to(10_000)
     assert page_read(enabled, L.TIMER_CURRENT) == 0
 

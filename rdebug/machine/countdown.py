@@ -1,0 +1,132 @@
+"""A device down-counter the guest reads with no memory hook: `struct rd_countdown`.
+
+The LAPIC timer's current count moves with time, and a guest reads it from the
+register page (a plain memory read, no callback).  So the counter publishes it: while a
+`Countdown` is armed, the native counter's block hook (`rd_block_hook` in _icount.c)
+writes the count into the page at every branch boundary (the first instruction after a
+jump, call, return, INT, IRET, loop, HLT, or an interrupt or exception delivery), and the
+device writes it itself whenever a register store reloads or rescales it.  A read thus
+returns the count at the last branch boundary or reload at or before it: a pure
+function of the instructions executed, the same in a straight run, a recording, its
+replay, and after any seek or restore (the published value is part of the device's
+saved state).  The reference counter (tests/oracle) publishes at the same positions
+through `publish_at`.
+
+`CountdownState` mirrors `struct rd_countdown` (change both sides together).  Devices
+use this module, so it loads _icount's two countdown functions itself (it must not
+import the counter's binding, which knows the engine).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import mmap
+
+from rdebug.errors import MachineError
+
+
+class CountdownState(ctypes.Structure):
+    """Mirror of struct rd_countdown in _icount.c."""
+
+    _fields_ = (
+        ("armed", ctypes.c_uint32),
+        ("periodic", ctypes.c_uint32),
+        ("initial", ctypes.c_uint32),
+        ("divide_shift", ctypes.c_uint32),
+        ("icount_shift", ctypes.c_uint32),
+        ("published", ctypes.c_uint32),
+        ("bias_ns", ctypes.c_int64),
+        ("start_ns", ctypes.c_int64),
+        ("page", ctypes.c_void_p),
+        ("offset", ctypes.c_uint64),
+        ("publications", ctypes.c_uint64),
+    )
+
+
+_U32 = 0xFFFFFFFF
+
+
+@functools.cache
+def _library() -> ctypes.CDLL:
+    try:
+        from rdebug.machine import _icount  # noqa: PLC0415  (lazily: only to find its file)
+    except ImportError:
+        raise MachineError(
+            "the native instruction counter is not built: reinstall rdebug (pip install .)"
+        ) from None
+    lib = ctypes.CDLL(_icount.__file__)
+    lib.rd_countdown_value.argtypes = (ctypes.c_void_p, ctypes.c_uint64)
+    lib.rd_countdown_value.restype = ctypes.c_uint32
+    lib.rd_countdown_publish.argtypes = (ctypes.c_void_p, ctypes.c_uint64)
+    lib.rd_countdown_publish.restype = ctypes.c_uint32
+    return lib
+
+
+class Countdown:
+    """The count at `offset` in host page `page`: what the guest reads there."""
+
+    def __init__(self, page: mmap.mmap, offset: int) -> None:
+        if not 0 <= offset <= len(page) - 4 or offset % 4:
+            raise ValueError(f"countdown offset {offset:#x} outside its page")
+        self._lib = _library()
+        self._page_ptr = ctypes.c_char.from_buffer(page)  # keeps the page mapped
+        self._page = page
+        self.state = CountdownState()
+        self.state.page = ctypes.addressof(self._page_ptr)
+        self.state.offset = offset
+        self.address = ctypes.addressof(self.state)
+        self._offset = offset
+
+    # -- the device's side -----------------------------------------------------------------
+
+    def arm(self, start_ns: int, initial: int, divisor: int, periodic: bool) -> None:
+        """Count down from `initial` (non-zero) at `start_ns`, one per `divisor` ns (a
+        power of two)."""
+        if initial <= 0 or divisor <= 0 or divisor & (divisor - 1):
+            raise ValueError(f"countdown of {initial} every {divisor} ns")
+        st = self.state
+        st.start_ns = start_ns
+        st.initial = initial & _U32
+        st.divide_shift = divisor.bit_length() - 1
+        st.periodic = int(periodic)
+        st.armed = 1
+
+    def disarm(self) -> None:
+        """Stop publishing (the count no longer moves)."""
+        self.state.armed = 0
+
+    @property
+    def armed(self) -> bool:
+        return bool(self.state.armed)
+
+    def write(self, value: int) -> None:
+        """Put `value` in the page now (the count at a register store, or a restored one)."""
+        value &= _U32
+        self.state.published = value
+        self._page[self._offset : self._offset + 4] = value.to_bytes(4, "little")
+
+    @property
+    def published(self) -> int:
+        """The value last written into the page (what the guest reads there now)."""
+        return int(self.state.published)
+
+    # -- the machine's side ----------------------------------------------------------------
+
+    def set_clock(self, icount_shift: int, bias_ns: int) -> None:
+        """Virtual time is (icount << icount_shift) + bias_ns (set before each run)."""
+        self.state.icount_shift = icount_shift
+        self.state.bias_ns = bias_ns
+
+    def publish_at(self, icount: int) -> int:
+        """Write the count at `icount` into the page (a branch boundary); return it."""
+        return int(self._lib.rd_countdown_publish(self.address, icount))
+
+    def value_at(self, icount: int) -> int:
+        """The count at `icount` (nothing written)."""
+        return int(self._lib.rd_countdown_value(self.address, icount))
+
+    @property
+    def publications(self) -> int:
+        """How many times the counter published (statistics)."""
+        return int(self.state.publications)
