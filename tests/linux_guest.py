@@ -43,6 +43,7 @@ cat /tmp/file | tr a-z A-Z
 sleep 0.1 &
 wait
 echo "processes: $(ps | wc -l), pipe: $(seq 1 100 | grep -c 7)"
+grep -E '^ *(0|LOC):' /proc/interrupts
 echo {INIT_DONE}
 if grep -q rdebug.shell /proc/cmdline; then
     exec sh

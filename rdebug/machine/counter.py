@@ -84,8 +84,11 @@ class Counter(Protocol):
         """Inside an interrupt hook: fix icount at the exception (fault or trap)."""
         ...
 
-    def request_stop_after_current(self) -> None:
-        """From an I/O or instruction hook: stop once the current instruction is done."""
+    def request_stop_after_current(self, pc: int | None = None) -> None:
+        """From an I/O or instruction hook: stop once the current instruction is done.
+
+        `pc`: the linear address of that instruction when the caller knows it better
+        than EIP (a memory hook: unicorn may leave EIP at the block's start there)."""
         ...
 
     def request_stop_before_current(self) -> None:

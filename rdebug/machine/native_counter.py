@@ -184,7 +184,7 @@ class NativeCounter:
         self._shadow_after_stop = False
         self._pc_hint = None
 
-    def request_stop_after_current(self) -> None:
+    def request_stop_after_current(self, pc: int | None = None) -> None:
         block = self._current_block()
         st = self._st
         if self._special is not None:
@@ -203,7 +203,9 @@ class NativeCounter:
             self._requested_icount = int(st.icount)
             self._requested_canonical = bool(st.block_info & INFO_BRANCH)
         else:
-            index = block.index((block.cs_base + self._cpu.eip) & 0xFFFFFFFF) + 1
+            if pc is None:
+                pc = (block.cs_base + self._cpu.eip) & 0xFFFFFFFF
+            index = block.index(pc) + 1
             count = len(block.offsets)
             self._requested_icount = int(st.block_base) + min(index, count)
             self._requested_canonical = index >= count and block.branch

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import capstone
+from capstone import x86
 from unicorn import UC_HOOK_MEM_WRITE_PROT, Uc
 
 from rdebug.machine.counter import Counter
@@ -21,6 +22,8 @@ from rdebug.machine.devices.base import Device
 
 #: Stores to a register page after which the run loop stops exactly (see _on_store).
 _PLAIN_STORES = frozenset({"mov", "movd", "movnti"})
+#: Code read from EIP to find the store (a block's instructions up to it).
+_SEARCH_BYTES = 256
 
 
 class RegisterPages:
@@ -50,6 +53,8 @@ class RegisterPages:
         self._skip: tuple[int, int] | None = None
         self._cs32 = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_32)
         self._cs16 = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_16)
+        for decoder in (self._cs32, self._cs16):
+            decoder.detail = True
         for device in devices:
             for base, page in device.register_pages():
                 cpu.map_register_page(base, page)
@@ -58,13 +63,22 @@ class RegisterPages:
     def _on_store(
         self, uc: Uc, access: int, addr: int, size: int, value: int, device: Device
     ) -> bool:
-        """A guest store into a register page (EIP is exact here, unlike in MMIO hooks).
+        """A guest store into a register page.
 
         Unicorn performs the store after this hook.  After a plain MOV the engine is
         stopped right behind it, where the device settles its page; the stop leaves EIP
-        at the store (resuming would store again), so `settle` moves EIP to the next
-        instruction.  Other instructions (string stores, read-modify-write) cannot be
-        cut there: the page settles at the next block boundary.
+        where the hook saw it (resuming would run from there again), so `settle` moves
+        EIP to the next instruction.  Other instructions (string stores,
+        read-modify-write) cannot be cut there: the page settles at the next block
+        boundary.
+
+        EIP is usually exact here, but not always: unicorn restores it from the host
+        return address, and when that fails (seen in Linux, in a LAPIC timer interrupt
+        taken while the kernel patches its code) EIP is still the start of the
+        translation block.  Resuming there ran the block's first instructions twice (a
+        `lea eax, [ecx+eax-0x3000]` before the store: a page fault at a bad address).
+        So the store is looked for from EIP on (`_find_store`): the MOV whose
+        destination is the stored address, with the registers as they are now.
         """
         value &= (1 << (8 * size)) - 1
         self.in_store = True
@@ -85,26 +99,77 @@ class RegisterPages:
         self._unsettled.add(device)
         if not self._emulating():
             return True
-        next_eip = self._after_plain_store()
-        if next_eip is None:
+        store = self._find_store(addr)
+        if store is None:
             self._counter.request_stop_soon()
         else:
+            store_pc, next_eip = store
+            # settle finds EIP where the hook saw it (the store, or a stale block start)
             self._skip = (self._cpu.eip, next_eip)
-            self._counter.request_stop_after_current()
+            self._counter.request_stop_after_current(store_pc)
         return True
 
-    def _after_plain_store(self) -> int | None:
-        """EIP of the instruction after the current one if it is a plain MOV store."""
+    def _find_store(self, paddr: int) -> tuple[int, int] | None:
+        """(linear address, next EIP) of the plain MOV storing to physical `paddr` now:
+        the instruction at EIP, or (EIP stale at its block's start) a later one of the
+        same block; None if there is none (another kind of store)."""
         cpu = self._cpu
-        code = cpu.read_linear(cpu.linear_pc(), 16)
+        wide = cpu.code_is_32bit()
+        mask = 0xFFFFFFFF if wide else 0xFFFF
+        cs_base = cpu.cs_base()
+        eip = cpu.eip
+        code = cpu.read_linear((cs_base + eip) & 0xFFFFFFFF, _SEARCH_BYTES)
         if code is None:
             return None
-        wide = cpu.code_is_32bit()
-        cs = self._cs32 if wide else self._cs16
-        for _addr, length, mnemonic, _ops in cs.disasm_lite(code, 0, 1):
-            if mnemonic in _PLAIN_STORES:
-                return (cpu.eip + int(length)) & (0xFFFFFFFF if wide else 0xFFFF)
+        regs = cpu.general_registers()
+        decoder = self._cs32 if wide else self._cs16
+        for insn in decoder.disasm(code, 0):
+            if insn.mnemonic in _PLAIN_STORES:
+                linear = self._destination(insn, regs, wide)
+                if linear is not None and cpu.linear_to_physical(linear) == paddr:
+                    pc = (cs_base + eip + insn.address) & 0xFFFFFFFF
+                    return pc, (eip + insn.address + insn.size) & mask
+            if (
+                insn.group(capstone.CS_GRP_JUMP)
+                or insn.group(capstone.CS_GRP_CALL)
+                or (
+                    insn.group(capstone.CS_GRP_RET)
+                    or insn.group(capstone.CS_GRP_INT)
+                    or insn.group(capstone.CS_GRP_IRET)
+                )
+            ):
+                break  # the block ends here
         return None
+
+    def _destination(self, insn: capstone.CsInsn, regs: dict[str, int], wide: bool) -> int | None:
+        """The linear address a MOV `insn` stores to, given the registers `regs`."""
+        if not insn.operands or insn.operands[0].type != x86.X86_OP_MEM:
+            return None
+        mem = insn.operands[0].mem
+
+        def value(reg: int) -> int:
+            if reg == 0:
+                return 0
+            name = insn.reg_name(reg)
+            if name in regs:
+                return regs[name]
+            return regs.get("e" + name, 0) & 0xFFFF  # a 16-bit address register
+
+        offset = value(mem.base) + value(mem.index) * mem.scale + mem.disp
+        offset &= 0xFFFFFFFF if wide else 0xFFFF
+        segment = mem.segment
+        if segment == 0:
+            stack = insn.reg_name(mem.base) in ("esp", "ebp", "sp", "bp") if mem.base else False
+            segment = x86.X86_REG_SS if stack else x86.X86_REG_DS
+        base = self._segment_base(regs[insn.reg_name(segment)])
+        return None if base is None else (base + offset) & 0xFFFFFFFF
+
+    def _segment_base(self, selector: int) -> int | None:
+        cpu = self._cpu
+        if cpu.real_mode():
+            return selector << 4
+        desc = cpu.segment_descriptor(selector)
+        return None if desc is None else desc[0]
 
     def settle(self) -> None:
         """After the engine stopped: step past a register store, settle the pages."""

@@ -140,7 +140,8 @@ class ReferenceCounter:
         self._shadow_after_stop = False
         self._canonical = True
 
-    def request_stop_after_current(self) -> None:
+    def request_stop_after_current(self, pc: int | None = None) -> None:
+        del pc  # EIP is exact here: a code hook on every instruction syncs it
         # Stop when the next instruction starts (never uc_emu_stop inside an I/O:
         # unicorn would run a string I/O iteration again).
         self._requested_icount = self.icount
