@@ -70,6 +70,11 @@ class Counter(Protocol):
         """Instructions completed before the one executing now (valid inside hooks too)."""
         ...
 
+    def executing(self, pc: int | None) -> None:
+        """Inside a memory hook: the linear address of the instruction executing (None:
+        back to EIP), for `current_icount` (unicorn may leave EIP at the block start)."""
+        ...
+
     def begin_special(self) -> int:
         """First thing in an I/O or RDTSC hook: the linear address of that instruction.
 

@@ -93,6 +93,8 @@ class NativeCounter:
         #: cs.base + eip where the last stop left the CPU, when the block hook told us
         self._pc_hint: int | None = None
         self._countdown: Countdown | None = None
+        #: the instruction executing now, when a memory hook knows it better than EIP
+        self._pc: int | None = None
 
     # icount / irq_check live in the C struct
     @property
@@ -168,10 +170,14 @@ class NativeCounter:
         block = self._current_block()
         if block is None:
             return int(st.icount)
-        linear = (block.cs_base + self._cpu.eip) & 0xFFFFFFFF
+        linear = self._pc if self._pc is not None else (block.cs_base + self._cpu.eip)
+        linear &= 0xFFFFFFFF
         if not block.addr <= linear <= block.addr + block.size:
             return int(st.icount)  # between blocks (e.g. fetching the next one faulted)
         return int(st.block_base) + block.index(linear)
+
+    def executing(self, pc: int | None) -> None:
+        self._pc = pc
 
     def exception_taken(self, faulting: bool) -> None:
         del faulting  # EIP already tells: at the faulting instruction, or after the trap

@@ -81,12 +81,16 @@ class RegisterPages:
         destination is the stored address, with the registers as they are now.
         """
         value &= (1 << (8 * size)) - 1
+        store = self._find_store(addr) if self._emulating() else None
         self.in_store = True
         self.stop_wanted = False
+        if store is not None:
+            self._counter.executing(store[0])  # the device's now_ns: the store's icount
         try:
             device.mmio_write(addr, size, value)
         finally:
             self.in_store = False
+            self._counter.executing(None)
         if (
             self._emulating()
             and not self.stop_wanted
@@ -99,7 +103,6 @@ class RegisterPages:
         self._unsettled.add(device)
         if not self._emulating():
             return True
-        store = self._find_store(addr)
         if store is None:
             self._counter.request_stop_soon()
         else:

@@ -227,6 +227,9 @@ class ReferenceCounter:
     def remove_breakpoint(self, addr: int) -> None:
         self._breakpoints.discard(addr)
 
+    def executing(self, pc: int | None) -> None:
+        del pc  # EIP is exact: a code hook on every instruction syncs it
+
     def attach_countdown(self, countdown: Countdown) -> None:
         self._countdown = countdown
 
