@@ -24,6 +24,14 @@ from rdebug.machine.devices.base import Device
 _PLAIN_STORES = frozenset({"mov", "movd", "movnti"})
 #: Code read from EIP to find the store (a block's instructions up to it).
 _SEARCH_BYTES = 256
+#: Instruction groups that end a translation block (the search stops there).
+_BLOCK_ENDS = (
+    capstone.CS_GRP_JUMP,
+    capstone.CS_GRP_CALL,
+    capstone.CS_GRP_RET,
+    capstone.CS_GRP_INT,
+    capstone.CS_GRP_IRET,
+)
 
 
 class RegisterPages:
@@ -132,15 +140,7 @@ class RegisterPages:
                 if linear is not None and cpu.linear_to_physical(linear) == paddr:
                     pc = (cs_base + eip + insn.address) & 0xFFFFFFFF
                     return pc, (eip + insn.address + insn.size) & mask
-            if (
-                insn.group(capstone.CS_GRP_JUMP)
-                or insn.group(capstone.CS_GRP_CALL)
-                or (
-                    insn.group(capstone.CS_GRP_RET)
-                    or insn.group(capstone.CS_GRP_INT)
-                    or insn.group(capstone.CS_GRP_IRET)
-                )
-            ):
+            if any(insn.group(g) for g in _BLOCK_ENDS):
                 break  # the block ends here
         return None
 
