@@ -96,26 +96,48 @@ struct rd_countdown {
     uint8_t *page;
     uint64_t offset;
     uint64_t publications; /* statistics: values written by rd_countdown_publish */
+    int64_t period_start_ns; /* countdown_value's cache: start_ns plus whole periods */
 };
 
-uint32_t rd_countdown_value(const struct rd_countdown *cd, uint64_t icount) {
+/* The count at `icount`.  Periodic: `period_start_ns` caches the start of the current
+ * period (start_ns plus whole periods), so that the common case is a subtraction and a
+ * shift, not a 64-bit division at every publication; the value does not depend on it. */
+static inline uint32_t countdown_value(struct rd_countdown *cd, uint64_t icount) {
     if (!cd->initial)
         return 0;
     int64_t now = (int64_t)(icount << cd->icount_shift) + cd->bias_ns;
-    uint64_t elapsed = now > cd->start_ns ? (uint64_t)(now - cd->start_ns) : 0;
-    uint64_t counts = elapsed >> cd->divide_shift;
-    if (cd->periodic)
-        return cd->initial - (uint32_t)(counts % cd->initial);
-    return counts >= cd->initial ? 0 : cd->initial - (uint32_t)counts;
+    if (now <= cd->start_ns)
+        return cd->initial;
+    if (!cd->periodic) {
+        uint64_t counts = (uint64_t)(now - cd->start_ns) >> cd->divide_shift;
+        return counts >= cd->initial ? 0 : cd->initial - (uint32_t)counts;
+    }
+    int64_t period = (int64_t)cd->initial << cd->divide_shift;
+    if (now < cd->period_start_ns || cd->period_start_ns < cd->start_ns)
+        cd->period_start_ns = cd->start_ns; /* earlier than the cache (a restored state) */
+    int64_t into = now - cd->period_start_ns;
+    if (into >= period) {
+        cd->period_start_ns += into / period * period;
+        into = now - cd->period_start_ns;
+    }
+    return cd->initial - (uint32_t)((uint64_t)into >> cd->divide_shift);
 }
 
-/* Write the count at `icount` into the page (and `published`); returns it. */
-uint32_t rd_countdown_publish(struct rd_countdown *cd, uint64_t icount) {
-    uint32_t value = rd_countdown_value(cd, icount);
+static inline uint32_t countdown_publish(struct rd_countdown *cd, uint64_t icount) {
+    uint32_t value = countdown_value(cd, icount);
     memcpy(cd->page + cd->offset, &value, 4);
     cd->published = value;
     cd->publications++;
     return value;
+}
+
+uint32_t rd_countdown_value(struct rd_countdown *cd, uint64_t icount) {
+    return countdown_value(cd, icount);
+}
+
+/* Write the count at `icount` into the page (and `published`); returns it. */
+uint32_t rd_countdown_publish(struct rd_countdown *cd, uint64_t icount) {
+    return countdown_publish(cd, icount);
 }
 
 struct rd_counter {
@@ -499,7 +521,7 @@ void rd_block_hook(uc_engine *uc, uint64_t addr, uint32_t size, void *user) {
     }
     /* The block runs. */
     if (st->countdown && st->countdown->armed && (st->block_info & RD_INFO_BRANCH))
-        rd_countdown_publish(st->countdown, st->icount); /* a branch boundary */
+        countdown_publish(st->countdown, st->icount); /* a branch boundary */
     if (st->bp_skip_addr != RD_NO_ADDR) {
         if (st->bp_skip_blocks)
             st->bp_skip_blocks--;

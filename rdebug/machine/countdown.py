@@ -41,6 +41,7 @@ class CountdownState(ctypes.Structure):
         ("page", ctypes.c_void_p),
         ("offset", ctypes.c_uint64),
         ("publications", ctypes.c_uint64),
+        ("period_start_ns", ctypes.c_int64),
     )
 
 
@@ -87,6 +88,7 @@ class Countdown:
             raise ValueError(f"countdown of {initial} every {divisor} ns")
         st = self.state
         st.start_ns = start_ns
+        st.period_start_ns = start_ns
         st.initial = initial & _U32
         st.divide_shift = divisor.bit_length() - 1
         st.periodic = int(periodic)

@@ -70,6 +70,11 @@ class Counter(Protocol):
         """Instructions completed before the one executing now (valid inside hooks too)."""
         ...
 
+    def at_block_start(self) -> bool:
+        """Inside a memory hook: EIP is the first instruction of the block running (where
+        unicorn leaves it when it cannot tell the instruction: EIP may be stale)."""
+        ...
+
     def executing(self, pc: int | None) -> None:
         """Inside a memory hook: the linear address of the instruction executing (None:
         back to EIP), for `current_icount` (unicorn may leave EIP at the block start)."""

@@ -176,6 +176,10 @@ class NativeCounter:
             return int(st.icount)  # between blocks (e.g. fetching the next one faulted)
         return int(st.block_base) + block.index(linear)
 
+    def at_block_start(self) -> bool:
+        block = self._current_block()
+        return block is not None and (block.cs_base + self._cpu.eip) & 0xFFFFFFFF == block.addr
+
     def executing(self, pc: int | None) -> None:
         self._pc = pc
 

@@ -63,6 +63,8 @@ class RegisterPages:
         self._cs16 = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_16)
         for decoder in (self._cs32, self._cs16):
             decoder.detail = True
+        self._lite32 = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_32)
+        self._lite16 = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_16)
         for device in devices:
             for base, page in device.register_pages():
                 cpu.map_register_page(base, page)
@@ -85,11 +87,14 @@ class RegisterPages:
         taken while the kernel patches its code) EIP is still the start of the
         translation block.  Resuming there ran the block's first instructions twice (a
         `lea eax, [ecx+eax-0x3000]` before the store: a page fault at a bad address).
-        So the store is looked for from EIP on (`_find_store`): the MOV whose
-        destination is the stored address, with the registers as they are now.
+        So when EIP is a block's start, the store is looked for from there on
+        (`_find_store`): the MOV whose destination is the stored address, with the
+        registers as they are now (elsewhere EIP is exact: unicorn restored it).
         """
         value &= (1 << (8 * size)) - 1
-        store = self._find_store(addr) if self._emulating() else None
+        # Only at a block's first instruction may EIP be stale (see above).
+        search = self._emulating() and self._counter.at_block_start()
+        store = self._find_store(addr) if search else None
         self.in_store = True
         self.stop_wanted = False
         if store is not None:
@@ -111,6 +116,8 @@ class RegisterPages:
         self._unsettled.add(device)
         if not self._emulating():
             return True
+        if not search:
+            store = self._plain_store_at_eip()
         if store is None:
             self._counter.request_stop_soon()
         else:
@@ -119,6 +126,20 @@ class RegisterPages:
             self._skip = (self._cpu.eip, next_eip)
             self._counter.request_stop_after_current(store_pc)
         return True
+
+    def _plain_store_at_eip(self) -> tuple[int, int] | None:
+        """(linear address, next EIP) of the instruction at EIP if it is a plain MOV."""
+        cpu = self._cpu
+        pc = cpu.linear_pc()
+        code = cpu.read_linear(pc, 16)
+        if code is None:
+            return None
+        wide = cpu.code_is_32bit()
+        cs = self._lite32 if wide else self._lite16
+        for _addr, length, mnemonic, _ops in cs.disasm_lite(code, 0, 1):
+            if mnemonic in _PLAIN_STORES:
+                return pc, (cpu.eip + int(length)) & (0xFFFFFFFF if wide else 0xFFFF)
+        return None
 
     def _find_store(self, paddr: int) -> tuple[int, int] | None:
         """(linear address, next EIP) of the plain MOV storing to physical `paddr` now:
@@ -134,7 +155,9 @@ class RegisterPages:
             return None
         regs = cpu.general_registers()
         decoder = self._cs32 if wide else self._cs16
-        for insn in decoder.disasm(code, 0):
+        offset = 0
+        while insn := next(decoder.disasm(code[offset:], offset, 1), None):
+            offset += insn.size
             if insn.mnemonic in _PLAIN_STORES:
                 linear = self._destination(insn, regs, wide)
                 if linear is not None and cpu.linear_to_physical(linear) == paddr:

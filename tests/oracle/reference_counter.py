@@ -227,6 +227,9 @@ class ReferenceCounter:
     def remove_breakpoint(self, addr: int) -> None:
         self._breakpoints.discard(addr)
 
+    def at_block_start(self) -> bool:
+        return False  # EIP is exact: a code hook on every instruction syncs it
+
     def executing(self, pc: int | None) -> None:
         del pc  # EIP is exact: a code hook on every instruction syncs it
 

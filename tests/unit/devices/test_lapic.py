@@ -3,8 +3,12 @@ the timer in virtual time, and save/load."""
 
 from __future__ import annotations
 
+import mmap
+import random
+
 import pytest
 
+from rdebug.machine.countdown import Countdown
 from rdebug.machine.devices import lapic as L
 from rdebug.machine.devices.lapic import LocalApic, timer_divisor
 from tests.unit.devices.conftest import FakeContext
@@ -255,3 +259,25 @@ def test_the_page_holds_every_bitmap_register_after_accepts_and_eois(
         if offset != L.TIMER_CURRENT:
             assert page_read(enabled, offset) == enabled.read_register(offset), hex(offset)
     assert page_read(enabled, L.IRR_BASE + 0x20) == 1 << (0x41 - 64)  # vectors 64-95
+
+
+def test_the_published_count_is_the_count_at_its_icount() -> None:
+    """The C countdown (published at branch boundaries) gives `current_count`'s value,
+    in any order of icounts (a seek goes backwards), periodic and one-shot."""
+    rng = random.Random(14)
+    countdown = Countdown(mmap.mmap(-1, 4096), L.TIMER_CURRENT)
+    for _ in range(200):
+        initial = rng.choice([1, 2, 7, 1000, rng.randrange(1, 1 << 32)])
+        divisor = 1 << rng.randrange(8)
+        periodic = rng.random() < 0.5
+        shift = rng.randrange(11)
+        bias = rng.randrange(1 << 40)
+        start = bias + rng.randrange(1 << 30)
+        countdown.arm(start, initial, divisor, periodic)
+        countdown.set_clock(shift, bias)
+        for _ in range(30):
+            icount = rng.randrange(1 << 34)
+            elapsed = max(0, (icount << shift) + bias - start) // divisor
+            expected = initial - elapsed % initial if periodic else max(0, initial - elapsed)
+            assert countdown.publish_at(icount) == expected
+            assert int.from_bytes(countdown._page[0x390:0x394], "little") == expected
