@@ -605,7 +605,7 @@ class Machine:
         if self._emulating:
             raise MachineError("cannot load a machine state while it runs")
         self.cpu.restore_context(state.cpu)
-        self.clock.timers.clear()
+        self.clock.clear()
         for device in self.devices:
             device.load_state(copy.deepcopy(state.devices[device.name]))  # re-arms timers
         self.clock.bias_ns = state.bias_ns
