@@ -362,8 +362,10 @@ class Machine:
                     return self._stop(StopReason.FAULT, detail=f"{exc} at eip {self.cpu.eip:#x}")
             finally:
                 self._emulating = False
-                self._pass_native_syncs()
-                self._register_pages.settle()
+                try:
+                    self._pass_native_syncs()  # a player may find a divergence here
+                finally:
+                    self._register_pages.settle()
             if page_fault is not None:
                 self._raise_page_fault(page_fault)
                 shadow = False

@@ -18,12 +18,14 @@ from pathlib import Path
 
 import pytest
 
+from rdebug.errors import LogDivergence
 from rdebug.host.sources import FileSerialSource, LiveInputs
 from rdebug.machine.inputs import ExternalInputs
 from rdebug.machine.intr import NativeInterrupts
 from rdebug.machine.loader import load_image
 from rdebug.machine.machine import Machine, MachineConfig, StopReason
 from rdebug.machine.vtlb import VirtualTlb
+from rdebug.replay.log import ExceptionTaken, Instruction, Reader, encode, encode_header
 from rdebug.replay.player import Player
 from rdebug.replay.recorder import Recorder
 from tests.conftest import GUESTS, Capture, make_machine
@@ -120,3 +122,27 @@ def test_native_system_calls_record_the_same_log(
     assert native[4] > 60 and python[4] == 0  # the session's system calls, in C or not
     assert native_log.read_bytes() == python_log.read_bytes()
     assert native[:4] == python[:4] == native_replay[:4] == python_replay_of_native[:4]
+
+
+def test_a_system_call_not_where_the_log_has_it_is_a_divergence(tmp_path: Path) -> None:
+    """The C hook's syncs reach the player: a log whose first system call is moved one
+    instruction later makes the replay stop with a divergence at the real one."""
+    log = tmp_path / "native.log"
+    _record(log)
+    with log.open("rb") as stream:
+        events = list(Reader(stream, str(log)))
+    first = next(i for i, e in enumerate(events) if isinstance(e, ExceptionTaken))
+    moved = 0
+    for i in range(first - 1, -1, -1):  # the instruction count just before it
+        event = events[i]
+        if isinstance(event, Instruction):
+            events[i] = Instruction(event.count + 1)
+            moved = sum(e.count for e in events[:first] if isinstance(e, Instruction))
+            break
+    assert moved
+    tampered = tmp_path / "tampered.log"
+    tampered.write_bytes(encode_header() + b"".join(encode(e) for e in events))
+    with pytest.raises(LogDivergence) as caught:
+        _replay(tampered)
+    assert caught.value.icount == moved - 1
+    assert "took an exception" in caught.value.actual
