@@ -560,6 +560,19 @@ void rd_code_hook(uc_engine *uc, uint64_t addr, uint32_t size, void *user) {
     st->emu_stop(uc);
 }
 
+/* For the native interrupt hook (_intr.c), which never touches this struct itself: a
+ * trap (INT n) raised by the last instruction of the block being run, whose address
+ * after it is `pc`?  If so the counter takes it as counter.py's exception_taken does
+ * (the block is counted whole: icount is the trap's position; the handler's first block
+ * follows a control transfer), *icount is set and 1 returned; otherwise nothing changes. */
+int rd_counter_trap_at_block_end(struct rd_counter *st, uint64_t pc, uint64_t *icount) {
+    if (st->block_addr == RD_NO_ADDR || st->block_addr + st->block_size != pc)
+        return 0;
+    st->block_info = RD_INFO_BRANCH;
+    *icount = st->icount;
+    return 1;
+}
+
 /* An importable module only so that the build and the import machinery find the file. */
 static struct PyModuleDef rd_module = {PyModuleDef_HEAD_INIT, "_icount", NULL, -1, NULL};
 

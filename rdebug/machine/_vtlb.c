@@ -516,3 +516,36 @@ int rd_deliver(struct rd_vtlb *v, uint32_t vector, uint32_t software, uint32_t h
     v->delivered++;
     return 0;
 }
+
+/* For the native interrupt hook (_intr.c): the engine reports trap `vector` with CS:EIP
+ * after the instruction that raised it.  Sets *pc to that linear address (cs.base + eip,
+ * as cpu.py's linear_pc) and returns 0 when the two bytes before it are INT `vector`
+ * (CD imm8) and the byte before those is no prefix; returns 1 (and the Python hook
+ * decides, from the decoded block) in any other case: real or virtual-8086 mode, code
+ * that cannot be read, an INT with a prefix, anything else. */
+int rd_after_int(struct rd_vtlb *v, uint32_t vector, uint64_t *pc) {
+    uint64_t cr0 = reg(v, v->cr0_regid);
+    if (!(cr0 & CR0_PE) || (reg(v, v->eflags_regid) & 0x20000u))
+        return 1;
+    uint64_t cr3 = reg(v, v->cr3_regid);
+    uint64_t cr4 = reg(v, v->cr4_regid);
+    if ((cr0 & CR0_PG) && (cr4 & CR4_PAE))
+        return 1;
+    uint64_t at = (cs_base(v, cr0, cr3, cr4) + reg(v, v->eip_regid)) & 0xffffffffu;
+    if (at < 3)
+        return 1;
+    uint8_t code[3];
+    if (peek_linear(v, at - 3, code, 3, cr0, cr3, cr4) < 0)
+        return 1;
+    if (code[1] != 0xcd || code[2] != vector)
+        return 1;
+    switch (code[0]) { /* a prefix of this INT, or the end of the instruction before? */
+    case 0x26: case 0x2e: case 0x36: case 0x3e: case 0x64: case 0x65:
+    case 0x66: case 0x67: case 0xf0: case 0xf2: case 0xf3:
+        return 1;
+    default:
+        break;
+    }
+    *pc = at;
+    return 0;
+}

@@ -22,7 +22,12 @@ class VirtualClock:
         #: Virtual ns added by HLT fast-forwards.
         self.bias_ns = 0
         #: Each armed device's deadline (ns); ties fire in the order they were armed.
+        #: Change it only through set_timer, pop_due and clear (they keep the cache below).
         self.timers: dict[Device, int] = {}
+        #: The entry min() over `timers` would give (the first of the earliest, in the
+        #: dict's order), or None when not known: the run loop asks for it at every stop
+        #: and timers change far less often than that.
+        self._earliest: tuple[Device, int] | None = None
 
     def ns(self, icount: int) -> int:
         """Virtual time (ns) at `icount`."""
@@ -36,26 +41,55 @@ class VirtualClock:
         return -(-delta >> self.shift)
 
     def set_timer(self, device: Device, deadline_ns: int | None) -> None:
+        timers = self.timers
+        earliest = self._earliest
         if deadline_ns is None:
-            self.timers.pop(device, None)
-        else:
-            self.timers[device] = deadline_ns
+            if timers.pop(device, None) is not None and earliest and earliest[0] is device:
+                self._earliest = None
+            return
+        armed = device in timers
+        timers[device] = deadline_ns
+        if earliest is None:
+            return
+        if earliest[0] is device:
+            if deadline_ns > earliest[1]:
+                self._earliest = None  # another timer may be first now
+            else:
+                self._earliest = (device, deadline_ns)
+        elif deadline_ns < earliest[1]:
+            self._earliest = (device, deadline_ns)
+        elif deadline_ns == earliest[1] and armed:
+            self._earliest = None  # a tie: the dict's order decides
+        # (a new device goes last in the dict: on a tie, the earliest stays first)
+
+    def clear(self) -> None:
+        """Disarm every timer."""
+        self.timers.clear()
+        self._earliest = None
+
+    def _first(self) -> tuple[Device, int] | None:
+        earliest = self._earliest
+        if earliest is None and self.timers:
+            earliest = self._earliest = min(self.timers.items(), key=lambda kv: kv[1])
+        return earliest
 
     def next_deadline_ns(self) -> int | None:
-        return min(self.timers.values()) if self.timers else None
+        first = self._first()
+        return None if first is None else first[1]
 
     def next_deadline_icount(self) -> int:
         """The icount of the earliest deadline (NEVER without timers)."""
-        return self.icount_at(min(self.timers.values())) if self.timers else NEVER
+        first = self._first()
+        return NEVER if first is None else self.icount_at(first[1])
 
     def pop_due(self, icount: int) -> Device | None:
         """The device whose timer is due first at `icount` (its timer disarmed), if any."""
-        if not self.timers:
+        first = self._first()
+        if first is None or self.icount_at(first[1]) > icount:
             return None
-        device, deadline = min(self.timers.items(), key=lambda kv: kv[1])
-        if self.icount_at(deadline) > icount:
-            return None
+        device = first[0]
         del self.timers[device]
+        self._earliest = None
         return device
 
     def warp(self, now_ns: int, to_ns: int) -> None:

@@ -22,6 +22,7 @@ from unicorn import x86_const as X
 from unicorn.unicorn_py3 import unicorn as _ucpy
 
 from rdebug.errors import MachineError
+from rdebug.machine.intr import Cr2Hook
 from rdebug.machine.vtlb import VirtualTlb
 
 PAGE_SIZE = 4096
@@ -243,8 +244,7 @@ class Cpu:
         self._scratch = self.uc.context_save()
         self._scratch_addr = ctypes.cast(self._scratch.context, ctypes.c_void_p).value or 0
         self._register_pages: list[ctypes.c_char] = []
-        self._fault_cr2: int | None = None
-        self.uc.hook_add(UC_HOOK_INTR, self._on_exception)
+        self._cr2 = Cr2Hook(self.uc)  # CR2 of the guest's page faults (native: no Python call)
 
     def emu_start(self, begin: int, until: int) -> None:
         """Run the engine from `begin` (EIP) until the linear address `until`.
@@ -257,17 +257,14 @@ class Cpu:
         Not covered: a guest's MOV to CR2 in the same run (no OS does it).
         """
         before = self._regs.scalar(X.UC_X86_REG_CR2)
-        self._fault_cr2 = None
+        self._cr2.take()
         try:
             self.uc.emu_start(begin, until)
         finally:
-            cr2 = before if self._fault_cr2 is None else self._fault_cr2
+            fault_cr2 = self._cr2.take()
+            cr2 = before if fault_cr2 is None else fault_cr2
             if self._regs.scalar(X.UC_X86_REG_CR2) != cr2:
                 self.uc.reg_write(X.UC_X86_REG_CR2, cr2)
-
-    def _on_exception(self, uc: Uc, intno: int, _user: object) -> None:
-        if intno == 14:  # a page fault: CR2 is the faulting address
-            self._fault_cr2 = self._regs.scalar(X.UC_X86_REG_CR2)
 
     def map_register_page(self, base: int, page: mmap.mmap) -> None:
         """Map a device's 4 KiB register page read-only at physical `base` (above RAM).

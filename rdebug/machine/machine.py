@@ -63,6 +63,7 @@ from rdebug.machine.interrupts import (
     deliver,
     is_int_instruction,
 )
+from rdebug.machine.intr import NativeInterrupts
 from rdebug.machine.ioports import PortIo
 from rdebug.machine.loader import LoadedImage
 from rdebug.machine.native_counter import NativeCounter
@@ -178,8 +179,8 @@ class Machine:
         self._watchpoints = Watchpoints(self.cpu, self.counter)
         #: memory access probes (machine/probes.py), for queries over a run
         self.probes = MemoryProbes(self.cpu, self.counter)
-        #: called with every interrupt or exception delivered, when set
-        self.interrupt_probe: Callable[[Delivery], None] | None = None
+        self._interrupt_probe: Callable[[Delivery], None] | None = None
+        self._native_interrupts: NativeInterrupts | None = None
         self._install_hooks()
         self._register_pages = RegisterPages(
             self.cpu, self.counter, self.devices, lambda: self._emulating
@@ -192,6 +193,22 @@ class Machine:
         map_open_bus(self._uc)
         self.symbols: dict[str, int] = {}
         self._linux: linux.LinuxBoot | None = None
+
+    @property
+    def native_interrupts(self) -> NativeInterrupts | None:
+        """The native system-call path (None with a counter other than the native one)."""
+        return self._native_interrupts
+
+    @property
+    def interrupt_probe(self) -> Callable[[Delivery], None] | None:
+        """Called with every interrupt or exception delivered, when set."""
+        return self._interrupt_probe
+
+    @interrupt_probe.setter
+    def interrupt_probe(self, probe: Callable[[Delivery], None] | None) -> None:
+        self._interrupt_probe = probe
+        if self._native_interrupts is not None:  # the probe sees every delivery in Python
+            self._native_interrupts.native = probe is None and NativeInterrupts.default_native
 
     # -- DeviceContext ---------------------------------------------------------------------
 
@@ -231,12 +248,14 @@ class Machine:
         # The exact instruction (an I/O hook runs mid-block): where the run was cut into
         # blocks must not change the icount a recording gives the host clock read.
         icount = self.counter.current_icount() if self._emulating else self.counter.icount
+        self._pass_native_syncs()
         return self.inputs.host_clock_ns(icount)
 
     def _microphone(self, fmt: AudioFormat, frames: int) -> bytes:
         # The exact instruction too: the card may take samples inside an I/O access (the
         # guest changing the rate or pausing mid-transfer).
         icount = self.counter.current_icount() if self._emulating else self.counter.icount
+        self._pass_native_syncs()
         return self.inputs.audio_input(icount, fmt, frames)
 
     # -- loading -----------------------------------------------------------------------------
@@ -350,7 +369,10 @@ class Machine:
                     return self._stop(StopReason.FAULT, detail=f"{exc} at eip {self.cpu.eip:#x}")
             finally:
                 self._emulating = False
-                self._register_pages.settle()
+                try:
+                    self._pass_native_syncs()  # a player may find a divergence here
+                finally:
+                    self._register_pages.settle()
             if page_fault is not None:
                 self._raise_page_fault(page_fault)
                 shadow = False
@@ -455,9 +477,9 @@ class Machine:
         self._port_io.probe = sink
 
     def _deliver(self, interrupt: Interrupt) -> None:
-        if self.interrupt_probe is not None:
+        if self._interrupt_probe is not None:
             icount = self.counter.current_icount() if self._emulating else self.counter.icount
-            self.interrupt_probe(
+            self._interrupt_probe(
                 Delivery(
                     icount,
                     interrupt.vector,
@@ -482,7 +504,13 @@ class Machine:
         uc = self._uc
         self._port_io = PortIo(self.cpu, self.counter, self.board.ports, self._after_io)
         self._cpuid_tsc = CpuidTsc(self.cpu, self.counter, self.now_ns)
-        uc.hook_add(UC_HOOK_INTR, self._on_interrupt)
+        if isinstance(self.counter, NativeCounter):
+            # system calls (INT n) taken in C; everything else comes to _on_interrupt
+            self._native_interrupts = NativeInterrupts(
+                uc, self.counter.state_address, self.cpu.vtlb.state_address, self._on_trap
+            )
+        else:
+            uc.hook_add(UC_HOOK_INTR, self._on_interrupt)
         uc.hook_add(UC_HOOK_INSN_INVALID, self._on_invalid)
         uc.hook_add(UC_HOOK_INSN, self._on_sysenter, None, 1, 0, X.UC_X86_INS_SYSENTER)
 
@@ -509,7 +537,19 @@ class Machine:
         if self.board.irq_pending() and not self.counter.irq_check:
             self.counter.request_stop_after_current()
 
+    def _pass_native_syncs(self) -> None:
+        """Hand the inputs the software interrupts taken in C since the last call (a
+        recorder logs them, a player checks them), before anything later reaches them."""
+        if self._native_interrupts is not None:
+            for icount in self._native_interrupts.take_syncs():
+                self.inputs.synchronize(SyncEvent.EXCEPTION, icount)
+
+    def _on_trap(self, intno: int) -> None:
+        """An interrupt or exception the native hook left to Python."""
+        self._on_interrupt(self._uc, intno, None)
+
     def _on_interrupt(self, uc: Uc, intno: int, _user: object) -> None:
+        self._pass_native_syncs()
         pc = self.cpu.linear_pc()
         prev = self.counter.previous_instruction(pc)
         software = prev is not None and is_int_instruction(self.cpu, prev, intno)
@@ -524,6 +564,7 @@ class Machine:
 
     def _on_sysenter(self, uc: Uc, _user: object) -> None:
         """Unicorn's SYSENTER only calls this hook, then adds 2 to EIP (machine/sysenter.py)."""
+        self._pass_native_syncs()
         if not sysenter(self.cpu):
             self.counter.exception_taken(faulting=True)
             self.inputs.synchronize(SyncEvent.EXCEPTION, self.counter.current_icount())
@@ -531,6 +572,7 @@ class Machine:
         self.cpu.eip = self.cpu.eip - SYSENTER_LENGTH
 
     def _on_invalid(self, uc: Uc, _user: object) -> bool:
+        self._pass_native_syncs()
         self.counter.exception_taken(faulting=True)
         self.inputs.synchronize(SyncEvent.EXCEPTION, self.counter.current_icount())
         self.cpu.take_exception_error_code()
@@ -571,7 +613,7 @@ class Machine:
         if self._emulating:
             raise MachineError("cannot load a machine state while it runs")
         self.cpu.restore_context(state.cpu)
-        self.clock.timers.clear()
+        self.clock.clear()
         for device in self.devices:
             device.load_state(copy.deepcopy(state.devices[device.name]))  # re-arms timers
         self.clock.bias_ns = state.bias_ns

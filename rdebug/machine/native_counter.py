@@ -118,6 +118,11 @@ class NativeCounter:
         self._st.irq_check = int(value)
 
     @property
+    def state_address(self) -> int:
+        """Address of the counter's C struct (for the native interrupt hook, _intr.c)."""
+        return self._st_addr
+
+    @property
     def blocks_translated(self) -> int:
         return int(self._st.blocks_seen)
 

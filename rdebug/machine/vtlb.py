@@ -193,6 +193,11 @@ class VirtualTlb:
         self._deliver = self._lib.rd_deliver
 
     @property
+    def state_address(self) -> int:
+        """Address of the page walk's C struct (for the native interrupt hook, _intr.c)."""
+        return self._st_addr
+
+    @property
     def fills(self) -> int:
         """TLB fills the page walk answered (statistics)."""
         return int(self._st.fills)

@@ -1,21 +1,42 @@
-"""Interrupt delivery in C (rd_deliver) against interrupts.py's Python delivery: every
-guest that takes interrupts and exceptions from ring 0 and ring 3 runs the same way,
-stop for stop, register for register, to the same final state, with either.
+"""Interrupts in C against the Python paths: every guest that takes interrupts and
+exceptions from ring 0 and ring 3 runs the same way, stop for stop, register for register,
+to the same final state, whichever takes them:
+
+- native: system calls (INT n, n >= 32) taken by the C interrupt hook (_intr.c), every
+  delivery through a 32-bit gate done by rd_deliver (_vtlb.c);
+- python-hook: every interrupt through the machine's Python hook, delivered by rd_deliver;
+- python: the Python hook and interrupts.py's Python delivery.
+
+A recording made with the system calls taken in C is the same log, byte for byte, as one
+made with the Python hook, and replays either way.
 """
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
-from rdebug.machine.machine import StopReason
+from rdebug.errors import LogDivergence
+from rdebug.host.sources import FileSerialSource, LiveInputs
+from rdebug.machine.inputs import ExternalInputs
+from rdebug.machine.intr import NativeInterrupts
+from rdebug.machine.loader import load_image
+from rdebug.machine.machine import Machine, MachineConfig, StopReason
 from rdebug.machine.vtlb import VirtualTlb
-from tests.conftest import make_machine
+from rdebug.replay.log import ExceptionTaken, Instruction, Reader, encode, encode_header
+from rdebug.replay.player import Player
+from rdebug.replay.recorder import Recorder
+from tests.conftest import GUESTS, Capture, make_machine
 
 CLOCK_NS = 1_764_000_000_000_000_000
 SESSIONS = {"minikernel": b"crc 30\nexit 0\n"}
+#: guests whose ring 3 makes system calls with INT n (n >= 32)
+SYSCALLS = {"usermode", "paging", "minikernel"}
 
 
-def _walk(guest: str) -> tuple[list[tuple[object, ...]], str, int]:
+def _walk(guest: str) -> tuple[list[tuple[object, ...]], str, tuple[int, int]]:
     machine, out = make_machine(guest, serial_input=SESSIONS.get(guest), clock_ns=CLOCK_NS)
     stops: list[tuple[object, ...]] = []
     try:
@@ -27,7 +48,9 @@ def _walk(guest: str) -> tuple[list[tuple[object, ...]], str, int]:
                 break
             step = step * 5 % 60_013 + 1  # uneven strides: inside handlers and user code
         stops.append((bytes(out.data),))
-        return stops, machine.state_hash(), machine.cpu.vtlb.delivered
+        assert machine.native_interrupts is not None
+        taken = (machine.cpu.vtlb.delivered, machine.native_interrupts.handled)
+        return stops, machine.state_hash(), taken
     finally:
         machine.close()
 
@@ -37,8 +60,89 @@ def test_native_delivery_gives_the_python_delivery_run(
     guest: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     native = _walk(guest)
+    monkeypatch.setattr(NativeInterrupts, "default_native", False)
+    python_hook = _walk(guest)
     monkeypatch.setattr(VirtualTlb, "deliver", lambda self, *args: False)
     python = _walk(guest)
     assert native[0][-2][0] is StopReason.EXIT
-    assert native[2] > 0 and python[2] == 0  # each path was the one taken
-    assert native[:2] == python[:2]
+    # each path was the one taken
+    assert native[2][0] > 0 and python[2] == (0, 0)
+    assert python_hook[2] == (native[2][0], 0)  # the same deliveries, all through Python's hook
+    if guest in SYSCALLS:
+        assert native[2][1] > 0
+    assert native[:2] == python_hook[:2] == python[:2]
+
+
+Result = tuple[StopReason, int, bytes, str, int]
+
+
+def _machine_run(inputs: ExternalInputs) -> Result:
+    out = Capture()
+    machine = Machine(MachineConfig(memory_mb=64), inputs, [out])
+    try:
+        machine.load(load_image(GUESTS / "minikernel.elf"))
+        stop = machine.run()
+        assert machine.native_interrupts is not None
+        handled = machine.native_interrupts.handled
+        return stop.reason, stop.icount, bytes(out.data), machine.state_hash(), handled
+    finally:
+        machine.close()
+
+
+def _record(log: Path) -> Result:
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    try:
+        session = LiveInputs({0: FileSerialSource(SESSIONS["minikernel"])}, lambda: CLOCK_NS)
+        recorder = Recorder(session, fd)
+        result = _machine_run(recorder)
+        recorder.finish(result[1])
+    finally:
+        os.close(fd)
+    return result
+
+
+def _replay(log: Path) -> Result:
+    with log.open("rb") as stream:
+        player = Player(stream, str(log))
+        result = _machine_run(player)
+        player.verify_end(result[1], "stopped")
+    return result
+
+
+def test_native_system_calls_record_the_same_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    native_log, python_log = tmp_path / "native.log", tmp_path / "python.log"
+    native = _record(native_log)
+    native_replay = _replay(native_log)
+    monkeypatch.setattr(NativeInterrupts, "default_native", False)
+    python = _record(python_log)
+    python_replay_of_native = _replay(native_log)
+    assert native[0] is StopReason.EXIT
+    assert native[4] > 60 and python[4] == 0  # the session's system calls, in C or not
+    assert native_log.read_bytes() == python_log.read_bytes()
+    assert native[:4] == python[:4] == native_replay[:4] == python_replay_of_native[:4]
+
+
+def test_a_system_call_not_where_the_log_has_it_is_a_divergence(tmp_path: Path) -> None:
+    """The C hook's syncs reach the player: a log whose first system call is moved one
+    instruction later makes the replay stop with a divergence at the real one."""
+    log = tmp_path / "native.log"
+    _record(log)
+    with log.open("rb") as stream:
+        events = list(Reader(stream, str(log)))
+    first = next(i for i, e in enumerate(events) if isinstance(e, ExceptionTaken))
+    moved = 0
+    for i in range(first - 1, -1, -1):  # the instruction count just before it
+        event = events[i]
+        if isinstance(event, Instruction):
+            events[i] = Instruction(event.count + 1)
+            moved = sum(e.count for e in events[:first] if isinstance(e, Instruction))
+            break
+    assert moved
+    tampered = tmp_path / "tampered.log"
+    tampered.write_bytes(encode_header() + b"".join(encode(e) for e in events))
+    with pytest.raises(LogDivergence) as caught:
+        _replay(tampered)
+    assert caught.value.icount == moved - 1
+    assert "took an exception" in caught.value.actual

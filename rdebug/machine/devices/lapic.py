@@ -141,6 +141,7 @@ def _highest(bits: int) -> int:
 #: Eight 32-bit registers 16 bytes apart (the ISR/TMR/IRR layout of the register page).
 _BITMAP = struct.Struct("<" + "I12x" * 7 + "I")
 _U32 = struct.Struct("<I")
+_DWORDS = struct.Struct("<8I")  # a 256-bit bitmap as its eight dwords
 
 
 def _save_regs(regs: dict[int, int]) -> StateValue:
@@ -430,11 +431,12 @@ class LocalApic(Device):
         """ISR, TMR, IRR (eight dwords each, 16 bytes apart) and PPR into the page.
 
         Called at every accepted interrupt and every EOI: packed directly rather than
-        register by register through `read_register`.
+        register by register through `read_register`, each bitmap split into its dwords
+        by `struct` (a Python loop over them cost 4x as much).
         """
         page = self.page
         for base, bits in ((ISR_BASE, self.isr), (TMR_BASE, self.tmr), (IRR_BASE, self.irr)):
-            _BITMAP.pack_into(page, base, *((bits >> (32 * i)) & 0xFFFFFFFF for i in range(8)))
+            _BITMAP.pack_into(page, base, *_DWORDS.unpack(bits.to_bytes(32, "little")))
         _U32.pack_into(page, PPR, self.ppr())
 
     def _publish_all(self) -> None:
