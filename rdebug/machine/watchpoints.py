@@ -14,8 +14,9 @@ from dataclasses import dataclass
 
 from unicorn import UC_HOOK_MEM_READ, UC_HOOK_MEM_WRITE, Uc
 
+from rdebug.errors import MachineError
 from rdebug.machine.counter import Counter
-from rdebug.machine.cpu import Cpu
+from rdebug.machine.cpu import CR0_PG, Cpu
 
 
 class WatchKind(enum.Enum):
@@ -35,6 +36,10 @@ class WatchHit:
 
 #: Most physically separate pieces (one memory hook each) one watchpoint may need.
 MAX_PIECES = 4096
+#: A range of at most this many bytes is refused under paging when no page of it is
+#: mapped now (a debugger's watchpoint is a few bytes; a larger range, up to the whole
+#: address space, is watched where it is mapped).
+SMALL_RANGE = 16 * 4096
 
 _HOOK_TYPES = {
     WatchKind.WRITE: UC_HOOK_MEM_WRITE,
@@ -62,11 +67,25 @@ class Watchpoints:
         linear address, as with paging off.  The cost is one step per page the page
         tables really map (`Cpu.physical_pieces`); `MachineError` for a range that
         leaves the 32-bit space, is empty, or maps to more than `MAX_PIECES` physical
-        pieces (a hook each).
+        pieces (a hook each), and, under paging, for a range of at most `SMALL_RANGE`
+        bytes that no page maps now (a user address while another process, or a kernel
+        thread, runs: its hook would watch whatever RAM sits at that physical address).
+
+        The pieces stay where they were placed until the watchpoint is removed: in a
+        guest with several address spaces, the watch follows the physical memory of the
+        process that was current when it was set, whichever process then runs.
         """
         key = (addr, length, kind)
         if key in self._hooks:
             return
+        pieces = self._ranges(addr, length)
+        if length <= SMALL_RANGE and not self._mapped(addr, length):
+            raise MachineError(
+                f"cannot watch {addr:#x}+{length:#x}: no page of it is mapped in the "
+                f"address space in force (CR3 {self._cpu.read('cr3'):#x}); a watchpoint "
+                "is placed where the page tables map it when it is set (gdb: whenever "
+                "it resumes), so set it, and resume, where a process that maps it runs"
+            )
         uc = self._cpu.uc
         self._hooks[key] = [
             uc.hook_add(
@@ -76,7 +95,7 @@ class Watchpoints:
                 physical,
                 physical + n - 1,
             )
-            for linear, physical, n in self._ranges(key[0], length)
+            for linear, physical, n in pieces
         ]
         self._counter.invalidate()
 
@@ -94,6 +113,13 @@ class Watchpoints:
 
     def _ranges(self, addr: int, length: int) -> list[tuple[int, int, int]]:
         return physical_ranges(self._cpu, addr, length)
+
+    def _mapped(self, addr: int, length: int) -> bool:
+        """Paging off, or some page of the (small) range mapped by the tables in force."""
+        if not self._cpu.read("cr0") & CR0_PG:
+            return True
+        pages = range(addr & ~0xFFF, addr + length, 0x1000)
+        return any(self._cpu.linear_to_physical(page) is not None for page in pages)
 
     def _on_watched(
         self,
