@@ -6,7 +6,9 @@ follows the corrupted pointer and the process dies of SIGSEGV.  The Debian kerne
 tests/linux_guest.py boots an initramfs whose /init runs it, then powers off.
 
 - `rdebug record` (the CLI): the kernel logs `listbug[N]: segfault at 5eed0304 ip ...`;
-- a real gdb on the replay, with the kernel's symbols and the program's: break where the
+- a real gdb on the replay, with the kernel's symbols (`break start_kernel`: an __init
+  function) and the program's; a watch on the program's heap set in `kernel_init` (no
+  page maps it there) is refused when gdb resumes; break where the
   kernel sends the signal (`force_sig_fault`), load listbug's DWARF, back to the faulting
   instruction (a breakpoint at the ip the kernel logged, reverse-continue: sum(), the
   line that follows the pointer), then a watchpoint on the corrupted `list->next` and
@@ -98,7 +100,7 @@ def test_the_program_segfaults_on_the_corrupted_pointer(recorded: tuple[Path, st
     assert "reboot: Power down" in transcript
     # KASLR moved the kernel; the offset, found at the end of the recording, is kept
     offset = Trace.open(trace).info.guest.kernel_offset
-    assert offset is not None and offset % 0x1000 == 0
+    assert offset is not None and offset % (16 << 20) == 0  # Debian's CONFIG_PHYSICAL_ALIGN
 
 
 def test_gdb_finds_the_stray_store_backwards_from_the_segfault(
@@ -113,6 +115,14 @@ def test_gdb_finds_the_stray_store_backwards_from_the_segfault(
     assert head is not None
     head_next = int(head.group(1), 16) + 16  # &list->next: the program printed list
     with rdebug.open(trace) as session, rdebug.gdb.attach(session) as gdb:
+        # an __init function (in .init.text, after _etext) is a function to gdb
+        assert "Breakpoint 1 at" in gdb.command("break start_kernel").console
+        stop = gdb.command("continue", timeout=1800).stopped
+        assert stop is not None and stop["reason"] == "breakpoint-hit", stop
+        assert gdb.value("$pc") == session.address("start_kernel")
+        assert "start_kernel in section .init.text" in gdb.command("info symbol $pc").console
+        gdb.command("delete")
+
         # in the kernel's own address space (pid 1 before it execs /init), no page maps
         # the process's heap: the watchpoint is refused when gdb resumes (inserts it)
         gdb.command("break kernel_init")
