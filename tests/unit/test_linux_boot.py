@@ -13,7 +13,7 @@ from elftools.elf.elffile import ELFFile
 from rdebug.errors import GuestImageError
 from rdebug.machine import acpi, kallsyms, linux
 from rdebug.machine.loader import ImageFormat, parse_image, symbol_file
-from tests.linux_guest import synthetic_bzimage
+from tests.linux_guest import INIT_SCRIPT, build_initramfs, synthetic_bzimage
 
 
 def test_a_bzimage_is_detected_and_placed() -> None:
@@ -165,3 +165,34 @@ def test_init_functions_are_functions_in_the_symbol_elf() -> None:
     }
     with pytest.raises(GuestImageError, match=r"System\.map:2"):
         symbol_file(b"c1000000 T _text\nnonsense\n", "System.map")
+
+
+def _cpio_entries(archive: bytes) -> dict[str, tuple[int, bytes]]:
+    """path -> (mode, data) of a cpio "newc" archive, read the way the kernel does."""
+    entries: dict[str, tuple[int, bytes]] = {}
+    at = 0
+    while True:
+        assert archive[at : at + 6] == b"070701"
+        fields = [int(archive[at + 6 + 8 * i : at + 14 + 8 * i], 16) for i in range(13)]
+        mode, size, name_size = fields[1], fields[6], fields[11]
+        name_at = at + 110
+        name = archive[name_at : name_at + name_size - 1].decode()
+        data_at = (name_at + name_size + 3) & ~3
+        if name == "TRAILER!!!":
+            return entries
+        entries[name] = (mode, archive[data_at : data_at + size])
+        at = (data_at + size + 3) & ~3
+
+
+def test_an_initramfs_with_a_tests_own_init_and_programs() -> None:
+    default = build_initramfs(b"BUSYBOX")
+    assert build_initramfs(b"BUSYBOX", INIT_SCRIPT, {}) == default  # the default, unchanged
+    plain = _cpio_entries(default)
+    assert plain["init"] == (0o100755, INIT_SCRIPT.encode())
+    own = _cpio_entries(
+        build_initramfs(b"BUSYBOX", "#!/bin/sh\n/bin/prog\n", {"bin/prog": b"\x7fELF..."})
+    )
+    assert own["init"] == (0o100755, b"#!/bin/sh\n/bin/prog\n")
+    assert own["bin/prog"] == (0o100755, b"\x7fELF...")  # executable, in /bin
+    assert own["bin/busybox"] == plain["bin/busybox"] and own["dev/console"][0] == 0o020600
+    assert set(own) - set(plain) == {"bin/prog"}
