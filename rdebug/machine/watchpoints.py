@@ -79,13 +79,7 @@ class Watchpoints:
         if key in self._hooks:
             return
         pieces = self._ranges(addr, length)
-        if length <= SMALL_RANGE and not self._mapped(addr, length):
-            raise MachineError(
-                f"cannot watch {addr:#x}+{length:#x}: no page of it is mapped in the "
-                f"address space in force (CR3 {self._cpu.read('cr3'):#x}); a watchpoint "
-                "is placed where the page tables map it when it is set (gdb: whenever "
-                "it resumes), so set it, and resume, where a process that maps it runs"
-            )
+        check_mapped(self._cpu, addr, length)
         uc = self._cpu.uc
         self._hooks[key] = [
             uc.hook_add(
@@ -114,13 +108,6 @@ class Watchpoints:
     def _ranges(self, addr: int, length: int) -> list[tuple[int, int, int]]:
         return physical_ranges(self._cpu, addr, length)
 
-    def _mapped(self, addr: int, length: int) -> bool:
-        """Paging off, or some page of the (small) range mapped by the tables in force."""
-        if not self._cpu.read("cr0") & CR0_PG:
-            return True
-        pages = range(addr & ~0xFFF, addr + length, 0x1000)
-        return any(self._cpu.linear_to_physical(page) is not None for page in pages)
-
     def _on_watched(
         self,
         uc: Uc,
@@ -141,3 +128,20 @@ def physical_ranges(cpu: Cpu, addr: int, length: int) -> list[tuple[int, int, in
     the page tables in force now map it (unmapped pages: at their linear address);
     `MachineError` past the 32-bit space or beyond `MAX_PIECES` pieces."""
     return cpu.physical_pieces(addr, length, MAX_PIECES)
+
+
+def check_mapped(cpu: Cpu, addr: int, length: int) -> None:
+    """`MachineError` if paging is on and no page of a range of at most `SMALL_RANGE`
+    bytes is mapped by the page tables in force (a hook placed now would watch whatever
+    RAM sits at the linear address)."""
+    if length > SMALL_RANGE or not cpu.read("cr0") & CR0_PG:
+        return
+    pages = range(addr & ~0xFFF, addr + length, 0x1000)
+    if any(cpu.linear_to_physical(page) is not None for page in pages):
+        return
+    raise MachineError(
+        f"cannot watch {addr:#x}+{length:#x}: no page of it is mapped in the address "
+        f"space in force (CR3 {cpu.read('cr3'):#x}); memory is watched where the page "
+        "tables map it when the watch is placed (a gdb watchpoint: whenever gdb resumes; "
+        "a query: at its start), so place it where a process that maps it runs"
+    )

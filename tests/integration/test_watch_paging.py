@@ -242,6 +242,10 @@ def test_a_user_watch_is_refused_where_no_page_maps_it_and_follows_its_process()
             with pytest.raises(MachineError, match=r"no page of it is mapped .*CR3 0x302000"):
                 machine.add_watchpoint(USER + 8, length, WatchKind.WRITE)
         assert machine.cpu.physical_pieces(USER + 8, 4, 10) == [(USER + 8, USER + 8, 4)]
+        # a query's probes too (placed at the start of its span)
+        with pytest.raises(MachineError, match="no page of it is mapped"):
+            machine.probes.add(USER + 8, 4, True, True, lambda access: None)
+        assert not machine.probes.active
         # a range with one mapped page is taken (the big ones as they were: see above)
         cpu.write("cr3", space_a)
         machine.add_watchpoint(USER + 0xFFC, 8, WatchKind.WRITE)
