@@ -57,8 +57,9 @@ class Response:
 
 def exchange(controller: GdbController, text: str, timeout: float) -> list[dict[str, Any]]:
     """Send one GDB/MI command to a pygdbmi controller and collect its records: up to its
-    result record and, for a command that resumed the target, up to the `*stopped`.
-    TimeoutError if that takes longer than `timeout` seconds."""
+    result record and, for a command that resumed the target, up to the `*stopped` (or
+    the `^error` of a resume that failed: gdb says `^running`, then e.g. that it could
+    not insert a watchpoint).  TimeoutError if that takes longer than `timeout` seconds."""
     controller.write(text, read_response=False)
     records: list[dict[str, Any]] = []
     deadline = time.monotonic() + timeout
@@ -72,7 +73,8 @@ def exchange(controller: GdbController, text: str, timeout: float) -> list[dict[
         done = any(r.get("type") == "result" for r in records)
         running = any(r.get("message") == "running" for r in records)
         stopped = any(r.get("message") == "stopped" for r in records)
-        if done and (stopped or not running):
+        failed = any(r.get("type") == "result" and r.get("message") == "error" for r in records)
+        if done and (stopped or failed or not running):
             return records
 
 
@@ -118,7 +120,14 @@ class Gdb:
             None,
         )
         if check and error is not None:
-            raise GdbError(f"gdb: {label or text}: {error}")
+            # what gdb logged before refusing says why (e.g. "Could not insert hardware
+            # watchpoint 2.")
+            log = " ".join(
+                " ".join(str(r["payload"]).split())
+                for r in records
+                if r.get("type") == "log" and r.get("payload")
+            )
+            raise GdbError(f"gdb: {label or text}: {error}" + (f" ({log})" if log else ""))
         return Response(records, console, error)
 
     def value(self, expression: str) -> int:

@@ -24,6 +24,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -145,7 +146,12 @@ def cpio_newc(entries: list[tuple[str, int, bytes, int]]) -> bytes:
     return bytes(out)
 
 
-def build_initramfs(busybox: bytes, init: str = INIT_SCRIPT) -> bytes:
+def build_initramfs(
+    busybox: bytes, init: str = INIT_SCRIPT, files: Mapping[str, bytes] | None = None
+) -> bytes:
+    """The initramfs: busybox and its applets, /dev/console, `init` as /init, and
+    `files` (path in the archive, e.g. "bin/prog": its bytes; executable, in a directory
+    the archive has: bin, tmp, root) after it."""
     directory, regular, link, char = 0o040755, 0o100755, 0o120777, 0o020600
     entries: list[tuple[str, int, bytes, int]] = [
         (d, directory, b"", 0) for d in ("bin", "dev", "proc", "sys", "tmp", "root")
@@ -155,18 +161,22 @@ def build_initramfs(busybox: bytes, init: str = INIT_SCRIPT) -> bytes:
     entries.append(("bin/busybox", regular, busybox, 0))
     entries += [(f"bin/{applet}", link, b"busybox", 0) for applet in APPLETS]
     entries.append(("init", regular, init.encode(), 0))
+    entries += [(path, regular, data, 0) for path, data in sorted((files or {}).items())]
     return cpio_newc(entries)
 
 
-def linux_guest() -> LinuxGuest:
-    """Fetch (or reuse) the kernel and busybox; (re)build the initramfs next to them."""
+def linux_guest(init: str = INIT_SCRIPT, files: Mapping[str, bytes] | None = None) -> LinuxGuest:
+    """Fetch (or reuse) the kernel and busybox; (re)build the initramfs next to them.
+
+    `init` and `files` make another initramfs (`build_initramfs`): a test's own /init
+    and programs; the default one is the guest described above."""
     kernel_tree = _fetch(KERNEL_META)
     kernels = sorted((kernel_tree / "boot").glob("vmlinuz-*"))
     if len(kernels) != 1:
         raise Unavailable(f"{kernel_tree}/boot: expected one vmlinuz, found {len(kernels)}")
     busybox_tree = _fetch(BUSYBOX)
     busybox = busybox_tree / "bin" / "busybox"
-    image = build_initramfs(busybox.read_bytes())
+    image = build_initramfs(busybox.read_bytes(), init, files)
     # named by its content and written whole: suites run side by side (a stress run, a
     # checkout with another /init) never read one another's half-written archive
     initramfs = busybox_tree / f"initramfs-{hashlib.sha256(image).hexdigest()[:16]}.cpio"

@@ -149,21 +149,44 @@ def ksymtab(
             yield text.decode("ascii", "replace"), (entry + value) & 0xFFFFFFFF
 
 
+#: Code besides [_text, _etext), by the kallsyms symbols that bound it: gdb breaks only
+#: on FUNC symbols in a code section, and `start_kernel` and the other __init functions
+#: are in .init.text, after _etext (freed once the kernel has booted).
+_MORE_CODE = ((".init.text", "_sinittext", "_einittext"),)
+
+
 def symbol_elf(symbols: dict[str, int]) -> bytes:
     """A minimal ELF32 file with nothing but `symbols`, for gdb's `file` command.
 
-    The addresses between `_text` and `_etext` are functions in a `.text` section without
-    contents (gdb reads code from the target); the others are absolute data symbols.
+    The addresses between `_text` and `_etext` and between `_sinittext` and
+    `_einittext` are functions in a `.text` or `.init.text` section without contents
+    (gdb reads code from the target); the others are absolute data symbols.
     """
-    text_lo = symbols.get("_text", min(symbols.values(), default=0))
-    text_hi = symbols.get("_etext", max(symbols.values(), default=0) + 1)
-    shstrtab = b"\0.text\0.symtab\0.strtab\0.shstrtab\0"
+    code = [
+        (
+            ".text",
+            symbols.get("_text", min(symbols.values(), default=0)),
+            symbols.get("_etext", max(symbols.values(), default=0) + 1),
+        )
+    ]
+    code += [
+        (name, symbols[lo], symbols[hi])
+        for name, lo, hi in _MORE_CODE
+        if lo in symbols and hi in symbols and symbols[lo] < symbols[hi]
+    ]
+    shstrtab = b"\0" + b"".join(name.encode() + b"\0" for name, _, _ in code)
+    names_at = [1]
+    for name, _, _ in code[:-1]:
+        names_at.append(names_at[-1] + len(name) + 1)
+    symtab_index = 1 + len(code)  # then .strtab, .shstrtab
+    symtab_name = len(shstrtab)
+    shstrtab += b".symtab\0.strtab\0.shstrtab\0"
     strtab = bytearray(b"\0")
     symtab = bytearray(16)
     for name, addr in sorted(symbols.items(), key=lambda item: (item[1], item[0])):
-        in_text = text_lo <= addr < text_hi
-        info = (1 << 4) | (2 if in_text else 1)  # GLOBAL, FUNC or OBJECT
-        symtab += struct.pack("<IIIBBH", len(strtab), addr, 0, info, 0, 1 if in_text else 0xFFF1)
+        section = next((i for i, (_, lo, hi) in enumerate(code, 1) if lo <= addr < hi), 0)
+        info = (1 << 4) | (2 if section else 1)  # GLOBAL, FUNC or OBJECT
+        symtab += struct.pack("<IIIBBH", len(strtab), addr, 0, info, 0, section or 0xFFF1)
         strtab += name.encode("ascii", "replace") + b"\0"
     header_size, section_size = 52, 40
     symtab_at = header_size
@@ -173,16 +196,22 @@ def symbol_elf(symbols: dict[str, int]) -> bytes:
     body = bytes(symtab) + bytes(strtab) + shstrtab
     body += b"\0" * (sections_at - header_size - len(body))
     sections = bytes(section_size)  # the null section
+    for name_at, (_, lo, hi) in zip(names_at, code, strict=True):
+        sections += struct.pack(
+            "<10I", name_at, 8, 0x6, lo, 0, max(hi - lo, 0), 0, 0, 16, 0
+        )  # code: NOBITS, AX
     sections += struct.pack(
-        "<10I", 1, 8, 0x6, text_lo, 0, max(text_hi - text_lo, 0), 0, 0, 16, 0
-    )  # .text: NOBITS, AX
-    sections += struct.pack(
-        "<10I", 7, 2, 0, 0, symtab_at, len(symtab), 3, 1, 4, 16
+        "<10I", symtab_name, 2, 0, 0, symtab_at, len(symtab), symtab_index + 1, 1, 4, 16
     )  # .symtab: SYMTAB, link .strtab, first global 1
-    sections += struct.pack("<10I", 15, 3, 0, 0, strtab_at, len(strtab), 0, 0, 1, 0)
-    sections += struct.pack("<10I", 23, 3, 0, 0, shstrtab_at, len(shstrtab), 0, 0, 1, 0)
+    sections += struct.pack(
+        "<10I", symtab_name + 8, 3, 0, 0, strtab_at, len(strtab), 0, 0, 1, 0
+    )  # .strtab
+    sections += struct.pack(
+        "<10I", symtab_name + 16, 3, 0, 0, shstrtab_at, len(shstrtab), 0, 0, 1, 0
+    )  # .shstrtab
+    count = symtab_index + 3
     ident = b"\x7fELF\x01\x01\x01" + bytes(9)
-    header = ident + struct.pack(
-        "<HHIIIIIHHHHHH", 2, 3, 1, 0, 0, sections_at, 0, header_size, 0, 0, section_size, 5, 4
-    )
+    # ET_EXEC, EM_386, EV_CURRENT, no entry, no program headers, the section headers
+    fields = (2, 3, 1, 0, 0, sections_at, 0, header_size, 0, 0, section_size, count, count - 1)
+    header = ident + struct.pack("<HHIIIIIHHHHHH", *fields)
     return header + body + sections

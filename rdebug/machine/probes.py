@@ -17,7 +17,7 @@ from unicorn import UC_HOOK_MEM_READ, UC_HOOK_MEM_WRITE, UC_MEM_WRITE, Uc
 
 from rdebug.machine.counter import Counter
 from rdebug.machine.cpu import Cpu
-from rdebug.machine.watchpoints import physical_ranges
+from rdebug.machine.watchpoints import check_mapped, physical_ranges
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,10 +71,12 @@ class MemoryProbes:
 
     def add(self, addr: int, length: int, write: bool, read: bool, sink: MemorySink) -> None:
         """Report accesses to [addr, addr+length) (linear, mapped as the page tables in
-        force now map it; see Watchpoints.add)."""
+        force now map it; see Watchpoints.add, which refuses the same ranges)."""
         types = (UC_HOOK_MEM_WRITE if write else 0) | (UC_HOOK_MEM_READ if read else 0)
         uc = self._cpu.uc
-        for linear, physical, n in physical_ranges(self._cpu, addr & 0xFFFFFFFF, length):
+        pieces = physical_ranges(self._cpu, addr & 0xFFFFFFFF, length)
+        check_mapped(self._cpu, addr & 0xFFFFFFFF, length)
+        for linear, physical, n in pieces:
             self._handles.append(
                 uc.hook_add(
                     types, self._on_access, (sink, linear - physical), physical, physical + n - 1

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 
 from unicorn import UC_HOOK_MEM_READ, UC_HOOK_MEM_WRITE, Uc
 
+from rdebug.errors import MachineError
 from rdebug.machine.counter import Counter
-from rdebug.machine.cpu import Cpu
+from rdebug.machine.cpu import CR0_PG, Cpu
 
 
 class WatchKind(enum.Enum):
@@ -35,6 +36,10 @@ class WatchHit:
 
 #: Most physically separate pieces (one memory hook each) one watchpoint may need.
 MAX_PIECES = 4096
+#: A range of at most this many bytes is refused under paging when no page of it is
+#: mapped now (a debugger's watchpoint is a few bytes; a larger range, up to the whole
+#: address space, is watched where it is mapped).
+SMALL_RANGE = 16 * 4096
 
 _HOOK_TYPES = {
     WatchKind.WRITE: UC_HOOK_MEM_WRITE,
@@ -62,11 +67,19 @@ class Watchpoints:
         linear address, as with paging off.  The cost is one step per page the page
         tables really map (`Cpu.physical_pieces`); `MachineError` for a range that
         leaves the 32-bit space, is empty, or maps to more than `MAX_PIECES` physical
-        pieces (a hook each).
+        pieces (a hook each), and, under paging, for a range of at most `SMALL_RANGE`
+        bytes that no page maps now (a user address while another process, or a kernel
+        thread, runs: its hook would watch whatever RAM sits at that physical address).
+
+        The pieces stay where they were placed until the watchpoint is removed: in a
+        guest with several address spaces, the watch follows the physical memory of the
+        process that was current when it was set, whichever process then runs.
         """
         key = (addr, length, kind)
         if key in self._hooks:
             return
+        pieces = self._ranges(addr, length)
+        check_mapped(self._cpu, addr, length)
         uc = self._cpu.uc
         self._hooks[key] = [
             uc.hook_add(
@@ -76,7 +89,7 @@ class Watchpoints:
                 physical,
                 physical + n - 1,
             )
-            for linear, physical, n in self._ranges(key[0], length)
+            for linear, physical, n in pieces
         ]
         self._counter.invalidate()
 
@@ -115,3 +128,20 @@ def physical_ranges(cpu: Cpu, addr: int, length: int) -> list[tuple[int, int, in
     the page tables in force now map it (unmapped pages: at their linear address);
     `MachineError` past the 32-bit space or beyond `MAX_PIECES` pieces."""
     return cpu.physical_pieces(addr, length, MAX_PIECES)
+
+
+def check_mapped(cpu: Cpu, addr: int, length: int) -> None:
+    """`MachineError` if paging is on and no page of a range of at most `SMALL_RANGE`
+    bytes is mapped by the page tables in force (a hook placed now would watch whatever
+    RAM sits at the linear address)."""
+    if length > SMALL_RANGE or not cpu.read("cr0") & CR0_PG:
+        return
+    pages = range(addr & ~0xFFF, addr + length, 0x1000)
+    if any(cpu.linear_to_physical(page) is not None for page in pages):
+        return
+    raise MachineError(
+        f"cannot watch {addr:#x}+{length:#x}: no page of it is mapped in the address "
+        f"space in force (CR3 {cpu.read('cr3'):#x}); memory is watched where the page "
+        "tables map it when the watch is placed (a gdb watchpoint: whenever gdb resumes; "
+        "a query: at its start), so place it where a process that maps it runs"
+    )

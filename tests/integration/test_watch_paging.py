@@ -206,3 +206,70 @@ def _reference_pieces_by_directory(cpu: Cpu) -> list[tuple[int, int, int]]:
             else:
                 pieces.append(piece)
     return pieces
+
+
+def _three_address_spaces(cpu: Cpu) -> tuple[int, int, int]:
+    """Page directories A and B mapping USER to a page of their own (0x305000, 0x306000),
+    C mapping nothing there; each maps 0-4 MiB (the code) by a 4 MiB page."""
+    spaces = []
+    for i, user_page in enumerate((0x305000, 0x306000, None)):
+        directory = bytearray(4096)
+        directory[0:4] = struct.pack("<I", 0x000000E3)
+        if user_page is not None:
+            table = 0x320000 + i * 0x1000
+            directory[4:8] = struct.pack("<I", table | 3)  # 0x400000-0x7FFFFF
+            cpu.write_physical(table, struct.pack("<I", user_page | 3) + bytes(4092))
+        cpu.write_physical(0x300000 + i * 0x1000, bytes(directory))
+        spaces.append(0x300000 + i * 0x1000)
+    cpu.write("cr4", cpu.read("cr4") | 0x10)
+    cpu.write("cr3", spaces[0])
+    cpu.write("cr0", cpu.read("cr0") | CR0_PE | 0x80000000)
+    return spaces[0], spaces[1], spaces[2]
+
+
+def test_a_user_watch_is_refused_where_no_page_maps_it_and_follows_its_process() -> None:
+    """A process's memory under a multi-process kernel: a small range no page maps in the
+    address space in force (a kernel thread's, another process's) is refused with a
+    message (its hook would have watched whatever RAM sits at the linear address); set
+    where it is mapped, the watch stays on that process's physical page, so a store to
+    the same linear address in another address space does not stop."""
+    machine, _ = make_machine("hello")
+    cpu = machine.cpu
+    try:
+        space_a, space_b, space_c = _three_address_spaces(cpu)
+        cpu.write("cr3", space_c)
+        for length in (4, 0x2000):
+            with pytest.raises(MachineError, match=r"no page of it is mapped .*CR3 0x302000"):
+                machine.add_watchpoint(USER + 8, length, WatchKind.WRITE)
+        assert machine.cpu.physical_pieces(USER + 8, 4, 10) == [(USER + 8, USER + 8, 4)]
+        # a query's probes too (placed at the start of its span)
+        with pytest.raises(MachineError, match="no page of it is mapped"):
+            machine.probes.add(USER + 8, 4, True, True, lambda access: None)
+        assert not machine.probes.active
+        # a range with one mapped page is taken (the big ones as they were: see above)
+        cpu.write("cr3", space_a)
+        machine.add_watchpoint(USER + 0xFFC, 8, WatchKind.WRITE)
+        machine.remove_watchpoint(USER + 0xFFC, 8, WatchKind.WRITE)
+
+        def store(space: int, value: int) -> bytes:
+            return (
+                b"\xb8" + struct.pack("<I", space)  # mov eax, space
+                + b"\x0f\x22\xd8"  # mov cr3, eax
+                + b"\xc7\x05" + struct.pack("<II", USER + 8, value)  # mov [USER+8], value
+            )  # fmt: skip
+
+        code = store(space_b, 0x22222222) + store(space_a, 0x33333333) + b"\x90\x90\xf4"
+        cpu.write_physical(CODE, code)
+        cpu.eip = CODE
+        machine.counter.invalidate()
+        machine.add_watchpoint(USER + 8, 4, WatchKind.WRITE)  # in A, where it is mapped
+        start = machine.icount
+        stop = machine.run(start + 1000)
+        assert stop.reason is StopReason.WATCHPOINT
+        assert stop.watch is not None and stop.watch.addr == USER + 8
+        # B's store ran (its page has the value) without stopping; A's store stopped
+        assert cpu.read_physical(0x306008, 4) == struct.pack("<I", 0x22222222)
+        assert cpu.read_physical(0x305008, 4) == struct.pack("<I", 0x33333333)
+        assert 3 <= stop.watch.since - start <= 5 < machine.icount - start
+    finally:
+        machine.close()

@@ -13,7 +13,7 @@ from elftools.elf.elffile import ELFFile
 from rdebug.errors import GuestImageError
 from rdebug.machine import acpi, kallsyms, linux
 from rdebug.machine.loader import ImageFormat, parse_image, symbol_file
-from tests.linux_guest import synthetic_bzimage
+from tests.linux_guest import INIT_SCRIPT, build_initramfs, synthetic_bzimage
 
 
 def test_a_bzimage_is_detected_and_placed() -> None:
@@ -129,6 +129,35 @@ def test_a_symbol_elf_and_symbol_files_read_back() -> None:
     read = {s.name: (s["st_value"], s["st_info"]["type"]) for s in table.iter_symbols() if s.name}
     assert read["start_kernel"] == (0xC1000100, "STT_FUNC")
     assert read["jiffies"] == (0xC1C49D40, "STT_OBJECT")
+    assert elf.get_section_by_name(".init.text") is None
+
+
+def test_init_functions_are_functions_in_the_symbol_elf() -> None:
+    """__init code sits after _etext ([_sinittext, _einittext)): without a code section
+    there, gdb took `start_kernel` for data and `break start_kernel` said 'Function
+    "start_kernel" not defined'."""
+    symbols = {"_text": 0xC1000000, "kernel_init": 0xC1918670, "_etext": 0xC19256C0}
+    symbols |= {"jiffies": 0xC1C49D40, "_sinittext": 0xC1D92000, "_einittext": 0xC1DE5811}
+    symbols["start_kernel"] = 0xC1D929C1
+    elf = ELFFile(io.BytesIO(kallsyms.symbol_elf(symbols)))
+    init = elf.get_section_by_name(".init.text")
+    assert init is not None and init["sh_type"] == "SHT_NOBITS"
+    assert (init["sh_addr"], init["sh_size"]) == (0xC1D92000, 0xC1DE5811 - 0xC1D92000)
+    assert init["sh_flags"] == 0x6  # SHF_ALLOC | SHF_EXECINSTR
+    index = {section.name: i for i, section in enumerate(elf.iter_sections())}
+    table = elf.get_section_by_name(".symtab")
+    assert table["sh_link"] == index[".strtab"]
+    assert elf["e_shstrndx"] == index[".shstrtab"]
+    read = {
+        s.name: (s["st_value"], s["st_info"]["type"], s["st_shndx"])
+        for s in table.iter_symbols()
+        if s.name
+    }
+    assert read["start_kernel"] == (0xC1D929C1, "STT_FUNC", index[".init.text"])
+    assert read["kernel_init"] == (0xC1918670, "STT_FUNC", index[".text"])
+    assert read["jiffies"] == (0xC1C49D40, "STT_OBJECT", "SHN_ABS")
+    assert read["_einittext"][1:] == ("STT_OBJECT", "SHN_ABS")  # its end: not in it
+    assert symbol_file(kallsyms.symbol_elf(symbols), "s.elf") == symbols
     assert symbol_file(kallsyms.symbol_elf(symbols), "s.elf")["jiffies"] == 0xC1C49D40
     assert symbol_file(b"c1000000 T _text\nc1000100 T start_kernel\n", "System.map") == {
         "_text": 0xC1000000,
@@ -136,3 +165,34 @@ def test_a_symbol_elf_and_symbol_files_read_back() -> None:
     }
     with pytest.raises(GuestImageError, match=r"System\.map:2"):
         symbol_file(b"c1000000 T _text\nnonsense\n", "System.map")
+
+
+def _cpio_entries(archive: bytes) -> dict[str, tuple[int, bytes]]:
+    """path -> (mode, data) of a cpio "newc" archive, read the way the kernel does."""
+    entries: dict[str, tuple[int, bytes]] = {}
+    at = 0
+    while True:
+        assert archive[at : at + 6] == b"070701"
+        fields = [int(archive[at + 6 + 8 * i : at + 14 + 8 * i], 16) for i in range(13)]
+        mode, size, name_size = fields[1], fields[6], fields[11]
+        name_at = at + 110
+        name = archive[name_at : name_at + name_size - 1].decode()
+        data_at = (name_at + name_size + 3) & ~3
+        if name == "TRAILER!!!":
+            return entries
+        entries[name] = (mode, archive[data_at : data_at + size])
+        at = (data_at + size + 3) & ~3
+
+
+def test_an_initramfs_with_a_tests_own_init_and_programs() -> None:
+    default = build_initramfs(b"BUSYBOX")
+    assert build_initramfs(b"BUSYBOX", INIT_SCRIPT, {}) == default  # the default, unchanged
+    plain = _cpio_entries(default)
+    assert plain["init"] == (0o100755, INIT_SCRIPT.encode())
+    own = _cpio_entries(
+        build_initramfs(b"BUSYBOX", "#!/bin/sh\n/bin/prog\n", {"bin/prog": b"\x7fELF..."})
+    )
+    assert own["init"] == (0o100755, b"#!/bin/sh\n/bin/prog\n")
+    assert own["bin/prog"] == (0o100755, b"\x7fELF...")  # executable, in /bin
+    assert own["bin/busybox"] == plain["bin/busybox"] and own["dev/console"][0] == 0o020600
+    assert set(own) - set(plain) == {"bin/prog"}
