@@ -50,6 +50,21 @@ class Terminal:
     def key(self, name: str) -> None:
         self.tmux("send-keys", "-t", "repl", name)
 
+    def wait_prompt(self, after: str) -> None:
+        """Until the REPL, done with the command line `after`, waits at an empty prompt
+        below it.  Keys typed before that (while the command still runs) are typed
+        ahead, and a Tab typed ahead is not always a completion."""
+        deadline = time.monotonic() + EVENT_TIMEOUT
+        while True:
+            row = int(self.tmux("display-message", "-p", "-t", "repl", "#{cursor_y}"))
+            lines = [line.rstrip() for line in self.screen().split("\n")]
+            done = f"(rdebug) {after}" in lines[:row]
+            if done and row < len(lines) and lines[row] == "(rdebug)":
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError("the prompt never came back; the screen:\n" + "\n".join(lines))
+            time.sleep(0.05)
+
     def wait_for(self, text: str) -> str:
         """Until the screen shows `text` (EVENT_TIMEOUT only turns a hang into a failure)."""
         deadline = time.monotonic() + EVENT_TIMEOUT
@@ -99,6 +114,7 @@ def test_a_session_in_a_real_terminal(terminal: Terminal, bug_trace: Path, tmp_p
     terminal.type("rstepi")
     terminal.type("stepi 2")
     terminal.wait_for("<isr_stub_32+0x2>")
+    terminal.wait_prompt(after="stepi 2")
     terminal.type("watch acc", enter=False)
     terminal.key("Tab")
     terminal.wait_for("watch acct")
@@ -109,6 +125,7 @@ def test_a_session_in_a_real_terminal(terminal: Terminal, bug_trace: Path, tmp_p
     terminal.type("savevm before_write")
     terminal.wait_for("saved before_write at icount")
     terminal.type("seek 3")
+    terminal.wait_prompt(after="seek 3")
     terminal.type("loadvm bef", enter=False)
     terminal.key("Tab")
     terminal.wait_for("loadvm before_write")
