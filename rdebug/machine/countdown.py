@@ -23,7 +23,7 @@ import ctypes
 import functools
 import mmap
 
-from rdebug.errors import MachineError
+from rdebug.machine.native import extension
 
 
 class CountdownState(ctypes.Structure):
@@ -50,13 +50,7 @@ _U32 = 0xFFFFFFFF
 
 @functools.cache
 def _library() -> ctypes.CDLL:
-    try:
-        from rdebug.machine import _icount  # noqa: PLC0415  (lazily: only to find its file)
-    except ImportError:
-        raise MachineError(
-            "the native instruction counter is not built: reinstall rdebug (pip install .)"
-        ) from None
-    lib = ctypes.CDLL(_icount.__file__)
+    lib = extension()
     lib.rd_countdown_value.argtypes = (ctypes.c_void_p, ctypes.c_uint64)
     lib.rd_countdown_value.restype = ctypes.c_uint32
     lib.rd_countdown_publish.argtypes = (ctypes.c_void_p, ctypes.c_uint64)

@@ -13,8 +13,8 @@ import ctypes
 from unicorn import Uc, UcError
 from unicorn.unicorn_py3 import unicorn as _ucpy
 
-from rdebug.errors import MachineError
 from rdebug.machine.blocks import Block
+from rdebug.machine.native import extension, function_address
 
 NO_ADDR = (1 << 64) - 1
 
@@ -99,13 +99,7 @@ class CounterState(ctypes.Structure):
 
 
 def load_library() -> ctypes.CDLL:
-    try:
-        from rdebug.machine import _icount  # noqa: PLC0415  (lazily: only to find its file)
-    except ImportError:
-        raise MachineError(
-            "the native instruction counter is not built: reinstall rdebug (pip install .)"
-        ) from None
-    lib = ctypes.CDLL(_icount.__file__)
+    lib = extension()
     lib.rd_block_set.argtypes = (ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint32, ctypes.c_uint32)
     lib.rd_block_set.restype = ctypes.c_int
     lib.rd_blocks_clear.argtypes = (ctypes.c_void_p,)
@@ -121,26 +115,7 @@ def load_library() -> ctypes.CDLL:
     return lib
 
 
-def fn_address(lib: ctypes.CDLL, name: str) -> int:
-    addr = ctypes.cast(getattr(lib, name), ctypes.c_void_p).value
-    assert addr is not None
-    return addr
-
-
-def hook_add_native(uc: Uc, htype: int, fn: int, user: int, begin: int, end: int) -> int:
-    handle = ctypes.c_size_t()
-    status = _ucpy.uclib.uc_hook_add(
-        uc._uch,
-        ctypes.byref(handle),
-        htype,
-        ctypes.c_void_p(fn),
-        ctypes.c_void_p(user),
-        ctypes.c_uint64(begin),
-        ctypes.c_uint64(end),
-    )
-    if status != 0:
-        raise UcError(status)
-    return int(handle.value)
+fn_address = function_address
 
 
 def hook_del(uc: Uc, handle: int) -> None:

@@ -14,11 +14,12 @@ from __future__ import annotations
 import ctypes
 from collections.abc import Callable
 
-from unicorn import UC_HOOK_INTR, Uc, UcError
+from unicorn import UC_HOOK_INTR, Uc
 from unicorn import x86_const as X
 from unicorn.unicorn_py3 import unicorn as _ucpy
 
-from rdebug.errors import MachineError
+from rdebug.machine.native import extension, function_address
+from rdebug.machine.vtlb import hook_add_native
 
 #: Software interrupts kept before the Python hook must take one (and empty the list).
 SYNC_CAPACITY = 4096
@@ -53,37 +54,9 @@ class _Cr2State(ctypes.Structure):
     )
 
 
-def _library() -> ctypes.CDLL:
-    try:  # built into the counter's extension
-        from rdebug.machine import _icount  # noqa: PLC0415  (lazily: only to find its file)
-    except ImportError:
-        raise MachineError(
-            "the native extension is not built: reinstall rdebug (pip install .)"
-        ) from None
-    return ctypes.CDLL(_icount.__file__)
-
-
 def _hook_add(uc: Uc, fn: int, user: int) -> int:
     """A native UC_HOOK_INTR (fn called with `user`)."""
-    handle = ctypes.c_size_t()
-    status = _ucpy.uclib.uc_hook_add(
-        uc._uch,
-        ctypes.byref(handle),
-        UC_HOOK_INTR,
-        ctypes.c_void_p(fn),
-        ctypes.c_void_p(user),
-        ctypes.c_uint64(1),
-        ctypes.c_uint64(0),
-    )
-    if status != 0:
-        raise UcError(status)
-    return int(handle.value)
-
-
-def _function(lib: ctypes.CDLL, name: str) -> int:
-    address = ctypes.cast(getattr(lib, name), ctypes.c_void_p).value
-    assert address is not None
-    return address
+    return hook_add_native(uc, UC_HOOK_INTR, fn, user, 1, 0)
 
 
 class NativeInterrupts:
@@ -112,7 +85,9 @@ class NativeInterrupts:
         st.capacity = SYNC_CAPACITY
         st.native = int(self.default_native)
         self._st = st
-        self._hook = _hook_add(uc, _function(_library(), "rd_intr_hook"), ctypes.addressof(st))
+        self._hook = _hook_add(
+            uc, function_address(extension(), "rd_intr_hook"), ctypes.addressof(st)
+        )
 
     @property
     def native(self) -> bool:
@@ -154,7 +129,7 @@ class Cr2Hook:
         st.reg_read = ctypes.cast(_ucpy.uclib.uc_reg_read, ctypes.c_void_p).value
         st.cr2_regid = X.UC_X86_REG_CR2
         self._st = st
-        _hook_add(uc, _function(_library(), "rd_cr2_hook"), ctypes.addressof(st))
+        _hook_add(uc, function_address(extension(), "rd_cr2_hook"), ctypes.addressof(st))
 
     def take(self) -> int | None:
         """CR2 as the last page fault since the previous call left it, if there was one."""

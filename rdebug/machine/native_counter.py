@@ -38,10 +38,10 @@ from rdebug.machine.icount_binding import (
     CounterState,
     block_info,
     fn_address,
-    hook_add_native,
     hook_del,
     load_library,
 )
+from rdebug.machine.vtlb import hook_add_native
 
 
 class NativeCounter:

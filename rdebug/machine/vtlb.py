@@ -26,6 +26,7 @@ from unicorn import x86_const as X
 from unicorn.unicorn_py3 import unicorn as _ucpy
 
 from rdebug.errors import MachineError
+from rdebug.machine.native import extension
 
 _FAULT_NONE = 0
 _FAULT_PAGE = 1
@@ -77,13 +78,7 @@ class PageFault:
 
 
 def _library() -> ctypes.CDLL:
-    try:  # the page walk is built into the counter's extension
-        from rdebug.machine import _icount  # noqa: PLC0415  (lazily: only to find its file)
-    except ImportError:
-        raise MachineError(
-            "the native extension is not built: reinstall rdebug (pip install .)"
-        ) from None
-    lib = ctypes.CDLL(_icount.__file__)
+    lib = extension()  # the page walk is built into the counter's extension
     lib.rd_deliver.argtypes = (
         ctypes.c_void_p,
         ctypes.c_uint32,
@@ -95,16 +90,17 @@ def _library() -> ctypes.CDLL:
     return lib
 
 
-def _hook_add(uc: Uc, fn: int, user: int) -> int:
+def hook_add_native(uc: Uc, htype: int, fn: int, user: int, begin: int = 1, end: int = 0) -> int:
+    """A hook of type `htype` whose callback is the C function at `fn`, called with `user`."""
     handle = ctypes.c_size_t()
     status = _ucpy.uclib.uc_hook_add(
         uc._uch,
         ctypes.byref(handle),
-        UC_HOOK_TLB_FILL,
+        htype,
         ctypes.c_void_p(fn),
         ctypes.c_void_p(user),
-        ctypes.c_uint64(1),
-        ctypes.c_uint64(0),
+        ctypes.c_uint64(begin),
+        ctypes.c_uint64(end),
     )
     if status != 0:
         raise UcError(status)
@@ -189,7 +185,7 @@ class VirtualTlb:
         uc.ctl_set_tlb_mode(UC_TLB_VIRTUAL)
         fn = ctypes.cast(self._lib.rd_tlb_fill, ctypes.c_void_p).value
         assert fn is not None
-        self._hook = _hook_add(uc, fn, self._st_addr)
+        self._hook = hook_add_native(uc, UC_HOOK_TLB_FILL, fn, self._st_addr)
         self._deliver = self._lib.rd_deliver
 
     @property
