@@ -28,6 +28,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from rdebug.gdb import Gdb
+
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "rdebug" / "linux"
 KERNEL_META = "linux-image-686:i386"
 BUSYBOX = "busybox-static:i386"
@@ -213,3 +215,17 @@ if __name__ == "__main__":
         print(f"linux_guest: {exc}", file=sys.stderr)
         sys.exit(2)
     print(f"kernel {guest.kernel}\ninitramfs {guest.initramfs}\nversion {guest.version}")
+
+
+def gdb_icount(gdb: Gdb) -> int:
+    """The replay position gdb is at, from rdebug's monitor command."""
+    text = gdb.command("monitor info replay").console
+    return int(text.split("icount", 1)[1].split()[0])
+
+
+def watch_values(console: str) -> tuple[str, str]:
+    """The values of gdb's "Old value = A / New value = B" watchpoint report."""
+    old = [line for line in console.splitlines() if line.startswith("Old value")]
+    new = [line for line in console.splitlines() if line.startswith("New value")]
+    assert old and new, console
+    return old[-1].split("=")[-1].strip(), new[-1].split("=")[-1].strip()

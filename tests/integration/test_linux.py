@@ -35,7 +35,14 @@ from rdebug.replay.player import Player
 from rdebug.replay.recording import Recording, record
 from rdebug.replay.trace import GuestSpec, Trace, sha256
 from tests.conftest import ROOT, Capture
-from tests.linux_guest import INIT_DONE, LinuxGuest, Unavailable, linux_guest
+from tests.linux_guest import (
+    INIT_DONE,
+    LinuxGuest,
+    Unavailable,
+    gdb_icount,
+    linux_guest,
+    watch_values,
+)
 
 pytestmark = [pytest.mark.linux, pytest.mark.timeout(3600)]
 
@@ -216,10 +223,10 @@ def test_kernel_symbols_and_a_gdb_reverse_session(recorded: tuple[Recording, byt
                 stop = gdb.command("continue", timeout=1800).stopped
                 assert stop is not None and stop["reason"] == "breakpoint-hit", stop
                 assert gdb.value("$pc") == handler
-                ticks.append(session_icount(gdb))
+                ticks.append(gdb_icount(gdb))
             back = gdb.command("reverse-continue", timeout=1800).stopped
             assert back is not None and back["reason"] == "breakpoint-hit", back
-            assert session_icount(gdb) == ticks[1]  # the previous tick, not any other
+            assert gdb_icount(gdb) == ticks[1]  # the previous tick, not any other
             gdb.command("delete")
             gdb.command(f"watch *(unsigned int *) {jiffies:#x}")
             back = gdb.command("reverse-continue", timeout=1800)
@@ -229,19 +236,5 @@ def test_kernel_symbols_and_a_gdb_reverse_session(recorded: tuple[Recording, byt
             assert "tick_do_update_jiffies64" in where or "do_timer" in where, where
             # Going backwards, gdb's "Old value" is the later one: the store added the
             # ticks elapsed (1, or a few after an idle stretch).
-            later, earlier = (int(v) for v in _old_new(back.console))
+            later, earlier = (int(v) for v in watch_values(back.console))
             assert earlier < later <= earlier + 1000
-
-
-def session_icount(gdb: rdebug.gdb.Gdb) -> int:
-    """The replay position, from rdebug's monitor command."""
-    text = gdb.command("monitor info replay").console
-    return int(text.split("icount", 1)[1].split()[0])
-
-
-def _old_new(console: str) -> tuple[str, str]:
-    """The values of gdb's "Old value = A / New value = B" watchpoint report."""
-    old = [line for line in console.splitlines() if line.startswith("Old value")]
-    new = [line for line in console.splitlines() if line.startswith("New value")]
-    assert old and new, console
-    return old[-1].split("=")[-1].strip(), new[-1].split("=")[-1].strip()

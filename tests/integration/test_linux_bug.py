@@ -31,7 +31,7 @@ import rdebug
 import rdebug.gdb
 from rdebug.replay.trace import Trace
 from tests.conftest import ROOT
-from tests.linux_guest import Unavailable, linux_guest
+from tests.linux_guest import Unavailable, gdb_icount, linux_guest, watch_values
 
 pytestmark = [pytest.mark.linux, pytest.mark.timeout(3600)]
 
@@ -139,7 +139,7 @@ def test_gdb_finds_the_stray_store_backwards_from_the_segfault(
         stop = gdb.command("continue", timeout=1800).stopped
         assert stop is not None and stop["reason"] == "breakpoint-hit", stop
         assert gdb.value("$pc") == session.address("force_sig_fault")
-        signalled = icount(gdb)
+        signalled = gdb_icount(gdb)
         gdb.command(f"add-symbol-file {listbug}")
         where = gdb.command(f"info line *{ip:#x}").console
         assert f"Line {crash} of " in where and "<sum+" in where, where
@@ -150,7 +150,7 @@ def test_gdb_finds_the_stray_store_backwards_from_the_segfault(
         stop = gdb.command("reverse-continue", timeout=1800).stopped
         assert stop is not None and stop["reason"] == "breakpoint-hit", stop
         assert stop["frame"]["func"] == "sum" and int(stop["frame"]["line"]) == crash, stop
-        faulted = icount(gdb)
+        faulted = gdb_icount(gdb)
         assert faulted < signalled
         assert gdb.value("(unsigned) n") == 0x5EED0304  # the pointer being followed
         assert gdb.value("(unsigned) list->next") == 0x5EED0304  # the head's own next
@@ -166,26 +166,12 @@ def test_gdb_finds_the_stray_store_backwards_from_the_segfault(
         frame = stop["frame"]
         assert frame["func"] == "fill" and int(frame["line"]) == stray, stop
         assert frame["file"].endswith("listbug.c")
-        assert icount(gdb) < faulted
+        assert gdb_icount(gdb) < faulted
         # the off-by-one: values[NVALUES], of the node key 3 pushed, i.e. its next
         assert gdb.value("i") == 4 and gdb.value("key") == 3
         assert gdb.value("(unsigned) &n->values[i]") == gdb.value("(unsigned) &n->next")
         # going backwards, "Old value" is the later one: the stray store replaced the
         # node before it in the list (main's `list`, until push returns) by 0x5eed0304
-        later, earlier = (int(v.split()[-1], 16) for v in old_new(back.console))
+        later, earlier = (int(v.split()[-1], 16) for v in watch_values(back.console))
         assert later == 0x5EED0304 and earlier == gdb.value("(unsigned) list") != 0
         assert "the stray store" in gdb.command("list fill").console
-
-
-def icount(gdb: rdebug.gdb.Gdb) -> int:
-    """The replay position, from rdebug's monitor command."""
-    text = gdb.command("monitor info replay").console
-    return int(text.split("icount", 1)[1].split()[0])
-
-
-def old_new(console: str) -> tuple[str, str]:
-    """The values of gdb's "Old value = A / New value = B" watchpoint report."""
-    old = [line for line in console.splitlines() if line.startswith("Old value")]
-    new = [line for line in console.splitlines() if line.startswith("New value")]
-    assert old and new, console
-    return old[-1].split("=")[-1].strip(), new[-1].split("=")[-1].strip()
