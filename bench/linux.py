@@ -29,6 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script
 from tests.linux_guest import INIT_DONE, linux_guest
 
 ROOT = Path(__file__).resolve().parent.parent
