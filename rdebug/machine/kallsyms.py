@@ -131,9 +131,23 @@ def _decode_at(blob: bytes, digits_at: int) -> dict[str, int]:
         symbols: dict[str, int] = {}
         for name, offset in zip(names, values, strict=True):
             text = b"".join(tokens[t] for t in name)
-            symbols.setdefault(text[1:].decode("ascii", "replace"), (base + offset) & 0xFFFFFFFF)
+            _add(symbols, text[1:].decode("ascii", "replace"), (base + offset) & 0xFFFFFFFF)
         return symbols
     raise NotFound("no kallsyms_num_syms, names and markers before the token table")
+
+
+def _add(symbols: dict[str, int], name: str, addr: int) -> None:
+    """Add `name` at `addr`.  A kernel has one name several times (static functions of
+    different files, a `static inline` emitted out of line in each file that takes its
+    address: `native_apic_mem_write`): the first keeps the name, the next are `name.2`,
+    `name.3`..., so that every address still finds its own function."""
+    if symbols.get(name, addr) == addr:
+        symbols[name] = addr
+        return
+    number = 2
+    while f"{name}.{number}" in symbols and symbols[f"{name}.{number}"] != addr:
+        number += 1
+    symbols[f"{name}.{number}"] = addr
 
 
 def ksymtab(

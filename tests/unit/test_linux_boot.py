@@ -121,6 +121,21 @@ def test_kallsyms_are_found_by_their_structure() -> None:
         kallsyms.find_kallsyms(blob.replace(b"0\x001\x00", b"0\x00X\x00"))
 
 
+def test_a_name_the_kernel_has_twice_keeps_both_addresses() -> None:
+    """Static functions of different files share names (and a `static inline` whose
+    address is taken is emitted once per file): each copy keeps an address of its own,
+    or an address in the second copy would be named after the function before it."""
+    names = ["func_a", "native_apic_mem_write", "func_b", "native_apic_mem_write", "func_c"]
+    names += ["native_apic_mem_write"]
+    blob, _ = _kallsyms_blob(names, 0xC1000000)
+    found = kallsyms.find_kallsyms(blob)
+    assert found["native_apic_mem_write"] == 0xC1000000 + 0x40 * 1 + 0x10
+    assert found["native_apic_mem_write.2"] == 0xC1000000 + 0x40 * 3 + 0x10
+    assert found["native_apic_mem_write.3"] == 0xC1000000 + 0x40 * 5 + 0x10
+    assert found["func_c"] == 0xC1000000 + 0x40 * 4 + 0x10
+    assert len(found) == len(names)
+
+
 def test_a_symbol_elf_and_symbol_files_read_back() -> None:
     symbols = {"_text": 0xC1000000, "start_kernel": 0xC1000100, "_etext": 0xC1800000}
     symbols["jiffies"] = 0xC1C49D40
