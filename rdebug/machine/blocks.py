@@ -41,6 +41,9 @@ class Block:
     specials: tuple[int, ...]
     #: Writes CR0/CR3/CR4 or runs INVLPG: the mappings of linear addresses may change.
     mmu: bool = False
+    #: Where the engine must sync its lazily computed flags (see `_FLAG_READERS`): the
+    #: block's first instruction and each flag-reading instruction after it, or nothing.
+    flag_syncs: tuple[int, ...] = ()
 
     def index(self, linear: int) -> int:
         """How many of the block's instructions lie before `linear` (inside or at end)."""
@@ -50,6 +53,18 @@ class Block:
 _IO_MNEMONICS = frozenset({"in", "out", "insb", "insw", "insd", "outsb", "outsw", "outsd"})
 _SPECIAL_MNEMONICS = _IO_MNEMONICS | {"rdtsc", "rdtscp"}
 _PREFIXES = frozenset({0x26, 0x2E, 0x36, 0x3E, 0x64, 0x65, 0x66, 0x67, 0xF0, 0xF2, 0xF3})
+#: Instructions whose helper in unicorn 2.1.4 computes EFLAGS from the flags operation
+#: stored in the CPU state without the translator storing the current one first.  Inside
+#: a block, after an instruction that set flags, the stored operation is stale: after a
+#: CMPXCHG8B that had run before (a retry loop), the stale operation says "the flags are
+#: CC_SRC" while CC_SRC holds the last ADD's operand, so the flags become that operand --
+#: a kernel pointer -- IF, DF and IOPL included, and every later engine stop writes them
+#: into EFLAGS (Linux then takes interrupts with them off and crashes; issue 14).  A code
+#: hook at the instruction makes unicorn store the current operation first (and one at
+#: the block's first instruction resets its "stored already" shortcut, which starts
+#: uninitialised).  The flags other than ZF it computes there can still differ from a
+#: CPU's (docs/machine.md).
+_FLAG_READERS = frozenset({"cmpxchg8b"})
 
 
 def opens_shadow(insn: bytes) -> bool:
@@ -123,9 +138,13 @@ class BlockDecoder:
         last = b""
         branch = False
         mmu = False
+        flag_syncs: list[int] = []
         pos = 0
         for _addr, length, mnemonic, ops in cs.disasm_lite(code, addr):
             name = mnemonic.rsplit(maxsplit=1)[-1]
+            if name in _FLAG_READERS and pos > 0:
+                flag_syncs += [addr] if not flag_syncs else []
+                flag_syncs.append(addr + pos)
             if name == "invlpg" or (name == "mov" and ops.startswith("cr")):
                 mmu = True
             if name in _SPECIAL_MNEMONICS:
@@ -153,4 +172,5 @@ class BlockDecoder:
             cs_base=cs_base,
             specials=tuple(specials),
             mmu=mmu,
+            flag_syncs=tuple(flag_syncs),
         )

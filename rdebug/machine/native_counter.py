@@ -80,6 +80,7 @@ class NativeCounter:
         )
         self._code_fn = fn_address(self._lib, "rd_code_hook")
         self._code_hooks: dict[int, int] = {}
+        #: code hooks that stay when no breakpoint is left there (blocks.py)
         self._after_io: set[int] = set()
         #: physical pages holding code this counter has decoded (since the last flush)
         self._code_pages: set[int] = set()
@@ -142,7 +143,7 @@ class NativeCounter:
             if physical is not None:
                 self._code_pages.add(physical >> 12)
         info = block_info(block)
-        if any(a not in self._code_hooks for a in block.after_io):
+        if any(a not in self._code_hooks for a in (*block.after_io, *block.flag_syncs)):
             info |= INFO_RETRANSLATE
         return info
 
@@ -378,7 +379,7 @@ class NativeCounter:
         block = self._blocks.get((addr, size))
         if block is None:
             raise MachineError(f"no decoded block at {addr:#x}")
-        for a in block.after_io:
+        for a in (*block.after_io, *block.flag_syncs):
             self._after_io.add(a)
             self._ensure_code_hook(a)
         self._lib.rd_block_set(self._st_addr, addr, size, block_info(block))

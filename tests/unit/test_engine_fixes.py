@@ -72,3 +72,37 @@ def test_reads_of_nothing_are_all_ones_and_writes_vanish() -> None:
         assert (regs["eax"], regs["ebx"], regs["ecx"] & 0xFFFF) == (0xFFFFFFFF, 0xFFFFFFFF, 0xFFFF)
     finally:
         machine.close()
+
+
+def test_cmpxchg8b_after_an_add_leaves_the_control_flags_alone() -> None:
+    # Unicorn 2.1.4 calls CMPXCHG8B's helper without storing the block's current flags
+    # operation; after a CMPXCHG8B that ran before (the stored operation: "the flags are
+    # CC_SRC") and an ADD (CC_SRC: its operand), the flags became the operand: here IF,
+    # DF and bits 16-31 from ESI.  Linux's SLUB retry loop is this code (issue 14).
+    data = BASE + 0x800
+    cx8 = bytes.fromhex("0fc70d") + struct.pack("<I", data)  # cmpxchg8b [data]
+    code = (
+        bytes.fromhex("fa bc 00009000 be 40be99c1 31c0 31d2 31db 31c9")  # cli; esp; esi
+        + cx8
+        + bytes.fromhex("eb00")  # jmp $+2: the block ends, "flags are CC_SRC" is stored
+        + bytes.fromhex("01f3")  # add ebx, esi: CC_SRC = esi
+        + cx8  # compares 0:0 with 0:0 (equal: ZF) and stores ecx:ebx
+        + bytes.fromhex("9c 5f f4")  # pushfd; pop edi; hlt
+    )
+    for counter in ("native", "reference"):
+        machine = Machine(MachineConfig(memory_mb=16), LiveInputs(), [], counter=COUNTERS[counter])
+        try:
+            machine.load(parse_image(code, "cx8", ImageFormat.FLAT, load_address=BASE))
+            stop = machine.run()
+            assert stop.reason is StopReason.HALTED, stop
+            pushed, eflags = machine.cpu.read("edi"), machine.cpu.read("eflags")
+            arithmetic = 0x8D5  # OF SF ZF AF PF CF
+            assert (pushed & ~arithmetic, eflags & ~arithmetic) == (0x2, 0x2), (
+                counter,
+                hex(pushed),
+                hex(eflags),
+            )
+            assert pushed & 0x40 and eflags & 0x40  # ZF: the compare matched
+            assert machine.cpu.read_physical(data, 8) == struct.pack("<II", 0xC199BE40, 0)
+        finally:
+            machine.close()
