@@ -45,6 +45,11 @@ class Block:
     #: block's first instruction and each flag-reading instruction after it, or nothing.
     flag_syncs: tuple[int, ...] = ()
 
+    @property
+    def hooked(self) -> tuple[int, ...]:
+        """Addresses the counter keeps a code hook on (`after_io` and `flag_syncs`)."""
+        return (*self.after_io, *self.flag_syncs)
+
     def index(self, linear: int) -> int:
         """How many of the block's instructions lie before `linear` (inside or at end)."""
         return bisect.bisect_left(self.offsets, linear - self.addr)
@@ -143,7 +148,8 @@ class BlockDecoder:
         for _addr, length, mnemonic, ops in cs.disasm_lite(code, addr):
             name = mnemonic.rsplit(maxsplit=1)[-1]
             if name in _FLAG_READERS and pos > 0:
-                flag_syncs += [addr] if not flag_syncs else []
+                if not flag_syncs:
+                    flag_syncs.append(addr)
                 flag_syncs.append(addr + pos)
             if name == "invlpg" or (name == "mov" and ops.startswith("cr")):
                 mmu = True

@@ -81,7 +81,7 @@ class NativeCounter:
         self._code_fn = fn_address(self._lib, "rd_code_hook")
         self._code_hooks: dict[int, int] = {}
         #: code hooks that stay when no breakpoint is left there (blocks.py)
-        self._after_io: set[int] = set()
+        self._kept_hooks: set[int] = set()
         #: physical pages holding code this counter has decoded (since the last flush)
         self._code_pages: set[int] = set()
         self._breakpoints: set[int] = set()
@@ -143,7 +143,7 @@ class NativeCounter:
             if physical is not None:
                 self._code_pages.add(physical >> 12)
         info = block_info(block)
-        if any(a not in self._code_hooks for a in (*block.after_io, *block.flag_syncs)):
+        if any(a not in self._code_hooks for a in block.hooked):
             info |= INFO_RETRANSLATE
         return info
 
@@ -317,7 +317,7 @@ class NativeCounter:
             at_entry_branch = bool(st.block_info & INFO_BRANCH)
             at_entry_shadow = bool(st.block_info & INFO_SHADOW)
             if reason == RD_STOP_RETRANSLATE:
-                self._add_io_hooks(int(st.stop_addr), int(st.stop_size))
+                self._add_block_hooks(int(st.stop_addr), int(st.stop_size))
                 begin, until = self._cpu.eip, NO_UNTIL
                 st.stop_reason = RD_STOP_NONE
                 continue
@@ -375,12 +375,12 @@ class NativeCounter:
     def _settle_after_error(self) -> None:
         self._st.icount = self.current_icount()
 
-    def _add_io_hooks(self, addr: int, size: int) -> None:
+    def _add_block_hooks(self, addr: int, size: int) -> None:
         block = self._blocks.get((addr, size))
         if block is None:
             raise MachineError(f"no decoded block at {addr:#x}")
-        for a in (*block.after_io, *block.flag_syncs):
-            self._after_io.add(a)
+        for a in block.hooked:
+            self._kept_hooks.add(a)
             self._ensure_code_hook(a)
         self._lib.rd_block_set(self._st_addr, addr, size, block_info(block))
         self._uc.ctl_remove_cache(addr, addr + size)
@@ -406,7 +406,7 @@ class NativeCounter:
             return
         self._breakpoints.discard(addr)
         self._lib.rd_bp_remove(self._st_addr, addr)
-        if addr not in self._after_io:
+        if addr not in self._kept_hooks:
             hook_del(self._uc, self._code_hooks.pop(addr))
             self._uc.ctl_remove_cache(addr, addr + 1)
 
