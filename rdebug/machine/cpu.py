@@ -175,22 +175,25 @@ class _MmrStruct(ctypes.Structure):
     )
 
 
-class _RegisterReader:
-    """Register reads through unicorn's C entry point.
+class _Registers:
+    """Register reads and writes through unicorn's C entry points.
 
-    The binding's `reg_read` costs ~5 us a call (it picks a value class per register);
-    the interrupt, I/O and page-walk paths read dozens of registers per event, so a
-    kernel taking a timer interrupt every few ten thousand instructions spent most of its
-    Python time there.  This is ~3x cheaper; errors fall back to the binding, which
-    raises its own.
+    The binding's `reg_read` and `reg_write` cost ~5 us a call (they pick a value class
+    per register); the interrupt, I/O and page-walk paths read dozens of registers per
+    event, and every RDTSC writes two (a Linux boot runs half a million), so a kernel
+    spent most of its Python time there.  This is ~3x cheaper; errors fall back to the
+    binding, which raises its own.
     """
 
     def __init__(self, uc: Uc) -> None:
         self._uc = uc
         self._handle = uc._uch
         self._fn = _ucpy.uclib.uc_reg_read
+        self._write_fn = _ucpy.uclib.uc_reg_write
         self._value = ctypes.c_uint64()
         self._value_ref = ctypes.byref(self._value)
+        self._written = ctypes.c_uint64()
+        self._written_ref = ctypes.byref(self._written)
         self._mmr = _MmrStruct()
         self._mmr_ref = ctypes.byref(self._mmr)
         self._mmr_address = ctypes.addressof(self._mmr)
@@ -201,6 +204,12 @@ class _RegisterReader:
         if self._fn(self._handle, regid, self._value_ref):
             return int(self._uc.reg_read(regid))
         return self._value.value
+
+    def write_scalar(self, regid: int, value: int) -> None:
+        """Write a register of at most 64 bits (as `scalar` reads them)."""
+        self._written.value = value
+        if self._write_fn(self._handle, regid, self._written_ref):
+            self._uc.reg_write(regid, value)
 
     def table(self, regid: int) -> tuple[int, int, int, int]:
         """(selector, base, limit, flags) of GDTR, IDTR, LDTR or TR."""
@@ -219,7 +228,7 @@ class Cpu:
         if not 1 <= memory_mb <= 3072:
             raise MachineError(f"memory size {memory_mb} MiB is out of range (1..3072)")
         self.uc = Uc(UC_ARCH_X86, UC_MODE_32)
-        self._regs = _RegisterReader(self.uc)
+        self._regs = _Registers(self.uc)
         self.ram_size = memory_mb << 20
         # RAM is a memfd, not anonymous memory, so that `written_ranges` can ask the
         # kernel which pages were ever written (SEEK_DATA) instead of reading them all:
@@ -320,7 +329,7 @@ class Cpu:
 
     def write(self, name: str, value: int) -> None:
         if name not in _SEGMENT_NAMES:
-            self.uc.reg_write(_REG_IDS[name], value)
+            self._regs.write_scalar(_REG_IDS[name], value)
             return
         # A protected-mode segment load reads (and marks accessed) its descriptor
         # through the engine's TLB: a supervisor access of rdebug's, not of the guest.
@@ -336,7 +345,7 @@ class Cpu:
 
     @eip.setter
     def eip(self, value: int) -> None:
-        self.uc.reg_write(X.UC_X86_REG_EIP, value & 0xFFFFFFFF)
+        self._regs.write_scalar(X.UC_X86_REG_EIP, value & 0xFFFFFFFF)
 
     def general_registers(self) -> dict[str, int]:
         """eax ... gs by gdb name, in gdb's order."""
