@@ -140,6 +140,19 @@ uint32_t rd_countdown_publish(struct rd_countdown *cd, uint64_t icount) {
     return countdown_publish(cd, icount);
 }
 
+/* The indexes of a block's I/O and RDTSC instructions (Block.specials), for the native
+ * RDTSC hook: the Nth such instruction the block runs is its Nth special (the hooks of
+ * both count them in `special_seen`).  Blocks with more than RD_SPECIALS_MAX are left to
+ * Python. */
+#define RD_SPECIALS_MAX 10
+struct rd_specials {
+    uint64_t addr;
+    uint32_t size;
+    uint16_t count; /* 0xffff: empty slot */
+    uint16_t index[RD_SPECIALS_MAX];
+};
+#define RD_SPECIALS_EMPTY 0xffffu
+
 struct rd_counter {
     /* time */
     uint64_t icount;     /* instructions started, the current block counted whole */
@@ -193,6 +206,10 @@ struct rd_counter {
     struct rd_block recent[RD_RECENT_SIZE];
     /* the countdown published at branch boundaries, or NULL */
     struct rd_countdown *countdown;
+    /* blocks with I/O or RDTSC instructions: their indexes (see struct rd_specials) */
+    struct rd_specials *specials;
+    uint32_t specials_mask;
+    uint32_t specials_used;
 };
 
 static inline uint32_t hash64(uint64_t x) {
@@ -335,6 +352,84 @@ static uint64_t code_hash(struct rd_counter *st, uc_engine *uc, uint64_t addr, u
     return h | 1; /* never 0 */
 }
 
+/* What the block decoder needs of a new block, in one call (the Python equivalents,
+ * Cpu.read_linear, cs_base, code_is_32bit and linear_to_physical, cost ~10 register reads
+ * and two page walks a block: a fifth of a Linux boot's time went there).  Keep both in
+ * step: CS's base and default size come from its descriptor in the GDT or LDT (read
+ * through the page tables; real and virtual-8086 mode: selector << 4, 16-bit; a selector
+ * past the table's limit or a descriptor not mapped: base 0, 32-bit).  */
+struct rd_block_code {
+    uint64_t cs_base;
+    uint64_t page_first; /* physical address of the block's first byte, or UINT64_MAX */
+    uint64_t page_last;  /* ... of its last byte */
+    uint32_t code32;
+    uint32_t _pad;
+};
+
+/* Copy `size` bytes from linear `addr` into `out`; 0, or -1 when a page is not mapped. */
+static int read_linear(const struct rd_counter *st, uint64_t addr, uint32_t size, uint8_t *out,
+                       uint64_t cr0, uint64_t cr3, uint64_t cr4) {
+    uint64_t pos = addr;
+    uint64_t end = addr + size;
+    while (pos < end) {
+        uint64_t page_end = (pos | 0xfffu) + 1;
+        uint64_t chunk = (end < page_end ? end : page_end) - pos;
+        uint64_t phys = linear_to_physical(st, pos, cr0, cr3, cr4);
+        if (phys == UINT64_MAX || phys + chunk > st->ram_size)
+            return -1;
+        memcpy(out + (pos - addr), st->ram + phys, chunk);
+        pos += chunk;
+    }
+    return 0;
+}
+
+/* 0; -1: the code is not mapped; -2: PAE paging (not supported). `out` holds `size`
+ * bytes.  The register ids are unicorn's (EFLAGS is the struct's). */
+int rd_block_code(struct rd_counter *st, uint64_t addr, uint32_t size, int32_t cs_regid,
+                  int32_t gdtr_regid, int32_t ldtr_regid, uint8_t *out,
+                  struct rd_block_code *info) {
+    uc_engine *uc = st->uc;
+    uint64_t cr0 = 0, cr3 = 0, cr4 = 0, eflags = 0, cs = 0;
+    st->reg_read(uc, st->cr0_regid, &cr0);
+    st->reg_read(uc, st->cr4_regid, &cr4);
+    if (cr0 & 0x80000000u) {
+        if (cr4 & 0x20)
+            return -2;
+        st->reg_read(uc, st->cr3_regid, &cr3);
+    }
+    st->reg_read(uc, st->eflags_regid, &eflags);
+    st->reg_read(uc, cs_regid, &cs);
+    cs &= 0xffff;
+    if (!(cr0 & 1) || (eflags & 0x20000)) {
+        info->cs_base = cs << 4;
+        info->code32 = 0;
+    } else {
+        struct {
+            uint16_t selector;
+            uint64_t base;
+            uint32_t limit;
+            uint32_t flags;
+        } table;
+        memset(&table, 0, sizeof table);
+        st->reg_read(uc, (cs & 4) ? ldtr_regid : gdtr_regid, &table);
+        uint64_t index = cs & 0xfff8;
+        uint8_t raw[8];
+        info->cs_base = 0;
+        info->code32 = 1;
+        if (index + 7 <= table.limit &&
+            read_linear(st, (table.base + index) & 0xffffffffu, 8, raw, cr0, cr3, cr4) == 0) {
+            uint32_t lo, hi;
+            memcpy(&lo, raw, 4);
+            memcpy(&hi, raw + 4, 4);
+            info->cs_base = (lo >> 16) | ((hi & 0xff) << 16) | (hi & 0xff000000u);
+            info->code32 = (hi >> 22) & 1;
+        }
+    }
+    info->page_first = linear_to_physical(st, addr, cr0, cr3, cr4);
+    info->page_last = linear_to_physical(st, addr + (size ? size : 1) - 1, cr0, cr3, cr4);
+    return read_linear(st, addr, size, out, cr0, cr3, cr4);
+}
+
 uint32_t rd_block_get(struct rd_counter *st, uint64_t addr, uint32_t size) {
     if (!st->blocks)
         return RD_INFO_EMPTY;
@@ -349,15 +444,98 @@ uint32_t rd_block_get(struct rd_counter *st, uint64_t addr, uint32_t size) {
     }
 }
 
+static void specials_clear(struct rd_counter *st);
+
 /* Forget every block (after the translation cache was flushed). */
 void rd_blocks_clear(struct rd_counter *st) {
     st->epoch++;
     recent_clear(st);
-    if (!st->blocks)
+    if (!st->blocks) {
+        specials_clear(st);
         return;
+    }
     for (uint32_t i = 0; i <= st->blocks_mask; i++)
         st->blocks[i].info = RD_INFO_EMPTY;
     st->blocks_used = 0;
+    specials_clear(st);
+}
+
+static struct rd_specials *specials_find(const struct rd_counter *st, uint64_t addr,
+                                         uint32_t size) {
+    if (!st->specials)
+        return NULL;
+    uint32_t h = hash64(addr ^ ((uint64_t)size << 40)) & st->specials_mask;
+    for (;;) {
+        struct rd_specials *e = &st->specials[h];
+        if (e->count == RD_SPECIALS_EMPTY)
+            return NULL;
+        if (e->addr == addr && e->size == size)
+            return e;
+        h = (h + 1) & st->specials_mask;
+    }
+}
+
+static int specials_alloc(struct rd_counter *st, uint32_t capacity) {
+    struct rd_specials *old = st->specials;
+    uint32_t old_cap = old ? st->specials_mask + 1 : 0;
+    struct rd_specials *table = malloc(sizeof(struct rd_specials) * capacity);
+    if (!table)
+        return -1;
+    for (uint32_t i = 0; i < capacity; i++)
+        table[i].count = RD_SPECIALS_EMPTY;
+    st->specials = table;
+    st->specials_mask = capacity - 1;
+    st->specials_used = 0;
+    for (uint32_t i = 0; i < old_cap; i++) {
+        if (old[i].count == RD_SPECIALS_EMPTY)
+            continue;
+        uint32_t h = hash64(old[i].addr ^ ((uint64_t)old[i].size << 40)) & st->specials_mask;
+        while (table[h].count != RD_SPECIALS_EMPTY)
+            h = (h + 1) & st->specials_mask;
+        table[h] = old[i];
+        st->specials_used++;
+    }
+    free(old);
+    return 0;
+}
+
+/* Keep the `count` special indexes of block (addr, size); count 0 (none) is kept too, so
+ * that a block decoded again without them forgets the old ones.  More than
+ * RD_SPECIALS_MAX: kept as "unknown" (the RDTSC hook leaves the block to Python).
+ * 0, or -1 when out of memory. */
+int rd_specials_set(struct rd_counter *st, uint64_t addr, uint32_t size, const uint16_t *index,
+                    uint32_t count) {
+    struct rd_specials *e = specials_find(st, addr, size);
+    if (!e) {
+        if (!st->specials || (st->specials_used + 1) * 2 > st->specials_mask + 1) {
+            uint32_t cap = st->specials ? (st->specials_mask + 1) * 2 : 1024;
+            if (specials_alloc(st, cap) < 0)
+                return -1;
+        }
+        uint32_t h = hash64(addr ^ ((uint64_t)size << 40)) & st->specials_mask;
+        while (st->specials[h].count != RD_SPECIALS_EMPTY)
+            h = (h + 1) & st->specials_mask;
+        e = &st->specials[h];
+        e->addr = addr;
+        e->size = size;
+        st->specials_used++;
+    }
+    if (count > RD_SPECIALS_MAX) {
+        e->count = RD_SPECIALS_MAX + 1;
+        return 0;
+    }
+    e->count = (uint16_t)count;
+    for (uint32_t i = 0; i < count; i++)
+        e->index[i] = index[i];
+    return 0;
+}
+
+static void specials_clear(struct rd_counter *st) {
+    if (!st->specials)
+        return;
+    for (uint32_t i = 0; i <= st->specials_mask; i++)
+        st->specials[i].count = RD_SPECIALS_EMPTY;
+    st->specials_used = 0;
 }
 
 static int bps_alloc(struct rd_counter *st, uint32_t capacity) {
@@ -433,8 +611,10 @@ int rd_bp_remove(struct rd_counter *st, uint64_t addr) {
 void rd_counter_free(struct rd_counter *st) {
     free(st->blocks);
     free(st->bps);
+    free(st->specials);
     st->blocks = NULL;
     st->bps = NULL;
+    st->specials = NULL;
 }
 
 static inline void stop_before(struct rd_counter *st, uc_engine *uc, uint32_t reason,
@@ -571,6 +751,61 @@ int rd_counter_trap_at_block_end(struct rd_counter *st, uint64_t pc, uint64_t *i
     st->block_info = RD_INFO_BRANCH;
     *icount = st->icount;
     return 1;
+}
+
+/* RDTSC and RDTSCP (UC_HOOK_INSN): a 1 GHz time-stamp counter of virtual nanoseconds at
+ * the reading instruction, ns(icount) = (icount << icount_shift) + bias_ns, as
+ * machine/cpuid.py computes it (a Linux boot runs half a million RDTSCs: a Python call
+ * each cost a tenth of its time).  The instruction's icount is its block's start plus its
+ * index, the block's next special (struct rd_specials); a block without a known entry
+ * goes to the Python hook, `fallback`.  Unicorn syncs EIP before the hook; returning 1
+ * skips its own (host) TSC.  Python owns the struct (cpuid.py mirrors it) and sets the
+ * clock before each run. */
+typedef int (*rd_insn_fn)(uc_engine *uc, void *user);
+typedef int (*uc_reg_write_fn)(uc_engine *uc, int regid, const void *value);
+
+struct rd_tsc {
+    struct rd_counter *counter;
+    uc_reg_write_fn reg_write;
+    rd_insn_fn fallback_rdtsc;
+    rd_insn_fn fallback_rdtscp;
+    int64_t bias_ns;
+    uint32_t icount_shift;
+    int32_t eax_regid;
+    int32_t edx_regid;
+    int32_t ecx_regid;
+    uint64_t native; /* statistics: reads answered here */
+};
+
+static int tsc_read(struct rd_tsc *t, uc_engine *uc, int with_aux) {
+    struct rd_counter *st = t->counter;
+    if (st->block_addr == RD_NO_ADDR)
+        return -1;
+    const struct rd_specials *e = specials_find(st, st->block_addr, st->block_size);
+    if (!e || e->count > RD_SPECIALS_MAX || st->special_seen >= e->count)
+        return -1;
+    uint64_t icount = st->block_base + e->index[st->special_seen];
+    st->special_seen++;
+    uint64_t tsc = (uint64_t)((int64_t)(icount << t->icount_shift) + t->bias_ns);
+    uint64_t lo = tsc & 0xffffffffu, hi = (tsc >> 32) & 0xffffffffu, zero = 0;
+    t->reg_write(uc, t->eax_regid, &lo);
+    t->reg_write(uc, t->edx_regid, &hi);
+    if (with_aux)
+        t->reg_write(uc, t->ecx_regid, &zero);
+    t->native++;
+    return 1;
+}
+
+int rd_rdtsc_hook(uc_engine *uc, void *user) {
+    struct rd_tsc *t = user;
+    int done = tsc_read(t, uc, 0);
+    return done < 0 ? t->fallback_rdtsc(uc, user) : done;
+}
+
+int rd_rdtscp_hook(uc_engine *uc, void *user) {
+    struct rd_tsc *t = user;
+    int done = tsc_read(t, uc, 1);
+    return done < 0 ? t->fallback_rdtscp(uc, user) : done;
 }
 
 /* An importable module only so that the build and the import machinery find the file. */

@@ -132,11 +132,17 @@ class BlockDecoder:
         self._cs16 = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_16)
 
     def decode(self, addr: int, size: int) -> Block:
+        """The block at linear `addr`, read through the CPU's page tables."""
         code = self._cpu.read_linear(addr, size)
         if code is None:
             raise MachineError(f"cannot read the code of the block at {addr:#x}")
-        cs = self._cs32 if self._cpu.code_is_32bit() else self._cs16
-        cs_base = self._cpu.cs_base()
+        return self.decode_code(addr, code, self._cpu.cs_base(), self._cpu.code_is_32bit())
+
+    def decode_code(self, addr: int, code: bytes, cs_base: int, code32: bool) -> Block:
+        """The block whose `code` was read at linear `addr` under a CS of that base and
+        default size (the native counter reads all three in one call)."""
+        size = len(code)
+        cs = self._cs32 if code32 else self._cs16
         offsets: list[int] = []
         after_io: list[int] = []
         specials: list[int] = []

@@ -17,8 +17,28 @@ from unicorn.unicorn_py3 import unicorn as _ucpy
 
 from rdebug.machine.counter import Counter
 from rdebug.machine.cpu import Cpu
+from rdebug.machine.icount_binding import fn_address
+from rdebug.machine.native import extension
+from rdebug.machine.native_counter import NativeCounter
 
 _INSN_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)
+
+
+class TscState(ctypes.Structure):
+    """Mirror of struct rd_tsc in _icount.c (the native RDTSC/RDTSCP hooks)."""
+
+    _fields_ = (
+        ("counter", ctypes.c_void_p),
+        ("reg_write", ctypes.c_void_p),
+        ("fallback_rdtsc", ctypes.c_void_p),
+        ("fallback_rdtscp", ctypes.c_void_p),
+        ("bias_ns", ctypes.c_int64),
+        ("icount_shift", ctypes.c_uint32),
+        ("eax_regid", ctypes.c_int32),
+        ("edx_regid", ctypes.c_int32),
+        ("ecx_regid", ctypes.c_int32),
+        ("native", ctypes.c_uint64),
+    )
 
 
 def cpuid(leaf: int) -> tuple[int, int, int, int]:
@@ -43,7 +63,11 @@ class CpuidTsc:
     """The CPUID, RDTSC and RDTSCP hooks of one CPU (installed for its lifetime).
 
     `now_ns` is the machine's virtual clock; it is read with the counter positioned on
-    the reading instruction (a hook runs mid-block).
+    the reading instruction (a hook runs mid-block).  With the native counter, RDTSC and
+    RDTSCP are answered in C (`rd_rdtsc_hook` in _icount.c: the same value, from the
+    block's start and the instruction's index in it), which calls the Python hooks here
+    only for a block it does not know; the machine then gives it the clock before each
+    run (`set_clock`).
     """
 
     def __init__(self, cpu: Cpu, counter: Counter, now_ns: Callable[[], int]) -> None:
@@ -56,10 +80,38 @@ class CpuidTsc:
         # (and keep the ctypes callbacks alive as long as the hooks).
         self._tsc_fn = _INSN_FN(self._on_rdtsc)
         self._tscp_fn = _INSN_FN(self._on_rdtscp)
-        self._hooks = [
-            _hook_insn_ctypes(uc, self._tsc_fn, X.UC_X86_INS_RDTSC),
-            _hook_insn_ctypes(uc, self._tscp_fn, X.UC_X86_INS_RDTSCP),
-        ]
+        self._native: TscState | None = None
+        if isinstance(counter, NativeCounter):
+            native = self._native = TscState()
+            native.counter = counter.state_address
+            native.reg_write = ctypes.cast(_ucpy.uclib.uc_reg_write, ctypes.c_void_p).value
+            native.fallback_rdtsc = ctypes.cast(self._tsc_fn, ctypes.c_void_p).value
+            native.fallback_rdtscp = ctypes.cast(self._tscp_fn, ctypes.c_void_p).value
+            native.eax_regid = X.UC_X86_REG_EAX
+            native.edx_regid = X.UC_X86_REG_EDX
+            native.ecx_regid = X.UC_X86_REG_ECX
+            lib = extension()
+            user = ctypes.addressof(native)
+            self._hooks = [
+                _hook_insn(uc, fn_address(lib, "rd_rdtsc_hook"), user, X.UC_X86_INS_RDTSC),
+                _hook_insn(uc, fn_address(lib, "rd_rdtscp_hook"), user, X.UC_X86_INS_RDTSCP),
+            ]
+        else:
+            self._hooks = [
+                _hook_insn(uc, _address(self._tsc_fn), 0, X.UC_X86_INS_RDTSC),
+                _hook_insn(uc, _address(self._tscp_fn), 0, X.UC_X86_INS_RDTSCP),
+            ]
+
+    def set_clock(self, icount_shift: int, bias_ns: int) -> None:
+        """Virtual time is (icount << icount_shift) + bias_ns (set before each run)."""
+        if self._native is not None:
+            self._native.icount_shift = icount_shift
+            self._native.bias_ns = bias_ns
+
+    @property
+    def native_reads(self) -> int:
+        """RDTSC/RDTSCP answered by the native hook (statistics)."""
+        return 0 if self._native is None else int(self._native.native)
 
     def _on_cpuid(self, uc: Uc, _user: object) -> int:
         leaf = self._cpu.read("eax")
@@ -88,14 +140,18 @@ class CpuidTsc:
         self._cpu.write("edx", (tsc >> 32) & 0xFFFFFFFF)
 
 
-def _hook_insn_ctypes(uc: Uc, fn: ctypes._FuncPointer, insn: int) -> int:
+def _address(fn: ctypes._FuncPointer) -> int:
+    return ctypes.cast(fn, ctypes.c_void_p).value or 0
+
+
+def _hook_insn(uc: Uc, fn: int, user: int, insn: int) -> int:
     handle = ctypes.c_size_t()
     status = _ucpy.uclib.uc_hook_add(
         uc._uch,
         ctypes.byref(handle),
         UC_HOOK_INSN,
-        ctypes.cast(fn, ctypes.c_void_p),
-        ctypes.c_void_p(0),
+        ctypes.c_void_p(fn),
+        ctypes.c_void_p(user),
         ctypes.c_uint64(1),
         ctypes.c_uint64(0),
         ctypes.c_int(insn),

@@ -95,6 +95,21 @@ class CounterState(ctypes.Structure):
         ("revalidations", ctypes.c_uint64),
         ("recent", BlockSlot * 256),
         ("countdown", ctypes.c_void_p),  # struct rd_countdown * (machine/countdown.py)
+        ("specials", ctypes.c_void_p),
+        ("specials_mask", ctypes.c_uint32),
+        ("specials_used", ctypes.c_uint32),
+    )
+
+
+class BlockCodeInfo(ctypes.Structure):
+    """Mirror of struct rd_block_code: what `rd_block_code` tells of a block."""
+
+    _fields_ = (
+        ("cs_base", ctypes.c_uint64),
+        ("page_first", ctypes.c_uint64),
+        ("page_last", ctypes.c_uint64),
+        ("code32", ctypes.c_uint32),
+        ("_pad", ctypes.c_uint32),
     )
 
 
@@ -110,6 +125,25 @@ def load_library() -> ctypes.CDLL:
     lib.rd_bp_add.restype = ctypes.c_int
     lib.rd_bp_remove.argtypes = (ctypes.c_void_p, ctypes.c_uint64)
     lib.rd_bp_remove.restype = ctypes.c_int
+    lib.rd_block_code.argtypes = (
+        ctypes.c_void_p,
+        ctypes.c_uint64,
+        ctypes.c_uint32,
+        ctypes.c_int32,
+        ctypes.c_int32,
+        ctypes.c_int32,
+        ctypes.c_void_p,
+        ctypes.c_void_p,
+    )
+    lib.rd_block_code.restype = ctypes.c_int
+    lib.rd_specials_set.argtypes = (
+        ctypes.c_void_p,
+        ctypes.c_uint64,
+        ctypes.c_uint32,
+        ctypes.c_void_p,
+        ctypes.c_uint32,
+    )
+    lib.rd_specials_set.restype = ctypes.c_int
     lib.rd_counter_free.argtypes = (ctypes.c_void_p,)
     lib.rd_counter_free.restype = None
     return lib

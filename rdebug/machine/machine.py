@@ -351,6 +351,7 @@ class Machine:
             self._next_stop = min(hard, soft)
             for countdown in self._countdowns:
                 countdown.set_clock(self.clock.shift, self.clock.bias_ns)  # warps move it
+            self._cpuid_tsc.set_clock(self.clock.shift, self.clock.bias_ns)
             self._emulating = True
             page_fault: PageFault | None = None
             self.cpu.vtlb.clear_fault()  # a refusal seen by a probe never became a fault

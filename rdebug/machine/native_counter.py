@@ -35,6 +35,7 @@ from rdebug.machine.icount_binding import (
     RD_STOP_REQUESTED,
     RD_STOP_RETRANSLATE,
     RD_STOP_TARGET,
+    BlockCodeInfo,
     CounterState,
     block_info,
     fn_address,
@@ -74,6 +75,9 @@ class NativeCounter:
         st.cr4_regid = X.UC_X86_REG_CR4
         self._st = st
         self._st_addr = ctypes.addressof(st)
+        self._code_info = BlockCodeInfo()
+        self._code_info_addr = ctypes.addressof(self._code_info)
+        self._code_buffer = ctypes.create_string_buffer(4096)
         self._shadow_after_stop = False
         self._block_hook = hook_add_native(
             self._uc, 8, fn_address(self._lib, "rd_block_hook"), self._st_addr, 1, 0
@@ -130,18 +134,47 @@ class NativeCounter:
     def close(self) -> None:
         self._lib.rd_counter_free(self._st_addr)
 
+    def read_block(self, addr: int, size: int) -> tuple[bytes, int, bool, tuple[int, ...]]:
+        """The code of the block at linear `addr`, the base and default size (32-bit?) of
+        CS, and the physical pages of its first and last byte where mapped: what
+        `Cpu.read_linear`, `cs_base`, `code_is_32bit` and `linear_to_physical` tell,
+        read natively in one call (`rd_block_code`)."""
+        if size > len(self._code_buffer):
+            self._code_buffer = ctypes.create_string_buffer(size)
+        info = self._code_info
+        status = self._lib.rd_block_code(
+            self._st_addr,
+            addr,
+            size,
+            X.UC_X86_REG_CS,
+            X.UC_X86_REG_GDTR,
+            X.UC_X86_REG_LDTR,
+            self._code_buffer,
+            self._code_info_addr,
+        )
+        if status == -2:
+            raise MachineError("PAE paging is not supported")
+        if status != 0:
+            raise MachineError(f"cannot read the code of the block at {addr:#x}")
+        pages = tuple(page >> 12 for page in (info.page_first, info.page_last) if page != NO_ADDR)
+        return self._code_buffer.raw[:size], info.cs_base, bool(info.code32), pages
+
     def _miss(self, addr: int, size: int) -> int:
         """Called from C for a block not yet in the table.  Must never raise."""
         try:
-            block = self._decoder.decode(addr, size)
+            code, cs_base, code32, pages = self.read_block(addr, size)
+            block = self._decoder.decode_code(addr, code, cs_base, code32)
         except BaseException as exc:
             self._miss_error = exc
             return INFO_RETRANSLATE
+        old = self._blocks.get((addr, size))
         self._blocks[(addr, size)] = block
-        for linear in (addr, addr + max(size, 1) - 1):
-            physical = self._cpu.linear_to_physical(linear)
-            if physical is not None:
-                self._code_pages.add(physical >> 12)
+        if block.specials or (old is not None and old.specials):
+            # for the native RDTSC hook (cpuid.py); without an entry it asks Python
+            specials = block.specials
+            index = (ctypes.c_uint16 * max(len(specials), 1))(*specials)
+            self._lib.rd_specials_set(self._st_addr, addr, size, index, len(specials))
+        self._code_pages.update(pages)
         info = block_info(block)
         if any(a not in self._code_hooks for a in block.hooked):
             info |= INFO_RETRANSLATE
