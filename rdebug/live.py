@@ -210,5 +210,6 @@ def record(
         audio=audio,
         run=run_machine,
         initrd=guest.initrd,
+        image=guest.image,
     )
     return Recorded(made.trace.path, stops[-1], made.events)
