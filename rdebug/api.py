@@ -178,8 +178,9 @@ class Session:
                 audio=audio,
             )
             self._machine.load(image)
-            self.symbols = dict(image.symbols)
-            self._by_addr = _symbol_table(self.symbols)
+            self._image_symbols = image.symbols  # a Linux kernel's: read on first use
+            self._symbols: dict[str, int] | None = None
+            self._symbol_table: list[tuple[int, str]] | None = None
             self._events: list[RecordedEvent] | None = None
         except BaseException:
             self._log.close()
@@ -446,6 +447,19 @@ class Session:
             pass
         return str(Path(path)), number, text
 
+    @property
+    def symbols(self) -> dict[str, int]:
+        """The guest's symbols by name (read on first use)."""
+        if self._symbols is None:
+            self._symbols = dict(self._image_symbols)
+        return self._symbols
+
+    @property
+    def _by_addr(self) -> list[tuple[int, str]]:
+        if self._symbol_table is None:
+            self._symbol_table = _symbol_table(self.symbols)
+        return self._symbol_table
+
     def address(self, symbol: str) -> int:
         """The address of a symbol ("name", "name+off") or a number ("0x100000")."""
         return self._address(symbol)
@@ -459,10 +473,11 @@ class Session:
         except OSError as exc:
             raise UsageError(f"{path}: cannot read: {exc.strerror}") from None
         offset = self.trace.info.guest.kernel_offset or 0
+        symbols = self.symbols
         for name, addr in symbol_file(data, str(path)).items():
-            self.symbols[name] = (addr + offset) & 0xFFFFFFFF
-        self._by_addr = _symbol_table(self.symbols)
-        return len(self.symbols)
+            symbols[name] = (addr + offset) & 0xFFFFFFFF
+        self._symbol_table = None
+        return len(symbols)
 
     def disassemble(self, addr: int | str | None = None, count: int = 1) -> list[Instruction]:
         """`count` instructions from `addr` (default: eip), in the CPU's current mode.

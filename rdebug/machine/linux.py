@@ -25,6 +25,7 @@ import bz2
 import io
 import lzma
 import struct
+import threading
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -91,7 +92,7 @@ class LinuxBoot:
     initrd: bytes | None
     cmdline: str
     #: Its symbols, read from the image (link-time addresses: see `kaslr_offset`).
-    symbols: KernelSymbols
+    symbols: PendingSymbols
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +156,7 @@ def parse_bzimage(data: bytes, name: str, initrd: bytes | None, cmdline: str) ->
             f"--append: the command line is {len(cmdline.encode())} bytes, this kernel "
             f"takes at most {header.cmdline_size}"
         )
-    return LinuxBoot(header, kernel, initrd, cmdline, kernel_symbols(data))
+    return LinuxBoot(header, kernel, initrd, cmdline, PendingSymbols(data))
 
 
 def e820_map(ram_size: int) -> list[tuple[int, int, int]]:
@@ -252,6 +253,33 @@ class KernelSymbols:
     #: the running kernel has it tells how far KASLR moved the kernel (`kaslr_offset`).
     banner: bytes = b""
     banner_addr: int = 0
+
+
+class PendingSymbols:
+    """`kernel_symbols(data)`, read in a thread of its own from the moment the image is
+    parsed: decompressing the kernel takes ~0.5 s (the decompressor lets other threads
+    run), which the guest's first instructions overlap; `result` waits for it."""
+
+    def __init__(self, data: bytes) -> None:
+        self._symbols: KernelSymbols | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._read, args=(data,), name="rdebug-kernel-symbols", daemon=True
+        )
+        self._thread.start()
+
+    def _read(self, data: bytes) -> None:
+        try:
+            self._symbols = kernel_symbols(data)
+        except BaseException as exc:  # handed to whoever asks (`result`)
+            self._error = exc
+
+    def result(self) -> KernelSymbols:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._symbols is not None
+        return self._symbols
 
 
 def kernel_symbols(data: bytes) -> KernelSymbols:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import io
 import struct
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,6 +64,32 @@ class Segment:
     memsize: int  # >= len(data); the rest is zeroed (bss)
 
 
+class LazySymbols(Mapping[str, int]):
+    """Symbols computed on first use (a Linux kernel's: see `linux.PendingSymbols`)."""
+
+    def __init__(self, compute: Callable[[], Mapping[str, int]]) -> None:
+        self._compute: Callable[[], Mapping[str, int]] | None = compute
+        self._symbols: dict[str, int] = {}
+
+    def _get(self) -> dict[str, int]:
+        if self._compute is not None:
+            self._symbols = dict(self._compute())
+            self._compute = None
+        return self._symbols
+
+    def __getitem__(self, name: str) -> int:
+        return self._get()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._get())
+
+    def __len__(self) -> int:
+        return len(self._get())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._get()
+
+
 @dataclass(frozen=True, slots=True)
 class LoadedImage:
     """What to place in RAM and how the CPU starts."""
@@ -73,7 +100,7 @@ class LoadedImage:
     mode: StartMode
     multiboot: bool = False
     cmdline: str = ""
-    symbols: dict[str, int] = field(default_factory=dict)
+    symbols: Mapping[str, int] = field(default_factory=dict)
     #: A Linux kernel: placed by `Machine.load` once the size of RAM is known.
     linux: LinuxBoot | None = None
 
@@ -131,7 +158,7 @@ def parse_image(
             entry=boot.header.code32_start,
             mode=StartMode.PROTECTED_FLAT,
             cmdline=cmdline,
-            symbols=dict(boot.symbols.symbols),
+            symbols=LazySymbols(lambda: boot.symbols.result().symbols),
             linux=boot,
         )
     if initrd is not None:

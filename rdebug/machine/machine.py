@@ -35,7 +35,7 @@ from __future__ import annotations
 import copy
 import enum
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from unicorn import UC_HOOK_INSN, UC_HOOK_INSN_INVALID, UC_HOOK_INTR, Uc, UcError
@@ -191,7 +191,7 @@ class Machine:
             countdown.set_clock(self.clock.shift, self.clock.bias_ns)
             self.counter.attach_countdown(countdown)
         map_open_bus(self._uc)
-        self.symbols: dict[str, int] = {}
+        self.symbols: Mapping[str, int] = {}
         self._linux: linux.LinuxBoot | None = None
 
     @property
@@ -263,7 +263,7 @@ class Machine:
     def load(self, image: LoadedImage) -> None:
         """Place `image` in RAM and set the CPU up as its boot protocol says."""
         boot(self.cpu, image)
-        self.symbols = dict(image.symbols)
+        self.symbols = image.symbols
         self._linux = image.linux
         self.counter.invalidate()
 
@@ -273,7 +273,9 @@ class Machine:
         if self._linux is None:
             return None
         return linux.kaslr_offset(
-            self._linux.symbols, self._linux.header.kernel_alignment, self.cpu.read_linear
+            self._linux.symbols.result(),
+            self._linux.header.kernel_alignment,
+            self.cpu.read_linear,
         )
 
     # -- breakpoints and watchpoints ---------------------------------------------------------

@@ -19,6 +19,7 @@ import dataclasses
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from rdebug.machine.devices.ne2000 import NicConfig, format_mac
 from rdebug.machine.devices.sb16 import Sb16Config
 from rdebug.machine.disks import OverlayDisk
 from rdebug.machine.kallsyms import symbol_elf
-from rdebug.machine.loader import ImageFormat, LoadedImage, parse_image
+from rdebug.machine.loader import ImageFormat, LazySymbols, LoadedImage, parse_image
 from rdebug.machine.machine import MachineConfig
 from rdebug.snapshots.images import detect_format, open_image
 
@@ -138,9 +139,10 @@ def load_guest(spec: GuestSpec, data: bytes, initrd: bytes | None = None) -> Loa
         initrd,
     )
     if spec.kernel_offset:
-        moved = {
-            name: (addr + spec.kernel_offset) & 0xFFFFFFFF for name, addr in image.symbols.items()
-        }
+        offset, symbols = spec.kernel_offset, image.symbols
+        moved = LazySymbols(
+            lambda: {name: (addr + offset) & 0xFFFFFFFF for name, addr in symbols.items()}
+        )
         image = dataclasses.replace(image, symbols=moved)
     return image
 
@@ -243,7 +245,7 @@ class Trace:
             return None
         return self._kept_file(INITRD_NAME, spec.initrd, spec.initrd_sha256, "initrd")
 
-    def set_kernel_offset(self, offset: int, symbols: dict[str, int]) -> None:
+    def set_kernel_offset(self, offset: int, symbols: Mapping[str, int]) -> None:
         """After recording a Linux guest: where KASLR put its kernel, and a symbol file
         for gdb (an ELF with the kernel's moved symbols; gdb cannot read a bzImage)."""
         spec = dataclasses.replace(self.info.guest, kernel_offset=offset)
