@@ -37,12 +37,12 @@ import enum
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from unicorn import UC_HOOK_INSN, UC_HOOK_INSN_INVALID, UC_HOOK_INTR, Uc, UcError
 from unicorn import x86_const as X
 
 from rdebug.errors import GuestFault, MachineError
-from rdebug.machine import linux
 from rdebug.machine.audio import AudioFormat
 from rdebug.machine.board import Board
 from rdebug.machine.boot import boot
@@ -74,6 +74,9 @@ from rdebug.machine.state import MachineState, state_hash
 from rdebug.machine.sysenter import SYSENTER_LENGTH, sysenter
 from rdebug.machine.vtlb import PageFault
 from rdebug.machine.watchpoints import WatchHit, WatchKind, Watchpoints
+
+if TYPE_CHECKING:
+    from rdebug.machine.linux import LinuxBoot
 
 #: The run loop regains control at least this often (in instructions, at a branch
 #: boundary): for host input, and so that `interrupt()` (Ctrl-C) is noticed promptly
@@ -192,7 +195,7 @@ class Machine:
             self.counter.attach_countdown(countdown)
         map_open_bus(self._uc)
         self.symbols: dict[str, int] = {}
-        self._linux: linux.LinuxBoot | None = None
+        self._linux: LinuxBoot | None = None
 
     @property
     def native_interrupts(self) -> NativeInterrupts | None:
@@ -272,6 +275,8 @@ class Machine:
         its symbols (0: not moved); None before the kernel runs paged, or no Linux."""
         if self._linux is None:
             return None
+        from rdebug.machine import linux  # noqa: PLC0415 - only for a Linux kernel (loader.py)
+
         return linux.kaslr_offset(
             self._linux.symbols, self._linux.header.kernel_alignment, self.cpu.read_linear
         )
