@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -183,10 +182,7 @@ class Trace:
             info = TraceInfo(
                 spec, config.memory_mb, config.icount_shift, drives, config.nic, config.sound
             )
-            meta = {"format": TRACE_FORMAT, "version": TRACE_VERSION, **_to_json(info)}
-            tmp = path / (META_NAME + ".tmp")
-            tmp.write_text(json.dumps(meta, indent=2) + "\n")
-            tmp.replace(path / META_NAME)
+            _write_meta(path, info)
         except OSError as exc:
             raise UsageError(f"{path}: cannot create the trace: {exc.strerror}") from None
         return cls(path, info)
@@ -213,6 +209,8 @@ class Trace:
             )
         if not path.is_dir():
             raise UsageError(f"{path}: no such trace folder")
+        import json  # noqa: PLC0415 - `rdebug run` reads no trace
+
         try:
             meta = json.loads(meta_path.read_text())
         except FileNotFoundError:
@@ -251,10 +249,7 @@ class Trace:
         moved = {name: (addr + offset) & 0xFFFFFFFF for name, addr in symbols.items()}
         try:
             (self.path / GDB_SYMBOLS_NAME).write_bytes(symbol_elf(moved))
-            meta = {"format": TRACE_FORMAT, "version": TRACE_VERSION, **_to_json(self.info)}
-            tmp = self.path / (META_NAME + ".tmp")
-            tmp.write_text(json.dumps(meta, indent=2) + "\n")
-            tmp.replace(self.path / META_NAME)
+            _write_meta(self.path, self.info)
         except OSError as exc:
             raise UsageError(f"{self.path}: cannot update the trace: {exc.strerror}") from None
 
@@ -290,6 +285,16 @@ class Trace:
                 f"(and the trace's copy is missing)"
             )
         return data
+
+
+def _write_meta(path: Path, info: TraceInfo) -> None:
+    """The trace description, trace.json, written whole or not at all."""
+    import json  # noqa: PLC0415 - `rdebug run` writes no trace
+
+    meta = {"format": TRACE_FORMAT, "version": TRACE_VERSION, **_to_json(info)}
+    tmp = path / (META_NAME + ".tmp")
+    tmp.write_text(json.dumps(meta, indent=2) + "\n")
+    tmp.replace(path / META_NAME)
 
 
 def _to_json(info: TraceInfo) -> dict[str, Any]:
