@@ -138,3 +138,34 @@ def test_the_names_api_offers_from_the_replay_are_the_same_objects() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=False
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_the_program_collects_no_garbage_while_it_starts_and_does_while_the_guest_runs() -> None:
+    """`main()` as the program keeps the collector off while the command's modules load,
+    freezes what they made, and has it on again while the guest runs (a long run makes
+    garbage); `main(argv)`, from a script, leaves the collector alone."""
+    code = f"""
+import gc, sys
+import rdebug.live
+seen = []
+original = rdebug.live.LiveSession.run
+def run(self, target=None):
+    seen.append((gc.isenabled(), gc.get_freeze_count() > 0))
+    return original(self, target)
+rdebug.live.LiveSession.run = run
+from rdebug.cli import main
+sys.argv = ["rdebug", "run", "--serial", "null", {str(HELLO)!r}]
+status = main()
+print(status, seen, gc.isenabled())
+gc.unfreeze()
+status = main(sys.argv[1:])
+print(status, seen[1:], gc.isenabled(), gc.get_freeze_count())
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "1 [(True, True)] True",  # the program: on, with start-up's objects frozen
+        "1 [(True, False)] True 0",  # a script's call: untouched
+    ]
