@@ -17,6 +17,7 @@ nothing of the engine, the counter or the run loop: devices see the machine only
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from rdebug.errors import MachineError
 from rdebug.machine.devices.acpi_pm import AcpiPm
@@ -24,7 +25,6 @@ from rdebug.machine.devices.base import Device, DeviceContext
 from rdebug.machine.devices.cga import Cga
 from rdebug.machine.devices.dma import IsaDma, PhysicalMemory
 from rdebug.machine.devices.i8042 import I8042, FastA20Port
-from rdebug.machine.devices.ide import IdeController
 from rdebug.machine.devices.ioapic import IoApic
 from rdebug.machine.devices.lapic import LocalApic
 from rdebug.machine.devices.misc import DebugExit, PostPort
@@ -37,6 +37,9 @@ from rdebug.machine.devices.sb16 import AudioSink, Microphone, Sb16, Sb16Config
 from rdebug.machine.devices.uart import SerialBackend, Uart
 from rdebug.machine.disks import OverlayDisk
 from rdebug.machine.inputs import AsyncInput, KeyInput, MouseInput, NetInput, SerialInput
+
+if TYPE_CHECKING:
+    from rdebug.machine.devices.ide import IdeController
 
 
 class Board:
@@ -77,7 +80,11 @@ class Board:
         self.disks = [*disks, None, None][:2]
         if len(disks) > 2:
             raise MachineError("at most two IDE drives (master and slave)")
-        self.ide = IdeController(ctx, self.disks[0], self.disks[1]) if any(self.disks) else None
+        self.ide: IdeController | None = None
+        if any(self.disks):
+            from rdebug.machine.devices.ide import IdeController  # noqa: PLC0415 - with a drive
+
+            self.ide = IdeController(ctx, self.disks[0], self.disks[1])
         self.devices: list[Device] = [
             self.pic,
             self.lapic,

@@ -48,8 +48,10 @@ NOT_FOR_RUN = (
     "rdebug.snapshots.named",
     "rdebug.snapshots.vmstate",
     "rdebug.snapshots.qcow2",
-    # a Linux kernel's boot (bzImage), host devices asked for by options
+    # a Linux kernel's boot (bzImage), the IDE controller (no drive), host devices
+    # asked for by options
     "rdebug.machine.linux",
+    "rdebug.machine.devices.ide",
     "rdebug.host.netdev",
     "rdebug.host.wav",
     # the front ends of the other commands, gdb's stub
