@@ -38,8 +38,6 @@ from typing import TYPE_CHECKING, BinaryIO, TextIO, TypeVar
 
 from rdebug.errors import FormatError, RdebugError, UsageError
 from rdebug.live import Guest, LiveSession, Recorded, record
-from rdebug.machine.devices.ne2000 import FrameSink, NicConfig
-from rdebug.machine.devices.sb16 import AudioSink, Sb16Config
 from rdebug.machine.devices.uart import SerialBackend
 from rdebug.machine.loader import ImageFormat, symbol_file
 from rdebug.machine.machine import Machine, MachineConfig
@@ -49,6 +47,8 @@ from rdebug.replay.trace import DriveSpec, Trace, drive_spec, open_disks
 from rdebug.snapshots import DEFAULT_BUDGET
 
 if TYPE_CHECKING:
+    from rdebug.machine.devices.ne2000 import FrameSink, NicConfig
+    from rdebug.machine.devices.sb16 import AudioSink, Sb16Config
     from rdebug.replay.events import EventKind, RecordedEvent, parse_kind
     from rdebug.replay.playback import Played
     from rdebug.replay.query import (
@@ -69,11 +69,12 @@ if TYPE_CHECKING:
 
 # Imported where used, not here: what only a replay needs (the log's reader and player,
 # events, queries, named snapshots: `rdebug run` needs none of them, and they take a
-# while to load), capstone (disassemble), the timeline and checkpoints (numpy), vmstate.
-# The names of theirs that this module offers come from `__getattr__`, on first use.
+# while to load), the NIC and the sound card (a machine without them), capstone
+# (disassemble), the timeline and checkpoints (numpy), vmstate.  The names of theirs
+# that this module offers come from `__getattr__`, on first use.
 
-#: The names this module offers from the replay's modules, by module.
-_REPLAY_NAMES = {
+#: The names this module offers from modules it does not import up front, by module.
+_LAZY_NAMES = {
     "events": ("EventKind", "RecordedEvent", "parse_kind", "read_events", "select"),
     "playback": ("Played", "play"),
     "player": ("Player", "position_from_data", "position_to_data", "recording_end"),
@@ -91,32 +92,39 @@ _REPLAY_NAMES = {
         "Query",
     ),
     "named": ("NamedSnapshot", "SnapshotFile"),
+    "ne2000": ("FrameSink", "NicConfig"),
+    "sb16": ("AudioSink", "Sb16Config"),
 }
 
 if not TYPE_CHECKING:  # mypy sees the imports above, and no attribute of any other name
 
     def __getattr__(name: str) -> object:
-        """One of `_REPLAY_NAMES`, its module imported on first use (nothing is imported
+        """One of `_LAZY_NAMES`, its module imported on first use (nothing is imported
         for any other name: the import system asks for `__path__`, for one)."""
-        module = next((m for m, names in _REPLAY_NAMES.items() if name in names), None)
-        if module is None:
+        module = next((m for m, names in _LAZY_NAMES.items() if name in names), None)
+        # (each import: see the comment above)
+        if module == "events":
+            from rdebug.replay import events as found  # noqa: PLC0415
+        elif module == "playback":
+            from rdebug.replay import playback as found  # noqa: PLC0415
+        elif module == "player":
+            from rdebug.replay import player as found  # noqa: PLC0415
+        elif module == "query":
+            from rdebug.replay import query as found  # noqa: PLC0415
+        elif module == "named":
+            from rdebug.snapshots import named as found  # noqa: PLC0415
+        elif module == "ne2000":
+            from rdebug.machine.devices import ne2000 as found  # noqa: PLC0415
+        elif module == "sb16":
+            from rdebug.machine.devices import sb16 as found  # noqa: PLC0415
+        else:
             raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-        from rdebug.replay import events, playback, player, query  # noqa: PLC0415 - see above
-        from rdebug.snapshots import named  # noqa: PLC0415 - see above
-
-        modules = {
-            "events": events,
-            "playback": playback,
-            "player": player,
-            "query": query,
-            "named": named,
-        }
-        value = getattr(modules[module], name)
+        value = getattr(found, name)
         globals()[name] = value
         return value
 
     def __dir__() -> list[str]:
-        return sorted({*globals(), *(n for names in _REPLAY_NAMES.values() for n in names)})
+        return sorted({*globals(), *(n for names in _LAZY_NAMES.values() for n in names)})
 
 
 __all__ = [

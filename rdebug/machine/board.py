@@ -28,18 +28,18 @@ from rdebug.machine.devices.i8042 import I8042, FastA20Port
 from rdebug.machine.devices.ioapic import IoApic
 from rdebug.machine.devices.lapic import LocalApic
 from rdebug.machine.devices.misc import DebugExit, PostPort
-from rdebug.machine.devices.ne2000 import FrameSink, Ne2000, NicConfig
 from rdebug.machine.devices.pci import PciBus
 from rdebug.machine.devices.pic import PicPair
 from rdebug.machine.devices.pit import Pit, SystemControlPort
 from rdebug.machine.devices.rtc import Rtc
-from rdebug.machine.devices.sb16 import AudioSink, Microphone, Sb16, Sb16Config
 from rdebug.machine.devices.uart import SerialBackend, Uart
 from rdebug.machine.disks import OverlayDisk
 from rdebug.machine.inputs import AsyncInput, KeyInput, MouseInput, NetInput, SerialInput
 
 if TYPE_CHECKING:
     from rdebug.machine.devices.ide import IdeController
+    from rdebug.machine.devices.ne2000 import FrameSink, Ne2000, NicConfig
+    from rdebug.machine.devices.sb16 import AudioSink, Microphone, Sb16, Sb16Config
 
 
 class Board:
@@ -107,11 +107,15 @@ class Board:
         #: Network adapters by adapter id (the id in NetInput and the log's NET events).
         self.nics: list[Ne2000] = []
         if nic is not None:
+            from rdebug.machine.devices.ne2000 import Ne2000  # noqa: PLC0415 - only with a NIC
+
             self.nics.append(Ne2000(ctx, nic, net))
             self.devices.append(self.nics[0])
         #: The sound card, if any (its microphone is the inputs seam's).
         self.sb16: Sb16 | None = None
         if sound is not None:
+            from rdebug.machine.devices.sb16 import Sb16  # noqa: PLC0415 - with a sound card
+
             self.sb16 = Sb16(ctx, self.dma, sound, audio, microphone)
             self.devices.append(self.sb16)
         self._uarts = (self.com1, self.com2)

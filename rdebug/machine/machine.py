@@ -51,8 +51,6 @@ from rdebug.machine.counter import Counter, CounterFactory, StopCause
 from rdebug.machine.cpu import EFLAGS_IF, Cpu
 from rdebug.machine.cpuid import CpuidTsc
 from rdebug.machine.devices.base import Device, State
-from rdebug.machine.devices.ne2000 import FrameSink, NicConfig
-from rdebug.machine.devices.sb16 import AudioSink, Sb16Config
 from rdebug.machine.devices.uart import SerialBackend
 from rdebug.machine.disks import OverlayDisk
 from rdebug.machine.inputs import ExternalInputs, SyncEvent
@@ -76,6 +74,8 @@ from rdebug.machine.vtlb import PageFault
 from rdebug.machine.watchpoints import WatchHit, WatchKind, Watchpoints
 
 if TYPE_CHECKING:
+    from rdebug.machine.devices.ne2000 import FrameSink, NicConfig
+    from rdebug.machine.devices.sb16 import AudioSink, Sb16Config
     from rdebug.machine.linux import LinuxBoot
 
 #: The run loop regains control at least this often (in instructions, at a branch

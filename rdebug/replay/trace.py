@@ -20,16 +20,18 @@ import hashlib
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rdebug.errors import FormatError, UsageError
-from rdebug.machine.devices.ne2000 import NicConfig, format_mac
-from rdebug.machine.devices.sb16 import Sb16Config
 from rdebug.machine.disks import OverlayDisk
 from rdebug.machine.kallsyms import symbol_elf
 from rdebug.machine.loader import ImageFormat, LoadedImage, parse_image
 from rdebug.machine.machine import MachineConfig
 from rdebug.snapshots.images import detect_format, open_image
+
+if TYPE_CHECKING:
+    from rdebug.machine.devices.ne2000 import NicConfig
+    from rdebug.machine.devices.sb16 import Sb16Config
 
 TRACE_FORMAT = "rdebug-trace"
 #: Bump when the folder layout or trace.json changes.
@@ -298,6 +300,8 @@ def _write_meta(path: Path, info: TraceInfo) -> None:
 
 
 def _to_json(info: TraceInfo) -> dict[str, Any]:
+    from rdebug.machine.devices.ne2000 import format_mac  # noqa: PLC0415 - see _from_json
+
     return {
         "machine": {"memory_mb": info.memory_mb, "icount_shift": info.icount_shift},
         "guest": asdict(info.guest),
@@ -315,6 +319,11 @@ def _to_json(info: TraceInfo) -> dict[str, Any]:
 
 
 def _from_json(meta: dict[str, Any], where: Path) -> TraceInfo:
+    # the NIC's and sound card's modules: only where a trace is read or written (a plain
+    # `rdebug run` of a machine without them does not load them)
+    from rdebug.machine.devices.ne2000 import NicConfig  # noqa: PLC0415
+    from rdebug.machine.devices.sb16 import Sb16Config  # noqa: PLC0415
+
     try:
         machine = meta["machine"]
         guest = meta["guest"]

@@ -48,10 +48,12 @@ NOT_FOR_RUN = (
     "rdebug.snapshots.named",
     "rdebug.snapshots.vmstate",
     "rdebug.snapshots.qcow2",
-    # a Linux kernel's boot (bzImage), the IDE controller (no drive), host devices
-    # asked for by options
+    # a Linux kernel's boot (bzImage), the devices a plain machine does not have (no
+    # drive, no NIC, no sound card), host devices asked for by options
     "rdebug.machine.linux",
     "rdebug.machine.devices.ide",
+    "rdebug.machine.devices.ne2000",
+    "rdebug.machine.devices.sb16",
     "rdebug.host.netdev",
     "rdebug.host.wav",
     # the front ends of the other commands, gdb's stub
@@ -126,7 +128,8 @@ def test_help_imports_no_machine(args: tuple[str, ...]) -> None:
 
 
 def test_the_names_api_offers_from_the_replay_are_the_same_objects() -> None:
-    """rdebug.api imports the replay's modules on first use of one of their names."""
+    """rdebug.api imports the replay's modules, the NIC's and the sound card's on first
+    use of one of their names."""
     code = (
         "import sys, rdebug.api as api\n"
         "assert 'rdebug.replay.query' not in sys.modules\n"
@@ -134,6 +137,9 @@ def test_the_names_api_offers_from_the_replay_are_the_same_objects() -> None:
         "from rdebug.snapshots import named\n"
         "assert api.Calls is query.Calls and api.parse_kind is events.parse_kind\n"
         "assert api.NamedSnapshot is named.NamedSnapshot and api.Player is player.Player\n"
+        "assert 'rdebug.machine.devices.sb16' not in sys.modules\n"
+        "from rdebug.machine.devices import ne2000, sb16\n"
+        "assert api.NicConfig is ne2000.NicConfig and api.Sb16Config is sb16.Sb16Config\n"
         "assert 'Query' in dir(api) and not hasattr(api, 'NoSuchThing')\n"
     )
     result = subprocess.run(
