@@ -74,9 +74,9 @@ from rdebug.machine.vtlb import PageFault
 from rdebug.machine.watchpoints import WatchHit, WatchKind, Watchpoints
 
 if TYPE_CHECKING:
+    from rdebug.machine import linux
     from rdebug.machine.devices.ne2000 import FrameSink, NicConfig
     from rdebug.machine.devices.sb16 import AudioSink, Sb16Config
-    from rdebug.machine.linux import LinuxBoot
 
 #: The run loop regains control at least this often (in instructions, at a branch
 #: boundary): for host input, and so that `interrupt()` (Ctrl-C) is noticed promptly
@@ -195,7 +195,7 @@ class Machine:
             self.counter.attach_countdown(countdown)
         map_open_bus(self._uc)
         self.symbols: dict[str, int] = {}
-        self._linux: LinuxBoot | None = None
+        self._linux: linux.LinuxBoot | None = None
 
     @property
     def native_interrupts(self) -> NativeInterrupts | None:
