@@ -38,44 +38,94 @@ from typing import TYPE_CHECKING, BinaryIO, TextIO, TypeVar
 
 from rdebug.errors import FormatError, RdebugError, UsageError
 from rdebug.live import Guest, LiveSession, Recorded, record
-from rdebug.machine.devices.ne2000 import FrameSink, NicConfig
-from rdebug.machine.devices.sb16 import AudioSink, Sb16Config
 from rdebug.machine.devices.uart import SerialBackend
 from rdebug.machine.loader import ImageFormat, symbol_file
 from rdebug.machine.machine import Machine, MachineConfig
 from rdebug.machine.watchpoints import WatchKind
-from rdebug.replay import dump as _dump
-from rdebug.replay.events import EventKind, RecordedEvent, parse_kind, read_events, select
-from rdebug.replay.playback import Played, play
-from rdebug.replay.player import (
-    Player,
-    position_from_data,
-    position_to_data,
-    recording_end,
-)
-from rdebug.replay.query import (
-    Access,
-    Accesses,
-    Call,
-    Calls,
-    Change,
-    History,
-    InterruptRow,
-    Interrupts,
-    PortRow,
-    Ports,
-    Query,
-)
 from rdebug.replay.stops import Stop, Where
 from rdebug.replay.trace import DriveSpec, Trace, drive_spec, open_disks
 from rdebug.snapshots import DEFAULT_BUDGET
-from rdebug.snapshots.named import NamedSnapshot, SnapshotFile
 
 if TYPE_CHECKING:
+    from rdebug.machine.devices.ne2000 import FrameSink, NicConfig
+    from rdebug.machine.devices.sb16 import AudioSink, Sb16Config
+    from rdebug.replay.events import EventKind, RecordedEvent, parse_kind
+    from rdebug.replay.playback import Played
+    from rdebug.replay.query import (
+        Access,
+        Accesses,
+        Call,
+        Calls,
+        Change,
+        History,
+        InterruptRow,
+        Interrupts,
+        PortRow,
+        Ports,
+        Query,
+    )
     from rdebug.replay.timeline import Timeline
+    from rdebug.snapshots.named import NamedSnapshot
 
-# Imported where used, not here (a `rdebug run` needs none of them, and they take a
-# while to load): capstone (disassemble), the timeline and checkpoints (numpy), vmstate.
+# Imported where used, not here: what only a replay needs (the log's reader and player,
+# events, queries, named snapshots: `rdebug run` needs none of them, and they take a
+# while to load), the NIC and the sound card (a machine without them), capstone
+# (disassemble), the timeline and checkpoints (numpy), vmstate.  The names of theirs
+# that this module offers come from `__getattr__`, on first use.
+
+#: The names this module offers from modules it does not import up front, by module.
+_LAZY_NAMES = {
+    "events": ("EventKind", "RecordedEvent", "parse_kind", "read_events", "select"),
+    "playback": ("Played", "play"),
+    "player": ("Player", "position_from_data", "position_to_data", "recording_end"),
+    "query": (
+        "Access",
+        "Accesses",
+        "Call",
+        "Calls",
+        "Change",
+        "History",
+        "InterruptRow",
+        "Interrupts",
+        "PortRow",
+        "Ports",
+        "Query",
+    ),
+    "named": ("NamedSnapshot", "SnapshotFile"),
+    "ne2000": ("FrameSink", "NicConfig"),
+    "sb16": ("AudioSink", "Sb16Config"),
+}
+
+if not TYPE_CHECKING:  # mypy sees the imports above, and no attribute of any other name
+
+    def __getattr__(name: str) -> object:
+        """One of `_LAZY_NAMES`, its module imported on first use (nothing is imported
+        for any other name: the import system asks for `__path__`, for one)."""
+        module = next((m for m, names in _LAZY_NAMES.items() if name in names), None)
+        # (each import: see the comment above)
+        if module == "events":
+            from rdebug.replay import events as found  # noqa: PLC0415
+        elif module == "playback":
+            from rdebug.replay import playback as found  # noqa: PLC0415
+        elif module == "player":
+            from rdebug.replay import player as found  # noqa: PLC0415
+        elif module == "query":
+            from rdebug.replay import query as found  # noqa: PLC0415
+        elif module == "named":
+            from rdebug.snapshots import named as found  # noqa: PLC0415
+        elif module == "ne2000":
+            from rdebug.machine.devices import ne2000 as found  # noqa: PLC0415
+        elif module == "sb16":
+            from rdebug.machine.devices import sb16 as found  # noqa: PLC0415
+        else:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        value = getattr(found, name)
+        globals()[name] = value
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted({*globals(), *(n for names in _LAZY_NAMES.values() for n in names)})
+
 
 __all__ = [
     "DEFAULT_BUDGET",
@@ -157,6 +207,8 @@ class Session:
         net: FrameSink | None = None,
         audio: AudioSink | None = None,
     ) -> None:
+        from rdebug.replay.player import Player, recording_end  # noqa: PLC0415 - see the imports
+
         self.trace = Trace.open(Path(trace))
         image = self.trace.loaded_guest()
         try:
@@ -208,6 +260,8 @@ class Session:
     def play(self) -> Played:
         """Replay the recording straight from its start to its end, keeping no
         checkpoints (`rdebug replay`): fast, but the session cannot move afterwards."""
+        from rdebug.replay.playback import play  # noqa: PLC0415 - see the imports
+
         if self._travel is not None or self._played:
             raise UsageError("play: only once, on a session that has not moved")
         self._played = True
@@ -225,8 +279,10 @@ class Session:
         """Whether the log ends properly (END): False for a recording cut short (the
         recorder was killed), which replays only up to its last complete event."""
         if self._complete is None:
+            from rdebug.replay import dump  # noqa: PLC0415 - see the imports
+
             with self.trace.log_path.open("rb") as stream:
-                self._complete = _dump.summarize(stream, str(self.trace.log_path))[2]
+                self._complete = dump.summarize(stream, str(self.trace.log_path))[2]
         return self._complete
 
     @property
@@ -379,17 +435,23 @@ class Session:
             ...         print(event)
             #0 icount 424 shutdown: guest shutdown
         """
-        if self._events is None:
-            self._events = read_events(self.trace.log_path)
-        return select(self._events, kind, start, stop)
+        from rdebug.replay.events import select  # noqa: PLC0415 - see the imports
+
+        return select(self._recorded_events(), kind, start, stop)
 
     def event(self, index: int) -> RecordedEvent:
         """The recorded event number `index` (as `events()` numbers them)."""
+        events = self._recorded_events()
+        if not 0 <= index < len(events):
+            raise UsageError(f"no event {index}: the recording has {len(events)} events")
+        return events[index]
+
+    def _recorded_events(self) -> list[RecordedEvent]:
         if self._events is None:
+            from rdebug.replay.events import read_events  # noqa: PLC0415 - see the imports
+
             self._events = read_events(self.trace.log_path)
-        if not 0 <= index < len(self._events):
-            raise UsageError(f"no event {index}: the recording has {len(self._events)} events")
-        return self._events[index]
+        return self._events
 
     def goto_event(self, event: RecordedEvent | int) -> RecordedEvent:
         """Go to the icount of a recorded event (or event number): for an interrupt,
@@ -557,6 +619,8 @@ class Session:
             20 _start+0x3b 0x2badb002
             0
         """
+        from rdebug.replay.query import Accesses  # noqa: PLC0415 - see the imports
+
         return Accesses(self._timeline, self.symbol, self._address(addr), length, kind, start, end)
 
     def history(
@@ -574,6 +638,8 @@ class Session:
         def initial() -> bytes:
             data = self._machine.cpu.read_linear(resolved, length)
             return bytes(length) if data is None else data
+
+        from rdebug.replay.query import History  # noqa: PLC0415 - see the imports
 
         return History(self._timeline, self.symbol, resolved, length, initial, start, end)
 
@@ -606,6 +672,8 @@ class Session:
             data = self._machine.cpu.read_linear(addr, 4)
             return None if data is None else int.from_bytes(data, "little")
 
+        from rdebug.replay.query import Calls  # noqa: PLC0415 - see the imports
+
         return Calls(self._timeline, self.symbol, entry, name, nargs, read_u32, start, end)
 
     def interrupts(
@@ -619,6 +687,8 @@ class Session:
         """Every hardware interrupt (IRQ) taken, of `vector` (one or several; all if
         None), as `InterruptRow` rows; with `exceptions`, the exceptions and INT n too."""
         sources = _EXTERNAL | _RAISED if exceptions else _EXTERNAL
+        from rdebug.replay.query import Interrupts  # noqa: PLC0415 - see the imports
+
         return Interrupts(self._timeline, self.symbol, sources, _vectors(vector), start, end)
 
     def exceptions(
@@ -628,6 +698,8 @@ class Session:
         end: int | None = None,
     ) -> Interrupts:
         """Every exception and software interrupt (INT n) taken, of `vector`."""
+        from rdebug.replay.query import Interrupts  # noqa: PLC0415 - see the imports
+
         return Interrupts(self._timeline, self.symbol, _RAISED, _vectors(vector), start, end)
 
     def io(
@@ -640,10 +712,14 @@ class Session:
         """Every IN/OUT on `ports` (a port, a (low, high) pair or "0x3f8-0x3ff"),
         `direction` "in", "out" or both (None), as `PortRow` rows."""
         low, high = _port_range(ports)
+        from rdebug.replay.query import Ports  # noqa: PLC0415 - see the imports
+
         return Ports(self._timeline, self.symbol, low, high, direction, start, end)
 
     def inputs(self, start: int | None = None, end: int | None = None) -> Iterator[RecordedEvent]:
         """The recorded inputs (serial bytes, keys, frames) with start <= icount < end."""
+        from rdebug.replay.events import EventKind  # noqa: PLC0415 - see the imports
+
         return self.events(EventKind.INPUT, start, end)
 
     @staticmethod
@@ -682,7 +758,9 @@ class Session:
 
     def savevm(self, name: str) -> NamedSnapshot:
         """Keep the machine state as it is now under `name`, in the trace (persistent)."""
+        from rdebug.replay.player import position_to_data  # noqa: PLC0415 - see the imports
         from rdebug.snapshots import vmstate  # noqa: PLC0415 - see the imports
+        from rdebug.snapshots.named import SnapshotFile  # noqa: PLC0415 - see the imports
 
         data = vmstate.encode(self._machine, position_to_data(self._player.position()))
         snapshot = SnapshotFile(self.trace.snapshots_path).save(
@@ -693,7 +771,9 @@ class Session:
 
     def loadvm(self, name: str) -> None:
         """Return to the snapshot `name` (saved by `savevm`, or "init" at icount 0)."""
+        from rdebug.replay.player import position_from_data  # noqa: PLC0415 - see the imports
         from rdebug.snapshots import vmstate  # noqa: PLC0415 - see the imports
+        from rdebug.snapshots.named import SnapshotFile  # noqa: PLC0415 - see the imports
 
         raw = SnapshotFile(self.trace.snapshots_path).load(name)
         state = vmstate.decode(raw, f"{self.trace.snapshots_path}:{name}")
@@ -706,6 +786,8 @@ class Session:
 
     def snapshots(self) -> list[NamedSnapshot]:
         """The named snapshots of the trace, oldest first."""
+        from rdebug.snapshots.named import SnapshotFile  # noqa: PLC0415 - see the imports
+
         return SnapshotFile(self.trace.snapshots_path).list()
 
     # -- life -------------------------------------------------------------------------------
@@ -837,6 +919,8 @@ def open(trace: Path | str, checkpoint_budget: int = DEFAULT_BUDGET) -> Session:
 
 def snapshots(trace: Path | str) -> list[NamedSnapshot]:
     """The named snapshots of the trace folder `trace`, oldest first (without replaying)."""
+    from rdebug.snapshots.named import SnapshotFile  # noqa: PLC0415 - see the imports
+
     return SnapshotFile(Trace.open(Path(trace)).snapshots_path).list()
 
 
@@ -855,13 +939,15 @@ class TraceSummary:
 
 def summarize(trace: Path | str) -> TraceSummary:
     """A recording's summary: its guest, length, events, size, date, clean end."""
+    from rdebug.replay import dump  # noqa: PLC0415 - see the imports
+
     opened = Trace.open(Path(trace))
     try:
         stream = opened.log_path.open("rb")
     except OSError as exc:
         raise FormatError(f"{opened.log_path}: cannot read: {exc.strerror}") from None
     with stream:
-        icount, events, complete = _dump.summarize(stream, str(opened.log_path))
+        icount, events, complete = dump.summarize(stream, str(opened.log_path))
     size = sum(f.stat().st_size for f in opened.path.iterdir() if f.is_file())
     return TraceSummary(
         opened.path,
@@ -877,13 +963,15 @@ def summarize(trace: Path | str) -> TraceSummary:
 def dump_log(path: Path, out: TextIO, summary: bool = False) -> str | None:
     """Print the events of a replay log (a trace folder or a log file) to `out`; how the
     log ends abruptly, if it does (None when it ends properly)."""
+    from rdebug.replay import dump  # noqa: PLC0415 - see the imports
+
     log_path = Trace.open(path).log_path if path.is_dir() else path
     try:
         stream = log_path.open("rb")
     except OSError as exc:
         raise UsageError(f"{log_path}: cannot read: {exc.strerror}") from None
     with stream:
-        return _dump.dump(stream, str(log_path), out, summary=summary)
+        return dump.dump(stream, str(log_path), out, summary=summary)
 
 
 def _in_space(value: int, text: str) -> int:

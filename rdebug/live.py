@@ -11,17 +11,20 @@ from __future__ import annotations
 from collections.abc import Callable, Set
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rdebug.errors import UsageError
 from rdebug.machine.cpu import register_ids
-from rdebug.machine.devices.ne2000 import FrameSink
-from rdebug.machine.devices.sb16 import AudioSink
 from rdebug.machine.devices.uart import SerialBackend
 from rdebug.machine.inputs import ExternalInputs
 from rdebug.machine.loader import ImageFormat, LoadedImage, parse_image
 from rdebug.machine.machine import Machine, MachineConfig, StopEvent
 from rdebug.replay.stops import Stop, stop_of
 from rdebug.replay.trace import DriveSpec, GuestSpec, open_disks, sha256
+
+if TYPE_CHECKING:
+    from rdebug.machine.devices.ne2000 import FrameSink
+    from rdebug.machine.devices.sb16 import AudioSink
 
 
 @dataclass(frozen=True, slots=True)

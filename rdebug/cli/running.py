@@ -14,8 +14,6 @@ from rdebug.api import (
     Guest,
     LiveSession,
     MachineConfig,
-    NicConfig,
-    Sb16Config,
     Stop,
     Where,
     record,
@@ -38,6 +36,7 @@ from rdebug.host.serial import serial_output
 from rdebug.host.sources import FileSerialSource, LiveInputs, StreamSerialSource
 
 if TYPE_CHECKING:
+    from rdebug.api import NicConfig, Sb16Config
     from rdebug.host.netdev import NetInputs, UdpNetdev
     from rdebug.host.wav import WavSpeaker
 
@@ -206,6 +205,8 @@ def _sound_config(args: argparse.Namespace) -> Sb16Config | None:
     if args.sound is not None:
         return parse_sound(args.sound)
     if args.audio_input is not None or args.audio_output is not None:
+        from rdebug.api import Sb16Config  # noqa: PLC0415 - only with a sound card
+
         return Sb16Config()
     return None
 

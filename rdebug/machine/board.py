@@ -17,6 +17,7 @@ nothing of the engine, the counter or the run loop: devices see the machine only
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from rdebug.errors import MachineError
 from rdebug.machine.devices.acpi_pm import AcpiPm
@@ -24,19 +25,21 @@ from rdebug.machine.devices.base import Device, DeviceContext
 from rdebug.machine.devices.cga import Cga
 from rdebug.machine.devices.dma import IsaDma, PhysicalMemory
 from rdebug.machine.devices.i8042 import I8042, FastA20Port
-from rdebug.machine.devices.ide import IdeController
 from rdebug.machine.devices.ioapic import IoApic
 from rdebug.machine.devices.lapic import LocalApic
 from rdebug.machine.devices.misc import DebugExit, PostPort
-from rdebug.machine.devices.ne2000 import FrameSink, Ne2000, NicConfig
 from rdebug.machine.devices.pci import PciBus
 from rdebug.machine.devices.pic import PicPair
 from rdebug.machine.devices.pit import Pit, SystemControlPort
 from rdebug.machine.devices.rtc import Rtc
-from rdebug.machine.devices.sb16 import AudioSink, Microphone, Sb16, Sb16Config
 from rdebug.machine.devices.uart import SerialBackend, Uart
 from rdebug.machine.disks import OverlayDisk
 from rdebug.machine.inputs import AsyncInput, KeyInput, MouseInput, NetInput, SerialInput
+
+if TYPE_CHECKING:
+    from rdebug.machine.devices.ide import IdeController
+    from rdebug.machine.devices.ne2000 import FrameSink, Ne2000, NicConfig
+    from rdebug.machine.devices.sb16 import AudioSink, Microphone, Sb16, Sb16Config
 
 
 class Board:
@@ -77,7 +80,11 @@ class Board:
         self.disks = [*disks, None, None][:2]
         if len(disks) > 2:
             raise MachineError("at most two IDE drives (master and slave)")
-        self.ide = IdeController(ctx, self.disks[0], self.disks[1]) if any(self.disks) else None
+        self.ide: IdeController | None = None
+        if any(self.disks):
+            from rdebug.machine.devices.ide import IdeController  # noqa: PLC0415 - with a drive
+
+            self.ide = IdeController(ctx, self.disks[0], self.disks[1])
         self.devices: list[Device] = [
             self.pic,
             self.lapic,
@@ -100,11 +107,15 @@ class Board:
         #: Network adapters by adapter id (the id in NetInput and the log's NET events).
         self.nics: list[Ne2000] = []
         if nic is not None:
+            from rdebug.machine.devices.ne2000 import Ne2000  # noqa: PLC0415 - only with a NIC
+
             self.nics.append(Ne2000(ctx, nic, net))
             self.devices.append(self.nics[0])
         #: The sound card, if any (its microphone is the inputs seam's).
         self.sb16: Sb16 | None = None
         if sound is not None:
+            from rdebug.machine.devices.sb16 import Sb16  # noqa: PLC0415 - with a sound card
+
             self.sb16 = Sb16(ctx, self.dma, sound, audio, microphone)
             self.devices.append(self.sb16)
         self._uarts = (self.com1, self.com2)

@@ -10,8 +10,9 @@ linux.py) and also finds ACPI tables.  The image itself comes from machine/loade
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rdebug.errors import MachineError
-from rdebug.machine import linux
 from rdebug.machine.acpi import acpi_tables
 from rdebug.machine.cpu import CR0_PE, EFLAGS_RESERVED, Cpu, TableRegister
 from rdebug.machine.loader import (
@@ -26,6 +27,9 @@ from rdebug.machine.loader import (
     multiboot_info,
 )
 from rdebug.machine.mptable import mp_tables
+
+if TYPE_CHECKING:
+    from rdebug.machine.linux import LinuxBoot
 
 
 def boot(cpu: Cpu, image: LoadedImage) -> None:
@@ -68,8 +72,10 @@ def boot(cpu: Cpu, image: LoadedImage) -> None:
     cpu.eip = image.entry
 
 
-def _boot_linux(cpu: Cpu, boot: linux.LinuxBoot) -> None:
+def _boot_linux(cpu: Cpu, boot: LinuxBoot) -> None:
     """The Linux 32-bit boot protocol, with BIOS, MP and ACPI tables."""
+    from rdebug.machine import linux  # noqa: PLC0415 - only for a Linux kernel (loader.py)
+
     placement = linux.place(boot, cpu.ram_size)
     for paddr, data in [*bios_data_area(), *mp_tables(), *acpi_tables(), *placement.writes]:
         cpu.write_physical(paddr, data)

@@ -35,9 +35,9 @@ from elftools.elf.elffile import ELFFile
 
 from rdebug.errors import GuestImageError
 from rdebug.machine import kallsyms
+from rdebug.machine.loader import is_bzimage
 
 SETUP_HEADER_OFFSET = 0x1F1
-HDRS_MAGIC = b"HdrS"
 #: The oldest protocol with everything used here (cmdline_size, a relocatable kernel
 #: description); every kernel since 2.6.22 speaks it.
 MIN_PROTOCOL = 0x0206
@@ -103,11 +103,6 @@ class Placement:
     entry: int
     boot_params: int
     initrd_addr: int | None
-
-
-def is_bzimage(data: bytes) -> bool:
-    """A Linux/x86 kernel image with a setup header (bzImage or zImage)."""
-    return len(data) >= 0x206 and data[0x202:0x206] == HDRS_MAGIC
 
 
 def parse_setup_header(data: bytes, name: str) -> SetupHeader:

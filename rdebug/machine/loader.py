@@ -13,13 +13,16 @@ import struct
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import SymbolTableSection
 
 from rdebug.errors import GuestImageError
-from rdebug.machine.linux import LinuxBoot, is_bzimage, parse_bzimage
+
+if TYPE_CHECKING:
+    from rdebug.machine.linux import LinuxBoot
 
 MULTIBOOT_MAGIC = 0x1BADB002
 MULTIBOOT_BOOTLOADER_MAGIC = 0x2BADB002
@@ -27,6 +30,9 @@ MULTIBOOT_SEARCH = 8192
 MULTIBOOT_AOUT_KLUDGE = 1 << 16
 
 ELF_MAGIC = b"\x7fELF"
+#: A Linux/x86 kernel image's setup header magic, at 0x202 (machine/linux.py, which is
+#: imported only for such an image: it takes a while to load).
+HDRS_MAGIC = b"HdrS"
 EM_386 = 3
 PT_LOAD = 1
 
@@ -151,6 +157,8 @@ def parse_image(
                 "(for a flat binary give --format flat --load-address ADDR)"
             )
     if fmt is ImageFormat.LINUX:
+        from rdebug.machine.linux import parse_bzimage  # noqa: PLC0415 - see HDRS_MAGIC
+
         boot = parse_bzimage(data, name, initrd, cmdline)
         return LoadedImage(
             format=fmt,
@@ -186,6 +194,11 @@ def parse_image(
         entry=BOOT_SECTOR_ADDR,
         mode=StartMode.REAL,
     )
+
+
+def is_bzimage(data: bytes) -> bool:
+    """A Linux/x86 kernel image with a setup header (bzImage or zImage)."""
+    return len(data) >= 0x206 and data[0x202:0x206] == HDRS_MAGIC
 
 
 def _multiboot_header(data: bytes) -> tuple[int, int] | None:

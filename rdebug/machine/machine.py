@@ -37,12 +37,12 @@ import enum
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from unicorn import UC_HOOK_INSN, UC_HOOK_INSN_INVALID, UC_HOOK_INTR, Uc, UcError
 from unicorn import x86_const as X
 
 from rdebug.errors import GuestFault, MachineError
-from rdebug.machine import linux
 from rdebug.machine.audio import AudioFormat
 from rdebug.machine.board import Board
 from rdebug.machine.boot import boot
@@ -51,8 +51,6 @@ from rdebug.machine.counter import Counter, CounterFactory, StopCause
 from rdebug.machine.cpu import EFLAGS_IF, Cpu
 from rdebug.machine.cpuid import CpuidTsc
 from rdebug.machine.devices.base import Device, State
-from rdebug.machine.devices.ne2000 import FrameSink, NicConfig
-from rdebug.machine.devices.sb16 import AudioSink, Sb16Config
 from rdebug.machine.devices.uart import SerialBackend
 from rdebug.machine.disks import OverlayDisk
 from rdebug.machine.inputs import ExternalInputs, SyncEvent
@@ -74,6 +72,11 @@ from rdebug.machine.state import MachineState, state_hash
 from rdebug.machine.sysenter import SYSENTER_LENGTH, sysenter
 from rdebug.machine.vtlb import PageFault
 from rdebug.machine.watchpoints import WatchHit, WatchKind, Watchpoints
+
+if TYPE_CHECKING:
+    from rdebug.machine import linux
+    from rdebug.machine.devices.ne2000 import FrameSink, NicConfig
+    from rdebug.machine.devices.sb16 import AudioSink, Sb16Config
 
 #: The run loop regains control at least this often (in instructions, at a branch
 #: boundary): for host input, and so that `interrupt()` (Ctrl-C) is noticed promptly
@@ -272,6 +275,8 @@ class Machine:
         its symbols (0: not moved); None before the kernel runs paged, or no Linux."""
         if self._linux is None:
             return None
+        from rdebug.machine import linux  # noqa: PLC0415 - only for a Linux kernel (loader.py)
+
         return linux.kaslr_offset(
             self._linux.symbols.result(),
             self._linux.header.kernel_alignment,

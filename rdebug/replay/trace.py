@@ -17,21 +17,22 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rdebug.errors import FormatError, UsageError
-from rdebug.machine.devices.ne2000 import NicConfig, format_mac
-from rdebug.machine.devices.sb16 import Sb16Config
 from rdebug.machine.disks import OverlayDisk
 from rdebug.machine.kallsyms import symbol_elf
 from rdebug.machine.loader import ImageFormat, LazySymbols, LoadedImage, parse_image
 from rdebug.machine.machine import MachineConfig
 from rdebug.snapshots.images import detect_format, open_image
+
+if TYPE_CHECKING:
+    from rdebug.machine.devices.ne2000 import NicConfig
+    from rdebug.machine.devices.sb16 import Sb16Config
 
 TRACE_FORMAT = "rdebug-trace"
 #: Bump when the folder layout or trace.json changes.
@@ -185,10 +186,7 @@ class Trace:
             info = TraceInfo(
                 spec, config.memory_mb, config.icount_shift, drives, config.nic, config.sound
             )
-            meta = {"format": TRACE_FORMAT, "version": TRACE_VERSION, **_to_json(info)}
-            tmp = path / (META_NAME + ".tmp")
-            tmp.write_text(json.dumps(meta, indent=2) + "\n")
-            tmp.replace(path / META_NAME)
+            _write_meta(path, info)
         except OSError as exc:
             raise UsageError(f"{path}: cannot create the trace: {exc.strerror}") from None
         return cls(path, info)
@@ -215,6 +213,8 @@ class Trace:
             )
         if not path.is_dir():
             raise UsageError(f"{path}: no such trace folder")
+        import json  # noqa: PLC0415 - `rdebug run` reads no trace
+
         try:
             meta = json.loads(meta_path.read_text())
         except FileNotFoundError:
@@ -253,10 +253,7 @@ class Trace:
         moved = {name: (addr + offset) & 0xFFFFFFFF for name, addr in symbols.items()}
         try:
             (self.path / GDB_SYMBOLS_NAME).write_bytes(symbol_elf(moved))
-            meta = {"format": TRACE_FORMAT, "version": TRACE_VERSION, **_to_json(self.info)}
-            tmp = self.path / (META_NAME + ".tmp")
-            tmp.write_text(json.dumps(meta, indent=2) + "\n")
-            tmp.replace(self.path / META_NAME)
+            _write_meta(self.path, self.info)
         except OSError as exc:
             raise UsageError(f"{self.path}: cannot update the trace: {exc.strerror}") from None
 
@@ -294,7 +291,19 @@ class Trace:
         return data
 
 
+def _write_meta(path: Path, info: TraceInfo) -> None:
+    """The trace description, trace.json, written whole or not at all."""
+    import json  # noqa: PLC0415 - `rdebug run` writes no trace
+
+    meta = {"format": TRACE_FORMAT, "version": TRACE_VERSION, **_to_json(info)}
+    tmp = path / (META_NAME + ".tmp")
+    tmp.write_text(json.dumps(meta, indent=2) + "\n")
+    tmp.replace(path / META_NAME)
+
+
 def _to_json(info: TraceInfo) -> dict[str, Any]:
+    from rdebug.machine.devices.ne2000 import format_mac  # noqa: PLC0415 - see _from_json
+
     return {
         "machine": {"memory_mb": info.memory_mb, "icount_shift": info.icount_shift},
         "guest": asdict(info.guest),
@@ -312,6 +321,11 @@ def _to_json(info: TraceInfo) -> dict[str, Any]:
 
 
 def _from_json(meta: dict[str, Any], where: Path) -> TraceInfo:
+    # the NIC's and sound card's modules: only where a trace is read or written (a plain
+    # `rdebug run` of a machine without them does not load them)
+    from rdebug.machine.devices.ne2000 import NicConfig  # noqa: PLC0415
+    from rdebug.machine.devices.sb16 import Sb16Config  # noqa: PLC0415
+
     try:
         machine = meta["machine"]
         guest = meta["guest"]
