@@ -42,6 +42,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     if argv is not None:
         return _main(argv, program=False)
+    # numpy (checkpoints, WAV) uses no BLAS here, but OpenBLAS starts a thread per core
+    # on import that spins for ~0.1 s of CPU, time taken from the guest on a small machine
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     gc.disable()
     try:
         return _main(None, program=True)

@@ -36,6 +36,22 @@ uint32_t rd_pages_sync(const uint8_t *ram, uint8_t *shadow, uint32_t npages, uin
     return n;
 }
 
+/* Write the index of each of `npages` pages of `ram` that holds a non-zero byte into
+ * `out`. Returns how many did. */
+uint32_t rd_pages_nonzero(const uint8_t *ram, uint32_t npages, uint32_t *out) {
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < npages; i++) {
+        const uint64_t *a = (const uint64_t *)(ram + (size_t)i * RD_PAGE);
+        uint64_t any = 0;
+        for (uint32_t w = 0; w < RD_PAGE / 8; w += 8)
+            any |= a[w] | a[w + 1] | a[w + 2] | a[w + 3] | a[w + 4] | a[w + 5] | a[w + 6] |
+                   a[w + 7];
+        if (any)
+            out[n++] = i;
+    }
+    return n;
+}
+
 /*
  * Write-fault dirty tracking.  A tracked region (the guest RAM buffer) is made
  * read-only; the first write to each page faults, the handler below marks the page in

@@ -32,6 +32,8 @@ def _library() -> ctypes.CDLL:
         ctypes.c_void_p,
     )
     lib.rd_pages_sync.restype = ctypes.c_uint32
+    lib.rd_pages_nonzero.argtypes = (ctypes.c_void_p, ctypes.c_uint32, ctypes.c_void_p)
+    lib.rd_pages_nonzero.restype = ctypes.c_uint32
     lib.rd_track.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p)
     lib.rd_track.restype = ctypes.c_int
     lib.rd_rearm_dirty.argtypes = (ctypes.c_int,)
@@ -47,6 +49,16 @@ def sync_shadow(ram: int, shadow: int, npages: int, out: int) -> int:
     """Copy each of `npages` pages of `ram` that differs from `shadow` into `shadow` and
     write its index into the uint32 array `out`; returns how many did."""
     return int(_library().rd_pages_sync(ram, shadow, npages, out))
+
+
+def nonzero_pages(ram: int, first: int, count: int) -> list[int]:
+    """The indexes, from `first` on, of the `count` pages at host address `ram` (page
+    `first`) that hold a non-zero byte."""
+    if count <= 0:
+        return []
+    out = (ctypes.c_uint32 * count)()
+    found = _library().rd_pages_nonzero(ram + first * PAGE, count, out)
+    return [first + index for index in out[:found]]
 
 
 class WriteTracker:

@@ -23,10 +23,9 @@ import zlib
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from rdebug.errors import SnapshotError
 from rdebug.machine.machine import Machine
+from rdebug.machine.pages import nonzero_pages
 from rdebug.machine.state import MachineState
 
 MAGIC = b"RDVM"
@@ -34,6 +33,7 @@ MAGIC = b"RDVM"
 #: the sound card's on a machine with one).
 VMSTATE_VERSION = 2
 PAGE = 4096
+_ZERO_PAGE = bytes(PAGE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,20 +88,14 @@ def encode(machine: Machine, extra: Any) -> bytes:
         "extra": _to_json(extra),
     }
     head = json.dumps(header, sort_keys=True).encode()
-    ram = np.frombuffer(machine.cpu.ram, dtype=np.uint8).reshape(-1, PAGE)
-    # only the pages ever written can be non-zero: reading the others would fault them in
-    used = np.concatenate(
-        [
-            start // PAGE + np.flatnonzero(ram[start // PAGE : -(-end // PAGE)].any(axis=1))
-            for start, end in machine.cpu.written_ranges()
-        ]
-        or [np.zeros(0, dtype=np.intp)]
-    )
+    ram = machine.cpu.ram
     packer = zlib.compressobj(1)
-    chunks = [packer.compress(struct.pack(">I", int(i)) + ram[i].tobytes()) for i in used]
+    chunks = [
+        packer.compress(struct.pack(">I", index) + ram[index * PAGE : (index + 1) * PAGE])
+        for index in _used_pages(machine)
+    ]
     chunks.append(packer.flush())
     ram_blob = b"".join(chunks)
-    del ram
     return b"".join(
         [
             MAGIC,
@@ -188,25 +182,27 @@ def apply(machine: Machine, state: VmState) -> None:
             f"the snapshot is of a machine with other hardware (devices it had and this "
             f"machine lacks: {missing}; devices this machine has and it lacked: {extra})"
         )
-    ram = np.frombuffer(machine.cpu.ram, dtype=np.uint8).reshape(-1, PAGE)
+    ram = machine.cpu.ram
+    changed: dict[int, bytes] = {}
+    for index in _used_pages(machine):
+        if index not in state.pages:
+            changed[index] = _ZERO_PAGE
+    for index, data in state.pages.items():
+        if bytes(ram[index * PAGE : (index + 1) * PAGE]) != data:
+            changed[index] = data
     try:
-        changed: dict[int, np.ndarray[Any, np.dtype[np.uint8]] | None] = {}
-        # a page outside the ranges ever written is zero: only those ranges are read
-        for start, end in machine.cpu.written_ranges():
-            first = start // PAGE
-            used = first + np.flatnonzero(ram[first : -(-end // PAGE)].any(axis=1))
-            for nonzero in used.tolist():
-                if nonzero not in state.pages:
-                    changed[nonzero] = None  # to be zeroed
-        for index, data in state.pages.items():
-            page = np.frombuffer(data, dtype=np.uint8)
-            if not np.array_equal(ram[index], page):
-                changed[index] = page
-        try:
-            machine.load_state(state.machine, rewritten=changed.keys())
-        except (KeyError, TypeError, ValueError) as exc:
-            raise SnapshotError(f"the snapshot's device state is damaged ({exc})") from None
-        for rewrite, new in changed.items():
-            ram[rewrite] = 0 if new is None else new
-    finally:
-        del ram
+        machine.load_state(state.machine, rewritten=changed.keys())
+    except (KeyError, TypeError, ValueError) as exc:
+        raise SnapshotError(f"the snapshot's device state is damaged ({exc})") from None
+    for index, data in changed.items():
+        ram[index * PAGE : (index + 1) * PAGE] = data
+
+
+def _used_pages(machine: Machine) -> list[int]:
+    """The RAM pages that hold a non-zero byte, in order.  A page outside the ranges ever
+    written is zero: only those ranges are read."""
+    used: list[int] = []
+    for start, end in machine.cpu.written_ranges():
+        first = start // PAGE
+        used += nonzero_pages(machine.cpu.ram_address, first, -(-end // PAGE) - first)
+    return used

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from rdebug.machine.cpu import Cpu
-from rdebug.machine.pages import PAGE
+from rdebug.machine.pages import PAGE, nonzero_pages
 
 
 def _nonzero_pages(cpu: Cpu) -> set[int]:
@@ -48,5 +48,24 @@ def test_guest_stores_through_unicorn_are_covered() -> None:
         assert cpu.read_physical(0x300010, 4) == bytes.fromhex("78563412")
         assert _nonzero_pages(cpu) == {1, 0x300}
         assert _nonzero_pages(cpu) <= _covered_pages(cpu)
+    finally:
+        cpu.close()
+
+
+def test_nonzero_pages_finds_every_page_with_a_set_byte_and_no_other() -> None:
+    cpu = Cpu(8)
+    try:
+        npages = cpu.ram_size // PAGE
+        assert nonzero_pages(cpu.ram_address, 0, npages) == []
+        # first and last byte of a page, a byte in the middle, the very last byte of RAM
+        for addr in (0x1000, 0x2FFF, 0x4123, cpu.ram_size - 1):
+            cpu.write_physical(addr, b"\x80")
+        cpu.write_physical(0x6000, b"\x01\x00\x02")
+        cpu.write_physical(0x6000, b"\x00\x00\x00")  # set, then zero again
+        expected = sorted(_nonzero_pages(cpu))
+        assert expected == [1, 2, 4, npages - 1]
+        assert nonzero_pages(cpu.ram_address, 0, npages) == expected
+        assert nonzero_pages(cpu.ram_address, 2, 3) == [2, 4]  # pages 2..4 only
+        assert nonzero_pages(cpu.ram_address, 5, 0) == []
     finally:
         cpu.close()
