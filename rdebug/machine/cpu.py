@@ -16,6 +16,7 @@ import os
 import struct
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from unicorn import UC_ARCH_X86, UC_HOOK_INTR, UC_MODE_32, UC_PROT_ALL, UC_PROT_READ, Uc, UcError
 from unicorn import x86_const as X
@@ -60,7 +61,7 @@ TABLE_REGISTERS: tuple[tuple[str, int], ...] = (
 )
 _REG_IDS: dict[str, int] = dict(GENERAL_REGISTERS + CONTROL_REGISTERS)
 _TABLE_IDS: dict[str, int] = dict(TABLE_REGISTERS)
-_GENERAL_IDS = [regid for _, regid in GENERAL_REGISTERS]
+_GENERAL_IDS = tuple(regid for _, regid in GENERAL_REGISTERS)
 _SEGMENT_NAMES = frozenset({"cs", "ss", "ds", "es", "fs", "gs"})
 
 CR0_PE = 1 << 0
@@ -175,6 +176,9 @@ class _MmrStruct(ctypes.Structure):
     )
 
 
+_Arr = ctypes.Array[Any]  # ctypes arrays of one register batch
+
+
 class _Registers:
     """Register reads and writes through unicorn's C entry points.
 
@@ -197,6 +201,26 @@ class _Registers:
         self._mmr = _MmrStruct()
         self._mmr_ref = ctypes.byref(self._mmr)
         self._mmr_address = ctypes.addressof(self._mmr)
+        self._batch_fn = _ucpy.uclib.uc_reg_read_batch
+        self._batches: dict[
+            tuple[int, ...], tuple[ctypes.Array[Any], ctypes.Array[Any], ctypes.Array[Any]]
+        ] = {}
+
+    def batch(self, regids: tuple[int, ...]) -> list[int]:
+        """Registers of at most 64 bits each, in one call (`scalar` for each, faster)."""
+        arrays = self._batches.get(regids)
+        if arrays is None:
+            ids = (ctypes.c_int * len(regids))(*regids)
+            values = (ctypes.c_uint64 * len(regids))()
+            slots = (ctypes.c_void_p * len(regids))(
+                *(ctypes.addressof(values) + 8 * i for i in range(len(regids)))
+            )
+            arrays = self._batches[regids] = (ids, values, slots)
+        ids, values, slots = arrays
+        ctypes.memset(values, 0, ctypes.sizeof(values))  # narrow registers fill low bytes
+        if self._batch_fn(self._handle, ids, slots, len(regids)):
+            return [self.scalar(regid) for regid in regids]
+        return list(values)
 
     def scalar(self, regid: int) -> int:
         """A register of at most 64 bits (general, segment selector, control, flags)."""
@@ -349,8 +373,8 @@ class Cpu:
 
     def general_registers(self) -> dict[str, int]:
         """eax ... gs by gdb name, in gdb's order."""
-        values = self.uc.reg_read_batch(_GENERAL_IDS)
-        return {name: int(v) for (name, _), v in zip(GENERAL_REGISTERS, values, strict=True)}
+        values = self._regs.batch(_GENERAL_IDS)
+        return {name: v for (name, _), v in zip(GENERAL_REGISTERS, values, strict=True)}
 
     def registers(self) -> dict[str, int]:
         """General and control registers by name."""

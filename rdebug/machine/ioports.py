@@ -99,9 +99,10 @@ class PortIo:
 
 def io_allowed(cpu: Cpu, port: int, size: int) -> bool:
     """Whether an access of `size` bytes to `port` is allowed at the current CPL."""
-    if not cpu.read("cs") & 3 or not cpu.read("cr0") & CR0_PE:
+    cpl = cpu.read("cs") & 3  # (one read: an I/O-heavy guest asks at every access)
+    if not cpl or not cpu.read("cr0") & CR0_PE:
         return True
-    if cpu.read("cs") & 3 <= (cpu.read("eflags") >> 12) & 3:
+    if cpl <= (cpu.read("eflags") >> 12) & 3:
         return True
     tr = cpu.table_register("tr")
     if tr.limit < 0x67:

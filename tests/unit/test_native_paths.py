@@ -156,3 +156,31 @@ def test_a_block_with_more_io_than_the_c_table_keeps_reads_the_tsc_in_python() -
         finally:
             machine.close()
     assert values == [13 << MachineConfig().icount_shift] * 2
+
+
+def test_general_registers_read_in_one_call_are_the_bindings_values() -> None:
+    """Cpu.general_registers (one uc_reg_read_batch through ctypes) against the binding's
+    reg_read of each register, with every bit pattern width in play."""
+    import random  # noqa: PLC0415
+
+    from rdebug.machine.cpu import GENERAL_REGISTERS, Cpu  # noqa: PLC0415
+
+    rng = random.Random(16)
+    cpu = Cpu(8)
+    try:
+        for _ in range(20):
+            for name, regid in GENERAL_REGISTERS:
+                if name in ("eip", "eflags"):
+                    value = (
+                        rng.choice([0x2, 0x202, 0x246]) if name == "eflags" else rng.getrandbits(32)
+                    )
+                elif name in ("cs", "ss", "ds", "es", "fs", "gs"):
+                    continue  # (a selector load checks the descriptor table: left as is)
+                else:
+                    value = rng.choice([0, 0xFFFFFFFF, rng.getrandbits(32)])
+                cpu.uc.reg_write(regid, value)
+            expected = {name: int(cpu.uc.reg_read(regid)) for name, regid in GENERAL_REGISTERS}
+            assert cpu.general_registers() == expected
+            assert list(cpu.general_registers()) == [name for name, _ in GENERAL_REGISTERS]
+    finally:
+        cpu.close()
