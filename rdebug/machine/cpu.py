@@ -202,12 +202,11 @@ class _Registers:
         self._mmr_ref = ctypes.byref(self._mmr)
         self._mmr_address = ctypes.addressof(self._mmr)
         self._batch_fn = _ucpy.uclib.uc_reg_read_batch
-        self._batches: dict[
-            tuple[int, ...], tuple[ctypes.Array[Any], ctypes.Array[Any], ctypes.Array[Any]]
-        ] = {}
+        self._batches: dict[tuple[int, ...], tuple[_Arr, _Arr, _Arr]] = {}
 
     def batch(self, regids: tuple[int, ...]) -> list[int]:
-        """Registers of at most 64 bits each, in one call (`scalar` for each, faster)."""
+        """Registers of at most 64 bits each (as `scalar` reads them), in one C call; the
+        ids, values and value pointers of each list of registers are built once."""
         arrays = self._batches.get(regids)
         if arrays is None:
             ids = (ctypes.c_int * len(regids))(*regids)
