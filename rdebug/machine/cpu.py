@@ -435,21 +435,24 @@ class Cpu:
         return base, limit, (hi >> 8) & 0xFFFF
 
     def cs_base(self) -> int:
+        return self.code_segment()[0]
+
+    def code_segment(self) -> tuple[int, bool]:
+        """(CS's base, whether code is 32-bit), from one read of CS's descriptor."""
         cs = self.read("cs")
         if self.real_mode():
-            return cs << 4
+            return cs << 4, False
         desc = self.segment_descriptor(cs)
-        return 0 if desc is None else desc[0]
+        if desc is None:
+            return 0, True
+        return desc[0], bool(desc[2] & (1 << 14))
 
     def linear_pc(self) -> int:
         """cs.base + eip: the address unicorn's hooks and `until` speak of."""
         return (self.cs_base() + self.eip) & 0xFFFFFFFF
 
     def code_is_32bit(self) -> bool:
-        if self.real_mode():
-            return False
-        desc = self.segment_descriptor(self.read("cs"))
-        return True if desc is None else bool(desc[2] & (1 << 14))
+        return self.code_segment()[1]
 
     def cpl(self) -> int:
         """Current privilege level (real mode: 0)."""

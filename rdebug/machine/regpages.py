@@ -11,6 +11,7 @@ machine/countdown.py): no read hook, ever.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import capstone
 from capstone import x86
@@ -32,6 +33,40 @@ _BLOCK_ENDS = (
     capstone.CS_GRP_INT,
     capstone.CS_GRP_IRET,
 )
+
+
+#: Blocks whose stores are kept decoded (`_find_store`); forgotten all at once past it.
+_PLANS_KEPT = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class _Store:
+    """A plain MOV to memory in a block, and how its address is formed."""
+
+    offset: int  # of the instruction, from the block's start
+    end: int  # of the instruction's last byte + 1
+    base: tuple[str, int] | None  # (register, mask: 16-bit registers address too)
+    index: tuple[str, int] | None
+    scale: int
+    disp: int
+    segment: str
+
+
+@dataclass(frozen=True, slots=True)
+class _BlockPlan:
+    """A block's code from a search's start, and its plain stores."""
+
+    code: bytes
+    stores: tuple[_Store, ...]
+
+
+def _address_register(name: str | None) -> tuple[str, int] | None:
+    """A register as `general_registers` names it, and the mask of `name`'s width."""
+    if name is None:
+        return None
+    if name.startswith("e"):
+        return name, 0xFFFFFFFF
+    return "e" + name, 0xFFFF
 
 
 class RegisterPages:
@@ -63,6 +98,8 @@ class RegisterPages:
         self._cs16 = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_16)
         for decoder in (self._cs32, self._cs16):
             decoder.detail = True
+        #: decoded blocks by (linear address, 32-bit code)
+        self._plans: dict[tuple[int, bool], _BlockPlan] = {}
         self._lite32 = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_32)
         self._lite16 = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_16)
         for device in devices:
@@ -130,11 +167,11 @@ class RegisterPages:
     def _plain_store_at_eip(self) -> tuple[int, int] | None:
         """(linear address, next EIP) of the instruction at EIP if it is a plain MOV."""
         cpu = self._cpu
-        pc = cpu.linear_pc()
+        cs_base, wide = cpu.code_segment()
+        pc = (cs_base + cpu.eip) & 0xFFFFFFFF
         code = cpu.read_linear(pc, 16)
         if code is None:
             return None
-        wide = cpu.code_is_32bit()
         cs = self._lite32 if wide else self._lite16
         for _addr, length, mnemonic, _ops in cs.disasm_lite(code, 0, 1):
             if mnemonic in _PLAIN_STORES:
@@ -144,50 +181,76 @@ class RegisterPages:
     def _find_store(self, paddr: int) -> tuple[int, int] | None:
         """(linear address, next EIP) of the plain MOV storing to physical `paddr` now:
         the instruction at EIP, or (EIP stale at its block's start) a later one of the
-        same block; None if there is none (another kind of store)."""
+        same block; None if there is none (another kind of store).
+
+        The block's plain stores are decoded once per code address and kept while the
+        code there stays the same (an interrupt handler's EOI store comes here on every
+        interrupt): only their addresses are worked out again, from the registers."""
         cpu = self._cpu
-        wide = cpu.code_is_32bit()
+        cs_base, wide = cpu.code_segment()
         mask = 0xFFFFFFFF if wide else 0xFFFF
-        cs_base = cpu.cs_base()
         eip = cpu.eip
-        code = cpu.read_linear((cs_base + eip) & 0xFFFFFFFF, _SEARCH_BYTES)
-        if code is None:
-            return None
+        start = (cs_base + eip) & 0xFFFFFFFF
+        plan = self._plans.get((start, wide))
+        if plan is not None and cpu.read_linear(start, len(plan.code)) != plan.code:
+            plan = None
+        if plan is None:
+            code = cpu.read_linear(start, _SEARCH_BYTES)
+            if code is None:
+                return None
+            plan = self._decode_block(code, wide)
+            if len(self._plans) >= _PLANS_KEPT:
+                self._plans.clear()
+            self._plans[(start, wide)] = plan
         regs = cpu.general_registers()
+        for store in plan.stores:
+            linear = self._destination(store, regs, wide)
+            if linear is not None and cpu.linear_to_physical(linear) == paddr:
+                return (start + store.offset) & 0xFFFFFFFF, (eip + store.end) & mask
+        return None
+
+    def _decode_block(self, code: bytes, wide: bool) -> _BlockPlan:
+        """The plain stores to memory in `code` up to the end of its block."""
         decoder = self._cs32 if wide else self._cs16
+        stores: list[_Store] = []
         offset = 0
         while insn := next(decoder.disasm(code[offset:], offset, 1), None):
             offset += insn.size
-            if insn.mnemonic in _PLAIN_STORES:
-                linear = self._destination(insn, regs, wide)
-                if linear is not None and cpu.linear_to_physical(linear) == paddr:
-                    pc = (cs_base + eip + insn.address) & 0xFFFFFFFF
-                    return pc, (eip + insn.address + insn.size) & mask
+            if (
+                insn.mnemonic in _PLAIN_STORES
+                and insn.operands
+                and insn.operands[0].type == x86.X86_OP_MEM
+            ):
+                mem = insn.operands[0].mem
+                base = insn.reg_name(mem.base) if mem.base else None
+                if mem.segment:
+                    segment = insn.reg_name(mem.segment)
+                else:
+                    segment = "ss" if base in ("esp", "ebp", "sp", "bp") else "ds"
+                stores.append(
+                    _Store(
+                        insn.address,
+                        offset,
+                        _address_register(base),
+                        _address_register(insn.reg_name(mem.index) if mem.index else None),
+                        mem.scale,
+                        mem.disp,
+                        segment,
+                    )
+                )
             if any(insn.group(g) for g in _BLOCK_ENDS):
                 break  # the block ends here
-        return None
+        return _BlockPlan(code[:offset], tuple(stores))
 
-    def _destination(self, insn: capstone.CsInsn, regs: dict[str, int], wide: bool) -> int | None:
-        """The linear address a MOV `insn` stores to, given the registers `regs`."""
-        if not insn.operands or insn.operands[0].type != x86.X86_OP_MEM:
-            return None
-        mem = insn.operands[0].mem
-
-        def value(reg: int) -> int:
-            if reg == 0:
-                return 0
-            name = insn.reg_name(reg)
-            if name in regs:
-                return regs[name]
-            return regs.get("e" + name, 0) & 0xFFFF  # a 16-bit address register
-
-        offset = value(mem.base) + value(mem.index) * mem.scale + mem.disp
+    def _destination(self, store: _Store, regs: dict[str, int], wide: bool) -> int | None:
+        """The linear address `store` writes to, given the registers `regs`."""
+        offset = store.disp
+        if store.base is not None:
+            offset += regs[store.base[0]] & store.base[1]
+        if store.index is not None:
+            offset += (regs[store.index[0]] & store.index[1]) * store.scale
         offset &= 0xFFFFFFFF if wide else 0xFFFF
-        segment = mem.segment
-        if segment == 0:
-            stack = insn.reg_name(mem.base) in ("esp", "ebp", "sp", "bp") if mem.base else False
-            segment = x86.X86_REG_SS if stack else x86.X86_REG_DS
-        base = self._segment_base(regs[insn.reg_name(segment)])
+        base = self._segment_base(regs[store.segment])
         return None if base is None else (base + offset) & 0xFFFFFFFF
 
     def _segment_base(self, selector: int) -> int | None:

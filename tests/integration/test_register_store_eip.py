@@ -78,3 +78,25 @@ def test_the_store_is_found_from_a_stale_block_start() -> None:
         assert pages._find_store(LAPIC + 0x390) is None
     finally:
         machine.close()
+
+
+def test_a_kept_decode_follows_the_registers_and_the_code() -> None:
+    """The block's stores are decoded once per code address: the address each stores
+    to is worked out again from the registers every time, and new code at the same
+    address is decoded again."""
+    machine = _machine()
+    try:
+        assert machine.run(7).reason is StopReason.TARGET
+        pages = machine._register_pages
+        machine.cpu.eip = APIC_WRITE
+        assert pages._find_store(LAPIC + 0x380) == (STORE, RET)
+        # The same block, the same kept decode, another register value.
+        machine.cpu.write("eax", LAPIC + 0xB0)
+        assert pages._find_store(LAPIC + 0xB0) == (STORE, RET)
+        assert pages._find_store(LAPIC + 0x380) is None
+        # New code there: `mov [eax+4], edx` (8950 04), then `ret` - a longer store.
+        assert machine.cpu.write_linear(STORE, bytes.fromhex("895004c3"))
+        assert pages._find_store(LAPIC + 0xB4) == (STORE, STORE + 3)
+        assert pages._find_store(LAPIC + 0xB0) is None
+    finally:
+        machine.close()
