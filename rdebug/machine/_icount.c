@@ -44,6 +44,7 @@ typedef uint32_t (*rd_miss_fn)(uint64_t addr, uint32_t size);
 #define RD_INFO_RETRANSLATE 0x02000000u /* stop before running it: hooks must be added */
 #define RD_INFO_BRANCH 0x04000000u     /* last instruction is a control transfer */
 #define RD_INFO_MMU 0x08000000u        /* writes CR0/CR3/CR4 or INVLPG: mappings may change */
+#define RD_INFO_SETS_IF 0x10000000u    /* holds STI, POPF, IRET...: may set EFLAGS.IF */
 #define RD_INFO_EMPTY 0xffffffffu
 
 enum rd_stop {
@@ -192,7 +193,11 @@ struct rd_counter {
      * stop requested inside a string I/O instruction makes unicorn run it again) */
     uint64_t stop_at;      /* stop at the first block entry at or after this icount */
     uint32_t stop_pending; /* stop at the next hooked instruction (after a mid-block I/O) */
-    uint32_t _pad2;
+    /* EFLAGS.IF was read as 0 since the last block that may set it (irq_check): the next
+     * block entries need not read EFLAGS (a register read computes the lazy flags, 7% of
+     * a kernel's run while it keeps interrupts off with one pending).  Cleared by every
+     * execute, by traps and by any block with RD_INFO_SETS_IF. */
+    uint32_t if_clear;
     /* address spaces (see struct rd_block) */
     uint64_t epoch;
     const uint8_t *ram; /* guest RAM at physical 0, for reading code through the page tables */
@@ -683,12 +688,17 @@ void rd_block_hook(uc_engine *uc, uint64_t addr, uint32_t size, void *user) {
         return;
     }
     uint64_t n = info & RD_INFO_COUNT_MASK;
-    if (st->irq_check && !(st->block_info & RD_INFO_SHADOW)) {
-        uint64_t eflags = 0;
-        st->reg_read(uc, st->eflags_regid, &eflags);
-        if (eflags & 0x200) {
-            stop_before(st, uc, RD_STOP_IRQ_WINDOW, addr, size, info);
-            return;
+    if (st->irq_check) {
+        if (st->block_info & RD_INFO_SETS_IF)
+            st->if_clear = 0;
+        if (!st->if_clear && !(st->block_info & RD_INFO_SHADOW)) {
+            uint64_t eflags = 0;
+            st->reg_read(uc, st->eflags_regid, &eflags);
+            if (eflags & 0x200) {
+                stop_before(st, uc, RD_STOP_IRQ_WINDOW, addr, size, info);
+                return;
+            }
+            st->if_clear = 1;
         }
     }
     if (st->icount >= st->soft_target && (st->block_info & RD_INFO_BRANCH)) {
@@ -749,6 +759,7 @@ int rd_counter_trap_at_block_end(struct rd_counter *st, uint64_t pc, uint64_t *i
     if (st->block_addr == RD_NO_ADDR || st->block_addr + st->block_size != pc)
         return 0;
     st->block_info = RD_INFO_BRANCH;
+    st->if_clear = 0; /* the gate may have loaded another EFLAGS */
     *icount = st->icount;
     return 1;
 }

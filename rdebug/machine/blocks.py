@@ -44,6 +44,10 @@ class Block:
     #: Where the engine must sync its lazily computed flags (see `_FLAG_READERS`): the
     #: block's first instruction and each flag-reading instruction after it, or nothing.
     flag_syncs: tuple[int, ...] = ()
+    #: Holds an instruction that can set EFLAGS.IF (STI, POPF, IRET, a far transfer or
+    #: INT n that may switch tasks, SYSENTER/SYSEXIT): while an IRQ waits for IF, the
+    #: counter reads EFLAGS again only after such a block (see _icount.c).
+    sets_if: bool = False
 
     @property
     def hooked(self) -> tuple[int, ...]:
@@ -70,6 +74,30 @@ _PREFIXES = frozenset({0x26, 0x2E, 0x36, 0x3E, 0x64, 0x65, 0x66, 0x67, 0xF0, 0xF
 #: uninitialised).  The flags other than ZF it computes there can still differ from a
 #: CPU's (docs/machine.md).
 _FLAG_READERS = frozenset({"cmpxchg8b"})
+
+
+#: Instructions that can set EFLAGS.IF (`Block.sets_if`): IF goes from 0 to 1 by no
+#: other means (an interrupt or exception gate clears it or keeps it; one through a task
+#: gate loads the new task's EFLAGS, and so may a far JMP or CALL).
+_IF_SETTERS = frozenset(
+    {
+        "sti",
+        "popf",
+        "popfd",
+        "popfw",
+        "iret",
+        "iretd",
+        "iretw",
+        "ljmp",
+        "lcall",
+        "int",
+        "int1",
+        "int3",
+        "into",
+        "sysenter",
+        "sysexit",
+    }
+)
 
 
 def opens_shadow(insn: bytes) -> bool:
@@ -149,6 +177,7 @@ class BlockDecoder:
         last = b""
         branch = False
         mmu = False
+        sets_if = False
         flag_syncs: list[int] = []
         pos = 0
         for _addr, length, mnemonic, ops in cs.disasm_lite(code, addr):
@@ -161,6 +190,8 @@ class BlockDecoder:
                 mmu = True
             if name in _SPECIAL_MNEMONICS:
                 specials.append(len(offsets))
+            if name in _IF_SETTERS:
+                sets_if = True
             offsets.append(pos)
             last = code[pos : pos + length]
             branch = transfers_control(mnemonic)
@@ -185,4 +216,5 @@ class BlockDecoder:
             specials=tuple(specials),
             mmu=mmu,
             flag_syncs=tuple(flag_syncs),
+            sets_if=sets_if,
         )

@@ -24,6 +24,7 @@ INFO_SHADOW = 0x01000000
 INFO_RETRANSLATE = 0x02000000
 INFO_BRANCH = 0x04000000
 INFO_MMU = 0x08000000
+INFO_SETS_IF = 0x10000000
 
 
 # _icount.c's enum rd_stop
@@ -84,7 +85,7 @@ class CounterState(ctypes.Structure):
         ("blocks_seen", ctypes.c_uint64),
         ("stop_at", ctypes.c_uint64),
         ("stop_pending", ctypes.c_uint32),
-        ("_pad2", ctypes.c_uint32),
+        ("if_clear", ctypes.c_uint32),
         ("epoch", ctypes.c_uint64),
         ("ram", ctypes.c_void_p),
         ("ram_size", ctypes.c_uint64),
@@ -167,4 +168,6 @@ def block_info(block: Block) -> int:
         info |= INFO_BRANCH
     if block.mmu:
         info |= INFO_MMU
+    if block.sets_if:
+        info |= INFO_SETS_IF
     return info

@@ -121,6 +121,7 @@ class NativeCounter:
     @irq_check.setter
     def irq_check(self, value: bool) -> None:
         self._st.irq_check = int(value)
+        self._st.if_clear = 0
 
     @property
     def state_address(self) -> int:
@@ -226,9 +227,11 @@ class NativeCounter:
         del faulting  # EIP already tells: at the faulting instruction, or after the trap
         self._st.icount = self.current_icount()
         self._st.block_info = INFO_BRANCH  # the handler's first block follows a transfer
+        self._st.if_clear = 0  # and the gate may have loaded another EFLAGS
 
     def control_transferred(self) -> None:
         self._st.block_info = INFO_BRANCH
+        self._st.if_clear = 0
         self._canonical = True
         self._shadow_after_stop = False
         self._pc_hint = None
@@ -328,6 +331,7 @@ class NativeCounter:
             INFO_SHADOW if self._shadow_after_stop else 0
         )
         st.block_addr = NO_ADDR
+        st.if_clear = 0  # EFLAGS may have been written since the last run
         self._requested_icount = None
         begin, until = self._cpu.eip, NO_UNTIL
         if self._breakpoints:

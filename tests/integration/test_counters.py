@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import pytest
 
-from rdebug.machine.machine import Machine, StopEvent, StopReason
-from tests.conftest import make_machine
+from rdebug.host.sources import LiveInputs
+from rdebug.machine.cpu import EFLAGS_IF
+from rdebug.machine.loader import ImageFormat, parse_image
+from rdebug.machine.machine import Machine, MachineConfig, StopEvent, StopReason
+from tests.conftest import COUNTERS, make_machine
 
 STEP = 7919  # a prime, so stops fall at every phase of every loop
 INPUTS = {"echo": b"hello\rq"}
@@ -63,3 +66,56 @@ def test_native_and_reference_counters_agree(guest: str) -> None:
     for mine, theirs in zip(native[0], reference[0], strict=True):
         assert mine == theirs
     assert native[1:] == reference[1:]
+
+
+# An IRQ waiting while IF=0, and each way IF comes back: the native counter reads EFLAGS
+# again only after a block that may set IF (STI, POPF, IRET...), so each must open the
+# window at the same instruction as the reference counter's check at every instruction.
+#
+#   mov esp, 0x90000 ; cli
+#   (the PIC: vectors 0x20.., IRQ5 alone unmasked; IDT entry 0x25: a gate to handler)
+#   mov esi, 3
+# round:
+#   call spin ; pushf ; or dword [esp], 0x200 ; popf ; cli
+#   call spin ; sti ; nop ; cli
+#   call spin ; pushf ; or dword [esp], 0x200 ; push cs ; push 1f ; iret
+# 1: cli ; dec esi ; jnz round
+#   mov ebx, [count] ; hlt
+# spin: mov ecx, 40 ; 2: add eax, ecx ; jmp 3f ; 3: loop 2b ; ret
+# handler: inc dword [count] ; push eax ; mov al, 0x20 ; out 0x20, al ; pop eax ; iret
+IF_GUEST = bytes.fromhex(
+    "bc00000900fab011e620b020e621b004e621b001e621b0dfe621b889001000bfd0011000668907c1"
+    "e81066894706668cc86689470266c74704008e0f011d9c001000be03000000e8310000009c810c24"
+    "000200009dfae822000000fb90fae81a0000009c810c24000200000e6872001000cffa4e75d18b1d"
+    "98001000f4b92800000001c8eb00e2fac3ff059800100050b020e62058cf669000000000ff07a800"
+    "10008db600000000"
+)
+IF_STEP = 13
+
+
+def _if_trace(counter: str) -> tuple[list[tuple[object, ...]], str, int]:
+    inputs = LiveInputs(clock=lambda: 0)
+    machine = Machine(MachineConfig(memory_mb=16), inputs, [], counter=COUNTERS[counter])
+    machine.load(parse_image(IF_GUEST, "if-window", ImageFormat.FLAT, load_address=0x100000))
+    stops: list[tuple[object, ...]] = []
+    try:
+        while True:
+            stop = machine.run(machine.icount + IF_STEP)
+            stops.append(_describe(machine, stop))
+            if stop.reason is not StopReason.TARGET:
+                break
+            assert len(stops) < 10_000
+            if not machine.cpu.read("eflags") & EFLAGS_IF and not machine.board.irq_pending():
+                machine.set_irq(5, True)  # an edge: pending until IF lets it in
+                machine.set_irq(5, False)
+        return stops, machine.state_hash(), machine.cpu.read("ebx")
+    finally:
+        machine.close()
+
+
+def test_an_irq_waiting_for_if_is_taken_where_each_way_of_setting_if_lets_it() -> None:
+    native = _if_trace("native")
+    reference = _if_trace("reference")
+    assert native[0][-1][0] is StopReason.HALTED
+    assert native[2] >= 9  # IRQs taken: one at least at each of the nine POPF, STI, IRET
+    assert native == reference
