@@ -98,12 +98,38 @@ struct rd_countdown {
     uint64_t offset;
     uint64_t publications; /* statistics: values written by rd_countdown_publish */
     int64_t period_start_ns; /* countdown_value's cache: start_ns plus whole periods */
+    /* countdown_value's fast path: the count is linear in icount over the stretch
+     * [fast_from, fast_from + fast_span) of the current period (or of a one-shot's
+     * countdown), initial - (((icount << icount_shift) + fast_off) >> divide_shift).
+     * Set by the full computation; fast_span = 0 (Python, at every change of the
+     * parameters) sends the next value through it again. */
+    uint64_t fast_from;
+    uint64_t fast_span;
+    int64_t fast_off;
 };
+
+/* The first icount whose virtual time is at or after `ns`. */
+static inline uint64_t icount_reaching(int64_t ns, int64_t bias_ns, uint32_t icount_shift) {
+    int64_t d = ns - bias_ns;
+    if (d <= 0)
+        return 0;
+    return ((uint64_t)d + ((UINT64_C(1) << icount_shift) - 1)) >> icount_shift;
+}
+
+/* Over virtual times [from_ns, until_ns) the count is initial - ((now - from_ns) >>
+ * divide_shift): the fast path's stretch. */
+static inline void countdown_linear(struct rd_countdown *cd, int64_t from_ns, int64_t until_ns) {
+    uint64_t from = icount_reaching(from_ns, cd->bias_ns, cd->icount_shift);
+    uint64_t until = icount_reaching(until_ns, cd->bias_ns, cd->icount_shift);
+    cd->fast_from = from;
+    cd->fast_span = until > from ? until - from : 0;
+    cd->fast_off = cd->bias_ns - from_ns;
+}
 
 /* The count at `icount`.  Periodic: `period_start_ns` caches the start of the current
  * period (start_ns plus whole periods), so that the common case is a subtraction and a
  * shift, not a 64-bit division at every publication; the value does not depend on it. */
-static inline uint32_t countdown_value(struct rd_countdown *cd, uint64_t icount) {
+static uint32_t countdown_value_full(struct rd_countdown *cd, uint64_t icount) {
     if (!cd->initial)
         return 0;
     int64_t now = (int64_t)(icount << cd->icount_shift) + cd->bias_ns;
@@ -111,7 +137,10 @@ static inline uint32_t countdown_value(struct rd_countdown *cd, uint64_t icount)
         return cd->initial;
     if (!cd->periodic) {
         uint64_t counts = (uint64_t)(now - cd->start_ns) >> cd->divide_shift;
-        return counts >= cd->initial ? 0 : cd->initial - (uint32_t)counts;
+        if (counts >= cd->initial)
+            return 0;
+        countdown_linear(cd, cd->start_ns, cd->start_ns + ((int64_t)cd->initial << cd->divide_shift));
+        return cd->initial - (uint32_t)counts;
     }
     int64_t period = (int64_t)cd->initial << cd->divide_shift;
     if (now < cd->period_start_ns || cd->period_start_ns < cd->start_ns)
@@ -121,7 +150,18 @@ static inline uint32_t countdown_value(struct rd_countdown *cd, uint64_t icount)
         cd->period_start_ns += into / period * period;
         into = now - cd->period_start_ns;
     }
+    countdown_linear(cd, cd->period_start_ns, cd->period_start_ns + period);
     return cd->initial - (uint32_t)((uint64_t)into >> cd->divide_shift);
+}
+
+/* The count at `icount` (published at every branch boundary while armed: the common
+ * case is the fast path's shift, add and shift). */
+static inline uint32_t countdown_value(struct rd_countdown *cd, uint64_t icount) {
+    if (icount - cd->fast_from < cd->fast_span) {
+        int64_t into = (int64_t)(icount << cd->icount_shift) + cd->fast_off;
+        return cd->initial - (uint32_t)((uint64_t)into >> cd->divide_shift);
+    }
+    return countdown_value_full(cd, icount);
 }
 
 static inline uint32_t countdown_publish(struct rd_countdown *cd, uint64_t icount) {

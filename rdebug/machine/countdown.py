@@ -42,6 +42,9 @@ class CountdownState(ctypes.Structure):
         ("offset", ctypes.c_uint64),
         ("publications", ctypes.c_uint64),
         ("period_start_ns", ctypes.c_int64),
+        ("fast_from", ctypes.c_uint64),
+        ("fast_span", ctypes.c_uint64),
+        ("fast_off", ctypes.c_int64),
     )
 
 
@@ -86,11 +89,13 @@ class Countdown:
         st.initial = initial & _U32
         st.divide_shift = divisor.bit_length() - 1
         st.periodic = int(periodic)
+        st.fast_span = 0  # the C side's linear stretch is of the old countdown
         st.armed = 1
 
     def disarm(self) -> None:
         """Stop publishing (the count no longer moves)."""
         self.state.armed = 0
+        self.state.fast_span = 0
 
     @property
     def armed(self) -> bool:
@@ -111,8 +116,11 @@ class Countdown:
 
     def set_clock(self, icount_shift: int, bias_ns: int) -> None:
         """Virtual time is (icount << icount_shift) + bias_ns (set before each run)."""
-        self.state.icount_shift = icount_shift
-        self.state.bias_ns = bias_ns
+        st = self.state
+        if st.icount_shift != icount_shift or st.bias_ns != bias_ns:
+            st.icount_shift = icount_shift
+            st.bias_ns = bias_ns
+            st.fast_span = 0
 
     def publish_at(self, icount: int) -> int:
         """Write the count at `icount` into the page (a branch boundary); return it."""

@@ -281,3 +281,30 @@ def test_the_published_count_is_the_count_at_its_icount() -> None:
             expected = initial - elapsed % initial if periodic else max(0, initial - elapsed)
             assert countdown.publish_at(icount) == expected
             assert int.from_bytes(countdown._page[0x390:0x394], "little") == expected
+
+
+def test_the_count_stays_exact_across_its_fast_path_stretches() -> None:
+    """Walking icount by small steps (as the branch boundaries of a run do), and back:
+    the C side's linear stretch of each period or one-shot gives the exact count at
+    every step, across the ends of periods and of the one-shot's countdown, and after
+    the clock's bias moves (a warp) or the countdown is armed again."""
+    rng = random.Random(16)
+    countdown = Countdown(mmap.mmap(-1, 4096), L.TIMER_CURRENT)
+    for _ in range(60):
+        initial = rng.choice([1, 2, 3, 50, 1000])
+        divisor = 1 << rng.randrange(5)
+        periodic = rng.random() < 0.6
+        shift = rng.randrange(8)
+        bias = rng.randrange(1 << 20)
+        start = bias + rng.randrange(1 << 12)
+        countdown.arm(start, initial, divisor, periodic)
+        for _warp in range(2):
+            countdown.set_clock(shift, bias)
+            icount = rng.randrange(1 << 8)
+            for _ in range(400):
+                icount = max(0, icount + rng.choice([1, 1, 2, 3, 7, 40, -1, -5]))
+                elapsed = max(0, (icount << shift) + bias - start) // divisor
+                expected = initial - elapsed % initial if periodic else max(0, initial - elapsed)
+                assert countdown.value_at(icount) == expected
+                assert countdown.publish_at(icount) == expected
+            bias += rng.randrange(1, 1 << 10)
