@@ -308,3 +308,35 @@ def test_the_count_stays_exact_across_its_fast_path_stretches() -> None:
                 assert countdown.value_at(icount) == expected
                 assert countdown.publish_at(icount) == expected
             bias += rng.randrange(1, 1 << 10)
+
+
+def test_the_page_follows_every_mix_of_accepts_acknowledges_eois_and_tpr_stores(
+    ctx: FakeContext,
+) -> None:
+    """Only the bitmap dwords that change are written at each step: after any mix of
+    them, guest stores to the read-only bitmaps and restored states, every register in
+    the page reads as `read_register` says."""
+    rng = random.Random(17)
+    apic = LocalApic(ctx)
+    apic.reset()
+    store(apic, L.SVR, 0x1FF)
+    for step in range(3000):
+        action = rng.randrange(6)
+        if action == 0:
+            apic.accept(rng.randrange(16, 256), level=rng.random() < 0.3)
+        elif action == 1:
+            apic.acknowledge()
+        elif action == 2:
+            store(apic, L.EOI, 0)
+        elif action == 3:
+            store(apic, L.TPR, rng.randrange(256))
+        elif action == 4:
+            base = rng.choice((L.ISR_BASE, L.TMR_BASE, L.IRR_BASE))
+            store(apic, base + 16 * rng.randrange(8), rng.randrange(1 << 32))  # settles back
+        elif rng.random() < 0.1:
+            state = apic.save_state()
+            apic.reset()
+            apic.load_state(state)
+        for offset in range(0, 0x400, 0x10):
+            if offset != L.TIMER_CURRENT:
+                assert page_read(apic, offset) == apic.read_register(offset), (step, hex(offset))
