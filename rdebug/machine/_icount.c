@@ -859,6 +859,98 @@ int rd_rdtscp_hook(uc_engine *uc, void *user) {
     return done < 0 ? t->fallback_rdtscp(uc, user) : done;
 }
 
+/* Port I/O data windows (UC_HOOK_INSN IN and OUT): a device's data port in the middle of
+ * a PIO block, served here without a Python call (an IDE sector moved by REP OUTSD is
+ * 128 OUTs; one Python call each was a sixth of an xv6 recording).  A device opens a
+ * window while a block is under way: `buf` is its block buffer, `pos` the next byte the
+ * guest moves, `end` the block's size.  Here an access of 2 or 4 bytes to the window's
+ * port in its direction moves bytes while it does not reach `end`: the access that
+ * completes the block, any other port or size, an instruction the counter cannot place
+ * and anything ring 3 does go to the Python hook, `fallback`, which first takes `pos`
+ * back (ioports.py, devices/ide.py).  Such an access changes nothing else in the device
+ * (no register, no IRQ line, no time), so skipping the Python hook's other work (probes
+ * aside: `enabled` is cleared while one watches) changes nothing the guest can see.
+ * Python owns both structs (ioports.py mirrors them) and the buffer. */
+#define RD_PIO_WINDOWS 4
+struct rd_pio_window {
+    uint32_t active;
+    uint32_t port;
+    uint32_t out; /* 1: OUTs fill buf; 0: INs read it */
+    uint32_t pos;
+    uint32_t end;
+    uint32_t _pad;
+    uint8_t *buf;
+};
+
+typedef void (*rd_out_fn)(uc_engine *uc, uint32_t port, int size, uint32_t value, void *user);
+typedef uint32_t (*rd_in_fn)(uc_engine *uc, uint32_t port, int size, void *user);
+
+struct rd_portio {
+    struct rd_counter *counter;
+    rd_out_fn fallback_out;
+    rd_in_fn fallback_in;
+    uint32_t enabled;
+    int32_t cs_regid;
+    uint32_t nwindows;
+    uint32_t _pad;
+    struct rd_pio_window *windows[RD_PIO_WINDOWS];
+    uint64_t native; /* statistics: accesses moved here */
+};
+
+static struct rd_pio_window *pio_window(struct rd_portio *p, uc_engine *uc, uint32_t port,
+                                        int size, uint32_t out) {
+    if (!p->enabled || (size != 2 && size != 4))
+        return NULL;
+    struct rd_pio_window *w = NULL;
+    for (uint32_t i = 0; i < p->nwindows && i < RD_PIO_WINDOWS; i++) {
+        struct rd_pio_window *c = p->windows[i];
+        if (c->active && c->port == port && c->out == out) {
+            w = c;
+            break;
+        }
+    }
+    if (!w || w->pos + (uint32_t)size >= w->end)
+        return NULL;
+    struct rd_counter *st = p->counter;
+    if (st->block_addr == RD_NO_ADDR)
+        return NULL;
+    const struct rd_specials *e = specials_find(st, st->block_addr, st->block_size);
+    if (!e || e->count > RD_SPECIALS_MAX || st->special_seen >= e->count)
+        return NULL;
+    uint64_t cs = 0, cr0 = 0;
+    st->reg_read(uc, p->cs_regid, &cs);
+    if (cs & 3) { /* CPL 3 in protected mode: the permission check is Python's */
+        st->reg_read(uc, st->cr0_regid, &cr0);
+        if (cr0 & 1)
+            return NULL;
+    }
+    st->special_seen++; /* the instruction is the block's next I/O one, as in Python */
+    p->native++;
+    return w;
+}
+
+void rd_out_hook(uc_engine *uc, uint32_t port, int size, uint32_t value, void *user) {
+    struct rd_portio *p = user;
+    struct rd_pio_window *w = pio_window(p, uc, port, size, 1);
+    if (!w) {
+        p->fallback_out(uc, port, size, value, user);
+        return;
+    }
+    memcpy(w->buf + w->pos, &value, (size_t)size); /* little-endian: the low word first */
+    w->pos += (uint32_t)size;
+}
+
+uint32_t rd_in_hook(uc_engine *uc, uint32_t port, int size, void *user) {
+    struct rd_portio *p = user;
+    struct rd_pio_window *w = pio_window(p, uc, port, size, 0);
+    if (!w)
+        return p->fallback_in(uc, port, size, user);
+    uint32_t value = 0;
+    memcpy(&value, w->buf + w->pos, (size_t)size);
+    w->pos += (uint32_t)size;
+    return value;
+}
+
 /* An importable module only so that the build and the import machinery find the file. */
 static struct PyModuleDef rd_module = {PyModuleDef_HEAD_INIT, "_icount", NULL, -1, NULL};
 

@@ -11,13 +11,13 @@ import ctypes
 import struct
 from collections.abc import Callable
 
-from unicorn import UC_HOOK_INSN, Uc, UcError
+from unicorn import UC_HOOK_INSN, Uc
 from unicorn import x86_const as X
 from unicorn.unicorn_py3 import unicorn as _ucpy
 
 from rdebug.machine.counter import Counter
 from rdebug.machine.cpu import Cpu
-from rdebug.machine.icount_binding import fn_address
+from rdebug.machine.icount_binding import fn_address, hook_insn
 from rdebug.machine.native import extension
 from rdebug.machine.native_counter import NativeCounter
 
@@ -93,13 +93,13 @@ class CpuidTsc:
             lib = extension()
             user = ctypes.addressof(native)
             self._hooks = [
-                _hook_insn(uc, fn_address(lib, "rd_rdtsc_hook"), user, X.UC_X86_INS_RDTSC),
-                _hook_insn(uc, fn_address(lib, "rd_rdtscp_hook"), user, X.UC_X86_INS_RDTSCP),
+                hook_insn(uc, fn_address(lib, "rd_rdtsc_hook"), user, X.UC_X86_INS_RDTSC),
+                hook_insn(uc, fn_address(lib, "rd_rdtscp_hook"), user, X.UC_X86_INS_RDTSCP),
             ]
         else:
             self._hooks = [
-                _hook_insn(uc, _address(self._tsc_fn), 0, X.UC_X86_INS_RDTSC),
-                _hook_insn(uc, _address(self._tscp_fn), 0, X.UC_X86_INS_RDTSCP),
+                hook_insn(uc, _address(self._tsc_fn), 0, X.UC_X86_INS_RDTSC),
+                hook_insn(uc, _address(self._tscp_fn), 0, X.UC_X86_INS_RDTSCP),
             ]
 
     def set_clock(self, icount_shift: int, bias_ns: int) -> None:
@@ -142,20 +142,3 @@ class CpuidTsc:
 
 def _address(fn: ctypes._FuncPointer) -> int:
     return ctypes.cast(fn, ctypes.c_void_p).value or 0
-
-
-def _hook_insn(uc: Uc, fn: int, user: int, insn: int) -> int:
-    handle = ctypes.c_size_t()
-    status = _ucpy.uclib.uc_hook_add(
-        uc._uch,
-        ctypes.byref(handle),
-        UC_HOOK_INSN,
-        ctypes.c_void_p(fn),
-        ctypes.c_void_p(user),
-        ctypes.c_uint64(1),
-        ctypes.c_uint64(0),
-        ctypes.c_int(insn),
-    )
-    if status != 0:
-        raise UcError(status)
-    return int(handle.value)

@@ -11,25 +11,59 @@ on the accessing instruction, so a device reads the exact virtual time.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 from collections.abc import Callable, Mapping
 
 from unicorn import UC_HOOK_INSN, Uc
 from unicorn import x86_const as X
+from unicorn.unicorn_py3.unicorn import uccallback
 
 from rdebug.machine.counter import Counter
 from rdebug.machine.cpu import CR0_PE, Cpu
+from rdebug.machine.datawindow import DataWindow
 from rdebug.machine.devices.base import Device
+from rdebug.machine.icount_binding import hook_insn
+from rdebug.machine.native import extension, function_address
+from rdebug.machine.native_counter import NativeCounter
 from rdebug.machine.probes import PortAccess
 
 log = logging.getLogger(__name__)
+
+#: Data windows the native port hooks serve (RD_PIO_WINDOWS in _icount.c).
+_WINDOWS = 4
+_OUT_FN = ctypes.CFUNCTYPE(
+    None, ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint32, ctypes.c_void_p
+)
+_IN_FN = ctypes.CFUNCTYPE(
+    ctypes.c_uint32, ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_void_p
+)
+
+
+class PortIoState(ctypes.Structure):
+    """Mirror of struct rd_portio in _icount.c (the native IN/OUT hooks)."""
+
+    _fields_ = (
+        ("counter", ctypes.c_void_p),
+        ("fallback_out", ctypes.c_void_p),
+        ("fallback_in", ctypes.c_void_p),
+        ("enabled", ctypes.c_uint32),
+        ("cs_regid", ctypes.c_int32),
+        ("nwindows", ctypes.c_uint32),
+        ("_pad", ctypes.c_uint32),
+        ("windows", ctypes.c_void_p * _WINDOWS),
+        ("native", ctypes.c_uint64),
+    )
 
 
 class PortIo:
     """The IN/OUT hooks of one CPU, dispatching to the devices of a port map.
 
     `after_access` runs after every access a device answered (an IRQ it raised may
-    need the run loop at once).
+    need the run loop at once).  With the native counter the hooks are C functions
+    (`rd_in_hook`, `rd_out_hook`) that move the words of the devices' open data
+    windows (machine/datawindow.py) themselves and call the Python ones below for
+    everything else.
     """
 
     def __init__(
@@ -45,10 +79,54 @@ class PortIo:
         self._after_access = after_access
         #: EIP of an I/O instruction that ring 3 was not allowed to execute (#GP pending)
         self.fault_eip: int | None = None
-        #: called with every access the guest made (answered or not), when set (machine/probes.py)
-        self.probe: Callable[[PortAccess], None] | None = None
-        cpu.uc.hook_add(UC_HOOK_INSN, self._on_in, None, 1, 0, X.UC_X86_INS_IN)
-        cpu.uc.hook_add(UC_HOOK_INSN, self._on_out, None, 1, 0, X.UC_X86_INS_OUT)
+        self._probe: Callable[[PortAccess], None] | None = None
+        uc = cpu.uc
+        self._native: PortIoState | None = None
+        if not isinstance(counter, NativeCounter):
+            uc.hook_add(UC_HOOK_INSN, self._on_in, None, 1, 0, X.UC_X86_INS_IN)
+            uc.hook_add(UC_HOOK_INSN, self._on_out, None, 1, 0, X.UC_X86_INS_OUT)
+            return
+        windows: list[DataWindow] = []
+        for device in dict.fromkeys(ports.values()):  # each device once, in port order
+            windows.extend(device.data_windows())
+        if len(windows) > _WINDOWS:
+            raise ValueError(f"{len(windows)} data windows: the native hooks serve {_WINDOWS}")
+        native = self._native = PortIoState()
+        native.counter = counter.state_address
+        # the binding's exception guard: an error in a device stops the run and is raised
+        self._out_fn = uccallback(uc, _OUT_FN)(self._on_out)
+        self._in_fn = uccallback(uc, _IN_FN)(self._on_in)
+        native.fallback_out = ctypes.cast(self._out_fn, ctypes.c_void_p).value
+        native.fallback_in = ctypes.cast(self._in_fn, ctypes.c_void_p).value
+        native.cs_regid = X.UC_X86_REG_CS
+        native.nwindows = len(windows)
+        for i, window in enumerate(windows):
+            native.windows[i] = window.address
+        native.enabled = 1
+        self._windows = windows  # the structs the C side points at
+        lib = extension()
+        user = ctypes.addressof(native)
+        self._hooks = [
+            hook_insn(uc, function_address(lib, "rd_in_hook"), user, X.UC_X86_INS_IN),
+            hook_insn(uc, function_address(lib, "rd_out_hook"), user, X.UC_X86_INS_OUT),
+        ]
+
+    @property
+    def probe(self) -> Callable[[PortAccess], None] | None:
+        """Called with every access the guest makes (answered or not), when set
+        (machine/probes.py); the native hooks leave every access to Python meanwhile."""
+        return self._probe
+
+    @probe.setter
+    def probe(self, sink: Callable[[PortAccess], None] | None) -> None:
+        self._probe = sink
+        if self._native is not None:
+            self._native.enabled = int(sink is None)
+
+    @property
+    def native_accesses(self) -> int:
+        """Accesses the native hooks moved without Python (statistics)."""
+        return 0 if self._native is None else int(self._native.native)
 
     def _refuse(self, linear: int) -> None:
         """Ring 3 may not do this I/O: stop after it (the run loop raises #GP(0))."""
@@ -56,8 +134,8 @@ class PortIo:
         self._counter.request_stop_after_current()
 
     def _probed(self, linear: int, port: int, size: int, out: bool, value: int) -> None:
-        assert self.probe is not None
-        self.probe(PortAccess(self._counter.current_icount(), linear, port, size, out, value))
+        assert self._probe is not None
+        self._probe(PortAccess(self._counter.current_icount(), linear, port, size, out, value))
 
     def _on_in(self, uc: Uc, port: int, size: int, _user: object) -> int:
         linear = self._counter.begin_special()
@@ -71,7 +149,7 @@ class PortIo:
                 value = (1 << (8 * size)) - 1
             else:
                 value = device.io_read(port, size) & ((1 << (8 * size)) - 1)
-            if self.probe is not None:
+            if self._probe is not None:
                 self._probed(linear, port, size, False, value)
             if device is not None:
                 self._after_access()
@@ -85,7 +163,7 @@ class PortIo:
             if not io_allowed(self._cpu, port, size):
                 self._refuse(linear)
                 return
-            if self.probe is not None:
+            if self._probe is not None:
                 self._probed(linear, port, size, True, value & ((1 << (8 * size)) - 1))
             device = self._ports.get(port)
             if device is None:

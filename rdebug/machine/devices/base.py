@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from rdebug.machine.countdown import Countdown
+    from rdebug.machine.datawindow import DataWindow
 
 StateValue = int | bool | bytes | str | None | list["StateValue"] | dict[str, "StateValue"]
 State = dict[str, StateValue]
@@ -170,6 +171,12 @@ class Device(Stateful):
     def countdowns(self) -> tuple[Countdown, ...]:
         """The counters in this device's register pages that the instruction counter
         publishes (see machine/countdown.py); the same objects for the device's life."""
+        return ()
+
+    def data_windows(self) -> tuple[DataWindow, ...]:
+        """The data ports whose PIO blocks the native port hooks may move while the
+        device keeps them open (see machine/datawindow.py); the same objects for the
+        device's life."""
         return ()
 
     def drive_irq(self, line: int, level: bool, driven: bool) -> bool:

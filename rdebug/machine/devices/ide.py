@@ -48,6 +48,7 @@ from types import MappingProxyType
 from typing import Protocol, assert_never
 
 from rdebug.errors import MachineError
+from rdebug.machine.datawindow import DataWindow
 from rdebug.machine.devices.base import (
     BOOL,
     BUFFER,
@@ -256,7 +257,31 @@ class IdeController(Device):
             for index, disk in enumerate((master, slave))
         )
         self._irq_level = False
+        #: the Data register while a PIO block is under way (see `_take_pos`)
+        self._window = DataWindow(base)
+        self._window_drive: _Drive | None = None
         self._init_registers()
+
+    def data_windows(self) -> tuple[DataWindow, ...]:
+        return (self._window,)
+
+    def _take_pos(self) -> None:
+        """The block's position back from the window (the native port hooks move the
+        words of a block but its last one): before the controller does anything."""
+        if self._window.is_open and self._window_drive is not None:
+            self._window_drive.pos = self._window.take_pos()
+
+    def _open_window(self) -> None:
+        """After the controller did something: open the window on the selected drive's
+        block if one is under way, else close it."""
+        drive = self.selected()
+        if drive is None or drive.phase is Phase.IDLE:
+            self._window.close()
+            self._window_drive = None
+            return
+        out = drive.phase is Phase.DATA_OUT
+        self._window.open(drive.buffer, drive.pos, drive.block_size, out)
+        self._window_drive = drive
 
     def _init_registers(self) -> None:
         self.features = 0
@@ -277,6 +302,7 @@ class IdeController(Device):
     def reset(self) -> None:
         self._init_registers()
         self._update_irq()
+        self._open_window()
 
     # -- derived values ---------------------------------------------------------------------
 
@@ -305,6 +331,13 @@ class IdeController(Device):
     # -- the guest's side -------------------------------------------------------------------
 
     def io_read(self, port: int, size: int) -> int:
+        self._take_pos()
+        try:
+            return self._io_read(port, size)
+        finally:
+            self._open_window()
+
+    def _io_read(self, port: int, size: int) -> int:
         if port == self.base:
             value = 0
             for i in range(2 if size == 4 else 1):
@@ -320,6 +353,13 @@ class IdeController(Device):
         return value
 
     def io_write(self, port: int, size: int, value: int) -> None:
+        self._take_pos()
+        try:
+            self._io_write(port, size, value)
+        finally:
+            self._open_window()
+
+    def _io_write(self, port: int, size: int, value: int) -> None:
         if port == self.base:
             for i in range(2 if size == 4 else 1):
                 self._write_data((value >> (16 * i)) & 0xFFFF)
@@ -559,6 +599,7 @@ class IdeController(Device):
     )
 
     def save_state(self) -> State:
+        self._take_pos()
         drives: list[StateValue] = [None if d is None else d.save_state() for d in self.drives]
         return {**super().save_state(), "drives": drives}
 
@@ -578,6 +619,7 @@ class IdeController(Device):
                 if not (isinstance(saved, dict)):
                     raise TypeError("malformed ide device state")
                 drive.load_state(saved)
+        self._open_window()
 
 
 def _identify_data(drive: _Drive) -> bytes:
