@@ -47,6 +47,7 @@ from pathlib import Path
 
 from unicorn import x86_const as X
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script
 from bench.speed import _boot_to_begin, _raw_engine
 from rdebug.host.sources import FileSerialSource, LiveInputs
 from rdebug.machine.inputs import ExternalInputs
