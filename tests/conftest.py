@@ -23,7 +23,7 @@ from rdebug.machine.machine import Machine, MachineConfig
 from rdebug.machine.native_counter import NativeCounter
 from rdebug.replay.log import End, Instruction, Shutdown, ShutdownCause, encode, encode_header
 from rdebug.replay.player import Player, recording_end
-from rdebug.replay.trace import Trace
+from rdebug.replay.trace import Trace, open_disks
 from tests.oracle.reference_counter import ReferenceCounter
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -147,7 +147,8 @@ class Replay:
         self.end = recording_end(self.log, "log")
         self.log.seek(0)
         self.player = Player(self.log, "log")
-        self.machine = Machine(trace.info.machine_config(), self.player, [])
+        disks = open_disks(trace.info.drives, check=False)
+        self.machine = Machine(trace.info.machine_config(), self.player, [], disks)
         self.machine.load(trace.loaded_guest())
 
     def close(self) -> None:

@@ -10,9 +10,14 @@ held in C, restores to the same end.
 
 from __future__ import annotations
 
-from rdebug.machine.machine import Machine, MachineState, StopReason
+from pathlib import Path
+
+from rdebug.api import Session
+from rdebug.machine.machine import Machine, StopReason
 from rdebug.machine.probes import PortAccess
-from tests.conftest import make_machine
+from rdebug.machine.state import MachineState
+from rdebug.replay.trace import Trace
+from tests.conftest import DISK_IMAGE, Replay, make_machine, record_cli, straight_hash
 
 DATA_PORT = 0x1F0
 
@@ -82,3 +87,32 @@ def test_a_snapshot_in_the_middle_of_a_sector_restores_to_the_same_end() -> None
             assert machine.icount == icount and _mid_sector(machine)
     finally:
         machine.close()
+
+
+def test_seeks_to_the_middle_of_a_sector_reach_the_state_of_a_straight_replay(
+    tmp_path: Path,
+) -> None:
+    """Backwards and forwards through a recording of the disk guest, to icounts where a
+    sector is half moved by the native hooks: the state of a straight replay there."""
+    image = tmp_path / "disk.img"
+    image.write_bytes(DISK_IMAGE)
+    trace = Trace.open(record_cli("disk", tmp_path / "trace", "--drive", f"file={image}"))
+    replay = Replay(trace)
+    targets: list[int] = []
+    try:
+        machine = replay.machine
+        while len(targets) < 4:
+            stop = machine.run(machine.icount + 89)
+            assert stop.reason is StopReason.TARGET, "the guest ended before four mid-sector stops"
+            if _mid_sector(machine):
+                targets.append(machine.icount)
+    finally:
+        replay.close()
+    with Session(trace.path) as session:
+        session.seek(session.end_icount)
+        for icount in reversed(targets):  # backwards: restores of earlier checkpoints
+            session.seek(icount)
+            assert session.state_hash() == straight_hash(trace, icount), icount
+        end = session.end_icount
+        session.seek(end)
+        assert session.state_hash() == straight_hash(trace, end)
