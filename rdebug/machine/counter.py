@@ -75,9 +75,10 @@ class Counter(Protocol):
         unicorn leaves it when it cannot tell the instruction: EIP may be stale)."""
         ...
 
-    def executing(self, pc: int | None) -> None:
+    def executing(self, pc: int | Callable[[], int | None] | None) -> None:
         """Inside a memory hook: the linear address of the instruction executing (None:
-        back to EIP), for `current_icount` (unicorn may leave EIP at the block start)."""
+        back to EIP), for `current_icount` (unicorn may leave EIP at the block start);
+        or a function that finds it (None if it cannot), called once if ever needed."""
         ...
 
     def begin_special(self) -> int:

@@ -11,7 +11,7 @@ machine/icount_binding.py.
 from __future__ import annotations
 
 import ctypes
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from unicorn import UC_HOOK_CODE, UcError
 from unicorn import x86_const as X
@@ -99,7 +99,7 @@ class NativeCounter:
         self._pc_hint: int | None = None
         self._countdown: Countdown | None = None
         #: the instruction executing now, when a memory hook knows it better than EIP
-        self._pc: int | None = None
+        self._pc: int | Callable[[], int | None] | None = None
 
     # icount / irq_check live in the C struct
     @property
@@ -210,6 +210,8 @@ class NativeCounter:
         block = self._current_block()
         if block is None:
             return int(st.icount)
+        if callable(self._pc):
+            self._pc = self._pc()  # the instruction asked for: found now, once
         linear = self._pc if self._pc is not None else (block.cs_base + self._cpu.eip)
         linear &= 0xFFFFFFFF
         if not block.addr <= linear <= block.addr + block.size:
@@ -220,7 +222,7 @@ class NativeCounter:
         block = self._current_block()
         return block is not None and (block.cs_base + self._cpu.eip) & 0xFFFFFFFF == block.addr
 
-    def executing(self, pc: int | None) -> None:
+    def executing(self, pc: int | Callable[[], int | None] | None) -> None:
         self._pc = pc
 
     def exception_taken(self, faulting: bool) -> None:

@@ -126,16 +126,28 @@ class RegisterPages:
         `lea eax, [ecx+eax-0x3000]` before the store: a page fault at a bad address).
         So when EIP is a block's start, the store is looked for from there on
         (`_find_store`): the MOV whose destination is the stored address, with the
-        registers as they are now (elsewhere EIP is exact: unicorn restored it).
+        registers as they are now (elsewhere EIP is exact: unicorn restored it).  The
+        search is made only when something needs the store: the device asking for the
+        time (its icount), or a stop after it; an EOI that settles at once needs neither.
         """
         value &= (1 << (8 * size)) - 1
         # Only at a block's first instruction may EIP be stale (see above).
         search = self._emulating() and self._counter.at_block_start()
-        store = self._find_store(addr) if search else None
+        found: list[tuple[int, int] | None] = []
+
+        def store_found() -> tuple[int, int] | None:
+            if not found:  # (the device leaves registers, code and page tables alone)
+                found.append(self._find_store(addr))
+            return found[0]
+
+        def store_pc() -> int | None:
+            store = store_found()
+            return None if store is None else store[0]
+
         self.in_store = True
         self.stop_wanted = False
-        if store is not None:
-            self._counter.executing(store[0])  # the device's now_ns: the store's icount
+        if search:
+            self._counter.executing(store_pc)  # the device's now_ns: the store's icount
         try:
             device.mmio_write(addr, size, value)
         finally:
@@ -153,15 +165,14 @@ class RegisterPages:
         self._unsettled.add(device)
         if not self._emulating():
             return True
-        if not search:
-            store = self._plain_store_at_eip()
+        store = store_found() if search else self._plain_store_at_eip()
         if store is None:
             self._counter.request_stop_soon()
         else:
-            store_pc, next_eip = store
+            pc, next_eip = store
             # settle finds EIP where the hook saw it (the store, or a stale block start)
             self._skip = (self._cpu.eip, next_eip)
-            self._counter.request_stop_after_current(store_pc)
+            self._counter.request_stop_after_current(pc)
         return True
 
     def _plain_store_at_eip(self) -> tuple[int, int] | None:

@@ -8,7 +8,7 @@ every stop with the native counter's.  It is not part of the runtime package.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import capstone
 from unicorn import UC_HOOK_CODE, Uc
@@ -230,7 +230,7 @@ class ReferenceCounter:
     def at_block_start(self) -> bool:
         return False  # EIP is exact: a code hook on every instruction syncs it
 
-    def executing(self, pc: int | None) -> None:
+    def executing(self, pc: int | Callable[[], int | None] | None) -> None:
         del pc  # EIP is exact: a code hook on every instruction syncs it
 
     def attach_countdown(self, countdown: Countdown) -> None:
