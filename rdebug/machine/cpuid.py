@@ -17,9 +17,10 @@ from unicorn.unicorn_py3 import unicorn as _ucpy
 
 from rdebug.machine.counter import Counter
 from rdebug.machine.cpu import Cpu
-from rdebug.machine.icount_binding import fn_address, hook_insn
+from rdebug.machine.icount_binding import fn_address
 from rdebug.machine.native import extension
 from rdebug.machine.native_counter import NativeCounter
+from rdebug.machine.vtlb import hook_insn_native
 
 _INSN_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)
 
@@ -93,13 +94,13 @@ class CpuidTsc:
             lib = extension()
             user = ctypes.addressof(native)
             self._hooks = [
-                hook_insn(uc, fn_address(lib, "rd_rdtsc_hook"), user, X.UC_X86_INS_RDTSC),
-                hook_insn(uc, fn_address(lib, "rd_rdtscp_hook"), user, X.UC_X86_INS_RDTSCP),
+                hook_insn_native(uc, fn_address(lib, "rd_rdtsc_hook"), user, X.UC_X86_INS_RDTSC),
+                hook_insn_native(uc, fn_address(lib, "rd_rdtscp_hook"), user, X.UC_X86_INS_RDTSCP),
             ]
         else:
             self._hooks = [
-                hook_insn(uc, _address(self._tsc_fn), 0, X.UC_X86_INS_RDTSC),
-                hook_insn(uc, _address(self._tscp_fn), 0, X.UC_X86_INS_RDTSCP),
+                hook_insn_native(uc, _address(self._tsc_fn), 0, X.UC_X86_INS_RDTSC),
+                hook_insn_native(uc, _address(self._tscp_fn), 0, X.UC_X86_INS_RDTSCP),
             ]
 
     def set_clock(self, icount_shift: int, bias_ns: int) -> None:

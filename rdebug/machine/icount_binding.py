@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ctypes
 
-from unicorn import UC_HOOK_INSN, Uc, UcError
+from unicorn import Uc, UcError
 from unicorn.unicorn_py3 import unicorn as _ucpy
 
 from rdebug.machine.blocks import Block
@@ -151,25 +151,6 @@ def load_library() -> ctypes.CDLL:
 
 
 fn_address = function_address
-
-
-def hook_insn(uc: Uc, fn: int, user: int, insn: int) -> int:
-    """Add the C function at `fn` as unicorn's UC_HOOK_INSN hook of instruction `insn`
-    (the binding only takes Python callables, and refuses some instructions)."""
-    handle = ctypes.c_size_t()
-    status = _ucpy.uclib.uc_hook_add(
-        uc._uch,
-        ctypes.byref(handle),
-        UC_HOOK_INSN,
-        ctypes.c_void_p(fn),
-        ctypes.c_void_p(user),
-        ctypes.c_uint64(1),
-        ctypes.c_uint64(0),
-        ctypes.c_int(insn),
-    )
-    if status != 0:
-        raise UcError(status)
-    return int(handle.value)
 
 
 def hook_del(uc: Uc, handle: int) -> None:

@@ -23,10 +23,10 @@ from rdebug.machine.counter import Counter
 from rdebug.machine.cpu import CR0_PE, Cpu
 from rdebug.machine.datawindow import DataWindow
 from rdebug.machine.devices.base import Device
-from rdebug.machine.icount_binding import hook_insn
 from rdebug.machine.native import extension, function_address
 from rdebug.machine.native_counter import NativeCounter
 from rdebug.machine.probes import PortAccess
+from rdebug.machine.vtlb import hook_insn_native
 
 log = logging.getLogger(__name__)
 
@@ -107,8 +107,8 @@ class PortIo:
         lib = extension()
         user = ctypes.addressof(native)
         self._hooks = [
-            hook_insn(uc, function_address(lib, "rd_in_hook"), user, X.UC_X86_INS_IN),
-            hook_insn(uc, function_address(lib, "rd_out_hook"), user, X.UC_X86_INS_OUT),
+            hook_insn_native(uc, function_address(lib, "rd_in_hook"), user, X.UC_X86_INS_IN),
+            hook_insn_native(uc, function_address(lib, "rd_out_hook"), user, X.UC_X86_INS_OUT),
         ]
 
     @property

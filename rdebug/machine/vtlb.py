@@ -20,7 +20,15 @@ import functools
 import struct
 from dataclasses import dataclass
 
-from unicorn import UC_ARCH_X86, UC_HOOK_TLB_FILL, UC_MODE_32, UC_TLB_VIRTUAL, Uc, UcError
+from unicorn import (
+    UC_ARCH_X86,
+    UC_HOOK_INSN,
+    UC_HOOK_TLB_FILL,
+    UC_MODE_32,
+    UC_TLB_VIRTUAL,
+    Uc,
+    UcError,
+)
 from unicorn import unicorn_const as UC
 from unicorn import x86_const as X
 from unicorn.unicorn_py3 import unicorn as _ucpy
@@ -90,9 +98,14 @@ def _library() -> ctypes.CDLL:
     return lib
 
 
-def hook_add_native(uc: Uc, htype: int, fn: int, user: int, begin: int = 1, end: int = 0) -> int:
-    """A hook of type `htype` whose callback is the C function at `fn`, called with `user`."""
+def hook_add_native(
+    uc: Uc, htype: int, fn: int, user: int, begin: int = 1, end: int = 0, insn: int | None = None
+) -> int:
+    """A hook of type `htype` whose callback is the C function at `fn`, called with `user`
+    (a UC_HOOK_INSN hook names its instruction, `insn`: the binding takes only Python
+    callables, and refuses some instructions)."""
     handle = ctypes.c_size_t()
+    extra = () if insn is None else (ctypes.c_int(insn),)
     status = _ucpy.uclib.uc_hook_add(
         uc._uch,
         ctypes.byref(handle),
@@ -101,10 +114,16 @@ def hook_add_native(uc: Uc, htype: int, fn: int, user: int, begin: int = 1, end:
         ctypes.c_void_p(user),
         ctypes.c_uint64(begin),
         ctypes.c_uint64(end),
+        *extra,
     )
     if status != 0:
         raise UcError(status)
     return int(handle.value)
+
+
+def hook_insn_native(uc: Uc, fn: int, user: int, insn: int) -> int:
+    """The C function at `fn` as the UC_HOOK_INSN hook of instruction `insn`."""
+    return hook_add_native(uc, UC_HOOK_INSN, fn, user, insn=insn)
 
 
 @functools.cache

@@ -261,6 +261,14 @@ def test_the_page_holds_every_bitmap_register_after_accepts_and_eois(
     assert page_read(enabled, L.IRR_BASE + 0x20) == 1 << (0x41 - 64)  # vectors 64-95
 
 
+def _count(
+    icount: int, shift: int, bias: int, start: int, initial: int, divisor: int, periodic: bool
+) -> int:
+    """The current count at `icount`, from its definition (the test's oracle)."""
+    elapsed = max(0, (icount << shift) + bias - start) // divisor
+    return initial - elapsed % initial if periodic else max(0, initial - elapsed)
+
+
 def test_the_published_count_is_the_count_at_its_icount() -> None:
     """The C countdown (published at branch boundaries) gives `current_count`'s value,
     in any order of icounts (a seek goes backwards), periodic and one-shot."""
@@ -277,8 +285,7 @@ def test_the_published_count_is_the_count_at_its_icount() -> None:
         countdown.set_clock(shift, bias)
         for _ in range(30):
             icount = rng.randrange(1 << 34)
-            elapsed = max(0, (icount << shift) + bias - start) // divisor
-            expected = initial - elapsed % initial if periodic else max(0, initial - elapsed)
+            expected = _count(icount, shift, bias, start, initial, divisor, periodic)
             assert countdown.publish_at(icount) == expected
             assert int.from_bytes(countdown._page[0x390:0x394], "little") == expected
 
@@ -303,8 +310,7 @@ def test_the_count_stays_exact_across_its_fast_path_stretches() -> None:
             icount = rng.randrange(1 << 8)
             for _ in range(400):
                 icount = max(0, icount + rng.choice([1, 1, 2, 3, 7, 40, -1, -5]))
-                elapsed = max(0, (icount << shift) + bias - start) // divisor
-                expected = initial - elapsed % initial if periodic else max(0, initial - elapsed)
+                expected = _count(icount, shift, bias, start, initial, divisor, periodic)
                 assert countdown.value_at(icount) == expected
                 assert countdown.publish_at(icount) == expected
             bias += rng.randrange(1, 1 << 10)
