@@ -30,9 +30,6 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from elftools.common.exceptions import ELFError
-from elftools.elf.elffile import ELFFile
-
 from rdebug.errors import GuestImageError
 from rdebug.machine import kallsyms
 from rdebug.machine.loader import is_bzimage
@@ -287,6 +284,9 @@ def kernel_symbols(data: bytes) -> KernelSymbols:
         symbols = kallsyms.find_kallsyms(vmlinux)
     except kallsyms.NotFound:
         return KernelSymbols({})
+    from elftools.common.exceptions import ELFError  # noqa: PLC0415 - slow: only when needed
+    from elftools.elf.elffile import ELFFile  # noqa: PLC0415
+
     try:
         elf = ELFFile(io.BytesIO(vmlinux))
         sections = [

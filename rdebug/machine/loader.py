@@ -15,10 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from elftools.common.exceptions import ELFError
-from elftools.elf.elffile import ELFFile
-from elftools.elf.sections import SymbolTableSection
-
 from rdebug.errors import GuestImageError
 
 if TYPE_CHECKING:
@@ -71,7 +67,8 @@ class Segment:
 
 
 class LazySymbols(Mapping[str, int]):
-    """Symbols computed on first use (a Linux kernel's: see `linux.PendingSymbols`)."""
+    """Symbols computed on first use (an ELF symbol table; a Linux kernel's: see
+    `linux.PendingSymbols`)."""
 
     def __init__(self, compute: Callable[[], Mapping[str, int]]) -> None:
         self._compute: Callable[[], Mapping[str, int]] | None = compute
@@ -290,12 +287,18 @@ def _load_elf(data: bytes, name: str, multiboot: bool, cmdline: str) -> LoadedIm
         mode=StartMode.PROTECTED_FLAT,
         multiboot=multiboot,
         cmdline=cmdline,
-        symbols=elf_symbols(data),
+        symbols=LazySymbols(lambda: elf_symbols(data)),  # pyelftools loads on first use
     )
 
 
 def elf_symbols(data: bytes) -> dict[str, int]:
     """Function and object symbols of an ELF32 image (empty if it has none or is odd)."""
+    # pyelftools takes a seventh of `rdebug run`'s start-up to import; running a guest
+    # needs only the program headers (read above), so it loads when symbols are asked for.
+    from elftools.common.exceptions import ELFError  # noqa: PLC0415
+    from elftools.elf.elffile import ELFFile  # noqa: PLC0415
+    from elftools.elf.sections import SymbolTableSection  # noqa: PLC0415
+
     out: dict[str, int] = {}
     try:
         elf = ELFFile(io.BytesIO(data))

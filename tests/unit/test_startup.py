@@ -66,7 +66,9 @@ NOT_FOR_RUN = (
     "rdebug.repl",
     "rdebug.monitor",
     "rdebug.report",
-    # third-party and standard modules only those need
+    # third-party and standard modules only those need (pyelftools reads symbol tables:
+    # a run loads the program headers only)
+    "elftools",
     "numpy",
     "prompt_toolkit",
     "pygdbmi",
