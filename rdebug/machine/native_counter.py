@@ -95,7 +95,8 @@ class NativeCounter:
         self._canonical = True  # reset is a branch boundary
         #: inside an I/O or RDTSC hook: (icount of it, its index, its block)
         self._special: tuple[int, int, Block] | None = None
-        #: cs.base + eip where the last stop left the CPU, when the block hook told us
+        #: cs.base + eip where the last stop left the CPU, when the block hook told us; a
+        #: breakpoint there is stepped over when the run resumes (NO_ADDR: none is)
         self._pc_hint: int | None = None
         self._countdown: Countdown | None = None
         #: the instruction executing now, when a memory hook knows it better than EIP
@@ -236,7 +237,9 @@ class NativeCounter:
         self._st.if_clear = 0
         self._canonical = True
         self._shadow_after_stop = False
-        self._pc_hint = None
+        # The run resumes in the handler, not where the last stop was: a breakpoint on
+        # its first instruction is a hit, not one to step over (NO_ADDR skips none).
+        self._pc_hint = NO_ADDR
 
     def request_stop_after_current(self, pc: int | None = None) -> None:
         block = self._current_block()

@@ -119,3 +119,26 @@ def test_an_irq_waiting_for_if_is_taken_where_each_way_of_setting_if_lets_it() -
     assert native[0][-1][0] is StopReason.HALTED
     assert native[2] >= 9  # IRQs taken: one at least at each of the nine POPF, STI, IRET
     assert native == reference
+
+
+@pytest.mark.parametrize("counter", ["native", "reference"])
+def test_a_breakpoint_on_an_interrupt_handler_is_hit_at_every_delivery(counter: str) -> None:
+    # The machine delivers IRQ0 at a stop, then resumes in the handler: a breakpoint on
+    # its first instruction is a hit there (only a breakpoint the run stopped on is
+    # stepped over when it resumes).
+    machine, _ = make_machine("timer", counter=counter, clock_ns=CLOCK_NS)
+    try:
+        stub = machine.symbols["isr_stub_32"]  # IRQ0's entry in the IDT
+        machine.add_breakpoint(stub)
+        hits: list[int] = []
+        while (stop := machine.run()).reason is StopReason.BREAKPOINT:
+            assert machine.cpu.eip == stub
+            assert not hits or stop.icount > hits[-1]
+            hits.append(stop.icount)
+            assert len(hits) < 1000
+        assert stop.reason is StopReason.EXIT
+        ticks = int.from_bytes(machine.cpu.read_physical(machine.symbols["ticks"], 4), "little")
+        assert ticks > 10
+        assert len(hits) == ticks
+    finally:
+        machine.close()

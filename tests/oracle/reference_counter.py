@@ -54,6 +54,7 @@ class ReferenceCounter:
         self._shadow_after_stop = False
         self._canonical = True
         self._skip_bp: int | None = None
+        self._resumes_elsewhere = False  # an interrupt was delivered since the last stop
         self._interrupted = False
         self._in_special = False
         self._stop_next = False
@@ -135,6 +136,7 @@ class ReferenceCounter:
         self._halting = False
 
     def control_transferred(self) -> None:
+        self._resumes_elsewhere = True
         self._prev_shadow = False
         self._prev_branch = True
         self._shadow_after_stop = False
@@ -174,6 +176,7 @@ class ReferenceCounter:
         self._canonical = branch_boundary
         self._shadow_after_stop = shadow
         self._last_addr = None
+        self._resumes_elsewhere = False
 
     def interrupt(self) -> None:
         self._interrupted = True
@@ -194,7 +197,9 @@ class ReferenceCounter:
         self._halting = False
         self._prev_shadow = self._shadow_after_stop
         self._prev_branch = self._canonical
-        self._skip_bp = self._cpu.linear_pc()
+        # a breakpoint where the last stop was is stepped over, not one in a handler
+        self._skip_bp = None if self._resumes_elsewhere else self._cpu.linear_pc()
+        self._resumes_elsewhere = False
         self._cpu.clear_exception_state()
         self._cpu.emu_start(self._cpu.eip, NO_UNTIL)
         stop, self._stop = self._stop, None
