@@ -33,6 +33,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "_lapic.h"
+
 typedef void uc_engine;
 typedef int (*uc_emu_stop_fn)(uc_engine *);
 typedef int (*uc_reg_read_fn)(uc_engine *, int, void *);
@@ -255,6 +257,9 @@ struct rd_counter {
     struct rd_specials *specials;
     uint32_t specials_mask;
     uint32_t specials_used;
+    /* the local APIC whose timer expiries and interrupts the hook takes (_lapic.c), or
+     * NULL; its timer is then not in soft_target (the machine leaves it out) */
+    struct rd_lapic *lapic;
 };
 
 static inline uint32_t hash64(uint64_t x) {
@@ -728,6 +733,19 @@ void rd_block_hook(uc_engine *uc, uint64_t addr, uint32_t size, void *user) {
         return;
     }
     uint64_t n = info & RD_INFO_COUNT_MASK;
+    struct rd_lapic *lapic = st->lapic;
+    /* Python, at a stop, fires the timers that are due and then delivers: the LAPIC's
+     * expiry and delivery are taken here only when no other timer is due at this
+     * boundary and the run may go on (before `target`: nothing else happens there). */
+    int others_due = (st->block_info & RD_INFO_BRANCH) && st->icount >= st->soft_target;
+    if (lapic && (st->block_info & RD_INFO_BRANCH) && st->icount >= lapic->deadline_icount) {
+        if (others_due || st->icount >= st->target || !rd_lapic_expire(lapic, st->icount)) {
+            stop_before(st, uc, RD_STOP_DEADLINE, addr, size, info);
+            return;
+        }
+        st->irq_check = lapic->int_out; /* the CPU's INTR is the APIC's alone here */
+        st->if_clear = 0;
+    }
     if (st->irq_check) {
         if (st->block_info & RD_INFO_SETS_IF)
             st->if_clear = 0;
@@ -735,13 +753,24 @@ void rd_block_hook(uc_engine *uc, uint64_t addr, uint32_t size, void *user) {
             uint64_t eflags = 0;
             st->reg_read(uc, st->eflags_regid, &eflags);
             if (eflags & 0x200) {
+                if (lapic && !others_due && st->icount < st->target &&
+                    rd_lapic_window(lapic, st->icount, addr)) {
+                    /* Delivered: the engine resumes in the handler (its EIP was
+                     * written), and this block runs after the handler returns. */
+                    st->irq_check = lapic->int_out;
+                    st->if_clear = 0;
+                    st->block_addr = RD_NO_ADDR;
+                    st->block_info = RD_INFO_BRANCH;
+                    st->bp_skip_addr = RD_NO_ADDR; /* a breakpoint in the handler is a hit */
+                    return;
+                }
                 stop_before(st, uc, RD_STOP_IRQ_WINDOW, addr, size, info);
                 return;
             }
             st->if_clear = 1;
         }
     }
-    if (st->icount >= st->soft_target && (st->block_info & RD_INFO_BRANCH)) {
+    if (others_due) {
         stop_before(st, uc, RD_STOP_DEADLINE, addr, size, info);
         return;
     }

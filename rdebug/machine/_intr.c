@@ -15,6 +15,9 @@
  *                  delivered.  Anything else goes to `fallback`, the Python hook, with
  *                  nothing changed.
  *   rd_cr2_hook    UC_HOOK_INTR for cpu.py: keeps CR2 when a page fault (#PF) is raised.
+ *
+ * The local APIC's native deliveries (_lapic.c) are logged in the same `syncs`, so that
+ * the machine passes every interrupt taken in C on in the order they were taken.
  */
 #include <stdint.h>
 
@@ -33,7 +36,8 @@ struct rd_intr {
     struct rd_counter *counter;
     struct rd_vtlb *vtlb;
     rd_intr_fallback_fn fallback;
-    uint64_t *syncs;   /* icounts of the software interrupts taken, not yet passed on */
+    uint64_t *syncs;   /* icounts of the interrupts taken, not yet passed on: software
+                        * interrupts; with bit 63 set, the local APIC's (_lapic.c) */
     uint32_t count;    /* entries used in syncs */
     uint32_t capacity; /* full: the Python hook takes the next one (and empties it) */
     uint32_t native;   /* 0: every interrupt goes to the Python hook */
@@ -54,6 +58,16 @@ void rd_intr_hook(uc_engine *uc, uint32_t intno, void *user) {
         return;
     }
     s->fallback(intno);
+}
+
+/* For the local APIC's native deliveries (_lapic.c): is there room in `syncs`, and an
+ * entry to append (the icount, with bit 63 set for an external interrupt). */
+int rd_intr_room(struct rd_intr *s) {
+    return s != 0 && s->native && s->count < s->capacity;
+}
+
+void rd_intr_log(struct rd_intr *s, uint64_t entry) {
+    s->syncs[s->count++] = entry;
 }
 
 struct rd_cr2 {

@@ -410,8 +410,34 @@ static void put(struct rd_vtlb *v, int32_t regid, uint64_t value) {
  * ordinary (real or virtual-8086 mode, a 16-bit, task or absent gate, a privilege
  * check that fails, a descriptor, TSS or stack that cannot be read or written): then
  * nothing was changed and the Python code delivers (or raises the fault). */
+static int deliver_at(struct rd_vtlb *v, uint32_t vector, uint32_t software, uint32_t has_error,
+                      uint32_t error_code, int have_eip, uint64_t given_eip);
+
 int rd_deliver(struct rd_vtlb *v, uint32_t vector, uint32_t software, uint32_t has_error,
                uint32_t error_code) {
+    return deliver_at(v, vector, software, has_error, error_code, 0, 0);
+}
+
+/* rd_deliver for an external interrupt taken by the counter's block hook before the
+ * block at linear address `linear_pc` runs.  There the engine's EIP holds that linear
+ * address (unicorn syncs it so for its hooks), not the offset in CS: the frame gets
+ * linear_pc - cs.base, read from CS's descriptor (1, nothing changed, if it cannot be). */
+int rd_deliver_external(struct rd_vtlb *v, uint32_t vector, uint64_t linear_pc) {
+    uint64_t cr0 = reg(v, v->cr0_regid);
+    if (!(cr0 & CR0_PE))
+        return 1;
+    uint64_t cr3 = reg(v, v->cr3_regid);
+    uint64_t cr4 = reg(v, v->cr4_regid);
+    if ((cr0 & CR0_PG) && (cr4 & CR4_PAE))
+        return 1;
+    uint32_t lo, hi;
+    if (descriptor(v, (uint32_t)reg(v, v->cs_regid), &lo, &hi, cr0, cr3, cr4) < 0)
+        return 1;
+    return deliver_at(v, vector, 0, 0, 0, 1, (linear_pc - descriptor_base(lo, hi)) & 0xffffffffu);
+}
+
+static int deliver_at(struct rd_vtlb *v, uint32_t vector, uint32_t software, uint32_t has_error,
+                      uint32_t error_code, int have_eip, uint64_t given_eip) {
     uint64_t cr0 = reg(v, v->cr0_regid);
     if (!(cr0 & CR0_PE))
         return 1;
@@ -454,7 +480,7 @@ int rd_deliver(struct rd_vtlb *v, uint32_t vector, uint32_t software, uint32_t h
         return 1;
     uint64_t old_ss = reg(v, v->ss_regid);
     uint64_t old_esp = reg(v, v->esp_regid);
-    uint64_t eip = reg(v, v->eip_regid);
+    uint64_t eip = have_eip ? given_eip : reg(v, v->eip_regid);
     uint32_t new_ss, new_esp;
     uint32_t words[6];
     uint32_t n = 0;

@@ -77,10 +77,16 @@ class VirtualClock:
         first = self._first()
         return None if first is None else first[1]
 
-    def next_deadline_icount(self) -> int:
-        """The icount of the earliest deadline (NEVER without timers)."""
+    def next_deadline_icount(self, skip: Device | None = None) -> int:
+        """The icount of the earliest deadline (NEVER without timers), of the devices
+        other than `skip` (one whose timer the native counter watches itself)."""
         first = self._first()
-        return NEVER if first is None else self.icount_at(first[1])
+        if first is None:
+            return NEVER
+        if first[0] is skip:
+            others = [ns for device, ns in self.timers.items() if device is not skip]
+            return self.icount_at(min(others)) if others else NEVER
+        return self.icount_at(first[1])
 
     def pop_due(self, icount: int) -> Device | None:
         """The device whose timer is due first at `icount` (its timer disarmed), if any."""

@@ -99,6 +99,7 @@ class CounterState(ctypes.Structure):
         ("specials", ctypes.c_void_p),
         ("specials_mask", ctypes.c_uint32),
         ("specials_used", ctypes.c_uint32),
+        ("lapic", ctypes.c_void_p),  # struct rd_lapic * (machine/lapiccore.py)
     )
 
 

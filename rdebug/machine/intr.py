@@ -21,8 +21,13 @@ from unicorn.unicorn_py3 import unicorn as _ucpy
 from rdebug.machine.native import extension, function_address
 from rdebug.machine.vtlb import hook_add_native
 
-#: Software interrupts kept before the Python hook must take one (and empty the list).
+#: Interrupts taken natively kept before the Python side must take one (and empty the
+#: list): software interrupts here, and the local APIC's (_lapic.c, which stops the
+#: engine for Python when the list is full).
 SYNC_CAPACITY = 4096
+#: Set in a `take_syncs` entry of an external interrupt (the local APIC's): the rest is
+#: its icount.  Clear: a software interrupt's icount.
+SYNC_EXTERNAL = 1 << 63
 
 FALLBACK_FN = ctypes.CFUNCTYPE(None, ctypes.c_uint32)
 
@@ -103,8 +108,14 @@ class NativeInterrupts:
         """Software interrupts taken natively (statistics)."""
         return int(self._st.handled)
 
+    @property
+    def state_address(self) -> int:
+        """Address of the hook's C struct (where the LAPIC's native deliveries are logged)."""
+        return ctypes.addressof(self._st)
+
     def take_syncs(self) -> list[int]:
-        """The icounts of the software interrupts taken natively since the last call."""
+        """The interrupts taken natively since the last call, in order: icounts of
+        software interrupts, and of the LAPIC's with `SYNC_EXTERNAL` set."""
         st = self._st
         count = int(st.count)
         if not count:

@@ -51,6 +51,7 @@ from rdebug.machine.counter import Counter, CounterFactory, StopCause
 from rdebug.machine.cpu import EFLAGS_IF, Cpu
 from rdebug.machine.cpuid import CpuidTsc
 from rdebug.machine.devices.base import Device, State
+from rdebug.machine.devices.lapic import LocalApic
 from rdebug.machine.devices.uart import SerialBackend
 from rdebug.machine.disks import OverlayDisk
 from rdebug.machine.inputs import ExternalInputs, SyncEvent
@@ -61,7 +62,7 @@ from rdebug.machine.interrupts import (
     deliver,
     is_int_instruction,
 )
-from rdebug.machine.intr import NativeInterrupts
+from rdebug.machine.intr import SYNC_EXTERNAL, NativeInterrupts
 from rdebug.machine.ioports import PortIo
 from rdebug.machine.loader import LoadedImage
 from rdebug.machine.native_counter import NativeCounter
@@ -193,6 +194,14 @@ class Machine:
         for countdown in self._countdowns:
             countdown.set_clock(self.clock.shift, self.clock.bias_ns)
             self.counter.attach_countdown(countdown)
+        #: the LAPIC whose timer expiries and deliveries the counter takes in C (its
+        #: timer is left out of the counter's soft target), if any
+        self._native_lapic: LocalApic | None = None
+        if isinstance(self.counter, NativeCounter) and self._native_interrupts is not None:
+            lapic = self.board.lapic
+            lapic.core.wire(self._native_interrupts.state_address, self.cpu.vtlb.state_address)
+            self.counter.attach_lapic(lapic.core)
+            self._native_lapic = lapic
         map_open_bus(self._uc)
         self.symbols: Mapping[str, int] = {}
         self._linux: linux.LinuxBoot | None = None
@@ -354,11 +363,20 @@ class Machine:
             if self.halted:
                 continue
             hard = target if horizon is None else min(target, horizon)
-            soft = min(self.clock.next_deadline_icount(), self.icount + CONTROL_INTERVAL)
+            native_lapic = self._native_lapic
+            soft = min(
+                self.clock.next_deadline_icount(skip=native_lapic),
+                self.icount + CONTROL_INTERVAL,
+            )
             self._next_stop = min(hard, soft)
             for countdown in self._countdowns:
                 countdown.set_clock(self.clock.shift, self.clock.bias_ns)  # warps move it
             self._cpuid_tsc.set_clock(self.clock.shift, self.clock.bias_ns)
+            if native_lapic is not None:
+                native_lapic.core.set_clock(self.clock.shift, self.clock.bias_ns)
+                native_lapic.core.wired = self._interrupt_probe is None and bool(
+                    self._native_interrupts and self._native_interrupts.native
+                )
             self._emulating = True
             page_fault: PageFault | None = None
             self.cpu.vtlb.clear_fault()  # a refusal seen by a probe never became a fault
@@ -381,6 +399,8 @@ class Machine:
                     self._pass_native_syncs()  # a player may find a divergence here
                 finally:
                     self._register_pages.settle()
+                    if self._native_lapic is not None:
+                        self._native_lapic.native_expiries_taken()
             if page_fault is not None:
                 self._raise_page_fault(page_fault)
                 shadow = False
@@ -549,8 +569,11 @@ class Machine:
         """Hand the inputs the software interrupts taken in C since the last call (a
         recorder logs them, a player checks them), before anything later reaches them."""
         if self._native_interrupts is not None:
-            for icount in self._native_interrupts.take_syncs():
-                self.inputs.synchronize(SyncEvent.EXCEPTION, icount)
+            for entry in self._native_interrupts.take_syncs():
+                if entry & SYNC_EXTERNAL:  # the LAPIC's (_lapic.c)
+                    self.inputs.synchronize(SyncEvent.INTERRUPT, entry & ~SYNC_EXTERNAL)
+                else:
+                    self.inputs.synchronize(SyncEvent.EXCEPTION, entry)
 
     def _on_trap(self, intno: int) -> None:
         """An interrupt or exception the native hook left to Python."""

@@ -42,6 +42,7 @@ from rdebug.machine.icount_binding import (
     hook_del,
     load_library,
 )
+from rdebug.machine.lapiccore import LapicCore
 from rdebug.machine.vtlb import hook_add_native
 
 
@@ -99,6 +100,7 @@ class NativeCounter:
         #: breakpoint there is stepped over when the run resumes (NO_ADDR: none is)
         self._pc_hint: int | None = None
         self._countdown: Countdown | None = None
+        self._lapic: LapicCore | None = None
         #: the instruction executing now, when a memory hook knows it better than EIP
         self._pc: int | Callable[[], int | None] | None = None
 
@@ -464,6 +466,13 @@ class NativeCounter:
             raise MachineError("the native counter publishes one countdown only")
         self._countdown = countdown  # the C struct lives as long as this reference
         self._st.countdown = countdown.address
+
+    def attach_lapic(self, core: LapicCore) -> None:
+        """Take the local APIC's periodic timer expiries and deliver its interrupts at IRQ
+        windows in the block hook (_lapic.c); the machine leaves that timer out of the
+        soft target it gives `execute`."""
+        self._lapic = core  # the C struct lives as long as this reference
+        self._st.lapic = core.address
 
     def invalidate(self) -> None:
         self._pc_hint = None

@@ -2,13 +2,15 @@
 exceptions from ring 0 and ring 3 runs the same way, stop for stop, register for register,
 to the same final state, whichever takes them:
 
-- native: system calls (INT n, n >= 32) taken by the C interrupt hook (_intr.c), every
-  delivery through a 32-bit gate done by rd_deliver (_vtlb.c);
+- native: system calls (INT n, n >= 32) taken by the C interrupt hook (_intr.c), the
+  local APIC's periodic timer expiries and its interrupts at IRQ windows taken by the
+  counter's block hook (_lapic.c), every delivery through a 32-bit gate done by
+  rd_deliver (_vtlb.c);
 - python-hook: every interrupt through the machine's Python hook, delivered by rd_deliver;
 - python: the Python hook and interrupts.py's Python delivery.
 
-A recording made with the system calls taken in C is the same log, byte for byte, as one
-made with the Python hook, and replays either way.
+A recording made with the system calls and the APIC's interrupts taken in C is the same
+log, byte for byte, as one made with the Python paths, and replays either way.
 """
 
 from __future__ import annotations
@@ -25,7 +27,14 @@ from rdebug.machine.intr import NativeInterrupts
 from rdebug.machine.loader import load_image
 from rdebug.machine.machine import Machine, MachineConfig, StopReason
 from rdebug.machine.vtlb import VirtualTlb
-from rdebug.replay.log import ExceptionTaken, Instruction, Reader, encode, encode_header
+from rdebug.replay.log import (
+    ExceptionTaken,
+    Instruction,
+    InterruptTaken,
+    Reader,
+    encode,
+    encode_header,
+)
 from rdebug.replay.player import Player
 from rdebug.replay.recorder import Recorder
 from tests.conftest import GUESTS, Capture, make_machine
@@ -34,9 +43,12 @@ CLOCK_NS = 1_764_000_000_000_000_000
 SESSIONS = {"minikernel": b"crc 30\nexit 0\n"}
 #: guests whose ring 3 makes system calls with INT n (n >= 32)
 SYSCALLS = {"usermode", "paging", "minikernel"}
+#: guests whose periodic local APIC timer interrupts running code (the apic guest waits
+#: for its ticks in HLT: the machine wakes it, in Python)
+LAPIC_TIMER = {"minikernel"}
 
 
-def _walk(guest: str) -> tuple[list[tuple[object, ...]], str, tuple[int, int]]:
+def _walk(guest: str) -> tuple[list[tuple[object, ...]], str, tuple[int, int, int, int]]:
     machine, out = make_machine(guest, serial_input=SESSIONS.get(guest), clock_ns=CLOCK_NS)
     stops: list[tuple[object, ...]] = []
     try:
@@ -49,7 +61,13 @@ def _walk(guest: str) -> tuple[list[tuple[object, ...]], str, tuple[int, int]]:
             step = step * 5 % 60_013 + 1  # uneven strides: inside handlers and user code
         stops.append((bytes(out.data),))
         assert machine.native_interrupts is not None
-        taken = (machine.cpu.vtlb.delivered, machine.native_interrupts.handled)
+        core = machine.board.lapic.core
+        taken = (
+            machine.cpu.vtlb.delivered,
+            machine.native_interrupts.handled,
+            core.expiries,
+            core.delivered,
+        )
         return stops, machine.state_hash(), taken
     finally:
         machine.close()
@@ -66,10 +84,13 @@ def test_native_delivery_gives_the_python_delivery_run(
     python = _walk(guest)
     assert native[0][-2][0] is StopReason.EXIT
     # each path was the one taken
-    assert native[2][0] > 0 and python[2] == (0, 0)
-    assert python_hook[2] == (native[2][0], 0)  # the same deliveries, all through Python's hook
+    assert native[2][0] > 0 and python[2] == (0, 0, 0, 0)
+    # the same deliveries, all through Python's hook
+    assert python_hook[2] == (native[2][0], 0, 0, 0)
     if guest in SYSCALLS:
         assert native[2][1] > 0
+    if guest in LAPIC_TIMER:
+        assert native[2][2] > 0 and native[2][3] > 0
     assert native[:2] == python_hook[:2] == python[:2]
 
 
@@ -124,14 +145,21 @@ def test_native_system_calls_record_the_same_log(
     assert native[:4] == python[:4] == native_replay[:4] == python_replay_of_native[:4]
 
 
-def test_a_system_call_not_where_the_log_has_it_is_a_divergence(tmp_path: Path) -> None:
-    """The C hook's syncs reach the player: a log whose first system call is moved one
-    instruction later makes the replay stop with a divergence at the real one."""
+@pytest.mark.parametrize(
+    ("taken", "says"),
+    [(ExceptionTaken, "took an exception"), (InterruptTaken, "took an interrupt")],
+)
+def test_an_interrupt_not_where_the_log_has_it_is_a_divergence(
+    tmp_path: Path, taken: type, says: str
+) -> None:
+    """The C paths' syncs reach the player: a log whose first system call (or first
+    interrupt from the local APIC) is moved one instruction later makes the replay stop
+    with a divergence at the real one."""
     log = tmp_path / "native.log"
     _record(log)
     with log.open("rb") as stream:
         events = list(Reader(stream, str(log)))
-    first = next(i for i, e in enumerate(events) if isinstance(e, ExceptionTaken))
+    first = next(i for i, e in enumerate(events) if isinstance(e, taken))
     moved = 0
     for i in range(first - 1, -1, -1):  # the instruction count just before it
         event = events[i]
@@ -145,4 +173,4 @@ def test_a_system_call_not_where_the_log_has_it_is_a_divergence(tmp_path: Path) 
     with pytest.raises(LogDivergence) as caught:
         _replay(tampered)
     assert caught.value.icount == moved - 1
-    assert "took an exception" in caught.value.actual
+    assert says in caught.value.actual

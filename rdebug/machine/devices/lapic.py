@@ -7,14 +7,17 @@ machine asks `intr()` and calls `acknowledge()` when it delivers; the IOAPIC cal
 `accept(vector)`.
 
 Registers live in a host page the machine maps read-only (see `Device.register_pages`):
-reads, the ID above all, cost no callback.  The registers themselves are `_regs` (plus
-the IRR/ISR/TMR bit sets); the page is a copy that `_publish` keeps equal to what the
-guest must read.  The timer's current count (0x390) moves with time: it is a
-`Countdown` (machine/countdown.py) that the instruction counter writes into the page at
-every branch boundary while the timer counts, and this device whenever a register store
-reloads or rescales it.  So the guest reads the count as of the last branch boundary (or
-timer register store) at or before its read: a few instructions old at most, and the
-same in every run (no memory hook: see docs/machine.md).
+reads, the ID above all, cost no callback.  The registers themselves are `_regs`, and
+the IRR/ISR/TMR bit sets in `core` (machine/lapiccore.py: a C struct whose functions
+hold the priority logic, shared with the native counter, which takes the periodic
+timer's expiries and delivers this APIC's interrupts without a Python round trip); the
+page is a copy that `_publish` keeps equal to what the guest must read.  The timer's
+current count (0x390) moves with time: it is a `Countdown` (machine/countdown.py) that
+the instruction counter writes into the page at every branch boundary while the timer
+counts, and this device whenever a register store reloads or rescales it.  So the guest
+reads the count as of the last branch boundary (or timer register store) at or before
+its read: a few instructions old at most, and the same in every run (no memory hook:
+see docs/machine.md).
 
 The timer counts down once per `divisor` virtual nanoseconds, as QEMU's APIC does.
 There is one CPU: IPIs to other APIC ids (INIT, STARTUP, fixed) are dropped; a fixed IPI
@@ -27,7 +30,6 @@ from __future__ import annotations
 
 import logging
 import mmap
-import struct
 from collections.abc import Mapping
 
 from rdebug.machine.countdown import Countdown
@@ -42,6 +44,7 @@ from rdebug.machine.devices.base import (
     fields,
     state_int,
 )
+from rdebug.machine.lapiccore import LapicCore
 
 log = logging.getLogger(__name__)
 
@@ -133,15 +136,6 @@ def timer_divisor(divide_config: int) -> int:
     return 1 if code == 7 else 2 << code
 
 
-def _highest(bits: int) -> int:
-    """The highest set bit's index, -1 for none."""
-    return bits.bit_length() - 1
-
-
-#: Eight 32-bit registers 16 bytes apart (the ISR/TMR/IRR layout of the register page).
-_U32 = struct.Struct("<I")
-
-
 def _save_regs(regs: dict[int, int]) -> StateValue:
     return {f"{k:#05x}": v for k, v in sorted(regs.items())}
 
@@ -163,29 +157,51 @@ class LocalApic(Device):
         self.page = mmap.mmap(-1, PAGE_SIZE)
         #: the current count register as the guest reads it (published into `page`)
         self.countdown = Countdown(self.page, TIMER_CURRENT)
+        #: IRR, ISR, TMR and the priority logic (C, shared with the native counter)
+        self.core = LapicCore(self.page, self.countdown)
         self._regs: dict[int, int] = {}
-        self.irr = 0
-        self.isr = 0
-        self.tmr = 0
         self._timer_start_ns = 0  # when the current count was last loaded
         self._timer_deadline: int | None = None  # next expiry that raises the LVT vector
         self._written: set[int] = set()  # offsets stored to since the last settle
-        self._int_out = False
-        #: ISR, TMR and IRR as `_publish_bits` last wrote them into the page
-        self._shown = [0, 0, 0]
+
+    # IRR, ISR and TMR (bit v: vector v), kept by the core
+    @property
+    def irr(self) -> int:
+        return self.core.irr
+
+    @irr.setter
+    def irr(self, value: int) -> None:
+        self.core.irr = value
+
+    @property
+    def isr(self) -> int:
+        return self.core.isr
+
+    @isr.setter
+    def isr(self, value: int) -> None:
+        self.core.isr = value
+
+    @property
+    def tmr(self) -> int:
+        return self.core.tmr
+
+    @tmr.setter
+    def tmr(self, value: int) -> None:
+        self.core.tmr = value
 
     # -- power-on ----------------------------------------------------------------------
 
     def reset(self) -> None:
         self._regs = dict(_RESET)
         self.irr = self.isr = self.tmr = 0
+        self._copy_registers()
+        self.core.update()
         self._timer_start_ns = 0
         self._set_deadline(None)
         self.countdown.disarm()
         self.countdown.write(0)
         self._written.clear()
         self._publish_all()
-        self._int_out = False
 
     # -- the machine's side --------------------------------------------------------------
 
@@ -205,25 +221,17 @@ class LocalApic(Device):
 
     def ppr(self) -> int:
         """Processor priority: the TPR or the class of the highest vector in service."""
-        tpr = self._regs[TPR]
-        isrv = max(_highest(self.isr), 0)
-        return tpr if (tpr >> 4) >= (isrv >> 4) else isrv & 0xF0
+        return self.core.ppr()
 
     def intr(self) -> bool:
         """A requested vector's priority class is above the processor priority class."""
-        return self._int_out
+        return self.core.int_out
 
     def acknowledge(self) -> int:
         """The INTA cycle: move the highest requested vector into service and return it
         (the spurious vector when nothing is deliverable any more)."""
-        vector = _highest(self.irr)
-        if not self._deliverable(vector):
-            return self._regs[SVR] & 0xFF
-        self.irr &= ~(1 << vector)
-        self.isr |= 1 << vector
-        self._publish_bits()
-        self._update()
-        return vector
+        vector = self.core.acknowledge()
+        return self._regs[SVR] & 0xFF if vector is None else vector
 
     def accept(self, vector: int, level: bool = False) -> None:
         """An interrupt message for this APIC (from the IOAPIC, an IPI or the LVT)."""
@@ -233,22 +241,12 @@ class LocalApic(Device):
             self._regs[ESR] |= 1 << 6  # received illegal vector
             self._publish(ESR)
             return
-        self.irr |= 1 << vector
-        if level:
-            self.tmr |= 1 << vector
-        else:
-            self.tmr &= ~(1 << vector)
-        self._publish_bits()
-        self._update()
-
-    def _deliverable(self, vector: int) -> bool:
-        return vector >= 16 and self.software_enabled and (vector >> 4) > (self.ppr() >> 4)
+        if self.core.accept(vector, level):
+            self.ctx.request_stop()
 
     def _update(self) -> None:
-        int_out = self._deliverable(_highest(self.irr))
-        if int_out and not self._int_out:
+        if self.core.update():
             self.ctx.request_stop()
-        self._int_out = int_out
 
     # -- guest accesses (see Device.register_pages) ---------------------------------------
 
@@ -306,6 +304,7 @@ class LocalApic(Device):
                 for lvt in _LVTS:
                     self._regs[lvt] |= LVT_MASKED
                     self._publish(lvt)
+            self._copy_registers()
             self._update()
         elif offset == DFR:
             self._regs[DFR] = (value & _WRITABLE[DFR]) | 0x0FFFFFFF
@@ -322,20 +321,22 @@ class LocalApic(Device):
         elif offset in _WRITABLE:
             self._regs[offset] = value & _WRITABLE[offset]
             if offset == TPR:
+                self._copy_registers()
                 self._publish(PPR)
                 self._update()
         else:
             log.debug("LAPIC: write to read-only register +%#x ignored", offset)
+        if offset in (LVT_TIMER, LVT_LINT0):
+            self._copy_registers()
         self._publish(offset)
 
+    def _copy_registers(self) -> None:
+        regs = self._regs
+        self.core.copy_registers(regs[TPR], regs[SVR], regs[LVT_TIMER], regs[LVT_LINT0])
+
     def _eoi(self) -> None:
-        vector = _highest(self.isr)
-        if vector < 0:
-            return
-        self.isr &= ~(1 << vector)
-        self.tmr &= ~(1 << vector)
-        self._publish_bits()
-        self._update()
+        if self.core.eoi():
+            self.ctx.request_stop()
 
     def _send_ipi(self) -> None:
         icr = self._regs[ICR_LOW]
@@ -414,6 +415,17 @@ class LocalApic(Device):
     def _set_deadline(self, deadline: int | None) -> None:
         self._timer_deadline = deadline
         self.ctx.set_timer(self, deadline)
+        initial = self._regs[TIMER_INITIAL]
+        period = initial * self._divisor() if initial and self._periodic() else 0
+        self.core.set_timer(deadline, self._timer_start_ns, period)
+
+    def native_expiries_taken(self) -> None:
+        """After a run: the native counter may have taken timer expiries (the core's
+        deadline moved on); the machine's clock gets the next one."""
+        deadline = self.core.deadline_ns
+        if deadline != self._timer_deadline:
+            self._timer_deadline = deadline
+            self.ctx.set_timer(self, deadline)
 
     def on_timer(self) -> None:
         lvt = self._regs[LVT_TIMER]
@@ -427,35 +439,11 @@ class LocalApic(Device):
         if 0 <= offset < PAGE_SIZE and not offset & 0xF:
             self.page[offset : offset + 4] = self.read_register(offset).to_bytes(4, "little")
 
-    def _publish_bits(self) -> None:
-        """ISR, TMR, IRR (eight dwords each, 16 bytes apart) and PPR into the page.
-
-        Called at every accepted, acknowledged and ended interrupt (three times a timer
-        tick): only the dwords that changed since the last call are written, found from
-        the bits that differ (an interrupt changes one bit of one or two bitmaps).  The
-        page holds what the last call wrote, or the same values: a bitmap dword written
-        otherwise (a guest store settled back by `_publish`) gets its current value.
-        """
-        page = self.page
-        shown = self._shown
-        for i, base, bits in (
-            (0, ISR_BASE, self.isr),
-            (1, TMR_BASE, self.tmr),
-            (2, IRR_BASE, self.irr),
-        ):
-            diff = bits ^ shown[i]
-            while diff:
-                dword = (diff.bit_length() - 1) >> 5
-                _U32.pack_into(page, base + 16 * dword, (bits >> (32 * dword)) & 0xFFFFFFFF)
-                diff &= (1 << (32 * dword)) - 1
-            shown[i] = bits
-        _U32.pack_into(page, PPR, self.ppr())  # TPR stores change it too
-
     def _publish_all(self) -> None:
         self.page[:] = bytes(PAGE_SIZE)
         for offset in range(0, 0x400, 0x10):
             self._publish(offset)
-        self._shown = [self.isr, self.tmr, self.irr]
+        self.core.page_written()
 
     # -- snapshots -----------------------------------------------------------------------
 
@@ -478,6 +466,7 @@ class LocalApic(Device):
         super().load_state(state)
         self._set_deadline(self._timer_deadline)
         self._arm_countdown()
+        self._copy_registers()
+        self.core.update()
         self._written.clear()
         self._publish_all()
-        self._int_out = self._deliverable(_highest(self.irr))
