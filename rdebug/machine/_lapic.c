@@ -23,10 +23,30 @@
  * Both are taken only while `wired` (the machine's native paths are in place and no
  * interrupt probe watches), the APIC is software-enabled and LINT0 does not pass the
  * 8259 through (ExtINT): then the CPU's INTR is this APIC's alone.
+ *
+ *   rd_lapic_store_hook  UC_HOOK_MEM_WRITE_PROT on the register page (for
+ *                     machine/regpages.py): an EOI (a 32-bit store of 0 at +0xB0, once
+ *                     per interrupt) that lets no other interrupt in ends the interrupt
+ *                     in service here, as the device would; every other store, and an
+ *                     EOI after which the CPU must stop to take the next interrupt, goes
+ *                     to `fallback` (the Python hook), with nothing changed.
  */
 #include <stdint.h>
+#include <string.h>
 
 #include "_lapic.h"
+
+typedef void uc_engine;
+typedef int (*rd_store_fallback_fn)(uc_engine *uc, int type, uint64_t addr, int size,
+                                    int64_t value);
+
+/* The register page's store hook (rdebug/machine/lapiccore.py mirrors it). */
+struct rd_lapic_store {
+    struct rd_lapic *lapic;
+    uint64_t eoi_addr; /* the page's guest-physical base + 0xB0 */
+    rd_store_fallback_fn fallback;
+    uint64_t eois; /* statistics: EOIs taken here */
+};
 
 #define SVR_ENABLE 0x100u
 #define LVT_MASKED 0x10000u
@@ -206,4 +226,31 @@ int rd_lapic_window(struct rd_lapic *l, uint64_t icount, uint64_t linear_pc) {
     rd_lapic_acknowledge(l);
     l->delivered++;
     return 1;
+}
+
+/* Would an EOI now raise INTR (a vector waiting below the one in service)? */
+static int eoi_raises(const struct rd_lapic *l) {
+    int vector = highest(l->isr);
+    if (vector < 0 || l->int_out)
+        return 0;
+    uint32_t isr[8];
+    memcpy(isr, l->isr, sizeof isr);
+    clear_bit(isr, vector);
+    int isrv = highest(isr);
+    uint32_t in_service = isrv < 0 ? 0 : (uint32_t)isrv;
+    uint32_t ppr = (l->tpr >> 4) >= (in_service >> 4) ? l->tpr : (in_service & 0xf0u);
+    int irrv = highest(l->irr);
+    return irrv >= 16 && (l->svr & SVR_ENABLE) && ((uint32_t)irrv >> 4) > (ppr >> 4);
+}
+
+int rd_lapic_store_hook(uc_engine *uc, int type, uint64_t addr, int size, int64_t value,
+                        void *user) {
+    struct rd_lapic_store *s = user;
+    struct rd_lapic *l = s->lapic;
+    if (l->wired && addr == s->eoi_addr && size == 4 && (uint32_t)value == 0 && !eoi_raises(l)) {
+        rd_lapic_eoi(l); /* the page still reads 0 there: nothing to settle */
+        s->eois++;
+        return 1;
+    }
+    return s->fallback(uc, type, addr, size, value);
 }

@@ -20,7 +20,7 @@ import functools
 import mmap
 
 from rdebug.machine.countdown import Countdown
-from rdebug.machine.native import extension
+from rdebug.machine.native import extension, function_address
 
 #: `deadline_ns` of a timer that is not armed (INT64_MAX).
 NO_DEADLINE = (1 << 63) - 1
@@ -56,6 +56,21 @@ class LapicState(ctypes.Structure):
         ("expiries", ctypes.c_uint64),
         ("delivered", ctypes.c_uint64),
     )
+
+
+class LapicStoreState(ctypes.Structure):
+    """Mirror of struct rd_lapic_store in _lapic.c."""
+
+    _fields_ = (
+        ("lapic", ctypes.c_void_p),
+        ("eoi_addr", ctypes.c_uint64),
+        ("fallback", ctypes.c_void_p),
+        ("eois", ctypes.c_uint64),
+    )
+
+
+#: The EOI register's offset in the register page.
+EOI_OFFSET = 0x0B0
 
 
 @functools.cache
@@ -101,6 +116,8 @@ class LapicCore:
         st.deadline_icount = (1 << 64) - 1
         self.state = st
         self.address = ctypes.addressof(st)
+        self._store = LapicStoreState()
+        self._store.lapic = self.address
 
     # -- the registers C keeps -------------------------------------------------------------
 
@@ -127,6 +144,11 @@ class LapicCore:
     @tmr.setter
     def tmr(self, value: int) -> None:
         _put(self.state.tmr, value)
+
+    def word(self, bitmap: int, index: int) -> int:
+        """Word `index` (0-7) of ISR (`bitmap` 0), TMR (1) or IRR (2)."""
+        st = self.state
+        return int((st.isr, st.tmr, st.irr)[bitmap][index])
 
     @property
     def int_out(self) -> bool:
@@ -210,6 +232,19 @@ class LapicCore:
         if on and not (self.state.intr and self.state.vtlb):
             raise ValueError("the APIC's native paths are not wired")
         self.state.wired = int(on)
+
+    def store_hook(self, base: int, fallback: int) -> tuple[int, int]:
+        """The register page's C store hook (`rd_lapic_store_hook`: EOIs that let no other
+        interrupt in, while wired) for the page at guest-physical `base`, passing the
+        other stores to the C function at `fallback`: (its address, its user data)."""
+        self._store.eoi_addr = base + EOI_OFFSET
+        self._store.fallback = fallback
+        return function_address(self._lib, "rd_lapic_store_hook"), ctypes.addressof(self._store)
+
+    @property
+    def eois(self) -> int:
+        """EOIs taken by the C store hook (statistics)."""
+        return int(self._store.eois)
 
     @property
     def expiries(self) -> int:

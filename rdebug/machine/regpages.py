@@ -3,23 +3,28 @@
 A device's register page is a host page mapped read-only at its physical address:
 a guest read is a plain RAM read, and a store comes to a UC_HOOK_MEM_WRITE_PROT hook
 (which costs nothing to other memory accesses, where any UC_HOOK_MEM_* hook would send
-every guest load or store through unicorn's slow path).  A register whose value moves
+every guest load or store through unicorn's slow path).  A device may put a C hook in
+front of the Python one for its most frequent stores (`Device.native_store_hook`: the
+local APIC's EOIs).  A register whose value moves
 with time is published into its page by the instruction counter (`Device.countdowns`,
 machine/countdown.py): no read hook, ever.
 """
 
 from __future__ import annotations
 
+import ctypes
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import capstone
 from capstone import x86
 from unicorn import UC_HOOK_MEM_WRITE_PROT, Uc
+from unicorn.unicorn_py3.unicorn import uccallback
 
 from rdebug.machine.counter import Counter
 from rdebug.machine.cpu import Cpu
 from rdebug.machine.devices.base import Device
+from rdebug.machine.vtlb import hook_add_native
 
 #: Stores to a register page after which the run loop stops exactly (see _on_store).
 _PLAIN_STORES = frozenset({"mov", "movd", "movnti"})
@@ -34,6 +39,11 @@ _BLOCK_ENDS = (
     capstone.CS_GRP_IRET,
 )
 
+
+#: A store hook as the engine calls it (engine, access, address, size, value; no user data).
+_STORE_FN = ctypes.CFUNCTYPE(
+    ctypes.c_bool, ctypes.c_void_p, ctypes.c_int, ctypes.c_uint64, ctypes.c_int, ctypes.c_int64
+)
 
 #: Blocks whose stores are kept decoded (`_find_store`); forgotten all at once past it.
 _PLANS_KEPT = 1024
@@ -102,10 +112,31 @@ class RegisterPages:
         self._plans: dict[tuple[int, bool], _BlockPlan] = {}
         self._lite32 = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_32)
         self._lite16 = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_16)
+        #: the Python store hooks behind devices' C ones (kept alive with this object)
+        self._fallbacks: list[object] = []
         for device in devices:
             for base, page in device.register_pages():
                 cpu.map_register_page(base, page)
-                cpu.uc.hook_add(UC_HOOK_MEM_WRITE_PROT, self._on_store, device, base, base + 0xFFF)
+                self._hook(device, base)
+
+    def _hook(self, device: Device, base: int) -> None:
+        """The store hook of the page at `base`: the device's C one (its frequent stores)
+        in front of `_on_store`, or `_on_store` alone."""
+        uc = self._cpu.uc
+
+        def on_store(uc: Uc, access: int, addr: int, size: int, value: int) -> bool:
+            return self._on_store(uc, access, addr, size, value, device)
+
+        fallback = uccallback(uc, _STORE_FN)(on_store)  # its exceptions stop the engine
+        native = device.native_store_hook(
+            base, ctypes.cast(fallback, ctypes.c_void_p).value or 0
+        )
+        if native is None:
+            uc.hook_add(UC_HOOK_MEM_WRITE_PROT, self._on_store, device, base, base + 0xFFF)
+            return
+        self._fallbacks.append(fallback)
+        fn, user = native
+        hook_add_native(uc, UC_HOOK_MEM_WRITE_PROT, fn, user, base, base + 0xFFF)
 
     def _on_store(
         self, uc: Uc, access: int, addr: int, size: int, value: int, device: Device

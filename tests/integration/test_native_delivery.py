@@ -4,8 +4,8 @@ to the same final state, whichever takes them:
 
 - native: system calls (INT n, n >= 32) taken by the C interrupt hook (_intr.c), the
   local APIC's periodic timer expiries and its interrupts at IRQ windows taken by the
-  counter's block hook (_lapic.c), every delivery through a 32-bit gate done by
-  rd_deliver (_vtlb.c);
+  counter's block hook, its EOIs by its register page's store hook (_lapic.c), every
+  delivery through a 32-bit gate done by rd_deliver (_vtlb.c);
 - python-hook: every interrupt through the machine's Python hook, delivered by rd_deliver;
 - python: the Python hook and interrupts.py's Python delivery.
 
@@ -48,7 +48,7 @@ SYSCALLS = {"usermode", "paging", "minikernel"}
 LAPIC_TIMER = {"minikernel"}
 
 
-def _walk(guest: str) -> tuple[list[tuple[object, ...]], str, tuple[int, int, int, int]]:
+def _walk(guest: str) -> tuple[list[tuple[object, ...]], str, tuple[int, ...]]:
     machine, out = make_machine(guest, serial_input=SESSIONS.get(guest), clock_ns=CLOCK_NS)
     stops: list[tuple[object, ...]] = []
     try:
@@ -67,6 +67,7 @@ def _walk(guest: str) -> tuple[list[tuple[object, ...]], str, tuple[int, int, in
             machine.native_interrupts.handled,
             core.expiries,
             core.delivered,
+            core.eois,
         )
         return stops, machine.state_hash(), taken
     finally:
@@ -84,13 +85,13 @@ def test_native_delivery_gives_the_python_delivery_run(
     python = _walk(guest)
     assert native[0][-2][0] is StopReason.EXIT
     # each path was the one taken
-    assert native[2][0] > 0 and python[2] == (0, 0, 0, 0)
+    assert native[2][0] > 0 and python[2] == (0, 0, 0, 0, 0)
     # the same deliveries, all through Python's hook
-    assert python_hook[2] == (native[2][0], 0, 0, 0)
+    assert python_hook[2] == (native[2][0], 0, 0, 0, 0)
     if guest in SYSCALLS:
         assert native[2][1] > 0
     if guest in LAPIC_TIMER:
-        assert native[2][2] > 0 and native[2][3] > 0
+        assert native[2][2] > 0 and native[2][3] > 0 and native[2][4] > 0
     assert native[:2] == python_hook[:2] == python[:2]
 
 

@@ -168,6 +168,15 @@ class Device(Stateful):
         del addr, size, value
         return False
 
+    def native_store_hook(self, base: int, fallback: int) -> tuple[int, int] | None:
+        """A C UC_HOOK_MEM_WRITE_PROT callback for the register page at `base` that takes
+        the device's most frequent stores itself: (its address, its user data address).
+        It passes every other store, unchanged, to the C function at `fallback` (the
+        machine's Python store hook, called as the engine calls the hook, without the user
+        data).  None (the default): every store goes to the Python hook."""
+        del base, fallback
+        return None
+
     def countdowns(self) -> tuple[Countdown, ...]:
         """The counters in this device's register pages that the instruction counter
         publishes (see machine/countdown.py); the same objects for the device's life."""

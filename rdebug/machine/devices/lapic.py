@@ -256,6 +256,9 @@ class LocalApic(Device):
     def countdowns(self) -> tuple[Countdown, ...]:
         return (self.countdown,)
 
+    def native_store_hook(self, base: int, fallback: int) -> tuple[int, int] | None:
+        return self.core.store_hook(base, fallback)  # EOIs (see machine/lapiccore.py)
+
     def read_register(self, offset: int) -> int:
         """What the guest reads at `offset` (what the page holds once settled).
 
@@ -265,9 +268,8 @@ class LocalApic(Device):
             return self.countdown.published
         if offset == PPR:
             return self.ppr()
-        for base, bits in ((ISR_BASE, self.isr), (TMR_BASE, self.tmr), (IRR_BASE, self.irr)):
-            if base <= offset < base + 0x80:
-                return (bits >> (((offset - base) >> 4) * 32)) & 0xFFFFFFFF
+        if ISR_BASE <= offset < IRR_BASE + 0x80:  # ISR, TMR, IRR: eight words 16 bytes apart
+            return self.core.word((offset - ISR_BASE) >> 7, ((offset - ISR_BASE) >> 4) & 7)
         return self._regs.get(offset, 0)
 
     def mmio_write(self, addr: int, size: int, value: int) -> None:
