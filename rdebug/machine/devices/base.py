@@ -45,6 +45,12 @@ class DeviceContext(Protocol):
         """Ask the run loop to regain control at the next instruction boundary."""
         ...
 
+    def intr_raised(self) -> None:
+        """The interrupt controller's INTR output rose: the run loop must take the
+        interrupt at the first instruction boundary where the CPU can (IF=1, outside an
+        STI or MOV SS shadow), and may stop at the next one for it."""
+        ...
+
     def guest_exit(self, code: int) -> None:
         """The guest asked to power off with exit status `code` (stops the run)."""
         ...

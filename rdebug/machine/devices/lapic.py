@@ -242,11 +242,11 @@ class LocalApic(Device):
             self._publish(ESR)
             return
         if self.core.accept(vector, level):
-            self.ctx.request_stop()
+            self.ctx.intr_raised()
 
     def _update(self) -> None:
         if self.core.update():
-            self.ctx.request_stop()
+            self.ctx.intr_raised()
 
     # -- guest accesses (see Device.register_pages) ---------------------------------------
 
@@ -338,7 +338,7 @@ class LocalApic(Device):
 
     def _eoi(self) -> None:
         if self.core.eoi():
-            self.ctx.request_stop()
+            self.ctx.intr_raised()
 
     def _send_ipi(self) -> None:
         icr = self._regs[ICR_LOW]

@@ -265,9 +265,9 @@ class PicPair(ByteDevice):
     """The PC/AT master + slave 8259A pair, one device named "pic".
 
     The machine routes ISA line levels in with `set_irq`, watches `intr()` (the master's
-    INT pin) and runs the INTA cycle with `acknowledge()`.  When INT rises the PIC asks
-    the run loop to stop (`ctx.request_stop()`) so the interrupt can be taken at the next
-    instruction boundary.
+    INT pin) and runs the INTA cycle with `acknowledge()`.  When INT rises the PIC tells
+    the run loop (`ctx.intr_raised()`) so the interrupt can be taken at the next
+    instruction boundary where the CPU can take it.
     """
 
     name = "pic"
@@ -376,7 +376,7 @@ class PicPair(ByteDevice):
         self.master.set_input(CASCADE_IRQ, self.slave.pending() is not None)
         int_out = self.master.pending() is not None
         if int_out and not self._int_out:
-            self.ctx.request_stop()
+            self.ctx.intr_raised()
         self._int_out = int_out
 
     # -- snapshots ------------------------------------------------------------------------

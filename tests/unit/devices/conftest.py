@@ -49,6 +49,9 @@ class FakeContext:
     def request_stop(self) -> None:
         self.stops += 1
 
+    def intr_raised(self) -> None:
+        self.stops += 1  # the run loop is told, as for a stop
+
     def guest_exit(self, code: int) -> None:
         self.exits.append(code)
 
