@@ -113,6 +113,11 @@ class NativeInterrupts:
         """Address of the hook's C struct (where the LAPIC's native deliveries are logged)."""
         return ctypes.addressof(self._st)
 
+    @property
+    def waiting(self) -> int:
+        """Interrupts taken natively and not yet handed over by `take_syncs`."""
+        return int(self._st.count)
+
     def take_syncs(self) -> list[int]:
         """The interrupts taken natively since the last call, in order: icounts of
         software interrupts, and of the LAPIC's with `SYNC_EXTERNAL` set."""

@@ -60,7 +60,9 @@ class PortIo:
     """The IN/OUT hooks of one CPU, dispatching to the devices of a port map.
 
     `after_access` runs after every access a device answered (an IRQ it raised may
-    need the run loop at once).  With the native counter the hooks are C functions
+    need the run loop at once); `before_output` before every OUT a device answers (what
+    the device sends out, to a terminal or a network, must come after everything the
+    log will say happened before it).  With the native counter the hooks are C functions
     (`rd_in_hook`, `rd_out_hook`) that move the words of the devices' open data
     windows (machine/datawindow.py) themselves and call the Python ones below for
     everything else.
@@ -72,11 +74,13 @@ class PortIo:
         counter: Counter,
         ports: Mapping[int, Device],
         after_access: Callable[[], None],
+        before_output: Callable[[], None] = lambda: None,
     ) -> None:
         self._cpu = cpu
         self._counter = counter
         self._ports = ports
         self._after_access = after_access
+        self._before_output = before_output
         #: EIP of an I/O instruction that ring 3 was not allowed to execute (#GP pending)
         self.fault_eip: int | None = None
         self._probe: Callable[[PortAccess], None] | None = None
@@ -169,6 +173,7 @@ class PortIo:
             if device is None:
                 log.debug("OUT %#x <- %#x: no device", port, value)
                 return
+            self._before_output()
             device.io_write(port, size, value)
             self._after_access()
         finally:

@@ -542,7 +542,9 @@ class Machine:
 
     def _install_hooks(self) -> None:
         uc = self._uc
-        self._port_io = PortIo(self.cpu, self.counter, self.board.ports, self._after_io)
+        self._port_io = PortIo(
+            self.cpu, self.counter, self.board.ports, self._after_io, self._pass_native_syncs
+        )
         self._cpuid_tsc = CpuidTsc(self.cpu, self.counter, self.now_ns)
         if isinstance(self.counter, NativeCounter):
             # system calls (INT n) taken in C; everything else comes to _on_interrupt
@@ -578,8 +580,11 @@ class Machine:
             self.intr_raised()
 
     def _pass_native_syncs(self) -> None:
-        """Hand the inputs the software interrupts taken in C since the last call (a
-        recorder logs them, a player checks them), before anything later reaches them."""
+        """Hand the inputs the interrupts taken in C since the last call (a recorder logs
+        them, a player checks them), before anything later reaches them: after each engine
+        run, and inside it before a host clock read, a microphone read, and an OUT a device
+        answers (whatever it sends out comes after them in the log, as the recorder's flush
+        policy promises for interrupts)."""
         if self._native_interrupts is not None:
             for entry in self._native_interrupts.take_syncs():
                 if entry & SYNC_EXTERNAL:  # the LAPIC's (_lapic.c)

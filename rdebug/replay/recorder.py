@@ -10,7 +10,9 @@ Flush policy: every event goes to the file as soon as it is logged, except excep
 (a syscall-heavy guest takes hundreds of thousands a second), which wait for the next
 event or checkpoint.  So a recorder killed with SIGKILL leaves a log that replays up to
 its last complete event, and anything the guest showed after an input or an interrupt
-is covered by the log.
+is covered by the log.  (Interrupts the machine takes in C reach the recorder after the
+engine run that took them, or before an OUT a device answers inside it: before
+anything the guest sends out after them.)
 """
 
 from __future__ import annotations

@@ -175,3 +175,35 @@ def test_an_interrupt_not_where_the_log_has_it_is_a_divergence(
         _replay(tampered)
     assert caught.value.icount == moved - 1
     assert says in caught.value.actual
+
+
+def test_what_the_guest_sends_out_comes_after_the_interrupts_before_it_in_the_log(
+    tmp_path: Path,
+) -> None:
+    """Interrupts taken in C reach the recorder (which writes each to the file at once)
+    before any OUT a device answers: a recorder killed right after the guest printed
+    something leaves a log that covers the interrupts before it."""
+    machines: list[Machine] = []
+    writes: list[int] = []
+
+    class Watching(Capture):
+        def write(self, data: bytes) -> None:
+            interrupts = machines[0].native_interrupts
+            assert interrupts is not None
+            writes.append(interrupts.waiting)
+            super().write(data)
+
+    fd = os.open(tmp_path / "log", os.O_WRONLY | os.O_CREAT)
+    try:
+        session = LiveInputs({0: FileSerialSource(SESSIONS["minikernel"])}, lambda: CLOCK_NS)
+        machine = Machine(MachineConfig(memory_mb=64), Recorder(session, fd), [Watching()])
+        machines.append(machine)
+        try:
+            machine.load(load_image(GUESTS / "minikernel.elf"))
+            assert machine.run().reason is StopReason.EXIT
+            assert machine.board.lapic.core.delivered > 0
+        finally:
+            machine.close()
+    finally:
+        os.close(fd)
+    assert len(writes) > 100 and set(writes) == {0}
