@@ -106,9 +106,10 @@ class IoApic(Device):
         self._service()
 
     def _service(self) -> None:
-        for pin in range(PINS):
-            if not self.irr & (1 << pin):
-                continue
+        waiting = self.irr
+        while waiting:  # the pins with an edge waiting, lowest first
+            pin = (waiting & -waiting).bit_length() - 1
+            waiting &= waiting - 1
             entry = self.redirection[pin]
             if entry & _MASKED:
                 continue
