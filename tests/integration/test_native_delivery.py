@@ -24,7 +24,7 @@ from rdebug.errors import LogDivergence
 from rdebug.host.sources import FileSerialSource, LiveInputs
 from rdebug.machine.inputs import ExternalInputs
 from rdebug.machine.intr import NativeInterrupts
-from rdebug.machine.loader import load_image
+from rdebug.machine.loader import ImageFormat, load_image, parse_image
 from rdebug.machine.machine import Machine, MachineConfig, StopReason
 from rdebug.machine.vtlb import VirtualTlb
 from rdebug.replay.log import (
@@ -37,7 +37,7 @@ from rdebug.replay.log import (
 )
 from rdebug.replay.player import Player
 from rdebug.replay.recorder import Recorder
-from tests.conftest import GUESTS, Capture, make_machine
+from tests.conftest import COUNTERS, GUESTS, Capture, make_machine
 
 CLOCK_NS = 1_764_000_000_000_000_000
 SESSIONS = {"minikernel": b"crc 30\nexit 0\n"}
@@ -207,3 +207,56 @@ def test_what_the_guest_sends_out_comes_after_the_interrupts_before_it_in_the_lo
     finally:
         os.close(fd)
     assert len(writes) > 100 and set(writes) == {0}
+
+
+# A code segment whose base is not 0: unicorn leaves the block's linear address in EIP
+# for its hooks, so a delivery at an IRQ window must push the offset in CS (the handler's
+# IRET returns there).  Flat binary at 0x100000 (GNU as, AT&T):
+#
+#   mov $0x90000, %esp ; cli ; lgdt gdtr ; lidt idtr
+#   ljmp $0x18, $(main - _start)         # CS base 0x100000 from here on
+# main:
+#   movl $0x1ff, 0xfee000f0 ; movl $0xb, 0xfee003e0      # APIC on; divide by 1
+#   movl $0x20040, 0xfee00320 ; movl $20000, 0xfee00380  # periodic 0x40, 20 us
+#   sti
+# 1: call spin ; cmpl $20, count ; jb 1b
+#   cli ; mov count, %ebx ; hlt
+# spin: mov $30, %ecx ; 2: add %ecx, %eax ; jmp 3f ; 3: loop 2b ; ret
+# handler: incl count ; movl $0, 0xfee000b0 ; iret      # EOI
+# gdt: null, flat code 0x08, flat data 0x10, code 0x18 with base 0x100000
+# idt: vector 0x40 -> 0x18:(handler - _start), an interrupt gate
+CS_BASE_GUEST = (
+    bytes.fromhex(
+        "bc00000900fa0f0115980010000f011da8021000ea1b0000001800c705f000e0feff010000c705e0"
+        "03e0fe0b000000c7052003e0fe40000200c7058003e0fe204e0000fbe811000000833dae02100014"
+        "72f2fa8b1dae021000f4b91e00000001c8eb00e2fac3ff05ae021000c705b000e0fe00000000cf90"
+        "0000000000000000ffff0000009acf00ffff00000092cf00ffff0000109acf001f00780010006690"
+    )
+    + bytes(8 * 0x40)  # the IDT up to vector 0x3f: absent gates
+    + bytes.fromhex("66001800008e0000")  # vector 0x40: interrupt gate to 0x18:0x66
+    + bytes.fromhex("0702a0001000")  # IDTR: the IDT at 0x1000a0
+    + bytes(4)  # count
+)
+
+
+def _cs_base_walk(counter: str) -> tuple[list[tuple[object, ...]], str, int, int]:
+    inputs = LiveInputs(clock=lambda: CLOCK_NS)
+    machine = Machine(MachineConfig(memory_mb=16), inputs, [], counter=COUNTERS[counter])
+    machine.load(parse_image(CS_BASE_GUEST, "cs-base", ImageFormat.FLAT, load_address=0x100000))
+    stops: list[tuple[object, ...]] = []
+    try:
+        while (stop := machine.run(machine.icount + 37)).reason is StopReason.TARGET:
+            stops.append((stop.icount, tuple(sorted(machine.cpu.registers().items()))))
+            assert len(stops) < 10_000
+        stops.append((stop.reason, stop.icount, machine.cpu.read("ebx")))
+        return stops, machine.state_hash(), machine.board.lapic.core.delivered, len(stops)
+    finally:
+        machine.close()
+
+
+def test_a_delivery_at_an_irq_window_pushes_the_offset_in_a_based_code_segment() -> None:
+    native = _cs_base_walk("native")
+    reference = _cs_base_walk("reference")
+    assert native[0][-1][0] is StopReason.HALTED and native[0][-1][2] == 20  # 20 ticks taken
+    assert native[2] > 0 and reference[2] == 0  # in C, and in Python
+    assert native[:2] == reference[:2]
