@@ -174,8 +174,7 @@ class BlockDecoder:
         offsets: list[int] = []
         after_io: list[int] = []
         specials: list[int] = []
-        last = b""
-        branch = False
+        last_mnemonic = ""
         mmu = False
         sets_if = False
         flag_syncs: list[int] = []
@@ -193,8 +192,7 @@ class BlockDecoder:
             if name in _IF_SETTERS:
                 sets_if = True
             offsets.append(pos)
-            last = code[pos : pos + length]
-            branch = transfers_control(mnemonic)
+            last_mnemonic = mnemonic
             pos += length
             if name in _IO_MNEMONICS and pos < size:
                 after_io.append(addr + pos)
@@ -202,8 +200,10 @@ class BlockDecoder:
             # capstone stopped at bytes it cannot decode: the engine raises #UD there,
             # so that instruction starts (and faults) as the block's last.
             offsets.append(pos)
-            last = code[pos:]
-            branch = False
+            last_mnemonic = ""
+        # the last instruction (the rest of the block: its end is the block's)
+        last = code[offsets[-1] :] if offsets else b""
+        branch = transfers_control(last_mnemonic)
         return Block(
             addr=addr,
             offsets=tuple(offsets),
