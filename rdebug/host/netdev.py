@@ -236,6 +236,9 @@ class NetInputs:
     def synchronize(self, event: SyncEvent, icount: int) -> None:
         self._inner.synchronize(event, icount)
 
+    def synchronize_all(self, events: Sequence[tuple[SyncEvent, int]]) -> None:
+        self._inner.synchronize_all(events)
+
     def finished(self) -> bool:
         return self._inner.finished()
 

@@ -160,6 +160,9 @@ class LiveInputs:
     def synchronize(self, event: SyncEvent, icount: int) -> None:
         del event, icount
 
+    def synchronize_all(self, events: Sequence[tuple[SyncEvent, int]]) -> None:
+        del events
+
     def finished(self) -> bool:
         return False
 
@@ -224,6 +227,9 @@ class ScriptedInputs:
 
     def synchronize(self, event: SyncEvent, icount: int) -> None:
         del event, icount
+
+    def synchronize_all(self, events: Sequence[tuple[SyncEvent, int]]) -> None:
+        del events
 
     def finished(self) -> bool:
         return False

@@ -100,6 +100,11 @@ class ExternalInputs(Protocol):
         """`event` happened at `icount` (a recorder logs it; a player checks it)."""
         ...
 
+    def synchronize_all(self, events: Sequence[tuple[SyncEvent, int]]) -> None:
+        """`synchronize` each of `events` (event, icount), in order: the interrupts the
+        machine took in C during one engine run (a recorder writes them at once)."""
+        ...
+
     def audio_input(self, icount: int, fmt: AudioFormat, frames: int) -> bytes:
         """The microphone's next `frames` frames in `fmt` (exactly that many bytes),
         taken by the sound card at `icount` (a recorder logs them; a player serves them).

@@ -586,11 +586,16 @@ class Machine:
         answers (whatever it sends out comes after them in the log, as the recorder's flush
         policy promises for interrupts)."""
         if self._native_interrupts is not None:
-            for entry in self._native_interrupts.take_syncs():
-                if entry & SYNC_EXTERNAL:  # the LAPIC's (_lapic.c)
-                    self.inputs.synchronize(SyncEvent.INTERRUPT, entry & ~SYNC_EXTERNAL)
-                else:
-                    self.inputs.synchronize(SyncEvent.EXCEPTION, entry)
+            entries = self._native_interrupts.take_syncs()
+            if entries:
+                self.inputs.synchronize_all(
+                    [
+                        (SyncEvent.INTERRUPT, entry & ~SYNC_EXTERNAL)  # the LAPIC's (_lapic.c)
+                        if entry & SYNC_EXTERNAL
+                        else (SyncEvent.EXCEPTION, entry)
+                        for entry in entries
+                    ]
+                )
 
     def _on_trap(self, intno: int) -> None:
         """An interrupt or exception the native hook left to Python."""

@@ -228,6 +228,10 @@ class Player:
             self.shutdown = expected.cause
         self._advance()
 
+    def synchronize_all(self, events: Sequence[tuple[SyncEvent, int]]) -> None:
+        for event, icount in events:
+            self.synchronize(event, icount)
+
     def close(self) -> None:
         pass
 

@@ -57,7 +57,7 @@ class Recorder:
 
     # -- the log ----------------------------------------------------------------------
 
-    def _put(self, icount: int, event: Event) -> None:
+    def _put(self, icount: int, event: Event, hold: bool = False) -> None:
         if icount < self._icount:
             raise AssertionError(f"event at icount {icount} after one at {self._icount}")
         delta = icount - self._icount
@@ -69,7 +69,7 @@ class Recorder:
         self._pending += encode(event)
         if is_recorded_event(event):
             self.events += 1
-        if not isinstance(event, ExceptionTaken):
+        if not hold and not isinstance(event, ExceptionTaken):
             self._flush()
 
     def _flush(self) -> None:
@@ -125,6 +125,13 @@ class Recorder:
     def synchronize(self, event: SyncEvent, icount: int) -> None:
         self._put(icount, encode_sync(event))
         self._inner.synchronize(event, icount)
+
+    def synchronize_all(self, events: Sequence[tuple[SyncEvent, int]]) -> None:
+        for event, icount in events:
+            self._put(icount, encode_sync(event), hold=True)
+        if any(event is not SyncEvent.EXCEPTION for event, _ in events):
+            self._flush()  # one write for the lot (exceptions alone wait, as ever)
+        self._inner.synchronize_all(events)
 
     def finished(self) -> bool:
         return self._inner.finished()
