@@ -82,15 +82,21 @@ static inline void put32(uint8_t *page, uint32_t offset, uint32_t value) {
 }
 
 /* Processor priority: the TPR, or the class of the highest vector in service. */
-uint32_t rd_lapic_ppr(const struct rd_lapic *l) {
-    int isrv = highest(l->isr);
+static uint32_t ppr_of(uint32_t tpr, const uint32_t isr[8]) {
+    int isrv = highest(isr);
     uint32_t in_service = isrv < 0 ? 0 : (uint32_t)isrv;
-    return (l->tpr >> 4) >= (in_service >> 4) ? l->tpr : (in_service & 0xf0u);
+    return (tpr >> 4) >= (in_service >> 4) ? tpr : (in_service & 0xf0u);
+}
+
+uint32_t rd_lapic_ppr(const struct rd_lapic *l) { return ppr_of(l->tpr, l->isr); }
+
+/* `vector` may be delivered under processor priority `ppr`. */
+static int above(const struct rd_lapic *l, int vector, uint32_t ppr) {
+    return vector >= 16 && (l->svr & SVR_ENABLE) && ((uint32_t)vector >> 4) > (ppr >> 4);
 }
 
 static int deliverable(const struct rd_lapic *l, int vector) {
-    return vector >= 16 && (l->svr & SVR_ENABLE) &&
-           ((uint32_t)vector >> 4) > (rd_lapic_ppr(l) >> 4);
+    return above(l, vector, rd_lapic_ppr(l));
 }
 
 /* ISR, TMR and IRR (eight words 16 bytes apart each) and the PPR into the register
@@ -233,14 +239,10 @@ static int eoi_raises(const struct rd_lapic *l) {
     int vector = highest(l->isr);
     if (vector < 0 || l->int_out)
         return 0;
-    uint32_t isr[8];
+    uint32_t isr[8]; /* the ISR after that EOI */
     memcpy(isr, l->isr, sizeof isr);
     clear_bit(isr, vector);
-    int isrv = highest(isr);
-    uint32_t in_service = isrv < 0 ? 0 : (uint32_t)isrv;
-    uint32_t ppr = (l->tpr >> 4) >= (in_service >> 4) ? l->tpr : (in_service & 0xf0u);
-    int irrv = highest(l->irr);
-    return irrv >= 16 && (l->svr & SVR_ENABLE) && ((uint32_t)irrv >> 4) > (ppr >> 4);
+    return above(l, highest(l->irr), ppr_of(l->tpr, isr));
 }
 
 int rd_lapic_store_hook(uc_engine *uc, int type, uint64_t addr, int size, int64_t value,

@@ -94,12 +94,25 @@ def _library() -> ctypes.CDLL:
     return lib
 
 
-def _get(words: ctypes.Array[ctypes.c_uint32]) -> int:
-    return int.from_bytes(bytes(words), "little")
+class Bitmap:
+    """IRR, ISR or TMR (the struct field of the attribute's name) as an int, bit v for
+    vector v: an attribute of `LapicCore`, or of an object holding one as `core`."""
 
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name = name
 
-def _put(words: ctypes.Array[ctypes.c_uint32], value: int) -> None:
-    ctypes.memmove(words, (value & ((1 << 256) - 1)).to_bytes(32, "little"), 32)
+    def _words(self, holder: object) -> ctypes.Array[ctypes.c_uint32]:
+        # the device's own attribute is `core`: a getattr, since `holder` is any object
+        core = holder if isinstance(holder, LapicCore) else getattr(holder, "core")  # noqa: B009
+        words: ctypes.Array[ctypes.c_uint32] = getattr(core.state, self._name)
+        return words
+
+    def __get__(self, holder: object, owner: type | None = None) -> int:
+        return int.from_bytes(bytes(self._words(holder)), "little")
+
+    def __set__(self, holder: object, value: int) -> None:
+        data = (value & ((1 << 256) - 1)).to_bytes(32, "little")
+        ctypes.memmove(self._words(holder), data, 32)
 
 
 class LapicCore:
@@ -121,29 +134,9 @@ class LapicCore:
 
     # -- the registers C keeps -------------------------------------------------------------
 
-    @property
-    def irr(self) -> int:
-        return _get(self.state.irr)
-
-    @irr.setter
-    def irr(self, value: int) -> None:
-        _put(self.state.irr, value)
-
-    @property
-    def isr(self) -> int:
-        return _get(self.state.isr)
-
-    @isr.setter
-    def isr(self, value: int) -> None:
-        _put(self.state.isr, value)
-
-    @property
-    def tmr(self) -> int:
-        return _get(self.state.tmr)
-
-    @tmr.setter
-    def tmr(self, value: int) -> None:
-        _put(self.state.tmr, value)
+    irr = Bitmap()
+    isr = Bitmap()
+    tmr = Bitmap()
 
     def word(self, bitmap: int, index: int) -> int:
         """Word `index` (0-7) of ISR (`bitmap` 0), TMR (1) or IRR (2)."""

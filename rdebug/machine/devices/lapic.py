@@ -44,7 +44,7 @@ from rdebug.machine.devices.base import (
     fields,
     state_int,
 )
-from rdebug.machine.lapiccore import LapicCore
+from rdebug.machine.lapiccore import Bitmap, LapicCore
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +150,10 @@ class LocalApic(Device):
     """The LAPIC of CPU 0 (APIC id 0), one device named "lapic"."""
 
     name = "lapic"
+    # IRR, ISR and TMR (bit v: vector v), kept by the core
+    irr = Bitmap()
+    isr = Bitmap()
+    tmr = Bitmap()
 
     def __init__(self, ctx: DeviceContext, base: int = LAPIC_BASE) -> None:
         super().__init__(ctx)
@@ -164,30 +168,6 @@ class LocalApic(Device):
         self._timer_deadline: int | None = None  # next expiry that raises the LVT vector
         self._written: set[int] = set()  # offsets stored to since the last settle
 
-    # IRR, ISR and TMR (bit v: vector v), kept by the core
-    @property
-    def irr(self) -> int:
-        return self.core.irr
-
-    @irr.setter
-    def irr(self, value: int) -> None:
-        self.core.irr = value
-
-    @property
-    def isr(self) -> int:
-        return self.core.isr
-
-    @isr.setter
-    def isr(self, value: int) -> None:
-        self.core.isr = value
-
-    @property
-    def tmr(self) -> int:
-        return self.core.tmr
-
-    @tmr.setter
-    def tmr(self, value: int) -> None:
-        self.core.tmr = value
 
     # -- power-on ----------------------------------------------------------------------
 
