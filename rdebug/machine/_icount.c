@@ -20,6 +20,8 @@
  *                   current count), a block entered at a branch boundary first writes
  *                   the count at that icount into the device's register page (see
  *                   rd_countdown_publish: the guest reads it with no memory hook).
+ *                   The LAPIC timer's expiries (_lapic.c) and a PIT expiry that
+ *                   changes nothing (struct rd_ticker) are taken here, not stopped for.
  *   rd_code_hook    UC_HOOK_CODE restricted to single addresses: breakpoints, and the
  *                   instruction after an I/O instruction (a code hook makes unicorn
  *                   check for a stop request right there, so a stop asked for by an
@@ -196,6 +198,56 @@ struct rd_specials {
 };
 #define RD_SPECIALS_EMPTY 0xffffu
 
+/* A periodic device timer whose expiries the block hook may take itself: the PIT's
+ * counter 0 in mode 2 or 3, whose every expiry is an IRQ0 pulse.  While `idle`, that
+ * pulse changes nothing (both interrupt controllers already hold an IRQ0 edge that they
+ * mask: Python decides it before each run, machine/ticker.py, and clears it at any I/O a
+ * device answers during the run).  Then at a branch boundary at or after
+ * `deadline_icount` the hook moves `edge_tick` to the next rising edge after now, as the
+ * device's on_timer would at a stop there, instead of stopping.  Time is the counter's:
+ * ns = (icount << icount_shift) + bias_ns; PIT ticks = ns * 1193182 / 1e9 (floor), and a
+ * tick's deadline is the first ns reaching it (ceiling), as devices/pit.py computes them.
+ * machine/ticker.py mirrors the struct (keep both in step). */
+struct rd_ticker {
+    uint32_t wired;        /* Python's timer for it is left out of soft_target */
+    uint32_t idle;         /* an expiry now changes nothing (else: stop at the deadline) */
+    uint32_t icount_shift;
+    uint32_t _pad;
+    int64_t bias_ns;
+    int64_t start_tick;
+    int64_t period;           /* ticks, > 0 */
+    int64_t edge_tick;        /* the next rising edge */
+    uint64_t deadline_icount; /* the first icount whose time reaches edge_tick */
+    uint64_t taken;           /* expiries taken here */
+};
+
+#define RD_PIT_HZ 1193182
+#define RD_NS_PER_S 1000000000
+
+static inline int64_t floor_div(int64_t a, int64_t b) {
+    int64_t q = a / b;
+    return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q;
+}
+
+/* The edge after now, and its deadline (devices/pit.py next_edge, tick_deadline_ns;
+ * clock.py icount_at). */
+static void ticker_expire(struct rd_ticker *tk, uint64_t icount) {
+    int64_t now_ns = (int64_t)(icount << tk->icount_shift) + tk->bias_ns;
+    int64_t t = (int64_t)(((__int128)now_ns * RD_PIT_HZ) / RD_NS_PER_S);
+    if (now_ns < 0 && ((__int128)now_ns * RD_PIT_HZ) % RD_NS_PER_S != 0)
+        t -= 1; /* floor */
+    int64_t edge = tk->start_tick + (floor_div(t - tk->start_tick, tk->period) + 1) * tk->period;
+    __int128 scaled = (__int128)edge * RD_NS_PER_S;
+    int64_t deadline_ns = (int64_t)(scaled / RD_PIT_HZ);
+    if (scaled > 0 && scaled % RD_PIT_HZ != 0)
+        deadline_ns += 1; /* ceiling */
+    int64_t delta = deadline_ns - tk->bias_ns;
+    tk->edge_tick = edge;
+    tk->deadline_icount =
+        delta <= 0 ? 0 : ((uint64_t)delta + ((UINT64_C(1) << tk->icount_shift) - 1)) >> tk->icount_shift;
+    tk->taken++;
+}
+
 struct rd_counter {
     /* time */
     uint64_t icount;     /* instructions started, the current block counted whole */
@@ -260,6 +312,8 @@ struct rd_counter {
     /* the local APIC whose timer expiries and interrupts the hook takes (_lapic.c), or
      * NULL; its timer is then not in soft_target (the machine leaves it out) */
     struct rd_lapic *lapic;
+    /* the periodic timer whose idle expiries the hook takes (struct rd_ticker), or NULL */
+    struct rd_ticker *ticker;
 };
 
 static inline uint32_t hash64(uint64_t x) {
@@ -738,6 +792,15 @@ void rd_block_hook(uc_engine *uc, uint64_t addr, uint32_t size, void *user) {
      * expiry and delivery are taken here only when no other timer is due at this
      * boundary and the run may go on (before `target`: nothing else happens there). */
     int others_due = (st->block_info & RD_INFO_BRANCH) && st->icount >= st->soft_target;
+    struct rd_ticker *ticker = st->ticker;
+    if (ticker && ticker->wired && (st->block_info & RD_INFO_BRANCH) &&
+        st->icount >= ticker->deadline_icount) {
+        if (others_due || st->icount >= st->target || !ticker->idle) {
+            stop_before(st, uc, RD_STOP_DEADLINE, addr, size, info);
+            return;
+        }
+        ticker_expire(ticker, st->icount);
+    }
     if (lapic && (st->block_info & RD_INFO_BRANCH) && st->icount >= lapic->deadline_icount) {
         if (others_due || st->icount >= st->target || !rd_lapic_expire(lapic, st->icount)) {
             stop_before(st, uc, RD_STOP_DEADLINE, addr, size, info);

@@ -137,6 +137,11 @@ class Board:
         self.pic.set_irq(line, level)
         self.ioapic.set_irq(line, level)
 
+    def isa_pulse_changes_nothing(self, line: int) -> bool:
+        """Would a pulse on ISA line `line` change neither interrupt controller (both
+        already hold its edge, masked)?  Then a periodic timer's expiry there is idle."""
+        return self.pic.pulse_changes_nothing(line) and self.ioapic.pulse_changes_nothing(line)
+
     def irq_pending(self) -> bool:
         """The CPU's INTR: from the LAPIC (IOAPIC, timer, self-IPI) or the 8259 through
         LINT0 in ExtINT mode; with the LAPIC software-disabled, the 8259 directly."""

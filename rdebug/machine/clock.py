@@ -8,6 +8,8 @@ the timers that are due (`pop_due`) at the boundaries it chooses.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from rdebug.machine.devices.base import Device
 
 #: An icount no run reaches ("no deadline").
@@ -77,14 +79,14 @@ class VirtualClock:
         first = self._first()
         return None if first is None else first[1]
 
-    def next_deadline_icount(self, skip: Device | None = None) -> int:
+    def next_deadline_icount(self, skip: Collection[Device] = ()) -> int:
         """The icount of the earliest deadline (NEVER without timers), of the devices
-        other than `skip` (one whose timer the native counter watches itself)."""
+        not in `skip` (those whose timers the native counter watches itself)."""
         first = self._first()
         if first is None:
             return NEVER
-        if first[0] is skip:
-            others = [ns for device, ns in self.timers.items() if device is not skip]
+        if first[0] in skip:
+            others = [ns for device, ns in self.timers.items() if device not in skip]
             return self.icount_at(min(others)) if others else NEVER
         return self.icount_at(first[1])
 

@@ -100,6 +100,7 @@ class CounterState(ctypes.Structure):
         ("specials_mask", ctypes.c_uint32),
         ("specials_used", ctypes.c_uint32),
         ("lapic", ctypes.c_void_p),  # struct rd_lapic * (machine/lapiccore.py)
+        ("ticker", ctypes.c_void_p),  # struct rd_ticker * (machine/ticker.py)
     )
 
 

@@ -71,6 +71,7 @@ from rdebug.machine.probes import Delivery, MemoryProbes, PortAccess
 from rdebug.machine.regpages import RegisterPages
 from rdebug.machine.state import MachineState, state_hash
 from rdebug.machine.sysenter import SYSENTER_LENGTH, sysenter
+from rdebug.machine.ticker import NativeTicker
 from rdebug.machine.vtlb import PageFault
 from rdebug.machine.watchpoints import WatchHit, WatchKind, Watchpoints
 
@@ -186,8 +187,13 @@ class Machine:
         self._interrupt_probe: Callable[[Delivery], None] | None = None
         self._native_interrupts: NativeInterrupts | None = None
         self._install_hooks()
+        #: the PIT's idle expiries, taken by the native counter itself (machine/ticker.py)
+        self._ticker: NativeTicker | None = None
+        if isinstance(self.counter, NativeCounter) and NativeTicker.default_enabled:
+            self._ticker = NativeTicker()
+            self.counter.attach_ticker(self._ticker)
         self._register_pages = RegisterPages(
-            self.cpu, self.counter, self.devices, lambda: self._emulating
+            self.cpu, self.counter, self.devices, lambda: self._emulating, self._device_touched
         )
         #: device counters the instruction counter publishes (machine/countdown.py)
         self._countdowns = [cd for device in self.devices for cd in device.countdowns()]
@@ -205,6 +211,12 @@ class Machine:
         map_open_bus(self._uc)
         self.symbols: Mapping[str, int] = {}
         self._linux: linux.LinuxBoot | None = None
+
+    @property
+    def native_ticker(self) -> NativeTicker | None:
+        """The PIT's idle expiries taken in C (None with a counter other than the native
+        one, or with `NativeTicker.default_enabled` off)."""
+        return self._ticker
 
     @property
     def native_interrupts(self) -> NativeInterrupts | None:
@@ -376,8 +388,11 @@ class Machine:
                 continue
             hard = target if horizon is None else min(target, horizon)
             native_lapic = self._native_lapic
+            native_timers: list[Device] = [] if native_lapic is None else [native_lapic]
+            if self._wire_ticker():
+                native_timers.append(self.board.pit)
             soft = min(
-                self.clock.next_deadline_icount(skip=native_lapic),
+                self.clock.next_deadline_icount(skip=native_timers),
                 self.icount + CONTROL_INTERVAL,
             )
             self._next_stop = min(hard, soft)
@@ -413,6 +428,8 @@ class Machine:
                     self._register_pages.settle()
                     if self._native_lapic is not None:
                         self._native_lapic.native_expiries_taken()
+                    if self._ticker is not None and (edge := self._ticker.edge_taken()) is not None:
+                        self.board.pit.edge_passed(edge)
             if page_fault is not None:
                 self._raise_page_fault(page_fault)
                 shadow = False
@@ -572,8 +589,39 @@ class Machine:
         self.cpu.write("cr2", fault.address)
         self._deliver(Interrupt(14, Source.EXCEPTION, fault.error_code))
 
+    def _wire_ticker(self) -> bool:
+        """Let the counter take the PIT's expiries in the run about to start, if each is
+        an IRQ0 pulse that changes nothing now (machine/ticker.py)?"""
+        ticker = self._ticker
+        if ticker is None:
+            return False
+        pit = self.board.pit
+        edges = pit.periodic_edges()
+        deadline = self.clock.timers.get(pit)
+        if edges is None or deadline is None or not self.board.isa_pulse_changes_nothing(0):
+            ticker.unwire()
+            return False
+        start, period, edge = edges
+        ticker.wire(
+            start,
+            period,
+            edge,
+            self.clock.icount_at(deadline),
+            self.clock.shift,
+            self.clock.bias_ns,
+        )
+        return True
+
+    def _device_touched(self) -> None:
+        """A device answered an I/O access or a register-page store during a run: its
+        state (an interrupt controller's) may have changed, so the PIT's next expiry
+        may matter; the counter stops for it again."""
+        if self._ticker is not None:
+            self._ticker.busy()
+
     def _after_io(self) -> None:
         """After an I/O access: tell the run loop if the CPU now has an IRQ to take."""
+        self._device_touched()
         if self._exit_code is not None:
             return
         if self.board.irq_pending() and not self.counter.irq_check:

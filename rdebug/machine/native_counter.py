@@ -43,6 +43,7 @@ from rdebug.machine.icount_binding import (
     load_library,
 )
 from rdebug.machine.lapiccore import LapicCore
+from rdebug.machine.ticker import NativeTicker
 from rdebug.machine.vtlb import hook_add_native
 
 
@@ -101,6 +102,7 @@ class NativeCounter:
         self._pc_hint: int | None = None
         self._countdown: Countdown | None = None
         self._lapic: LapicCore | None = None
+        self._ticker: NativeTicker | None = None
         #: the instruction executing now, when a memory hook knows it better than EIP
         self._pc: int | Callable[[], int | None] | None = None
 
@@ -473,6 +475,12 @@ class NativeCounter:
         soft target it gives `execute`."""
         self._lapic = core  # the C struct lives as long as this reference
         self._st.lapic = core.address
+
+    def attach_ticker(self, ticker: NativeTicker) -> None:
+        """Take the PIT's idle expiries in the block hook while the machine wires the
+        ticker for a run (machine/ticker.py)."""
+        self._ticker = ticker  # the C struct lives as long as this reference
+        self._st.ticker = ticker.address
 
     def invalidate(self) -> None:
         self._pc_hint = None

@@ -83,7 +83,8 @@ class RegisterPages:
     """The register pages of `devices`, mapped on `cpu` for its lifetime.
 
     `emulating()` says whether the engine is running (a store made by the debugger
-    between runs settles at once).
+    between runs settles at once); `touched()` is called before each store reaches a
+    device (the machine's run may have to stop where it would not have).
     """
 
     def __init__(
@@ -92,8 +93,10 @@ class RegisterPages:
         counter: Counter,
         devices: Sequence[Device],
         emulating: Callable[[], bool],
+        touched: Callable[[], None] = lambda: None,
     ) -> None:
         self._cpu = cpu
+        self._touched = touched
         self._counter = counter
         self._devices = devices
         self._emulating = emulating
@@ -128,9 +131,7 @@ class RegisterPages:
             return self._on_store(uc, access, addr, size, value, device)
 
         fallback = uccallback(uc, _STORE_FN)(on_store)  # its exceptions stop the engine
-        native = device.native_store_hook(
-            base, ctypes.cast(fallback, ctypes.c_void_p).value or 0
-        )
+        native = device.native_store_hook(base, ctypes.cast(fallback, ctypes.c_void_p).value or 0)
         if native is None:
             uc.hook_add(UC_HOOK_MEM_WRITE_PROT, self._on_store, device, base, base + 0xFFF)
             return
@@ -162,6 +163,7 @@ class RegisterPages:
         time (its icount), or a stop after it; an EOI that settles at once needs neither.
         """
         value &= (1 << (8 * size)) - 1
+        self._touched()
         # Only at a block's first instruction may EIP be stale (see above).
         search = self._emulating() and self._counter.at_block_start()
         found: list[tuple[int, int] | None] = []

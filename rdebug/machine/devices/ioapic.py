@@ -105,6 +105,22 @@ class IoApic(Device):
         self.lines = self.lines | mask if level else self.lines & ~mask
         self._service()
 
+    def pulse_changes_nothing(self, line: int) -> bool:
+        """Would a pulse on ISA line `line` (up, then down) leave the IOAPIC as it is?
+        True when its pin is low, masked and already holds an edge, and no unmasked pin
+        has one waiting (which the pulse's service pass would deliver)."""
+        pin = isa_pin(line)
+        mask = 1 << pin
+        if self.lines & mask or not self.irr & mask:
+            return False
+        waiting = self.irr
+        while waiting:
+            low = waiting & -waiting
+            waiting &= waiting - 1
+            if not self.redirection[low.bit_length() - 1] & _MASKED:
+                return False
+        return True
+
     def _service(self) -> None:
         waiting = self.irr
         while waiting:  # the pins with an edge waiting, lowest first

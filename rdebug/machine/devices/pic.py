@@ -300,6 +300,22 @@ class PicPair(ByteDevice):
         self._route(line)
         self._update()
 
+    def pulse_changes_nothing(self, line: int) -> bool:
+        """Would a pulse on ISA line `line` (up, then down) leave the chips as they are?
+        True when the line is low and its edge-triggered input already holds a request
+        (which it keeps until an INTA that picks it, so a second edge adds nothing).
+        Only the master's own inputs are answered (a slave line moves the cascade)."""
+        mask = 1 << line
+        if not 0 <= line < 8 or line == CASCADE_IRQ or self._isa_lines & mask:
+            return False
+        chip = self.master
+        return (
+            not chip._level_triggered(mask)
+            and bool(chip.irr & mask)
+            and not chip.lines & mask
+            and self._int_out == (chip.pending() is not None)
+        )
+
     def intr(self) -> bool:
         """The master's INT output: an unmasked request beats everything in service."""
         return self._int_out

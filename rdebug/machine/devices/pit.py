@@ -406,6 +406,28 @@ class Pit(ByteDevice):
             self.ctx.set_irq(0, False)
         self._sync_irq0()
 
+    def periodic_edges(self) -> tuple[int, int, int] | None:
+        """(start tick, period, next edge) of counter 0's IRQ0 pulses when each timer
+        expiry is one pulse a period (mode 2 or 3, counting, no new count waiting for
+        the period's end), for a native counter that takes the idle ones itself."""
+        counter = self._counters[0]
+        if (
+            self._edge_tick is None
+            or counter.phase is not _Phase.RUNNING
+            or counter.mode not in (2, 3)
+            or counter.pending is not None
+            or self._irq_level
+        ):
+            return None
+        return counter.start_tick, counter.period, self._edge_tick
+
+    def edge_passed(self, edge_tick: int) -> None:
+        """The native counter took the expiries up to now, all idle: `edge_tick` is the
+        next rising edge (what `on_timer` would have set), its timer re-armed as there."""
+        self._edge_tick = edge_tick
+        self.ctx.set_timer(self, None)
+        self._arm()
+
     # -- the guest's side -------------------------------------------------------------------
 
     def _read_byte(self, port: int) -> int:
