@@ -133,7 +133,7 @@ static inline void countdown_linear(struct rd_countdown *cd, int64_t from_ns, in
 /* The count at `icount`.  Periodic: `period_start_ns` caches the start of the current
  * period (start_ns plus whole periods), so that the common case is a subtraction and a
  * shift, not a 64-bit division at every publication; the value does not depend on it. */
-static uint32_t countdown_value_full(struct rd_countdown *cd, uint64_t icount) {
+__attribute__((noinline)) static uint32_t countdown_value_full(struct rd_countdown *cd, uint64_t icount) {
     if (!cd->initial)
         return 0;
     int64_t now = (int64_t)(icount << cd->icount_shift) + cd->bias_ns;
@@ -253,6 +253,11 @@ struct rd_counter {
     uint64_t icount;     /* instructions started, the current block counted whole */
     uint64_t target;     /* never start instruction number `target` + 1 */
     uint64_t soft_target; /* stop at the first branch boundary at or after it */
+    /* The block hook's fast path: a block whose last instruction is at most `limit`
+     * runs with nothing else checked (see rd_block_hook).  0 makes the next block entry
+     * take the full path, which sets it again: whoever changes target, soft_target,
+     * stop_at or a native timer's deadline while the engine runs sets it to 0. */
+    uint64_t limit;
     uint64_t block_base; /* icount before the current block */
     uint64_t block_addr; /* the current (last entered) block */
     uint32_t block_size;
@@ -349,7 +354,9 @@ static int blocks_alloc(struct rd_counter *st, uint32_t capacity) {
 
 /* Set the info of block (addr, size); returns 0, or -1 when out of memory. */
 static void recent_forget(struct rd_counter *st, uint64_t addr) {
-    st->recent[(addr ^ (addr >> 7)) & RD_RECENT_MASK].info = RD_INFO_EMPTY;
+    struct rd_block *slot = &st->recent[(addr ^ (addr >> 7)) & RD_RECENT_MASK];
+    slot->addr = RD_NO_ADDR; /* (the fast path matches on the address alone) */
+    slot->info = RD_INFO_EMPTY;
 }
 
 int rd_block_set(struct rd_counter *st, uint64_t addr, uint32_t size, uint32_t info) {
@@ -391,8 +398,10 @@ static struct rd_block *block_find(struct rd_counter *st, uint64_t addr, uint32_
 }
 
 static void recent_clear(struct rd_counter *st) {
-    for (uint32_t i = 0; i < RD_RECENT_SIZE; i++)
+    for (uint32_t i = 0; i < RD_RECENT_SIZE; i++) {
+        st->recent[i].addr = RD_NO_ADDR;
         st->recent[i].info = RD_INFO_EMPTY;
+    }
 }
 
 /* The mappings may have changed (called by Python after restoring a state). */
@@ -730,8 +739,10 @@ static inline void stop_before(struct rd_counter *st, uc_engine *uc, uint32_t re
     st->emu_stop(uc);
 }
 
-void rd_block_hook(uc_engine *uc, uint64_t addr, uint32_t size, void *user) {
-    struct rd_counter *st = user;
+/* The full path of rd_block_hook: every check, in the order the run loop would make
+ * them; when the block runs, the new `limit` for the fast path. */
+__attribute__((noinline)) static void block_hook_full(struct rd_counter *st, uc_engine *uc, uint64_t addr,
+                            uint32_t size) {
     if (st->stop_reason != RD_STOP_NONE)
         return; /* a stop is already on its way: this block will not run */
     if (st->icount >= st->stop_at) {
@@ -857,6 +868,50 @@ void rd_block_hook(uc_engine *uc, uint64_t addr, uint32_t size, void *user) {
     st->block_size = size;
     st->prev_info = st->block_info;
     st->block_info = info;
+    /* Below `limit` no stop is due at any entry: not the target, not a requested stop,
+     * and no deadline (each one is checked from the block entry at or after it). */
+    uint64_t limit = st->target;
+    if (st->stop_at < limit)
+        limit = st->stop_at;
+    if (st->soft_target < limit)
+        limit = st->soft_target;
+    if (lapic && lapic->deadline_icount < limit)
+        limit = lapic->deadline_icount;
+    if (ticker && ticker->wired && ticker->deadline_icount < limit)
+        limit = ticker->deadline_icount;
+    st->limit = limit;
+}
+
+/* Every block entry.  The fast path is the full path's outcome for a block found in the
+ * recent cache that ends at or below `limit` (so no target, requested stop or deadline
+ * can be due at its entry), when no stop is on its way, no IRQ is waiting for a window
+ * (irq_check), no breakpoint is being stepped over and the last block did not touch the
+ * mappings: the block runs, the countdown published at a branch boundary. */
+void rd_block_hook(uc_engine *uc, uint64_t addr, uint32_t size, void *user) {
+    struct rd_counter *st = user;
+    const struct rd_block *slot = &st->recent[(addr ^ (addr >> 7)) & RD_RECENT_MASK];
+    uint32_t prev = st->block_info;
+    if (__builtin_expect(slot->addr == addr && slot->size == size, 1) &&
+        !(st->stop_reason | st->irq_check | (prev & RD_INFO_MMU)) &&
+        st->bp_skip_addr == RD_NO_ADDR) {
+        uint32_t info = slot->info;
+        uint64_t icount = st->icount;
+        uint64_t next = icount + (info & RD_INFO_COUNT_MASK);
+        if (__builtin_expect(next <= st->limit, 1)) {
+            struct rd_countdown *cd = st->countdown;
+            if (cd && (prev & RD_INFO_BRANCH) && cd->armed)
+                countdown_publish(cd, icount);
+            st->block_base = icount;
+            st->special_seen = 0;
+            st->icount = next;
+            st->block_addr = addr;
+            st->block_size = size;
+            st->prev_info = prev;
+            st->block_info = info;
+            return;
+        }
+    }
+    block_hook_full(st, uc, addr, size);
 }
 
 void rd_code_hook(uc_engine *uc, uint64_t addr, uint32_t size, void *user) {

@@ -186,6 +186,8 @@ void rd_lapic_set_timer(struct rd_lapic *l, int64_t deadline_ns, int64_t start_n
     l->start_ns = start_ns;
     l->period_ns = period_ns;
     l->deadline_icount = icount_reaching(deadline_ns, l->bias_ns, l->icount_shift);
+    if (l->limit)
+        *l->limit = 0;
 }
 
 /* Virtual time is (icount << shift) + bias_ns (set before each run: warps move it). */
@@ -193,6 +195,8 @@ void rd_lapic_set_clock(struct rd_lapic *l, uint32_t shift, int64_t bias_ns) {
     l->icount_shift = shift;
     l->bias_ns = bias_ns;
     l->deadline_icount = icount_reaching(l->deadline_ns, bias_ns, shift);
+    if (l->limit)
+        *l->limit = 0;
 }
 
 static int native(const struct rd_lapic *l) {

@@ -53,6 +53,9 @@ struct rd_lapic {
     /* statistics */
     uint64_t expiries; /* timer expiries taken natively */
     uint64_t delivered; /* interrupts delivered natively */
+    /* the counter's fast-path limit (struct rd_counter), zeroed at every change of the
+     * deadline; NULL when no counter takes the expiries */
+    uint64_t *limit;
 };
 
 /* _lapic.c, for the counter's block hook (both at a block entry, before it runs) */

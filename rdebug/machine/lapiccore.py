@@ -55,6 +55,7 @@ class LapicState(ctypes.Structure):
         ("vtlb", ctypes.c_void_p),
         ("expiries", ctypes.c_uint64),
         ("delivered", ctypes.c_uint64),
+        ("limit", ctypes.c_void_p),
     )
 
 

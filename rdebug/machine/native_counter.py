@@ -257,6 +257,7 @@ class NativeCounter:
             self._requested_canonical = index + 1 >= len(block.offsets) and block.branch
             if self._requested_icount >= int(st.icount):
                 st.stop_at = min(int(st.stop_at), self._requested_icount)
+                st.limit = 0  # the hook's fast path must see it
             else:
                 st.stop_pending = 1
             return
@@ -285,6 +286,7 @@ class NativeCounter:
         self._requested_icount = int(st.icount)
         self._requested_canonical = block is not None and block.branch
         st.stop_at = min(int(st.stop_at), int(st.icount))
+        st.limit = 0  # the hook's fast path must see it
         return int(st.block_base) if block is not None else int(st.icount)
 
     def in_shadow(self) -> bool:
@@ -311,6 +313,7 @@ class NativeCounter:
     def interrupt(self) -> None:
         self._interrupted = True
         self._st.target = 0  # the next block entry stops (an aligned store: thread-safe)
+        self._st.limit = 0  # (through the hook's full path)
 
     def clear_interrupt(self) -> None:
         self._interrupted = False
@@ -329,6 +332,7 @@ class NativeCounter:
             raise MachineError(f"target {target} is in the past (icount {st.icount})")
         st.target = target
         st.soft_target = soft_target
+        st.limit = 0  # the first block entry takes the hook's full path
         if self._interrupted:
             self._interrupted = False
             return self._stopped(StopCause.INTERRUPTED, self._canonical, self._shadow_after_stop)
@@ -475,6 +479,7 @@ class NativeCounter:
         soft target it gives `execute`."""
         self._lapic = core  # the C struct lives as long as this reference
         self._st.lapic = core.address
+        core.state.limit = self._st_addr + CounterState.limit.offset  # zeroed at its changes
 
     def attach_ticker(self, ticker: NativeTicker) -> None:
         """Take the PIT's idle expiries in the block hook while the machine wires the

@@ -142,3 +142,30 @@ def test_a_breakpoint_on_an_interrupt_handler_is_hit_at_every_delivery(counter: 
         assert len(hits) == ticks
     finally:
         machine.close()
+
+
+# Three rounds of: sti ; out dx, al (port 0x80, the last round 0xf4: isa-debug-exit) ;
+# dec ecx ; jnz.  The OUT after STI is a translation block of its own (the interrupt
+# shadow), so the exit's stop falls at the entry of the next block, which the earlier
+# rounds made hot (the native hook's fast path must see the stop asked for).
+#   mov dx, 0x80 ; mov ecx, 3
+#   top: cmp ecx, 1 ; jne skip ; mov dx, 0xf4
+#   skip: mov al, 2 ; sti ; out dx, al ; dec ecx ; jnz top ; jmp $
+EXIT_AFTER_STI = bytes.fromhex("66ba8000b90300000083f901750466baf400b002fbee4975f0ebfe")
+
+
+@pytest.mark.parametrize("counter", ["native", "reference"])
+def test_a_stop_asked_for_by_the_last_instruction_of_a_block_is_taken_after_it(
+    counter: str,
+) -> None:
+    inputs = LiveInputs(clock=lambda: CLOCK_NS)
+    machine = Machine(MachineConfig(memory_mb=16), inputs, [], counter=COUNTERS[counter])
+    try:
+        image = parse_image(EXIT_AFTER_STI, "exit", ImageFormat.FLAT, load_address=0x100000)
+        machine.load(image)
+        stop = machine.run()
+        assert (stop.reason, stop.exit_code, stop.icount) == (StopReason.EXIT, 5, 22)
+        assert machine.cpu.eip == 0x100016  # after the OUT: the DEC never ran
+        assert machine.cpu.read("ecx") == 1
+    finally:
+        machine.close()
