@@ -19,7 +19,8 @@
  *                   While a countdown is armed (struct rd_countdown: the LAPIC timer's
  *                   current count), a block entered at a branch boundary first writes
  *                   the count at that icount into the device's register page (see
- *                   rd_countdown_publish: the guest reads it with no memory hook).
+ *                   rd_countdown_publish: the guest reads it with no memory hook), or,
+ *                   published lazily, keeps that icount for the page's read alias.
  *                   The LAPIC timer's expiries (_lapic.c) and a PIT expiry that
  *                   changes nothing (struct rd_ticker) are taken here, not stopped for.
  *   rd_code_hook    UC_HOOK_CODE restricted to single addresses: breakpoints, and the
@@ -110,6 +111,16 @@ struct rd_countdown {
     uint64_t fast_from;
     uint64_t fast_span;
     int64_t fast_off;
+    /* Lazy publication (with the native counter and the page walk, machine/countdown.py):
+     * the hook publishes nothing; the guest reads the page through an MMIO alias
+     * (rd_countdown_mmio_read) and the machine at every stop and before a device store,
+     * each of which first brings the page up to date (rd_countdown_catch_up): the count
+     * at the last branch boundary, `*boundary` (the counter's), unless the page holds it
+     * or a later one already (`published_at`). */
+    uint32_t lazy;
+    uint32_t _pad_lazy;
+    uint64_t published_at; /* the boundary the page holds the count of (RD_NO_ADDR: none) */
+    const uint64_t *boundary;
 };
 
 /* The first icount whose virtual time is at or after `ns`. */
@@ -173,7 +184,43 @@ static inline uint32_t countdown_publish(struct rd_countdown *cd, uint64_t icoun
     memcpy(cd->page + cd->offset, &value, 4);
     cd->published = value;
     cd->publications++;
+    cd->published_at = icount;
     return value;
+}
+
+#define RD_NONE UINT64_MAX
+
+/* The page as the hook publishing at every branch boundary would have left it. */
+void rd_countdown_catch_up(struct rd_countdown *cd) {
+    if (!cd->armed || !cd->boundary)
+        return;
+    uint64_t at = *cd->boundary;
+    if (at != RD_NONE && at != cd->published_at)
+        countdown_publish(cd, at);
+}
+
+/* A guest read of the page, through its MMIO alias (the page walk maps every read of
+ * the page there, _vtlb.c): the bytes the page holds once brought up to date. */
+uint64_t rd_countdown_mmio_read(void *uc, uint64_t offset, unsigned size, void *user) {
+    struct rd_countdown *cd = user;
+    (void)uc;
+    rd_countdown_catch_up(cd);
+    uint64_t value = 0;
+    if (offset < 4096 && size <= 8 && offset + size <= 4096)
+        memcpy(&value, cd->page + offset, size); /* little-endian: the low byte first */
+    return value;
+}
+
+/* Never called: the page walk sends no write to the alias (writes go to the page). */
+void rd_countdown_mmio_write(void *uc, uint64_t offset, unsigned size, uint64_t value,
+                             void *user) {
+    (void)uc, (void)offset, (void)size, (void)value, (void)user;
+}
+
+/* The device wrote the page itself (a register store, a restored state): it holds the
+ * count as of now. */
+void rd_countdown_written(struct rd_countdown *cd) {
+    cd->published_at = cd->boundary ? *cd->boundary : RD_NONE;
 }
 
 uint32_t rd_countdown_value(struct rd_countdown *cd, uint64_t icount) {
@@ -258,6 +305,9 @@ struct rd_counter {
      * take the full path, which sets it again: whoever changes target, soft_target,
      * stop_at or a native timer's deadline while the engine runs sets it to 0. */
     uint64_t limit;
+    /* the icount of the last block entered at a branch boundary (RD_NONE: none since the
+     * last restore), for the countdown's lazy publication */
+    uint64_t boundary;
     uint64_t block_base; /* icount before the current block */
     uint64_t block_addr; /* the current (last entered) block */
     uint32_t block_size;
@@ -853,8 +903,12 @@ __attribute__((noinline)) static void block_hook_full(struct rd_counter *st, uc_
         return;
     }
     /* The block runs. */
-    if (st->countdown && st->countdown->armed && (st->block_info & RD_INFO_BRANCH))
-        countdown_publish(st->countdown, st->icount); /* a branch boundary */
+    if (st->block_info & RD_INFO_BRANCH) { /* a branch boundary */
+        struct rd_countdown *cd = st->countdown;
+        st->boundary = st->icount;
+        if (cd && cd->armed && !cd->lazy)
+            countdown_publish(cd, st->icount);
+    }
     if (st->bp_skip_addr != RD_NO_ADDR) {
         if (st->bp_skip_blocks)
             st->bp_skip_blocks--;
@@ -898,9 +952,12 @@ void rd_block_hook(uc_engine *uc, uint64_t addr, uint32_t size, void *user) {
         uint64_t icount = st->icount;
         uint64_t next = icount + (info & RD_INFO_COUNT_MASK);
         if (__builtin_expect(next <= st->limit, 1)) {
-            struct rd_countdown *cd = st->countdown;
-            if (cd && (prev & RD_INFO_BRANCH) && cd->armed)
-                countdown_publish(cd, icount);
+            if (prev & RD_INFO_BRANCH) {
+                struct rd_countdown *cd = st->countdown;
+                st->boundary = icount;
+                if (cd && cd->armed && !cd->lazy)
+                    countdown_publish(cd, icount);
+            }
             st->block_base = icount;
             st->special_seen = 0;
             st->icount = next;

@@ -115,6 +115,12 @@ struct rd_vtlb {
     int32_t eflags_regid;
     int32_t idtr_regid;
     uint64_t delivered;
+    /* A page whose reads go to an MMIO alias (a lazily published countdown's, _icount.c),
+     * or 0: a read fill of guest-physical `countdown_page` maps `countdown_alias` (read
+     * only), a write fill the page itself (write only), a fetch fill the page (execute
+     * only), so that no TLB entry ever reads the page itself. */
+    uint64_t countdown_page;
+    uint64_t countdown_alias;
 };
 
 static inline uint32_t load32(const struct rd_vtlb *v, uint64_t paddr) {
@@ -277,6 +283,14 @@ static bool grant(struct rd_vtlb *v, struct uc_tlb_entry *e, uint64_t paddr, int
     } else if (is_code_page(v, paddr)) {
         perms |= UC_PROT_EXEC; /* stores there must keep invalidating translations */
     }
+    if (v->countdown_alias && (paddr & ~0xfffull) == v->countdown_page) {
+        if (type == UC_MEM_READ) {
+            paddr = v->countdown_alias | (paddr & 0xfffull);
+            perms = UC_PROT_READ;
+        } else {
+            perms &= type == UC_MEM_WRITE ? UC_PROT_WRITE : UC_PROT_EXEC;
+        }
+    }
     e->paddr = paddr;
     e->perms = perms;
     return true;
@@ -351,6 +365,12 @@ static bool fill(struct rd_vtlb *v, uint64_t addr, int type, struct uc_tlb_entry
         store32(v, entry_at, entry);
     }
     return grant(v, e, paddr, type, writable && (entry & PG_D));
+}
+
+/* Drop every TLB entry (the machine, so that the countdown's page is read through a
+ * fill again). */
+void rd_vtlb_flush(struct rd_vtlb *v) {
+    v->ctl(v->uc, v->flush_ctl);
 }
 
 bool rd_tlb_fill(uc_engine *uc, uint64_t addr, int type, struct uc_tlb_entry *e, void *user) {

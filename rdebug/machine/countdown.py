@@ -12,6 +12,14 @@ replay, and after any seek or restore (the published value is part of the device
 saved state).  The reference counter (tests/oracle) publishes at the same positions
 through `publish_at`.
 
+The native counter publishes lazily (`publish_lazily`): its hook only keeps the icount
+of the last branch boundary, every guest read of the page goes through an MMIO alias
+(the page walk maps read fills there, machine/vtlb.py) whose callback first writes the
+count at that boundary into the page (`catch_up`, unless the page already holds it or a
+later one), and the machine catches up after each run and whenever `published` is read.
+The page then holds, whenever anything reads it, what publishing at every boundary would
+have left there; publishing at every boundary cost a tenth of a kernel's run.
+
 `CountdownState` mirrors `struct rd_countdown` (change both sides together).  Devices
 use this module, so it loads _icount's two countdown functions itself (it must not
 import the counter's binding, which knows the engine).
@@ -45,10 +53,16 @@ class CountdownState(ctypes.Structure):
         ("fast_from", ctypes.c_uint64),
         ("fast_span", ctypes.c_uint64),
         ("fast_off", ctypes.c_int64),
+        ("lazy", ctypes.c_uint32),
+        ("_pad_lazy", ctypes.c_uint32),
+        ("published_at", ctypes.c_uint64),
+        ("boundary", ctypes.c_void_p),
     )
 
 
 _U32 = 0xFFFFFFFF
+#: `published_at` / the counter's `boundary`: no branch boundary (RD_NONE)
+_NONE = (1 << 64) - 1
 
 
 @functools.cache
@@ -58,6 +72,9 @@ def _library() -> ctypes.CDLL:
     lib.rd_countdown_value.restype = ctypes.c_uint32
     lib.rd_countdown_publish.argtypes = (ctypes.c_void_p, ctypes.c_uint64)
     lib.rd_countdown_publish.restype = ctypes.c_uint32
+    for name in ("rd_countdown_catch_up", "rd_countdown_written"):
+        getattr(lib, name).argtypes = (ctypes.c_void_p,)
+        getattr(lib, name).restype = None
     return lib
 
 
@@ -73,6 +90,7 @@ class Countdown:
         self.state = CountdownState()
         self.state.page = ctypes.addressof(self._page_ptr)
         self.state.offset = offset
+        self.state.published_at = _NONE
         self.address = ctypes.addressof(self.state)
         self._offset = offset
 
@@ -106,10 +124,13 @@ class Countdown:
         value &= _U32
         self.state.published = value
         self._page[self._offset : self._offset + 4] = value.to_bytes(4, "little")
+        self._lib.rd_countdown_written(self.address)
 
     @property
     def published(self) -> int:
-        """The value last written into the page (what the guest reads there now)."""
+        """What the guest reads in the page now (the page brought up to date first)."""
+        if self.state.lazy:
+            self.catch_up()
         return int(self.state.published)
 
     # -- the machine's side ----------------------------------------------------------------
@@ -121,6 +142,33 @@ class Countdown:
             st.icount_shift = icount_shift
             st.bias_ns = bias_ns
             st.fast_span = 0
+
+    def publish_lazily(self, boundary_address: int) -> None:
+        """Publish only when the page is read: the guest's reads go through an alias
+        that brings it up to date first (machine/vtlb.py), and the machine calls
+        `catch_up` before it or a device reads it; the counter keeps the icount of the
+        last branch boundary at `boundary_address`."""
+        st = self.state
+        st.boundary = boundary_address
+        st.lazy = 1
+
+    @property
+    def page(self) -> mmap.mmap:
+        """The host page the count is in."""
+        return self._page
+
+    @property
+    def lazy(self) -> bool:
+        return bool(self.state.lazy)
+
+    def catch_up(self) -> None:
+        """Bring the page up to date: the count at the last branch boundary, as the
+        counter would have published it there (before anything else reads the page)."""
+        self._lib.rd_countdown_catch_up(self.address)
+
+    def restored(self) -> None:
+        """The machine moved to a restored position: the page holds its count."""
+        self.state.published_at = _NONE
 
     def publish_at(self, icount: int) -> int:
         """Write the count at `icount` into the page (a branch boundary); return it."""

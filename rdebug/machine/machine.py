@@ -47,6 +47,7 @@ from rdebug.machine.audio import AudioFormat
 from rdebug.machine.board import Board
 from rdebug.machine.boot import boot
 from rdebug.machine.clock import NEVER, VirtualClock
+from rdebug.machine.countdown import Countdown
 from rdebug.machine.counter import Counter, CounterFactory, StopCause
 from rdebug.machine.cpu import EFLAGS_IF, Cpu
 from rdebug.machine.cpuid import CpuidTsc
@@ -200,6 +201,16 @@ class Machine:
         for countdown in self._countdowns:
             countdown.set_clock(self.clock.shift, self.clock.bias_ns)
             self.counter.attach_countdown(countdown)
+        #: the countdown published only when its page is read (machine/countdown.py)
+        self._lazy_countdown: Countdown | None = None
+        if isinstance(self.counter, NativeCounter) and len(self._countdowns) == 1:
+            countdown = self._countdowns[0]
+            for device in self.devices:
+                for base, page in device.register_pages():
+                    if page is countdown.page:
+                        countdown.publish_lazily(self.counter.boundary_address)
+                        self.cpu.vtlb.read_through_countdown(base, countdown.address)
+                        self._lazy_countdown = countdown
         #: the LAPIC whose timer expiries and deliveries the counter takes in C (its
         #: timer is left out of the counter's soft target), if any
         self._native_lapic: LocalApic | None = None
@@ -422,6 +433,8 @@ class Machine:
                     return self._stop(StopReason.FAULT, detail=f"{exc} at eip {self.cpu.eip:#x}")
             finally:
                 self._emulating = False
+                if self._lazy_countdown is not None:
+                    self._lazy_countdown.catch_up()
                 try:
                     self._pass_native_syncs()  # a player may find a divergence here
                 finally:

@@ -65,6 +65,7 @@ class NativeCounter:
         st.soft_target = NO_TARGET
         st.stop_at = NO_TARGET
         st.bp_skip_addr = NO_ADDR
+        st.boundary = NO_ADDR
         st.eflags_regid = X.UC_X86_REG_EFLAGS
         st.uc = ctypes.cast(self._uc._uch, ctypes.c_void_p).value
         st.emu_stop = ctypes.cast(_ucpy.uclib.uc_emu_stop, ctypes.c_void_p).value
@@ -307,6 +308,9 @@ class NativeCounter:
         self._canonical = branch_boundary
         self._shadow_after_stop = shadow
         self._requested_icount = None
+        self._st.boundary = NO_ADDR  # no branch boundary since the restored position
+        if self._countdown is not None:
+            self._countdown.restored()
         # The restored CR3 and page tables may map other code at the blocks' addresses.
         self._lib.rd_space_changed(self._st_addr)
 
@@ -472,6 +476,12 @@ class NativeCounter:
             raise MachineError("the native counter publishes one countdown only")
         self._countdown = countdown  # the C struct lives as long as this reference
         self._st.countdown = countdown.address
+
+    @property
+    def boundary_address(self) -> int:
+        """Where the hook keeps the icount of the last branch boundary (a uint64), for a
+        countdown published lazily (machine/countdown.py)."""
+        return self._st_addr + CounterState.boundary.offset
 
     def attach_lapic(self, core: LapicCore) -> None:
         """Take the local APIC's periodic timer expiries and deliver its interrupts at IRQ

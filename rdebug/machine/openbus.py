@@ -17,8 +17,11 @@ log = logging.getLogger(__name__)
 
 
 def map_open_bus(uc: Uc) -> None:
-    """Fill every unmapped part of the 4 GiB physical address space (call last)."""
-    taken = sorted((begin, end + 1) for begin, end, _perms in uc.mem_regions())
+    """Fill every unmapped part of the 4 GiB physical address space (call last; what
+    is mapped above it, such as machine/vtlb.py's read alias, stays as it is)."""
+    taken = sorted(
+        (begin, min(end + 1, 1 << 32)) for begin, end, _perms in uc.mem_regions() if begin < 1 << 32
+    )
     start = 0
     for begin, end in [*taken, (1 << 32, 1 << 32)]:
         if begin > start:

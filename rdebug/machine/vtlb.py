@@ -74,6 +74,8 @@ class _State(ctypes.Structure):
         ("eflags_regid", ctypes.c_int32),
         ("idtr_regid", ctypes.c_int32),
         ("delivered", ctypes.c_uint64),
+        ("countdown_page", ctypes.c_uint64),
+        ("countdown_alias", ctypes.c_uint64),
     )
 
 
@@ -83,6 +85,11 @@ class PageFault:
 
     address: int  # CR2
     error_code: int
+
+
+#: Guest-physical address of the countdown page's read alias: above any address a guest's
+#: page tables reach (32 bits, 40 with PSE-36).
+COUNTDOWN_ALIAS = 1 << 44
 
 
 def _library() -> ctypes.CDLL:
@@ -95,6 +102,8 @@ def _library() -> ctypes.CDLL:
         ctypes.c_uint32,
     )
     lib.rd_deliver.restype = ctypes.c_int
+    lib.rd_vtlb_flush.argtypes = (ctypes.c_void_p,)
+    lib.rd_vtlb_flush.restype = None
     return lib
 
 
@@ -245,6 +254,32 @@ class VirtualTlb:
         return not self._deliver(
             self._st_addr, vector, int(software), int(error_code is not None), code
         )
+
+    def read_through_countdown(self, page: int, countdown: int) -> None:
+        """Send every guest read of guest-physical page `page` to the countdown at
+        address `countdown` (struct rd_countdown, machine/countdown.py), which brings the
+        page up to date first: an MMIO alias of the page, out of the guest's reach,
+        that read fills of the page map instead."""
+        assert self._uc is not None
+        lib = self._lib
+        read = ctypes.cast(lib.rd_countdown_mmio_read, ctypes.c_void_p)
+        write = ctypes.cast(lib.rd_countdown_mmio_write, ctypes.c_void_p)
+        handle = ctypes.c_void_p(ctypes.cast(self._uc._uch, ctypes.c_void_p).value)
+        err = _ucpy.uclib.uc_mmio_map(
+            handle,
+            COUNTDOWN_ALIAS,
+            0x1000,
+            read,
+            ctypes.c_void_p(countdown),
+            write,
+            ctypes.c_void_p(countdown),
+        )
+        if err != UC.UC_ERR_OK:
+            raise MachineError(f"cannot map the countdown's read alias: unicorn error {err}")
+        self._st.countdown_page = page & ~0xFFF
+        self._st.countdown_alias = COUNTDOWN_ALIAS
+        self._uc.ctl_flush_tb()
+        self._lib.rd_vtlb_flush(self._st_addr)  # no entry read the page itself any more
 
     def host_access(self, on: bool) -> None:
         """Around engine calls that access guest memory outside guest execution (loading
