@@ -939,14 +939,18 @@ __attribute__((noinline)) static void block_hook_full(struct rd_counter *st, uc_
 /* Every block entry.  The fast path is the full path's outcome for a block found in the
  * recent cache that ends at or below `limit` (so no target, requested stop or deadline
  * can be due at its entry), when no stop is on its way, no IRQ is waiting for a window
- * (irq_check), no breakpoint is being stepped over and the last block did not touch the
- * mappings: the block runs, the countdown published at a branch boundary. */
+ * that may be open (irq_check, unless IF was read as 0 and no block since may have set
+ * it: a kernel holding a lock with an interrupt pending), no breakpoint is being stepped
+ * over and the last block did not touch the mappings: the block runs, the countdown
+ * published at a branch boundary. */
 void rd_block_hook(uc_engine *uc, uint64_t addr, uint32_t size, void *user) {
     struct rd_counter *st = user;
     const struct rd_block *slot = &st->recent[(addr ^ (addr >> 7)) & RD_RECENT_MASK];
     uint32_t prev = st->block_info;
+    /* an IRQ waits for a window, but IF was read as 0 and nothing since can set it */
+    uint32_t irq_waits = st->irq_check && (!st->if_clear || (prev & RD_INFO_SETS_IF));
     if (__builtin_expect(slot->addr == addr && slot->size == size, 1) &&
-        !(st->stop_reason | st->irq_check | (prev & RD_INFO_MMU)) &&
+        !(st->stop_reason | irq_waits | (prev & RD_INFO_MMU)) &&
         st->bp_skip_addr == RD_NO_ADDR) {
         uint32_t info = slot->info;
         uint64_t icount = st->icount;

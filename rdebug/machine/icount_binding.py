@@ -96,7 +96,7 @@ class CounterState(ctypes.Structure):
         ("cr4_regid", ctypes.c_int32),
         ("_pad3", ctypes.c_uint32),
         ("revalidations", ctypes.c_uint64),
-        ("recent", BlockSlot * 256),
+        ("recent", BlockSlot * 256),  # RD_RECENT_SIZE
         ("countdown", ctypes.c_void_p),  # struct rd_countdown * (machine/countdown.py)
         ("specials", ctypes.c_void_p),
         ("specials_mask", ctypes.c_uint32),
