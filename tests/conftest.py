@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import struct
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 from elftools.elf.elffile import ELFFile
@@ -17,12 +19,13 @@ from rdebug.api import Session
 from rdebug.host.sources import FileSerialSource, LiveInputs
 from rdebug.machine.counter import CounterFactory
 from rdebug.machine.disks import OverlayDisk
-from rdebug.machine.inputs import SerialSource
+from rdebug.machine.inputs import ExternalInputs, SerialSource
 from rdebug.machine.loader import load_image, parse_image
-from rdebug.machine.machine import Machine, MachineConfig
+from rdebug.machine.machine import Machine, MachineConfig, StopReason
 from rdebug.machine.native_counter import NativeCounter
 from rdebug.replay.log import End, Instruction, Shutdown, ShutdownCause, encode, encode_header
 from rdebug.replay.player import Player, recording_end
+from rdebug.replay.recorder import Recorder
 from rdebug.replay.trace import Trace, open_disks
 from tests.oracle.reference_counter import ReferenceCounter
 
@@ -128,6 +131,48 @@ def make_machine(
     machine = Machine(config, inputs, [out], disks, counter=COUNTERS[counter])
     machine.load(load_image(GUESTS / f"{guest}.elf"))
     return machine, out
+
+
+def stride_walk(
+    machine: Machine, out: Capture, stride: Callable[[int], int]
+) -> list[tuple[object, ...]]:
+    """Run `machine` to its end in steps of `stride(previous step)` instructions (from 1):
+    (reason, icount, registers) at each stop, then (the serial output,)."""
+    stops: list[tuple[object, ...]] = []
+    step = 1
+    while True:
+        stop = machine.run(machine.icount + step)
+        stops.append((stop.reason, stop.icount, tuple(sorted(machine.cpu.registers().items()))))
+        if stop.reason is not StopReason.TARGET:
+            break
+        step = stride(step)
+    stops.append((bytes(out.data),))
+    return stops
+
+
+#: what a run over some inputs returns: a tuple whose [1] is the icount it ended at
+Run = TypeVar("Run", bound=tuple[Any, ...])
+
+
+def record_log(log: Path, inputs: LiveInputs, run: Callable[[ExternalInputs], Run]) -> Run:
+    """`run` over a recorder of `inputs` writing `log`, the log finished where it ended."""
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    try:
+        recorder = Recorder(inputs, fd)
+        result = run(recorder)
+        recorder.finish(result[1])
+    finally:
+        os.close(fd)
+    return result
+
+
+def replay_log(log: Path, run: Callable[[ExternalInputs], Run]) -> Run:
+    """`run` over a player of `log`, which must end where the run did."""
+    with log.open("rb") as stream:
+        player = Player(stream, str(log))
+        result = run(player)
+        player.verify_end(result[1], "stopped")
+    return result
 
 
 @pytest.fixture

@@ -56,10 +56,6 @@ class NativeTicker:
         return ctypes.addressof(self.state)
 
     @property
-    def wired(self) -> bool:
-        return bool(self.state.wired)
-
-    @property
     def taken(self) -> int:
         """Expiries the block hook has taken (statistics)."""
         return int(self.state.taken)

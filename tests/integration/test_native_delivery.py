@@ -35,9 +35,16 @@ from rdebug.replay.log import (
     encode,
     encode_header,
 )
-from rdebug.replay.player import Player
 from rdebug.replay.recorder import Recorder
-from tests.conftest import COUNTERS, GUESTS, Capture, make_machine
+from tests.conftest import (
+    COUNTERS,
+    GUESTS,
+    Capture,
+    make_machine,
+    record_log,
+    replay_log,
+    stride_walk,
+)
 
 CLOCK_NS = 1_764_000_000_000_000_000
 SESSIONS = {"minikernel": b"crc 30\nexit 0\n"}
@@ -50,16 +57,9 @@ LAPIC_TIMER = {"minikernel"}
 
 def _walk(guest: str) -> tuple[list[tuple[object, ...]], str, tuple[int, ...]]:
     machine, out = make_machine(guest, serial_input=SESSIONS.get(guest), clock_ns=CLOCK_NS)
-    stops: list[tuple[object, ...]] = []
     try:
-        step = 1
-        while True:
-            stop = machine.run(machine.icount + step)
-            stops.append((stop.reason, stop.icount, tuple(sorted(machine.cpu.registers().items()))))
-            if stop.reason is not StopReason.TARGET:
-                break
-            step = step * 5 % 60_013 + 1  # uneven strides: inside handlers and user code
-        stops.append((bytes(out.data),))
+        # uneven strides: inside handlers and user code
+        stops = stride_walk(machine, out, lambda step: step * 5 % 60_013 + 1)
         assert machine.native_interrupts is not None
         core = machine.board.lapic.core
         taken = (
@@ -112,23 +112,12 @@ def _machine_run(inputs: ExternalInputs) -> Result:
 
 
 def _record(log: Path) -> Result:
-    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-    try:
-        session = LiveInputs({0: FileSerialSource(SESSIONS["minikernel"])}, lambda: CLOCK_NS)
-        recorder = Recorder(session, fd)
-        result = _machine_run(recorder)
-        recorder.finish(result[1])
-    finally:
-        os.close(fd)
-    return result
+    session = LiveInputs({0: FileSerialSource(SESSIONS["minikernel"])}, lambda: CLOCK_NS)
+    return record_log(log, session, _machine_run)
 
 
 def _replay(log: Path) -> Result:
-    with log.open("rb") as stream:
-        player = Player(stream, str(log))
-        result = _machine_run(player)
-        player.verify_end(result[1], "stopped")
-    return result
+    return replay_log(log, _machine_run)
 
 
 def test_native_system_calls_record_the_same_log(

@@ -10,18 +10,16 @@ every tick (never idle); `crc` never programs the PIT nor the 8259.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
 from rdebug.host.sources import LiveInputs
+from rdebug.machine.inputs import ExternalInputs
 from rdebug.machine.loader import load_image
 from rdebug.machine.machine import Machine, MachineConfig, StopReason
 from rdebug.machine.ticker import NativeTicker
-from rdebug.replay.player import Player
-from rdebug.replay.recorder import Recorder
-from tests.conftest import GUESTS, Capture, make_machine
+from tests.conftest import GUESTS, Capture, make_machine, record_log, replay_log, stride_walk
 
 CLOCK_NS = 1_764_000_000_000_000_000
 SESSIONS = {"minikernel": b"crc 30\nexit 0\n"}
@@ -31,16 +29,9 @@ IDLE_TICKS = {"pitmask", "minikernel", "crc"}
 
 def _walk(guest: str) -> tuple[list[tuple[object, ...]], str, int]:
     machine, out = make_machine(guest, serial_input=SESSIONS.get(guest), clock_ns=CLOCK_NS)
-    stops: list[tuple[object, ...]] = []
     try:
-        step = 1
-        while True:
-            stop = machine.run(machine.icount + step)
-            stops.append((stop.reason, stop.icount, tuple(sorted(machine.cpu.registers().items()))))
-            if stop.reason is not StopReason.TARGET:
-                break
-            step = step * 7 % 90_011 + 1  # uneven strides: before, at and after ticks
-        stops.append((bytes(out.data),))
+        # uneven strides: before, at and after ticks
+        stops = stride_walk(machine, out, lambda step: step * 7 % 90_011 + 1)
         ticker = machine.native_ticker
         return stops, machine.state_hash(), 0 if ticker is None else ticker.taken
     finally:
@@ -70,7 +61,7 @@ def test_idle_pit_expiries_in_c_give_the_python_run(
 Result = tuple[StopReason, int, bytes, str, int]
 
 
-def _run(inputs: LiveInputs | Recorder | Player) -> Result:
+def _run(inputs: ExternalInputs) -> Result:
     out = Capture()
     machine = Machine(MachineConfig(memory_mb=16), inputs, [out])
     try:
@@ -83,34 +74,15 @@ def _run(inputs: LiveInputs | Recorder | Player) -> Result:
         machine.close()
 
 
-def _record(log: Path) -> Result:
-    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-    try:
-        recorder = Recorder(LiveInputs(clock=lambda: CLOCK_NS), fd)
-        result = _run(recorder)
-        recorder.finish(result[1])
-    finally:
-        os.close(fd)
-    return result
-
-
-def _replay(log: Path) -> Result:
-    with log.open("rb") as stream:
-        player = Player(stream, str(log))
-        result = _run(player)
-        player.verify_end(result[1], "stopped")
-    return result
-
-
 def test_idle_pit_expiries_in_c_record_the_same_log(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     native_log, python_log = tmp_path / "native.log", tmp_path / "python.log"
-    native = _record(native_log)
-    native_replay = _replay(native_log)
+    native = record_log(native_log, LiveInputs(clock=lambda: CLOCK_NS), _run)
+    native_replay = replay_log(native_log, _run)
     monkeypatch.setattr(NativeTicker, "default_enabled", False)
-    python = _record(python_log)
-    python_replay_of_native = _replay(native_log)
+    python = record_log(python_log, LiveInputs(clock=lambda: CLOCK_NS), _run)
+    python_replay_of_native = replay_log(native_log, _run)
     assert native[0] is StopReason.EXIT
     assert native[4] > 0 and native_replay[4] > 0 and python[4] == 0
     assert native_log.read_bytes() == python_log.read_bytes()
