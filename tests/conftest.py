@@ -100,8 +100,10 @@ class BytesImage:
         return self._data[offset : offset + length]
 
 
-#: The disk the `disk` guest's expected output was made with (sample_guests/README.md).
+#: The disk the `disk` and `portregs` guests' expected outputs were made with
+#: (sample_guests/README.md), on the primary master.
 DISK_IMAGE = bytes(range(256)) * 4096
+DISK_GUESTS = ("disk", "portregs")
 
 
 class Capture:
@@ -121,7 +123,7 @@ def make_machine(
     memory_mb: int = 16,
     clock_ns: int | None = None,
 ) -> tuple[Machine, Capture]:
-    disks = [OverlayDisk(BytesImage(DISK_IMAGE))] if guest == "disk" else []
+    disks = [OverlayDisk(BytesImage(DISK_IMAGE))] if guest in DISK_GUESTS else []
     out = Capture()
     sources: dict[int, SerialSource] = {}
     if serial_input is not None:

@@ -1093,6 +1093,26 @@ struct rd_pio_window {
 typedef void (*rd_out_fn)(uc_engine *uc, uint32_t port, int size, uint32_t value, void *user);
 typedef uint32_t (*rd_in_fn)(uc_engine *uc, uint32_t port, int size, void *user);
 
+/* Port registers: a device's byte register that the guest reads back as written, or
+ * writes with no effect but the stored value (an IDE task-file register, a CRTC index),
+ * is served here too.  `cell` is the register, or register 0 of a file that the byte at
+ * `index` selects (then only the registers whose bit is set in `valid`); a write stores
+ * `value & wmask`, or with RD_REG_SAME is served only when it leaves the register as it
+ * is (a Device Control write that changes nothing).  Byte accesses only; everything
+ * else goes to Python.  Python owns the structs and the cells (machine/portregs.py). */
+#define RD_PIO_REGS 16
+#define RD_REG_READ 1u
+#define RD_REG_WRITE 2u
+#define RD_REG_SAME 4u
+struct rd_pio_reg {
+    uint32_t port;
+    uint32_t flags;
+    uint32_t wmask;
+    uint32_t valid;
+    uint8_t *cell;
+    uint8_t *index;
+};
+
 struct rd_portio {
     struct rd_counter *counter;
     rd_out_fn fallback_out;
@@ -1100,63 +1120,109 @@ struct rd_portio {
     uint32_t enabled;
     int32_t cs_regid;
     uint32_t nwindows;
-    uint32_t _pad;
+    uint32_t nregs;
     struct rd_pio_window *windows[RD_PIO_WINDOWS];
+    struct rd_pio_reg *regs[RD_PIO_REGS];
     uint64_t native; /* statistics: accesses moved here */
 };
 
-static struct rd_pio_window *pio_window(struct rd_portio *p, uc_engine *uc, uint32_t port,
-                                        int size, uint32_t out) {
-    if (!p->enabled || (size != 2 && size != 4))
-        return NULL;
-    struct rd_pio_window *w = NULL;
-    for (uint32_t i = 0; i < p->nwindows && i < RD_PIO_WINDOWS; i++) {
-        struct rd_pio_window *c = p->windows[i];
-        if (c->active && c->port == port && c->out == out) {
-            w = c;
-            break;
-        }
-    }
-    if (!w || w->pos + (uint32_t)size >= w->end)
-        return NULL;
+/* Whether the I/O instruction now running may be served here: the counter places it
+ * (the block's next I/O instruction, as Python's begin_special would) and it runs at
+ * CPL 0 or in real mode (ring 3's permission check is Python's).  Counts it if so. */
+static int pio_native_ok(struct rd_portio *p, uc_engine *uc) {
     struct rd_counter *st = p->counter;
     if (st->block_addr == RD_NO_ADDR)
-        return NULL;
+        return 0;
     const struct rd_specials *e = specials_find(st, st->block_addr, st->block_size);
     if (!e || e->count > RD_SPECIALS_MAX || st->special_seen >= e->count)
-        return NULL;
+        return 0;
     uint64_t cs = 0, cr0 = 0;
     st->reg_read(uc, p->cs_regid, &cs);
     if (cs & 3) { /* CPL 3 in protected mode: the permission check is Python's */
         st->reg_read(uc, st->cr0_regid, &cr0);
         if (cr0 & 1)
-            return NULL;
+            return 0;
     }
     st->special_seen++; /* the instruction is the block's next I/O one, as in Python */
     p->native++;
-    return w;
+    return 1;
+}
+
+static struct rd_pio_window *pio_window(struct rd_portio *p, uint32_t port, int size,
+                                        uint32_t out) {
+    if (size != 2 && size != 4)
+        return NULL;
+    for (uint32_t i = 0; i < p->nwindows && i < RD_PIO_WINDOWS; i++) {
+        struct rd_pio_window *w = p->windows[i];
+        if (w->active && w->port == port && w->out == out)
+            return w->pos + (uint32_t)size < w->end ? w : NULL;
+    }
+    return NULL;
+}
+
+/* The byte a port register access reads or writes (its register in `*reg`), or NULL
+ * when Python must take it. */
+static uint8_t *pio_reg(struct rd_portio *p, uint32_t port, int size, uint32_t out,
+                        uint32_t value, const struct rd_pio_reg **reg) {
+    if (size != 1)
+        return NULL;
+    for (uint32_t i = 0; i < p->nregs && i < RD_PIO_REGS; i++) {
+        const struct rd_pio_reg *r = p->regs[i];
+        if (r->port != port)
+            continue;
+        if (!(r->flags & (out ? RD_REG_WRITE | RD_REG_SAME : RD_REG_READ)))
+            return NULL;
+        uint8_t *cell = r->cell;
+        if (r->index) {
+            uint32_t selected = *r->index;
+            if (selected >= 32 || !((r->valid >> selected) & 1))
+                return NULL;
+            cell += selected;
+        }
+        if (out && (r->flags & RD_REG_SAME) && (value & r->wmask) != *cell)
+            return NULL;
+        *reg = r;
+        return cell;
+    }
+    return NULL;
 }
 
 void rd_out_hook(uc_engine *uc, uint32_t port, int size, uint32_t value, void *user) {
     struct rd_portio *p = user;
-    struct rd_pio_window *w = pio_window(p, uc, port, size, 1);
-    if (!w) {
-        p->fallback_out(uc, port, size, value, user);
-        return;
+    if (p->enabled) {
+        struct rd_pio_window *w = pio_window(p, port, size, 1);
+        if (w && pio_native_ok(p, uc)) {
+            memcpy(w->buf + w->pos, &value, (size_t)size); /* little-endian: low word first */
+            w->pos += (uint32_t)size;
+            return;
+        }
+        const struct rd_pio_reg *r = NULL;
+        uint8_t *cell = w ? NULL : pio_reg(p, port, size, 1, value, &r);
+        if (cell && pio_native_ok(p, uc)) {
+            if (!(r->flags & RD_REG_SAME))
+                *cell = (uint8_t)(value & r->wmask);
+            return;
+        }
     }
-    memcpy(w->buf + w->pos, &value, (size_t)size); /* little-endian: the low word first */
-    w->pos += (uint32_t)size;
+    p->fallback_out(uc, port, size, value, user);
 }
 
 uint32_t rd_in_hook(uc_engine *uc, uint32_t port, int size, void *user) {
     struct rd_portio *p = user;
-    struct rd_pio_window *w = pio_window(p, uc, port, size, 0);
-    if (!w)
-        return p->fallback_in(uc, port, size, user);
-    uint32_t value = 0;
-    memcpy(&value, w->buf + w->pos, (size_t)size);
-    w->pos += (uint32_t)size;
-    return value;
+    if (p->enabled) {
+        struct rd_pio_window *w = pio_window(p, port, size, 0);
+        if (w && pio_native_ok(p, uc)) {
+            uint32_t value = 0;
+            memcpy(&value, w->buf + w->pos, (size_t)size);
+            w->pos += (uint32_t)size;
+            return value;
+        }
+        const struct rd_pio_reg *r = NULL;
+        uint8_t *cell = w ? NULL : pio_reg(p, port, size, 0, 0, &r);
+        if (cell && pio_native_ok(p, uc))
+            return *cell;
+    }
+    return p->fallback_in(uc, port, size, user);
 }
 
 /* An importable module only so that the build and the import machinery find the file. */

@@ -25,6 +25,7 @@ from rdebug.machine.datawindow import DataWindow
 from rdebug.machine.devices.base import Device
 from rdebug.machine.native import extension, function_address
 from rdebug.machine.native_counter import NativeCounter
+from rdebug.machine.portregs import PortRegister
 from rdebug.machine.probes import PortAccess
 from rdebug.machine.vtlb import hook_insn_native
 
@@ -32,6 +33,8 @@ log = logging.getLogger(__name__)
 
 #: Data windows the native port hooks serve (RD_PIO_WINDOWS in _icount.c).
 _WINDOWS = 4
+#: Port registers the native port hooks serve (RD_PIO_REGS in _icount.c).
+_REGISTERS = 16
 _OUT_FN = ctypes.CFUNCTYPE(
     None, ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint32, ctypes.c_void_p
 )
@@ -50,8 +53,9 @@ class PortIoState(ctypes.Structure):
         ("enabled", ctypes.c_uint32),
         ("cs_regid", ctypes.c_int32),
         ("nwindows", ctypes.c_uint32),
-        ("_pad", ctypes.c_uint32),
+        ("nregs", ctypes.c_uint32),
         ("windows", ctypes.c_void_p * _WINDOWS),
+        ("regs", ctypes.c_void_p * _REGISTERS),
         ("native", ctypes.c_uint64),
     )
 
@@ -64,8 +68,9 @@ class PortIo:
     the device sends out, to a terminal or a network, must come after everything the
     log will say happened before it).  With the native counter the hooks are C functions
     (`rd_in_hook`, `rd_out_hook`) that move the words of the devices' open data
-    windows (machine/datawindow.py) themselves and call the Python ones below for
-    everything else.
+    windows (machine/datawindow.py) and read and write their port registers
+    (machine/portregs.py) themselves, and call the Python ones below for everything
+    else.
     """
 
     def __init__(
@@ -91,10 +96,19 @@ class PortIo:
             uc.hook_add(UC_HOOK_INSN, self._on_out, None, 1, 0, X.UC_X86_INS_OUT)
             return
         windows: list[DataWindow] = []
+        registers: list[PortRegister] = []
         for device in dict.fromkeys(ports.values()):  # each device once, in port order
             windows.extend(device.data_windows())
+            for register in device.port_registers():
+                if ports.get(register.port) is not device:
+                    raise ValueError(f"{device.name}: port {register.port:#x} is not its own")
+                registers.append(register)
         if len(windows) > _WINDOWS:
             raise ValueError(f"{len(windows)} data windows: the native hooks serve {_WINDOWS}")
+        if len(registers) > _REGISTERS:
+            raise ValueError(
+                f"{len(registers)} port registers: the native hooks serve {_REGISTERS}"
+            )
         native = self._native = PortIoState()
         native.counter = counter.state_address
         # the binding's exception guard: an error in a device stops the run and is raised
@@ -106,8 +120,12 @@ class PortIo:
         native.nwindows = len(windows)
         for i, window in enumerate(windows):
             native.windows[i] = window.address
+        native.nregs = len(registers)
+        for i, register in enumerate(registers):
+            native.regs[i] = register.address
         native.enabled = 1
         self._windows = windows  # the structs the C side points at
+        self._registers = registers
         lib = extension()
         user = ctypes.addressof(native)
         self._hooks = [

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 if TYPE_CHECKING:
     from rdebug.machine.countdown import Countdown
     from rdebug.machine.datawindow import DataWindow
+    from rdebug.machine.portregs import PortRegister
 
 StateValue = int | bool | bytes | str | None | list["StateValue"] | dict[str, "StateValue"]
 State = dict[str, StateValue]
@@ -192,6 +193,11 @@ class Device(Stateful):
         """The data ports whose PIO blocks the native port hooks may move while the
         device keeps them open (see machine/datawindow.py); the same objects for the
         device's life."""
+        return ()
+
+    def port_registers(self) -> tuple[PortRegister, ...]:
+        """The byte registers the native port hooks may read and write themselves (see
+        machine/portregs.py); the same objects for the device's life."""
         return ()
 
     def drive_irq(self, line: int, level: bool, driven: bool) -> bool:

@@ -30,6 +30,7 @@ from rdebug.machine.devices.base import (
     fields,
     state_bytes,
 )
+from rdebug.machine.portregs import Access, ByteAttribute, PortRegister, RegisterBytes
 
 CRTC_INDEX = 0x3D4
 CRTC_DATA = 0x3D5
@@ -56,10 +57,34 @@ class Cga(Device):
 
     name = "cga"
     ports = (range(CRTC_INDEX, STATUS + 1),)
+    #: the CRTC's index; its registers follow it in `registers` (see `port_registers`)
+    index = ByteAttribute(0)
 
     def __init__(self, ctx: DeviceContext) -> None:
         super().__init__(ctx)
+        self.registers = RegisterBytes(1 + CRTC_REGISTERS)
+        rw = Access.READ | Access.WRITE
+        self._port_registers = (
+            PortRegister(CRTC_INDEX, self.registers, 0, rw, wmask=0x1F),
+            # R0-R15 behind the data port (the light pen's R16-R17 read 0: Python's)
+            PortRegister(CRTC_DATA, self.registers, 1, rw, index=0, valid=0xFFFF),
+        )
         self.reset()
+
+    @property
+    def crtc(self) -> memoryview:
+        """The CRTC's 18 registers, writable in place."""
+        return self.registers.view[1:]
+
+    @crtc.setter
+    def crtc(self, value: bytes | bytearray) -> None:
+        if len(value) != CRTC_REGISTERS:
+            raise TypeError("malformed cga state: 18 CRTC registers expected")
+        self.registers.load(bytes(value), 1)
+
+    def port_registers(self) -> tuple[PortRegister, ...]:
+        """The CRTC's index and the registers R0-R15 behind its data port."""
+        return self._port_registers
 
     def reset(self) -> None:
         self.index = 0

@@ -62,6 +62,7 @@ from rdebug.machine.devices.base import (
     enum_codec,
     fields,
 )
+from rdebug.machine.portregs import Access, ByteAttribute, PortRegister, RegisterBytes
 
 SECTOR_SIZE = 512
 #: Model number in IDENTIFY DEVICE words 27-46 (padded with spaces to 40 characters).
@@ -237,6 +238,16 @@ class IdeController(Device):
     "ide@0x...".
     """
 
+    # The Command Block's registers (shared by both drives) and Device Control: in
+    # `registers`, which the native port hooks read and write (see `port_registers`).
+    features = ByteAttribute(0)
+    sector_count = ByteAttribute(1)
+    lba_low = ByteAttribute(2)
+    lba_mid = ByteAttribute(3)
+    lba_high = ByteAttribute(4)
+    device = ByteAttribute(5)
+    device_control = ByteAttribute(6)
+
     def __init__(
         self,
         ctx: DeviceContext,
@@ -247,6 +258,7 @@ class IdeController(Device):
         irq: int = 14,
     ) -> None:
         super().__init__(ctx)
+        self.registers = RegisterBytes(7)
         self.base = base
         self.ctrl = ctrl
         self.irq = irq
@@ -260,10 +272,32 @@ class IdeController(Device):
         #: the Data register while a PIO block is under way (see `_take_pos`)
         self._window = DataWindow(base)
         self._window_drive: _Drive | None = None
+        self._registers: tuple[PortRegister, ...] | None = None
         self._init_registers()
 
     def data_windows(self) -> tuple[DataWindow, ...]:
         return (self._window,)
+
+    def port_registers(self) -> tuple[PortRegister, ...]:
+        """Features, Sector Count and the LBA registers: stores and (but Features, which
+        reads as Error) read-back; the Device register read back, and written where the
+        write keeps the drive selected (the same value); Device Control where the write
+        changes nothing.  None without a drive (every register then reads 0)."""
+        if self._registers is None:
+            rw = Access.READ | Access.WRITE
+            cells = self.registers
+            base = self.base
+            self._registers = (
+                ()
+                if all(d is None for d in self.drives)
+                else (
+                    PortRegister(base + 1, cells, 0, Access.WRITE),
+                    *(PortRegister(base + i, cells, i - 1, rw) for i in range(2, 6)),
+                    PortRegister(base + 6, cells, 5, Access.READ | Access.SAME),
+                    PortRegister(self.ctrl, cells, 6, Access.SAME, wmask=_HOB | _SRST | _NIEN),
+                )
+            )
+        return self._registers
 
     def _take_pos(self) -> None:
         """The block's position back from the window (the native port hooks move the
