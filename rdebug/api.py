@@ -218,7 +218,7 @@ class Session:
         try:
             self._end = recording_end(self._log, str(self.trace.log_path))
             self._log.seek(0)
-            self._player = Player(self._log, str(self.trace.log_path))
+            self._player = Player(self._log, str(self.trace.log_path), self._end)
             self._start = self._player.position()
             disks = open_disks(self.trace.info.drives, check=True)
             self._machine = Machine(

@@ -193,7 +193,7 @@ class Replay:
         self.log = trace.log_path.open("rb")
         self.end = recording_end(self.log, "log")
         self.log.seek(0)
-        self.player = Player(self.log, "log")
+        self.player = Player(self.log, "log", self.end)
         disks = open_disks(trace.info.drives, check=False)
         self.machine = Machine(trace.info.machine_config(), self.player, [], disks)
         self.machine.load(trace.loaded_guest())

@@ -91,8 +91,10 @@ class ExternalInputs(Protocol):
         """An icount the machine must stop at exactly and call `take_async` there.
 
         A replay answers the icount of its next recorded input (or of the end of the
-        recording, where `take_async` then leaves the horizon in place: the run ends).
-        Live inputs answer None.
+        recording, where `take_async` then leaves the horizon in place: the run ends),
+        or, while the next event is one the machine reports rather than takes (an
+        interrupt), the end of the recording if it knows it: no run goes past it.  Live
+        inputs answer None.
         """
         ...
 

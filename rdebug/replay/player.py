@@ -84,8 +84,10 @@ class PlayerPosition:
 class Player:
     """`ExternalInputs` that replays the log read from `stream`."""
 
-    def __init__(self, stream: BinaryIO, name: str) -> None:
+    def __init__(self, stream: BinaryIO, name: str, end: int | None = None) -> None:
+        """`end`: where the recording ends (`recording_end`), when the caller knows it."""
         self._name = name
+        self._end = end
         self._reader = Reader(stream, name)
         self._next: Event | None = None
         self.ending = Ending.NOT_YET
@@ -218,7 +220,11 @@ class Player:
     def horizon(self) -> int | None:
         if self._next is None or isinstance(self._next, Checkpoint):
             return self._icount
-        return None
+        # The next event is one the machine reports (an interrupt, an exception...), not
+        # one it must stop for.  But interrupts taken in C during an engine run reach the
+        # log only after it: without a bound, the run that takes the recording's last
+        # ones would go on past its end.
+        return self._end
 
     def synchronize(self, event: SyncEvent, icount: int) -> None:
         expected = self._next

@@ -27,6 +27,8 @@ MEMORY_MB = 224  # what the kernel would get under QEMU in expected/
 SHELL_SESSION = b"help\nps\nrun\nfault\ndisk\ndisk\ncrc 3\nbogus\nexit 0\n"
 #: a shorter one for recording and seeking
 SHORT_SESSION = b"ps\nfault\ndisk\ncrc 1\nexit 5\n"
+#: a longer one (about 5.9e6 instructions) to cut
+CRC_SESSION = b"crc 20\nexit 0\n"
 
 
 def slave_image(sectors: int = 2048) -> bytes:
@@ -50,6 +52,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (folder / "slave.img").write_bytes(slave_image())
     (folder / "shell.txt").write_bytes(SHELL_SESSION)
     (folder / "short.txt").write_bytes(SHORT_SESSION)
+    (folder / "crc.txt").write_bytes(CRC_SESSION)
     return folder
 
 
@@ -116,6 +119,27 @@ def test_record_and_replay_give_the_live_output_and_state(files: Path, trace: Pa
         assert session.end_icount == live_icount
         session.seek(session.end_icount)
         assert session.state_hash() == live_hash
+
+
+@pytest.mark.parametrize("cut", [2_500_000, 4_000_000, 5_500_000])
+def test_a_recording_cut_by_max_insns_replays_to_its_cut(
+    files: Path, tmp_path: Path, cut: int
+) -> None:
+    """Cut while the kernel takes timer ticks and system calls in C (they are passed to
+    the log after each engine run): the replay's runs must still end at the cut, not
+    run past it and find the end of the log where it expected the next interrupt."""
+    trace = tmp_path / "cut"
+    recorded = tmp_path / "recorded.txt"
+    result = _rdebug(
+        "record", KERNEL, "-o", trace, *_session_args(files, "crc", recorded),
+        "--max-insns", str(cut),
+    )  # fmt: skip
+    assert result.returncode == 4, result.stderr
+    replayed = tmp_path / "replayed.txt"
+    result = _rdebug("replay", trace, "--serial", f"file:{replayed}")
+    assert result.returncode == 0, result.stderr
+    assert f"end of the recording at icount {cut}".encode() in result.stderr
+    assert replayed.read_bytes() == recorded.read_bytes()
 
 
 @pytest.fixture
