@@ -25,7 +25,10 @@ first prompt is out (typing time not counted), and `rdebug record -o TRACE
 each (QEMU's instruction count taken as rdebug's, the same guest and session) and
 their ratio, in wall seconds and in CPU seconds of the processes (user + system, from
 the kernel's accounting of the finished child: on a shared machine the CPU time is the
-steadier figure).
+steadier figure).  Each process also runs the session `crc 0` (start-up, boot, the
+command's output, `exit`: the fixed cost of a process on this guest), and the ratio is
+printed again over the `crc N` work alone: each one's best time on `crc N` less its best
+on `crc 0`.
 
     python bench/kernel.py [--rounds 2] [--passes 3600] [--no-qemu]
 """
@@ -35,6 +38,7 @@ from __future__ import annotations
 import argparse
 import functools
 import os
+import re
 import resource
 import shutil
 import statistics
@@ -228,8 +232,9 @@ def qemu_session(passes: int) -> float:
     return elapsed
 
 
-def rdebug_record_session(passes: int, folder: Path) -> float:
-    """Wall seconds of `rdebug record` (a whole process) on the session."""
+def rdebug_record_session(passes: int, folder: Path, counts: list[int] | None = None) -> float:
+    """Wall seconds of `rdebug record` (a whole process) on the session; the number of
+    instructions it reports is appended to `counts`."""
     feed = folder / "session.txt"
     feed.write_bytes(_session(passes))
     trace = folder / "trace"
@@ -245,6 +250,11 @@ def rdebug_record_session(passes: int, folder: Path) -> float:
     elapsed = time.perf_counter() - t0
     if proc.returncode != 1 or b"crc %d: 0x" % passes not in proc.stdout:
         raise SystemExit(f"rdebug record: the session did not complete: {proc.stderr[-300:]!r}")
+    if counts is not None:
+        found = re.search(rb"recorded ([0-9]+) instructions", proc.stderr)
+        if found is None:
+            raise SystemExit(f"rdebug record: no instruction count in {proc.stderr[-300:]!r}")
+        counts.append(int(found.group(1)))
     return elapsed
 
 
@@ -263,6 +273,10 @@ def main(argv: list[str] | None = None) -> int:
     boots: list[float] = []
     versus: dict[str, list[float]] = {"qemu": [], "record": []}
     versus_cpu: dict[str, list[float]] = {"qemu": [], "record": []}
+    #: the same for the session `crc 0`: each process's fixed cost on this guest
+    fixed: dict[str, list[float]] = {"qemu": [], "record": []}
+    fixed_cpu: dict[str, list[float]] = {"qemu": [], "record": []}
+    fixed_icount: list[int] = []
     icount = 0
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(args.rounds):
@@ -282,6 +296,16 @@ def main(argv: list[str] | None = None) -> int:
                     wall, cpu = cpu_of(session)
                     versus[name].append(wall)
                     versus_cpu[name].append(cpu)
+                empty: dict[str, Callable[[], float]] = {
+                    "qemu": functools.partial(qemu_session, 0),
+                    "record": functools.partial(
+                        rdebug_record_session, 0, Path(tmp), fixed_icount
+                    ),
+                }
+                for name, session in empty.items():
+                    wall, cpu = cpu_of(session)
+                    fixed[name].append(wall)
+                    fixed_cpu[name].append(cpu)
 
     print(f"minikernel `crc {args.passes}` session: {icount:,} instructions, {args.rounds} rounds")
     print("(a shared, noisy machine: best and median of the rounds)\n")
@@ -314,6 +338,21 @@ def main(argv: list[str] | None = None) -> int:
         cpu_ratio = min(versus_cpu["qemu"]) / min(versus_cpu["record"])
         print(f"rdebug record throughput / QEMU's: {ratio:.2f} wall, {cpu_ratio:.2f} CPU"
               " (best rounds; target >= 1.0)")  # fmt: skip
+        print("the session `crc 0` (each process's fixed cost: start-up, boot, exit):")
+        for name, label in (("qemu", "QEMU run"), ("record", "rdebug record")):
+            print(f"{label:14} best {min(fixed[name]):6.2f} s, "
+                  f"CPU best {min(fixed_cpu[name]):6.2f} s")  # fmt: skip
+        work = {n: min(versus[n]) - min(fixed[n]) for n in versus}
+        work_cpu = {n: min(versus_cpu[n]) - min(fixed_cpu[n]) for n in versus_cpu}
+        if min(work.values()) > 0 and min(work_cpu.values()) > 0:
+            insns = icount - min(fixed_icount)
+            print(f"the `crc {args.passes}` work alone ({insns:,} instructions): QEMU "
+                  f"{insns / work['qemu'] / 1e6:.1f} MIPS, rdebug record "
+                  f"{insns / work['record'] / 1e6:.1f} MIPS; rdebug / QEMU "
+                  f"{work['qemu'] / work['record']:.2f} wall, "
+                  f"{work_cpu['qemu'] / work_cpu['record']:.2f} CPU")  # fmt: skip
+        else:
+            print("the `crc N` work alone: too short against the noise to measure")
     return 0
 
 
