@@ -121,6 +121,7 @@ struct rd_countdown {
     uint32_t _pad_lazy;
     uint64_t published_at; /* the boundary the page holds the count of (RD_NO_ADDR: none) */
     const uint64_t *boundary;
+    uint64_t reads; /* statistics: guest reads of the page through the MMIO alias */
 };
 
 /* The first icount whose virtual time is at or after `ns`. */
@@ -204,6 +205,7 @@ void rd_countdown_catch_up(struct rd_countdown *cd) {
 uint64_t rd_countdown_mmio_read(void *uc, uint64_t offset, unsigned size, void *user) {
     struct rd_countdown *cd = user;
     (void)uc;
+    cd->reads++;
     rd_countdown_catch_up(cd);
     uint64_t value = 0;
     if (offset < 4096 && size <= 8 && offset + size <= 4096)

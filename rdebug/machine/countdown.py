@@ -18,7 +18,9 @@ of the last branch boundary, every guest read of the page goes through an MMIO a
 count at that boundary into the page (`catch_up`, unless the page already holds it or a
 later one), and the machine catches up after each run and whenever `published` is read.
 The page then holds, whenever anything reads it, what publishing at every boundary would
-have left there; publishing at every boundary cost a tenth of a kernel's run.
+have left there; publishing at every boundary cost a tenth of a kernel's run that
+reads the page seldom.  `PublicationChoice` goes back to publishing at every boundary
+for a guest that reads the page often (an alias read costs more than ~30 publications).
 
 `CountdownState` mirrors `struct rd_countdown` (change both sides together).  Devices
 use this module, so it loads _icount's two countdown functions itself (it must not
@@ -30,6 +32,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import mmap
+from collections.abc import Callable
 
 from rdebug.machine.native import extension
 
@@ -57,6 +60,7 @@ class CountdownState(ctypes.Structure):
         ("_pad_lazy", ctypes.c_uint32),
         ("published_at", ctypes.c_uint64),
         ("boundary", ctypes.c_void_p),
+        ("reads", ctypes.c_uint64),
     )
 
 
@@ -157,6 +161,12 @@ class Countdown:
         """The host page the count is in."""
         return self._page
 
+    def publish_eagerly(self) -> None:
+        """Publish at every branch boundary again (the page brought up to date first);
+        `publish_lazily` goes back."""
+        self.catch_up()
+        self.state.lazy = 0
+
     @property
     def lazy(self) -> bool:
         return bool(self.state.lazy)
@@ -182,3 +192,69 @@ class Countdown:
     def publications(self) -> int:
         """How many times the counter published (statistics)."""
         return int(self.state.publications)
+
+    @property
+    def reads(self) -> int:
+        """Guest reads of the page through the alias so far (statistics)."""
+        return int(self.state.reads)
+
+
+class PublicationChoice:
+    """Lazy or eager publication of a countdown, whichever costs the guest less, chosen
+    again at the engine's stops.
+
+    A guest read through the alias is an MMIO callback (about 45 ns here); publishing at a
+    branch boundary is a few instructions of the block hook.  A guest that reads the
+    page often runs faster with the count published at every boundary: xv6 reads the
+    LAPIC's ID at every lock, one read per ~74 instructions (eager: 1.5e9 of its
+    instructions ~9% faster).  One that reads it seldom runs faster with the alias: the
+    minikernel reads it once per ~78,000 instructions (lazy: a tenth faster).  So:
+    after a window of at least `WINDOW` instructions through the alias, eager when there
+    was more than one read per `READ_SPACING` instructions; after `RESAMPLE`
+    instructions of eager publication (when reads cannot be counted), back to the alias
+    for a window.  Nothing the guest sees depends on it: whenever anything reads the
+    page, it holds the count at the last branch boundary either way.
+    """
+
+    READ_SPACING = 256
+    WINDOW = 1 << 20
+    RESAMPLE = 1 << 28
+
+    def __init__(
+        self,
+        countdown: Countdown,
+        boundary_address: int,
+        reads_through_alias: Callable[[bool], None],
+    ) -> None:
+        self._countdown = countdown
+        self._boundary = boundary_address
+        self._through_alias = reads_through_alias
+        self._since = 0  # icount of the last choice (or of the start)
+        self._reads = countdown.reads  # reads counted at that point
+        countdown.publish_lazily(boundary_address)
+        reads_through_alias(True)
+
+    @property
+    def eager(self) -> bool:
+        return not self._countdown.lazy
+
+    def stopped(self, icount: int) -> None:
+        """The engine stopped at `icount` (the page brought up to date)."""
+        window = icount - self._since
+        if window < 0:  # the machine moved back (a restore): start a window here
+            self._restart(icount)
+            return
+        if self.eager:
+            if window >= self.RESAMPLE:
+                self._countdown.publish_lazily(self._boundary)
+                self._through_alias(True)
+                self._restart(icount)
+        elif window >= self.WINDOW:
+            if (self._countdown.reads - self._reads) * self.READ_SPACING > window:
+                self._countdown.publish_eagerly()
+                self._through_alias(False)
+            self._restart(icount)
+
+    def _restart(self, icount: int) -> None:
+        self._since = icount
+        self._reads = self._countdown.reads

@@ -47,7 +47,7 @@ from rdebug.machine.audio import AudioFormat
 from rdebug.machine.board import Board
 from rdebug.machine.boot import boot
 from rdebug.machine.clock import NEVER, VirtualClock
-from rdebug.machine.countdown import Countdown
+from rdebug.machine.countdown import Countdown, PublicationChoice
 from rdebug.machine.counter import Counter, CounterFactory, StopCause
 from rdebug.machine.cpu import EFLAGS_IF, Cpu
 from rdebug.machine.cpuid import CpuidTsc
@@ -201,16 +201,22 @@ class Machine:
         for countdown in self._countdowns:
             countdown.set_clock(self.clock.shift, self.clock.bias_ns)
             self.counter.attach_countdown(countdown)
-        #: the countdown published only when its page is read (machine/countdown.py)
+        #: the countdown whose page the guest reads through an alias while it is published
+        #: lazily, and the choice between lazy and eager (machine/countdown.py)
         self._lazy_countdown: Countdown | None = None
+        self._publication: PublicationChoice | None = None
         if isinstance(self.counter, NativeCounter) and len(self._countdowns) == 1:
             countdown = self._countdowns[0]
             for device in self.devices:
                 for base, page in device.register_pages():
                     if page is countdown.page:
-                        countdown.publish_lazily(self.counter.boundary_address)
                         self.cpu.vtlb.read_through_countdown(base, countdown.address)
                         self._lazy_countdown = countdown
+                        self._publication = PublicationChoice(
+                            countdown,
+                            self.counter.boundary_address,
+                            self.cpu.vtlb.countdown_reads_through_alias,
+                        )
         #: the LAPIC whose timer expiries and deliveries the counter takes in C (its
         #: timer is left out of the counter's soft target), if any
         self._native_lapic: LocalApic | None = None
@@ -435,6 +441,8 @@ class Machine:
                 self._emulating = False
                 if self._lazy_countdown is not None:
                     self._lazy_countdown.catch_up()
+                if self._publication is not None:
+                    self._publication.stopped(self.icount)
                 try:
                     self._pass_native_syncs()  # a player may find a divergence here
                 finally:

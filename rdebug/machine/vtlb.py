@@ -281,6 +281,13 @@ class VirtualTlb:
         self._uc.ctl_flush_tb()
         self._lib.rd_vtlb_flush(self._st_addr)  # no entry read the page itself any more
 
+    def countdown_reads_through_alias(self, on: bool) -> None:
+        """Whether guest reads of the countdown's page (`read_through_countdown`) go
+        through its alias or read the page itself; every TLB entry is dropped."""
+        assert self._st.countdown_page or not on
+        self._st.countdown_alias = COUNTDOWN_ALIAS if on else 0
+        self._lib.rd_vtlb_flush(self._st_addr)
+
     def host_access(self, on: bool) -> None:
         """Around engine calls that access guest memory outside guest execution (loading
         a segment descriptor): supervisor accesses, never refused."""

@@ -27,6 +27,7 @@ from unicorn import UC_HOOK_MEM_READ
 from unicorn.unicorn_py3 import unicorn as _ucpy
 
 from rdebug.host.sources import LiveInputs
+from rdebug.machine.countdown import PublicationChoice
 from rdebug.machine.inputs import ExternalInputs
 from rdebug.machine.loader import ImageFormat, parse_image
 from rdebug.machine.machine import Machine, MachineConfig, StopReason
@@ -226,3 +227,124 @@ def test_no_memory_read_hook_is_ever_installed(monkeypatch: pytest.MonkeyPatch) 
         machine.close()
     assert hook_types  # the spy saw the machine's hooks
     assert not [t for t in hook_types if t & UC_HOOK_MEM_READ]
+
+
+# The choice between lazy and eager publication (PublicationChoice), on a guest that
+# reads the count often, then not at all, then often again (the timer periodic with a
+# period of 512 instructions, masked):
+#
+# _start:
+#   mov esp, 0x90000
+#   mov dword [0xfee000f0], 0x1ff          ; SVR: APIC software-enabled
+#   mov dword [0xfee003e0], 0xb            ; divide by 1
+#   mov dword [0xfee00320], 0x20040        ; LVT timer: periodic, masked, vector 0x40
+#   mov dword [0xfee00380], 0x10000        ; 128 a count per instruction: 512 a period
+#   xor ebx, ebx
+#   mov ecx, 6000
+# 1: mov eax, [0xfee00390]                 ; a read every 5 instructions
+#   add ebx, eax
+#   rol ebx, 3
+#   dec ecx
+#   jnz 1b
+#   mov [0x80000], ebx                      ; what the reads added up to
+#   mov ecx, 30000
+# 2: dec ecx                                ; 60,000 instructions without a read
+#   jnz 2b
+#   xor ebx, ebx
+#   mov ecx, 6000
+# 3: (the loop of 1:)
+#   mov [0x80004], ebx
+#   cli
+#   hlt
+PHASES_CODE = bytes.fromhex(
+    "bc00000900 c705f000e0feff010000 c705e003e0fe0b000000 c7052003e0fe40000200"
+    "c7058003e0fe00000100 31db b970170000"
+    "a19003e0fe 01c3 c1c303 49 75f3 891d00000800"
+    "b930750000 49 75fd"
+    "31db b970170000 a19003e0fe 01c3 c1c303 49 75f3 891d04000800 fa f4"
+)
+FREE_END = 90_000  # about where the read-free loop ends (it starts at ~30,000)
+STEP = 1000  # the test stops the machine every STEP instructions
+
+
+def _phases_machine(counter: str) -> Machine:
+    machine = Machine(
+        MachineConfig(memory_mb=16, icount_shift=SHIFT),
+        LiveInputs(clock=lambda: 0),
+        [],
+        counter=COUNTERS[counter],
+    )
+    machine.load(parse_image(PHASES_CODE, "phases", ImageFormat.FLAT, load_address=BASE))
+    return machine
+
+
+def _phases_result(machine: Machine) -> tuple[int, bytes, str]:
+    return machine.icount, machine.cpu.read_physical(0x80000, 8), machine.state_hash()
+
+
+def _phases_straight(counter: str) -> tuple[int, bytes, str]:
+    machine = _phases_machine(counter)
+    try:
+        assert machine.run().reason is StopReason.HALTED
+        return _phases_result(machine)
+    finally:
+        machine.close()
+
+
+@pytest.fixture
+def quick_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Windows a test can cross with stops every STEP instructions."""
+    monkeypatch.setattr(PublicationChoice, "WINDOW", 2000)
+    monkeypatch.setattr(PublicationChoice, "RESAMPLE", 20_000)
+
+
+@pytest.mark.usefixtures("quick_choice")
+def test_publication_turns_eager_where_the_guest_reads_often_and_back() -> None:
+    """Eager through the reading phases, lazy again through the read-free one; the
+    reads add up to what the reference counter's (published at every boundary) and a
+    straight native run's (no stop to choose at) add up to, the same final state."""
+    reference = _phases_straight("reference")
+    assert reference == _phases_straight("native")
+    assert reference[1] != bytes(8)
+    machine = _phases_machine("native")
+    try:
+        (countdown,) = machine.board.lapic.countdowns()
+        modes: list[tuple[int, bool]] = []
+        while (stop := machine.run(machine.icount + STEP)).reason is StopReason.TARGET:
+            modes.append((stop.icount, countdown.lazy))
+        assert stop.reason is StopReason.HALTED
+        assert _phases_result(machine) == reference
+    finally:
+        machine.close()
+    free = FREE_END
+    assert [lazy for at, lazy in modes if 3000 <= at < 20_000] == [False] * 17
+    assert all(lazy for at, lazy in modes if 70_000 <= at < free)
+    assert not any(lazy for at, lazy in modes if free + 3000 <= at < free + 20_000)
+
+
+@pytest.mark.usefixtures("quick_choice")
+def test_restores_across_the_choice_read_what_a_straight_run_reads() -> None:
+    """Snapshots taken while publishing eagerly and lazily, each restored into a
+    machine publishing the other way (and the same way), run to the straight end."""
+    reference = _phases_straight("reference")
+    machine = _phases_machine("native")
+    try:
+        (countdown,) = machine.board.lapic.countdowns()
+        saved: list[tuple[bool, int, MachineState, bytes]] = []
+        while machine.run(machine.icount + STEP).reason is StopReason.TARGET:
+            if machine.icount % 7000 == 0:
+                state, ram = machine.save_state(), machine.cpu.read_physical(0x80000, 8)
+                saved.append((countdown.lazy, machine.icount, state, ram))
+        assert {lazy for lazy, *_ in saved} == {False, True}
+        for _lazy, at, state, ram in saved:
+            for other in saved:  # the mode the machine is in when it restores
+                machine.cpu.write_physical(0x80000, ram)
+                machine.load_state(other[2], rewritten=range(0x80, 0x81))
+                machine.run(other[1] + 1)
+                machine.cpu.write_physical(0x80000, ram)
+                machine.load_state(state, rewritten=range(0x80, 0x81))
+                assert machine.icount == at
+                assert machine.run().reason is StopReason.HALTED
+                assert _phases_result(machine) == reference, (at, other[1])
+    finally:
+        machine.close()
