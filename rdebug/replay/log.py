@@ -371,17 +371,21 @@ class Reader:
     The log's one walker: `offset` is the byte where the next event begins and `icount`
     the sum of the EVENT_INSTRUCTION counts read so far, that is the icount at which the
     event just read happened (for EVENT_INSTRUCTION itself, the icount after its count).
+    `stream` is at its start, and nothing else moves it while the reader walks it (the
+    reader keeps its position itself).
     """
 
     def __init__(self, stream: BinaryIO, name: str) -> None:
         self._stream = stream
         self._name = name
+        self._pos = 0  # the stream's position, kept here: tell() costs a system call
         check_header(self._read_exact(HEADER_SIZE, 0, header=True), name)
         self.offset = HEADER_SIZE  # where the next event begins
         self.icount = 0  # instructions counted by the events read so far
 
     def _read_exact(self, length: int, start: int, header: bool = False) -> bytes:
         data = self._stream.read(length)
+        self._pos += len(data)
         if len(data) != length:
             if header:
                 return data
@@ -391,7 +395,7 @@ class Reader:
     def seek(self, offset: int, icount: int) -> None:
         """Continue reading at `offset` and `icount` (a position this reader reported)."""
         self._stream.seek(offset)
-        self.offset = offset
+        self._pos = self.offset = offset
         self.icount = icount
 
     def read(self) -> Event | None:
@@ -400,8 +404,9 @@ class Reader:
         first = self._stream.read(1)
         if not first:
             return None
+        self._pos += 1
         event = self._decode(first[0], start)
-        self.offset = self._stream.tell()
+        self.offset = self._pos
         if isinstance(event, Instruction):
             self.icount += event.count
         return event
