@@ -197,7 +197,7 @@ int guest_main(uint32_t mbi)
     uint32_t code = enter_user((uint32_t)user_main, USER_STACK_TOP);
     cli();
     printk("ring 3 exited with code %u\n", code);
-    if (code != 0 || page_faults != 1 || gp_faults != 1) {
+    if (code != 0 || page_faults != 1 || gp_faults != 3) {
         printk("usermode: FAILED (page faults %u, #GP %u)\n", page_faults,
                gp_faults);
         return 4;

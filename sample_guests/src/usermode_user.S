@@ -42,6 +42,18 @@ user_in:
     jne user_fail
     SYSCALL_WRITE msg_gp, msg_gp_len
 
+    /* The same for a port a debugger may serve without a round trip to its
+     * device model (the CRTC's index register): the permission check comes
+     * first, for OUT and IN alike. */
+    movl $0x3D4, %edx
+    movb $0x0E, %al
+    outb %al, %dx
+    movb $0x5A, %al
+    inb %dx, %al
+    cmpb $0x5A, %al                        /* AL untouched by the skipped IN */
+    jne user_fail
+    SYSCALL_WRITE msg_gp_crtc, msg_gp_crtc_len
+
     movl $SYS_EXIT, %eax
     xorl %ebx, %ebx
     int $SYSCALL_VECTOR
@@ -64,6 +76,9 @@ msg_page:
 msg_gp:
     .ascii "ring 3: back after #GP\n"
     .set msg_gp_len, . - msg_gp
+msg_gp_crtc:
+    .ascii "ring 3: CRTC index refused\n"
+    .set msg_gp_crtc_len, . - msg_gp_crtc
 msg_fail:
     .ascii "ring 3: check failed\n"
     .set msg_fail_len, . - msg_fail
