@@ -226,13 +226,14 @@ class PublicationChoice:
         boundary_address: int,
         reads_through_alias: Callable[[bool], None],
     ) -> None:
+        """Guest reads of `countdown`'s page already go through its alias (the page
+        walk's `read_through_countdown`); `reads_through_alias` turns that off and on."""
         self._countdown = countdown
         self._boundary = boundary_address
         self._through_alias = reads_through_alias
         self._since = 0  # icount of the last choice (or of the start)
         self._reads = countdown.reads  # reads counted at that point
         countdown.publish_lazily(boundary_address)
-        reads_through_alias(True)
 
     @property
     def eager(self) -> bool:
