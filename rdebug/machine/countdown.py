@@ -97,6 +97,17 @@ class Countdown:
         self.state.published_at = _NONE
         self.address = ctypes.addressof(self.state)
         self._offset = offset
+        self._limit: ctypes.c_uint64 | None = None
+
+    def attach_publisher(self, limit_address: int) -> None:
+        """The counter whose block hook publishes this countdown keeps the limit of its
+        fast path (a uint64) at `limit_address`: zeroed at every change of `armed` or
+        `lazy`, so that its next block entry looks at them again."""
+        self._limit = ctypes.c_uint64.from_address(limit_address)
+
+    def _publication_changed(self) -> None:
+        if self._limit is not None:
+            self._limit.value = 0
 
     # -- the device's side -----------------------------------------------------------------
 
@@ -113,11 +124,13 @@ class Countdown:
         st.periodic = int(periodic)
         st.fast_span = 0  # the C side's linear stretch is of the old countdown
         st.armed = 1
+        self._publication_changed()
 
     def disarm(self) -> None:
         """Stop publishing (the count no longer moves)."""
         self.state.armed = 0
         self.state.fast_span = 0
+        self._publication_changed()
 
     @property
     def armed(self) -> bool:
@@ -155,6 +168,7 @@ class Countdown:
         st = self.state
         st.boundary = boundary_address
         st.lazy = 1
+        self._publication_changed()
 
     @property
     def page(self) -> mmap.mmap:
@@ -166,6 +180,7 @@ class Countdown:
         `publish_lazily` goes back."""
         self.catch_up()
         self.state.lazy = 0
+        self._publication_changed()
 
     @property
     def lazy(self) -> bool:

@@ -59,6 +59,8 @@ class CounterState(ctypes.Structure):
         ("target", ctypes.c_uint64),
         ("soft_target", ctypes.c_uint64),
         ("limit", ctypes.c_uint64),
+        ("prev_mask", ctypes.c_uint32),
+        ("publish", ctypes.c_uint32),
         ("boundary", ctypes.c_uint64),
         ("block_base", ctypes.c_uint64),
         ("block_addr", ctypes.c_uint64),

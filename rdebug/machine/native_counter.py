@@ -128,6 +128,7 @@ class NativeCounter:
     def irq_check(self, value: bool) -> None:
         self._st.irq_check = int(value)
         self._st.if_clear = 0
+        self._st.limit = 0  # the hook's fast path must see it
 
     @property
     def state_address(self) -> int:
@@ -236,10 +237,12 @@ class NativeCounter:
         self._st.icount = self.current_icount()
         self._st.block_info = INFO_BRANCH  # the handler's first block follows a transfer
         self._st.if_clear = 0  # and the gate may have loaded another EFLAGS
+        self._st.limit = 0
 
     def control_transferred(self) -> None:
         self._st.block_info = INFO_BRANCH
         self._st.if_clear = 0
+        self._st.limit = 0
         self._canonical = True
         self._shadow_after_stop = False
         # The run resumes in the handler, not where the last stop was: a breakpoint on
@@ -273,12 +276,14 @@ class NativeCounter:
             self._requested_icount = int(st.block_base) + min(index, count)
             self._requested_canonical = index >= count and block.branch
         st.stop_reason = RD_STOP_REQUESTED
+        st.limit = 0
         self._uc.emu_stop()
 
     def request_stop_before_current(self) -> None:
         self._requested_icount = self.current_icount()
         self._requested_canonical = bool(self._st.block_info & INFO_BRANCH)
         self._st.stop_reason = RD_STOP_REQUESTED
+        self._st.limit = 0
         self._uc.emu_stop()
 
     def request_stop_soon(self) -> int:
@@ -476,6 +481,7 @@ class NativeCounter:
             raise MachineError("the native counter publishes one countdown only")
         self._countdown = countdown  # the C struct lives as long as this reference
         self._st.countdown = countdown.address
+        countdown.attach_publisher(self._st_addr + CounterState.limit.offset)
 
     @property
     def boundary_address(self) -> int:
