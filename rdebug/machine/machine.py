@@ -167,6 +167,9 @@ class Machine:
         self._next_stop = 0
         self._interrupt = threading.Event()
         self._fault: GuestFault | None = None
+        #: the LAPIC whose timer expiries and deliveries the counter takes in C (its
+        #: timer is left out of the counter's soft target), if any (set below)
+        self._native_lapic: LocalApic | None = None
         self.board = Board(
             self,
             memory_mb=config.memory_mb,
@@ -217,9 +220,6 @@ class Machine:
                             self.counter.boundary_address,
                             self.cpu.vtlb.countdown_reads_through_alias,
                         )
-        #: the LAPIC whose timer expiries and deliveries the counter takes in C (its
-        #: timer is left out of the counter's soft target), if any
-        self._native_lapic: LocalApic | None = None
         if isinstance(self.counter, NativeCounter) and self._native_interrupts is not None:
             lapic = self.board.lapic
             lapic.core.wire(self._native_interrupts.state_address, self.cpu.vtlb.state_address)
@@ -259,6 +259,8 @@ class Machine:
 
     def set_timer(self, device: Device, deadline_ns: int | None) -> None:
         self.clock.set_timer(device, deadline_ns)
+        if device is self._native_lapic:
+            return  # the counter has the deadline from its core (LocalApic._set_deadline)
         if (
             deadline_ns is not None
             and self._emulating

@@ -19,13 +19,17 @@ import os
 from pathlib import Path
 
 import pytest
+from unicorn import Uc
 
 from rdebug.errors import LogDivergence
 from rdebug.host.sources import FileSerialSource, LiveInputs
+from rdebug.machine.devices.base import Device
+from rdebug.machine.devices.lapic import TIMER_INITIAL, LocalApic
 from rdebug.machine.inputs import ExternalInputs
 from rdebug.machine.intr import NativeInterrupts
 from rdebug.machine.loader import ImageFormat, load_image, parse_image
 from rdebug.machine.machine import Machine, MachineConfig, StopReason
+from rdebug.machine.regpages import RegisterPages
 from rdebug.machine.vtlb import VirtualTlb
 from rdebug.replay.log import (
     ExceptionTaken,
@@ -249,3 +253,35 @@ def test_a_delivery_at_an_irq_window_pushes_the_offset_in_a_based_code_segment()
     assert native[0][-1][0] is StopReason.HALTED and native[0][-1][2] == 20  # 20 ticks taken
     assert native[2] > 0 and reference[2] == 0  # in C, and in Python
     assert native[:2] == reference[:2]
+
+
+@pytest.mark.parametrize("counter", ["native", "reference"])
+def test_an_initial_count_store_stops_the_engine_only_when_no_counter_has_the_timer(
+    counter: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A one-shot kernel loads the timer's initial count at every tick (Linux: 137,000
+    times in a boot).  With the native counter, which takes the new deadline from the
+    APIC's core in its block hook, the store settles at once and the run goes on; with
+    the reference counter the machine must stop after it to take the deadline.  The
+    guest's output is QEMU's either way."""
+    waited: list[bool] = []
+    on_store = RegisterPages._on_store
+
+    def watched(self: RegisterPages, uc: Uc, access: int, addr: int, size: int, value: int,
+                device: Device) -> bool:  # fmt: skip
+        taken = on_store(self, uc, access, addr, size, value, device)
+        if isinstance(device, LocalApic) and addr - device.base == TIMER_INITIAL:
+            waited.append(device in self._unsettled)  # settled at the stop after it
+        return taken
+
+    monkeypatch.setattr(RegisterPages, "_on_store", watched)
+    machine, out = make_machine("apic", counter=counter, clock_ns=CLOCK_NS)
+    try:
+        stop = machine.run()
+        assert machine.board.lapic.core.counted is (counter == "native")
+    finally:
+        machine.close()
+    assert stop.reason is StopReason.EXIT
+    assert out.data == (GUESTS.parent / "expected" / "apic.txt").read_bytes()
+    assert len(waited) >= 2
+    assert waited == [counter != "native"] * len(waited)
