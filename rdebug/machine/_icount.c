@@ -225,6 +225,17 @@ void rd_countdown_written(struct rd_countdown *cd) {
     cd->published_at = cd->boundary ? *cd->boundary : RD_NONE;
 }
 
+/* A one-shot countdown reached 0 (its expiry, taken by _lapic.c): what the device's
+ * Countdown.disarm then write(0) do. */
+void rd_countdown_ended(struct rd_countdown *cd) {
+    uint32_t zero = 0;
+    cd->armed = 0;
+    cd->fast_span = 0;
+    memcpy(cd->page + cd->offset, &zero, 4);
+    cd->published = 0;
+    rd_countdown_written(cd);
+}
+
 uint32_t rd_countdown_value(struct rd_countdown *cd, uint64_t icount) {
     return countdown_value(cd, icount);
 }

@@ -9,10 +9,11 @@
  * the processor priority).  The native counter's block hook (_icount.c) calls:
  *
  *   rd_lapic_expire   at a branch boundary at or after the timer's deadline: what the
- *                     device's on_timer does (the LVT vector into the IRR unless masked,
- *                     the next deadline of the periodic schedule, the current count
- *                     published), for a periodic timer with a vector >= 16; otherwise
- *                     0, and the counter stops for Python.
+ *                     device's on_timer does (the LVT vector into the IRR unless masked;
+ *                     periodic: the next deadline of its schedule, the current count
+ *                     published; one-shot: no deadline, the count 0 and no longer
+ *                     published), for a vector >= 16; otherwise 0, and the counter stops
+ *                     for Python.
  *   rd_lapic_window   at an IRQ window (IF=1, outside a shadow): what the machine's
  *                     _deliver_irqs does for the APIC's highest deliverable vector (it is
  *                     moved into service, logged in the native interrupt hook's syncs as
@@ -57,6 +58,7 @@ struct rd_lapic_store {
 #define OFF_IRR 0x200u
 
 uint32_t rd_countdown_publish(struct rd_countdown *cd, uint64_t icount); /* _icount.c */
+void rd_countdown_ended(struct rd_countdown *cd);                         /* _icount.c */
 int rd_intr_room(struct rd_intr *s);                                    /* _intr.c */
 void rd_intr_log(struct rd_intr *s, uint64_t entry);
 int rd_deliver_external(struct rd_vtlb *v, uint32_t vector, uint64_t linear_pc); /* _vtlb.c */
@@ -206,13 +208,22 @@ static int native(const struct rd_lapic *l) {
 }
 
 int rd_lapic_expire(struct rd_lapic *l, uint64_t icount) {
-    if (!native(l) || l->period_ns <= 0)
+    if (!native(l))
         return 0;
     uint32_t lvt = l->lvt_timer;
     if (!(lvt & LVT_MASKED) && (lvt & 0xffu) < 16)
         return 0; /* an illegal vector: the device sets the ESR */
     if (!(lvt & LVT_MASKED))
         rd_lapic_accept(l, lvt & 0xffu, 0);
+    if (l->period_ns <= 0) {
+        /* one-shot (a tickless kernel's every tick): no next deadline, and the count,
+         * at 0 from now on, no longer published (the device's _schedule) */
+        rd_lapic_set_timer(l, RD_LAPIC_NO_DEADLINE, l->start_ns, 0);
+        if (l->countdown)
+            rd_countdown_ended(l->countdown);
+        l->expiries++;
+        return 1;
+    }
     /* the next deadline strictly after now, as the device's _schedule computes it */
     int64_t now = (int64_t)(icount << l->icount_shift) + l->bias_ns;
     int64_t since = now > l->start_ns ? now - l->start_ns : 0;

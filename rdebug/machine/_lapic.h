@@ -36,7 +36,7 @@ struct rd_lapic {
      * hooks in place, no interrupt probe): 0 sends every event to Python */
     uint32_t wired;
     /* the timer: its next expiry (virtual ns; RD_LAPIC_NO_DEADLINE: none), the start
-     * of its periodic schedule and its period (0: one-shot, which Python takes) */
+     * of its periodic schedule and its period (0: one-shot) */
     int64_t deadline_ns;
     int64_t start_ns;
     int64_t period_ns;

@@ -192,7 +192,7 @@ class LapicCore:
 
     def set_timer(self, deadline_ns: int | None, start_ns: int, period_ns: int) -> None:
         """The next expiry (None: none), the periodic schedule's origin and period (0:
-        one-shot, whose expiry the device takes itself)."""
+        one-shot)."""
         self._lib.rd_lapic_set_timer(
             self.address, NO_DEADLINE if deadline_ns is None else deadline_ns, start_ns, period_ns
         )
