@@ -254,8 +254,14 @@ class Machine:
     # -- DeviceContext ---------------------------------------------------------------------
 
     def now_ns(self) -> int:
-        icount = self.counter.current_icount() if self._emulating else self.counter.icount
-        return self.clock.ns(icount)
+        if not self._emulating:
+            return self.clock.ns(self.counter.icount)
+        pages = self._register_pages
+        if not pages.in_store:
+            return self.clock.ns(self.counter.current_icount())
+        if pages.store_icount is None:  # (a LAPIC store asks three times)
+            pages.store_icount = self.counter.current_icount()
+        return self.clock.ns(pages.store_icount)
 
     def set_timer(self, device: Device, deadline_ns: int | None) -> None:
         self.clock.set_timer(device, deadline_ns)

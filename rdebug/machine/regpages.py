@@ -104,6 +104,9 @@ class RegisterPages:
         self.in_store = False
         #: a device asked for a stop during the store hook running now
         self.stop_wanted = False
+        #: the storing instruction's icount, once the store hook running now asked for it
+        #: (the machine's now_ns: a device may ask several times, and nothing runs between)
+        self.store_icount: int | None = None
         #: Register-page stores not yet settled, and (store eip, next eip) to skip to.
         self._unsettled: set[Device] = set()
         self._skip: tuple[int, int] | None = None
@@ -179,6 +182,7 @@ class RegisterPages:
 
         self.in_store = True
         self.stop_wanted = False
+        self.store_icount = None
         if search:
             self._counter.executing(store_pc)  # the device's now_ns: the store's icount
         try:
