@@ -4,6 +4,8 @@ entries, edge routing of ISA IRQs (IRQ0 on pin 2) to the LAPIC, masking, save/lo
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rdebug.machine.devices import lapic as L
 from rdebug.machine.devices.ioapic import IOAPIC_BASE, IOAPIC_ID, IoApic, isa_pin
@@ -124,3 +126,40 @@ def test_save_load(ctx: FakeContext, ioapic: IoApic, lapic: LocalApic) -> None:
     state["redirection"] = [0]
     with pytest.raises(TypeError):
         twin.load_state(state)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    stores=st.lists(
+        st.tuples(
+            st.sampled_from([(0x00, 4), (0x00, 2), (0x00, 1), (0x10, 4), (0x10, 2), (0x04, 4)]),
+            st.one_of(st.integers(0, 0x3F), st.integers(0, 0xFFFFFFFF)),
+        ),
+        max_size=12,
+    )
+)
+def test_a_store_settles_at_once_exactly_when_it_lands_on_what_the_settled_page_holds(
+    stores: list[tuple[tuple[int, int], int]],
+) -> None:
+    """The machine settles a register page before the store lands (no stop after it) only
+    when that gives the page it would have had by settling after it."""
+    ctx = FakeContext()
+    lapic = LocalApic(ctx)
+    lapic.reset()
+    ioapic = IoApic(ctx, lapic)
+    ioapic.reset()
+    for (offset, size), drawn in stores:
+        value = drawn & ((1 << (8 * size)) - 1)
+        ioapic.mmio_write(IOAPIC_BASE + offset, size, value)
+        at_once = ioapic.settles_before_store(IOAPIC_BASE + offset, size, value)
+        landed = value.to_bytes(size, "little")
+        ioapic.mmio_settle()  # settled first, then the store lands
+        first = bytearray(ioapic.page)
+        first[offset : offset + size] = landed
+        ioapic.page[offset : offset + size] = landed  # the store lands, then settled
+        ioapic.mmio_settle()
+        same = bytes(first) == bytes(ioapic.page)
+        if at_once:
+            assert same
+        elif offset in (0x00, 0x10) and (offset, size) != (0x10, 2):
+            assert not same  # (IOWIN takes 32-bit stores only)
