@@ -198,12 +198,6 @@ class LapicCore:
         )
 
     @property
-    def counted(self) -> bool:
-        """A native counter takes this timer's deadline from the core (`set_timer`
-        reaches its block hook at once): nothing needs the engine stopped for it."""
-        return bool(self.state.limit)
-
-    @property
     def deadline_ns(self) -> int | None:
         """The next expiry as the C side has it (it moves at every native expiry)."""
         deadline = int(self.state.deadline_ns)

@@ -170,8 +170,10 @@ class Device(Stateful):
 
     def settles_before_store(self, addr: int, size: int, value: int) -> bool:
         """True if the page, settled now (before the store lands), already holds `value`
-        at `addr` and the store changes nothing that moves with time: the machine then
-        settles at once and lets the guest run on, with no stop after the store."""
+        at `addr`: the machine then settles at once and lets the guest run on, with no
+        stop after the store, unless the store asked for one (a timer due before the
+        run's next stop, an interrupt to deliver: `DeviceContext.set_timer`,
+        `intr_raised`)."""
         del addr, size, value
         return False
 
