@@ -1,21 +1,27 @@
 """Block decoding: what the instruction counters need to know of a translation block.
 
 Unicorn translates guest code in blocks and tells a block hook only a block's address
-and size; `BlockDecoder` decodes the block's instructions with capstone (in the CPU's
-current code size) into a `Block`: where each instruction starts, whether the block
-ends in a control transfer (a *branch boundary*), an STI/MOV SS shadow or HLT, and
-where its I/O and RDTSC instructions are.  Knows nothing of the engine's hooks.
+and size; `BlockDecoder` decodes the block's instructions (in the CPU's current code
+size) into a `Block`: where each instruction starts, whether the block ends in a control
+transfer (a *branch boundary*), an STI/MOV SS shadow or HLT, and where its I/O and
+RDTSC instructions are.  The decoding is C (_decode.c, which states the rules) over
+capstone's C library: the library the capstone package ships, opened without importing
+the package's Python binding (that import loads every architecture capstone has, ~30 ms
+of each process).  Knows nothing of the engine's hooks.
 """
 
 from __future__ import annotations
 
 import bisect
+import ctypes
+import functools
+import os
+import sys
+import weakref
 from dataclasses import dataclass
 
-import capstone
-
 from rdebug.errors import MachineError
-from rdebug.machine.cpu import Cpu
+from rdebug.machine.native import extension
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,162 +65,158 @@ class Block:
         return bisect.bisect_left(self.offsets, linear - self.addr)
 
 
-_IO_MNEMONICS = frozenset({"in", "out", "insb", "insw", "insd", "outsb", "outsw", "outsd"})
-_SPECIAL_MNEMONICS = _IO_MNEMONICS | {"rdtsc", "rdtscp"}
-_PREFIXES = frozenset({0x26, 0x2E, 0x36, 0x3E, 0x64, 0x65, 0x66, 0x67, 0xF0, 0xF2, 0xF3})
-#: Instructions whose helper in unicorn 2.1.4 computes EFLAGS from the flags operation
-#: stored in the CPU state without the translator storing the current one first.  Inside
-#: a block, after an instruction that set flags, the stored operation is stale: after a
-#: CMPXCHG8B that had run before (a retry loop), the stale operation says "the flags are
-#: CC_SRC" while CC_SRC holds the last ADD's operand, so the flags become that operand --
-#: a kernel pointer -- IF, DF and IOPL included, and every later engine stop writes them
-#: into EFLAGS (Linux then takes interrupts with them off and crashes; issue 14).  A code
-#: hook at the instruction makes unicorn store the current operation first (and one at
-#: the block's first instruction resets its "stored already" shortcut, which starts
-#: uninitialised).  The flags other than ZF it computes there can still differ from a
-#: CPU's (docs/machine.md).
-_FLAG_READERS = frozenset({"cmpxchg8b"})
+#: `struct rd_decoded`'s flags (_decode.c)
+_SHADOW = 1
+_HALTS = 2
+_BRANCH = 4
+_MMU = 8
+_SETS_IF = 16
 
 
-#: Instructions that can set EFLAGS.IF (`Block.sets_if`): IF goes from 0 to 1 by no
-#: other means (an interrupt or exception gate clears it or keeps it; one through a task
-#: gate loads the new task's EFLAGS, and so may a far JMP or CALL).
-_IF_SETTERS = frozenset(
-    {
-        "sti",
-        "popf",
-        "popfd",
-        "popfw",
-        "iret",
-        "iretd",
-        "iretw",
-        "ljmp",
-        "lcall",
-        "int",
-        "int1",
-        "int3",
-        "into",
-        "sysenter",
-        "sysexit",
-    }
-)
+class _Decoded(ctypes.Structure):
+    """Mirror of struct rd_decoded in _decode.c."""
+
+    _fields_ = (
+        ("count", ctypes.c_uint32),
+        ("flags", ctypes.c_uint32),
+        ("specials", ctypes.c_uint32),
+        ("after_io", ctypes.c_uint32),
+        ("flag_syncs", ctypes.c_uint32),
+        ("length", ctypes.c_uint32),
+        ("mnemonic", ctypes.c_char * 32),  # CS_MNEMONIC_SIZE
+    )
 
 
-def opens_shadow(insn: bytes) -> bool:
-    """True for STI, POP SS and MOV SS,r/m: the next instruction runs before any IRQ."""
-    i = 0
-    while i < len(insn) and insn[i] in _PREFIXES:
-        i += 1
-    if i >= len(insn):
-        return False
-    op = insn[i]
-    if op in (0xFB, 0x17):
-        return True
-    return op == 0x8E and i + 1 < len(insn) and (insn[i + 1] >> 3) & 7 == 2
+#: capstone's C library as its Python binding names it on each system.
+_CAPSTONE_NAMES = ("libcapstone.so", "libcapstone.so.5", "libcapstone.dylib", "capstone.dll")
 
 
-#: Instructions after which QEMU always ends a translation block: control transfers.
-_BRANCH_MNEMONICS = frozenset(
-    {
-        "call",
-        "lcall",
-        "ret",
-        "retf",
-        "iret",
-        "iretd",
-        "iretw",
-        "int",
-        "int3",
-        "into",
-        "int1",
-        "loop",
-        "loope",
-        "loopne",
-        "hlt",
-        "sysenter",
-        "sysexit",
-        "ljmp",
-    }
-)
+@functools.cache
+def capstone_library() -> str:
+    """The file of capstone's C library, found where capstone's binding looks first
+    (LIBCAPSTONE_PATH, then the lib folder of the capstone package on `sys.path`)
+    without importing the binding; elsewhere (a system-wide library) the binding says."""
+    folders = [os.environ.get("LIBCAPSTONE_PATH") or ""]
+    folders += [os.path.join(entry or os.curdir, "capstone", "lib") for entry in sys.path]
+    for folder in filter(None, folders):
+        for name in _CAPSTONE_NAMES:
+            path = os.path.join(folder, name)
+            if os.path.isfile(path):
+                return path
+    try:
+        import capstone  # noqa: PLC0415 - only for a library outside the package
+    except ImportError as exc:
+        raise MachineError(f"capstone is not installed: {exc}") from None
+    return str(capstone._cs._name)
 
 
-def transfers_control(mnemonic: str) -> bool:
-    """Jumps (all `j*`), calls, returns, INT/IRET, LOOP*, HLT: the branch boundaries."""
-    last = mnemonic.rsplit(maxsplit=1)[-1] if mnemonic else ""
-    return last.startswith("j") or last in _BRANCH_MNEMONICS
-
-
-def is_hlt(insn: bytes) -> bool:
-    i = 0
-    while i < len(insn) and insn[i] in _PREFIXES:
-        i += 1
-    return i < len(insn) and insn[i] == 0xF4
+@functools.cache
+def _library() -> ctypes.CDLL:
+    lib = extension()
+    lib.rd_decoder_open.argtypes = (ctypes.c_char_p, ctypes.c_char_p, ctypes.c_size_t)
+    lib.rd_decoder_open.restype = ctypes.c_void_p
+    lib.rd_decoder_close.argtypes = (ctypes.c_void_p,)
+    lib.rd_decoder_close.restype = None
+    lib.rd_decode.argtypes = (
+        ctypes.c_void_p,
+        ctypes.c_uint64,
+        ctypes.c_void_p,
+        ctypes.c_uint32,
+        ctypes.c_int,
+        ctypes.c_void_p,
+        ctypes.c_void_p,
+        ctypes.c_void_p,
+        ctypes.c_void_p,
+        ctypes.c_void_p,
+    )
+    lib.rd_decode.restype = ctypes.c_int
+    lib.rd_decode_one.argtypes = (
+        ctypes.c_void_p,
+        ctypes.c_char_p,
+        ctypes.c_uint32,
+        ctypes.c_int,
+        ctypes.c_void_p,
+    )
+    lib.rd_decode_one.restype = ctypes.c_int
+    return lib
 
 
 class BlockDecoder:
-    """Decodes translation blocks with capstone, in the CPU's current code size."""
+    """Decodes translation blocks in C (_decode.c) with capstone's library."""
 
-    def __init__(self, cpu: Cpu) -> None:
-        self._cpu = cpu
-        self._cs32 = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_32)
-        self._cs16 = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_16)
+    def __init__(self) -> None:
+        self._lib = _library()
+        error = ctypes.create_string_buffer(512)
+        handle = self._lib.rd_decoder_open(capstone_library().encode(), error, len(error))
+        if not handle:
+            reason = error.value.decode("utf-8", "replace")
+            raise MachineError(f"cannot decode code with capstone's library: {reason}")
+        self._handle: int = handle
+        self._closed = weakref.finalize(self, self._lib.rd_decoder_close, handle)
+        self._out = _Decoded()
+        self._out_addr = ctypes.addressof(self._out)
+        self._room = 0
+        self._grow(64)  # grown to the largest block seen
 
-    def decode(self, addr: int, size: int) -> Block:
-        """The block at linear `addr`, read through the CPU's page tables."""
-        code = self._cpu.read_linear(addr, size)
-        if code is None:
-            raise MachineError(f"cannot read the code of the block at {addr:#x}")
-        return self.decode_code(addr, code, self._cpu.cs_base(), self._cpu.code_is_32bit())
+    def _grow(self, size: int) -> None:
+        """Room in the arrays rd_decode fills for a block of `size` bytes."""
+        if size <= self._room:
+            return
+        self._room = size
+        self._offsets = (ctypes.c_uint16 * (size + 1))()
+        self._specials = (ctypes.c_uint16 * (size + 1))()
+        self._after_io = (ctypes.c_uint64 * (size + 1))()
+        self._flag_syncs = (ctypes.c_uint64 * (size + 1))()
+
+    def close(self) -> None:
+        self._closed()
 
     def decode_code(self, addr: int, code: bytes, cs_base: int, code32: bool) -> Block:
         """The block whose `code` was read at linear `addr` under a CS of that base and
-        default size (the native counter reads all three in one call)."""
-        size = len(code)
-        cs = self._cs32 if code32 else self._cs16
-        offsets: list[int] = []
-        after_io: list[int] = []
-        specials: list[int] = []
-        last_mnemonic = ""
-        mmu = False
-        sets_if = False
-        flag_syncs: list[int] = []
-        pos = 0
-        for _addr, length, mnemonic, ops in cs.disasm_lite(code, addr):
-            name = mnemonic.rsplit(maxsplit=1)[-1]
-            if name in _FLAG_READERS and pos > 0:
-                if not flag_syncs:
-                    flag_syncs.append(addr)
-                flag_syncs.append(addr + pos)
-            if name == "invlpg" or (name == "mov" and ops.startswith("cr")):
-                mmu = True
-            if name in _SPECIAL_MNEMONICS:
-                specials.append(len(offsets))
-            if name in _IF_SETTERS:
-                sets_if = True
-            offsets.append(pos)
-            last_mnemonic = mnemonic
-            pos += length
-            if name in _IO_MNEMONICS and pos < size:
-                after_io.append(addr + pos)
-        if pos < size:
-            # capstone stopped at bytes it cannot decode: the engine raises #UD there,
-            # so that instruction starts (and faults) as the block's last.
-            offsets.append(pos)
-            last_mnemonic = ""
-        # the last instruction (the rest of the block: its end is the block's)
-        last = code[offsets[-1] :] if offsets else b""
-        branch = transfers_control(last_mnemonic)
+        default size."""
+        buffer = ctypes.create_string_buffer(code, len(code))
+        return self.decode_at(addr, ctypes.addressof(buffer), len(code), cs_base, code32)
+
+    def decode_at(self, addr: int, code: int, size: int, cs_base: int, code32: bool) -> Block:
+        """`decode_code` of the `size` bytes at host address `code` (the native
+        counter's buffer: no copy into Python)."""
+        self._grow(size)
+        status = self._lib.rd_decode(
+            self._handle,
+            addr,
+            code,
+            size,
+            int(code32),
+            self._out_addr,
+            self._offsets,
+            self._specials,
+            self._after_io,
+            self._flag_syncs,
+        )
+        if status != 0:
+            raise MachineError(f"cannot decode the block of {size} bytes at {addr:#x}")
+        out = self._out
+        flags = out.flags
         return Block(
             addr=addr,
-            offsets=tuple(offsets),
+            offsets=tuple(self._offsets[: out.count]),
             size=size,
-            shadow=opens_shadow(last),
-            halts=is_hlt(last),
-            branch=branch,
-            after_io=tuple(after_io),
+            shadow=bool(flags & _SHADOW),
+            halts=bool(flags & _HALTS),
+            branch=bool(flags & _BRANCH),
+            after_io=tuple(self._after_io[: out.after_io]),
             cs_base=cs_base,
-            specials=tuple(specials),
-            mmu=mmu,
-            flag_syncs=tuple(flag_syncs),
-            sets_if=sets_if,
+            specials=tuple(self._specials[: out.specials]),
+            mmu=bool(flags & _MMU),
+            flag_syncs=tuple(self._flag_syncs[: out.flag_syncs]),
+            sets_if=bool(flags & _SETS_IF),
         )
+
+    def first_instruction(self, code: bytes, code32: bool) -> tuple[int, str] | None:
+        """(length, mnemonic) of the instruction `code` starts with; None if capstone
+        decodes none there."""
+        self._lib.rd_decode_one(self._handle, code, len(code), int(code32), self._out_addr)
+        out = self._out
+        if out.length == 0:
+            return None
+        return int(out.length), out.mnemonic.decode("ascii", "replace")

@@ -1,6 +1,6 @@
 """The native extension as ctypes sees it: one loader and one address lookup for the
 modules that call into `_icount` (the counter, the page walk, interrupts, the LAPIC's
-countdown).  No engine here: devices use it too."""
+countdown, the block decoder).  No engine here: devices use it too."""
 
 from __future__ import annotations
 
@@ -28,3 +28,4 @@ def function_address(lib: ctypes.CDLL, name: str) -> int:
     address = ctypes.cast(getattr(lib, name), ctypes.c_void_p).value
     assert address is not None
     return address
+

@@ -53,7 +53,7 @@ class NativeCounter:
     def __init__(self, cpu: Cpu) -> None:
         self._cpu = cpu
         self._uc = cpu.uc
-        self._decoder = BlockDecoder(cpu)
+        self._decoder = BlockDecoder()
         self._lib = load_library()
         self._blocks: dict[tuple[int, int], Block] = {}
         self._miss_error: BaseException | None = None
@@ -141,12 +141,16 @@ class NativeCounter:
 
     def close(self) -> None:
         self._lib.rd_counter_free(self._st_addr)
+        self._decoder.close()
 
     def read_block(self, addr: int, size: int) -> tuple[bytes, int, bool, tuple[int, ...]]:
-        """The code of the block at linear `addr`, the base and default size (32-bit?) of
-        CS, and the physical pages of its first and last byte where mapped: what
-        `Cpu.read_linear`, `cs_base`, `code_is_32bit` and `linear_to_physical` tell,
-        read natively in one call (`rd_block_code`)."""
+        """The code of the block at linear `addr` (`size` bytes), the CS base and default
+        size it runs under, and the physical pages it lies in."""
+        cs_base, code32, pages = self._read_block(addr, size)
+        return self._code_buffer.raw[:size], cs_base, code32, pages
+
+    def _read_block(self, addr: int, size: int) -> tuple[int, bool, tuple[int, ...]]:
+        """`read_block`, the code left in `_code_buffer`."""
         if size > len(self._code_buffer):
             self._code_buffer = ctypes.create_string_buffer(size)
         info = self._code_info
@@ -165,13 +169,14 @@ class NativeCounter:
         if status != 0:
             raise MachineError(f"cannot read the code of the block at {addr:#x}")
         pages = tuple(page >> 12 for page in (info.page_first, info.page_last) if page != NO_ADDR)
-        return self._code_buffer.raw[:size], info.cs_base, bool(info.code32), pages
+        return info.cs_base, bool(info.code32), pages
 
     def _miss(self, addr: int, size: int) -> int:
         """Called from C for a block not yet in the table.  Must never raise."""
         try:
-            code, cs_base, code32, pages = self.read_block(addr, size)
-            block = self._decoder.decode_code(addr, code, cs_base, code32)
+            cs_base, code32, pages = self._read_block(addr, size)
+            code = ctypes.addressof(self._code_buffer)
+            block = self._decoder.decode_at(addr, code, size, cs_base, code32)
         except BaseException as exc:
             self._miss_error = exc
             return INFO_RETRANSLATE

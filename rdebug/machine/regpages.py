@@ -15,12 +15,12 @@ from __future__ import annotations
 import ctypes
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-import capstone
-from capstone import x86
 from unicorn import UC_HOOK_MEM_WRITE_PROT, Uc
 from unicorn.unicorn_py3.unicorn import uccallback
 
+from rdebug.machine.blocks import BlockDecoder
 from rdebug.machine.counter import Counter
 from rdebug.machine.cpu import Cpu
 from rdebug.machine.devices.base import Device
@@ -30,14 +30,6 @@ from rdebug.machine.vtlb import hook_add_native
 _PLAIN_STORES = frozenset({"mov", "movd", "movnti"})
 #: Code read from EIP to find the store (a block's instructions up to it).
 _SEARCH_BYTES = 256
-#: Instruction groups that end a translation block (the search stops there).
-_BLOCK_ENDS = (
-    capstone.CS_GRP_JUMP,
-    capstone.CS_GRP_CALL,
-    capstone.CS_GRP_RET,
-    capstone.CS_GRP_INT,
-    capstone.CS_GRP_IRET,
-)
 
 
 #: A store hook as the engine calls it (engine, access, address, size, value; no user data).
@@ -110,14 +102,11 @@ class RegisterPages:
         #: Register-page stores not yet settled, and (store eip, next eip) to skip to.
         self._unsettled: set[Device] = set()
         self._skip: tuple[int, int] | None = None
-        self._cs32 = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_32)
-        self._cs16 = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_16)
-        for decoder in (self._cs32, self._cs16):
-            decoder.detail = True
+        #: capstone's binding with operand details, by 32-bit code (`_decode_block`)
+        self._detailed: dict[bool, Any] = {}
         #: decoded blocks by (linear address, 32-bit code)
         self._plans: dict[tuple[int, bool], _BlockPlan] = {}
-        self._lite32 = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_32)
-        self._lite16 = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_16)
+        self._decoder = BlockDecoder()
         #: the Python store hooks behind devices' C ones (kept alive with this object)
         self._fallbacks: list[object] = []
         for device in devices:
@@ -220,11 +209,10 @@ class RegisterPages:
         code = cpu.read_linear(pc, 16)
         if code is None:
             return None
-        cs = self._lite32 if wide else self._lite16
-        for _addr, length, mnemonic, _ops in cs.disasm_lite(code, 0, 1):
-            if mnemonic in _PLAIN_STORES:
-                return pc, (cpu.eip + int(length)) & (0xFFFFFFFF if wide else 0xFFFF)
-        return None
+        first = self._decoder.first_instruction(code, wide)
+        if first is None or first[1] not in _PLAIN_STORES:
+            return None
+        return pc, (cpu.eip + first[0]) & (0xFFFFFFFF if wide else 0xFFFF)
 
     def _find_store(self, paddr: int) -> tuple[int, int] | None:
         """(linear address, next EIP) of the plain MOV storing to physical `paddr` now:
@@ -259,7 +247,25 @@ class RegisterPages:
 
     def _decode_block(self, code: bytes, wide: bool) -> _BlockPlan:
         """The plain stores to memory in `code` up to the end of its block."""
-        decoder = self._cs32 if wide else self._cs16
+        # capstone's binding, for the operands: only here, and only for a store found
+        # at a stale EIP (its import loads every architecture capstone has, ~30 ms)
+        import capstone  # noqa: PLC0415
+        from capstone import x86  # noqa: PLC0415
+
+        decoder = self._detailed.get(wide)
+        if decoder is None:
+            decoder = capstone.Cs(
+                capstone.CS_ARCH_X86, capstone.CS_MODE_32 if wide else capstone.CS_MODE_16
+            )
+            decoder.detail = True
+            self._detailed[wide] = decoder
+        block_ends = (  # instruction groups that end a translation block
+            capstone.CS_GRP_JUMP,
+            capstone.CS_GRP_CALL,
+            capstone.CS_GRP_RET,
+            capstone.CS_GRP_INT,
+            capstone.CS_GRP_IRET,
+        )
         stores: list[_Store] = []
         offset = 0
         while insn := next(decoder.disasm(code[offset:], offset, 1), None):
@@ -286,7 +292,7 @@ class RegisterPages:
                         segment,
                     )
                 )
-            if any(insn.group(g) for g in _BLOCK_ENDS):
+            if any(insn.group(g) for g in block_ends):
                 break  # the block ends here
         return _BlockPlan(code[:offset], tuple(stores))
 

