@@ -10,9 +10,8 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from rdebug.machine.devices.ne2000 import FrameSink
-from rdebug.machine.devices.sb16 import AudioSink
 from rdebug.machine.devices.uart import SerialBackend
 from rdebug.machine.inputs import ExternalInputs
 from rdebug.machine.loader import LoadedImage
@@ -23,6 +22,10 @@ from rdebug.replay.trace import DriveSpec, GuestSpec, Trace, load_guest, open_di
 from rdebug.snapshots import vmstate
 from rdebug.snapshots.images import write_overlay
 from rdebug.snapshots.named import SnapshotFile
+
+if TYPE_CHECKING:  # the NIC's and the sound card's modules load only with one
+    from rdebug.machine.devices.ne2000 import FrameSink
+    from rdebug.machine.devices.sb16 import AudioSink
 
 #: How a recording that the guest did not end itself is logged (EVENT_SHUTDOWN cause).
 _HOST_CAUSE = {
