@@ -37,6 +37,8 @@ _HOST_CAUSE = {
 
 @dataclass(frozen=True, slots=True)
 class Recording:
+    """A finished recording: its trace, how the run stopped, its recorded events."""
+
     trace: Trace
     stop: StopEvent
     events: int

@@ -79,6 +79,8 @@ class DriveSpec:
 
 @dataclass(frozen=True, slots=True)
 class TraceInfo:
+    """What trace.json says: the guest, and the machine it ran on."""
+
     guest: GuestSpec
     memory_mb: int
     icount_shift: int
