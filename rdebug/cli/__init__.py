@@ -18,7 +18,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from rdebug.cli.parser import EXIT_ERROR, build_parser
+from rdebug.cli.parser import ALONE, EXIT_ERROR, build_parser
 from rdebug.errors import RdebugError, UsageError
 
 __all__ = ["build_parser", "main"]
@@ -62,7 +62,9 @@ def _started(program: bool) -> None:
 def _main(argv: Sequence[str] | None, program: bool) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
     try:
-        parser = build_parser()
+        # `rdebug COMMAND ...` needs COMMAND's parser only; anything before it (--help,
+        # --version, a typo) gets the whole command line
+        parser = build_parser(words[0] if words and words[0] in ALONE else None)
         gdb_args: list[str] = []
         if "--" in words and _command(words) == "gdb":
             at = words.index("--")

@@ -24,8 +24,8 @@ interrupted (Ctrl-C): the rows found so far are printed (the JSON list is comple
 """
 
 
-def add_parsers(sub: argparse._SubParsersAction[Any], number: Callable[[str], int]) -> None:
-    """The `query` and `report` subcommands (`number` parses an integer argument)."""
+def add_query(sub: argparse._SubParsersAction[Any], number: Callable[[str], int]) -> None:
+    """The `query` subcommand (`number` parses an integer argument)."""
     query = sub.add_parser(
         "query",
         help="ask a trace a question: accesses, history, calls, interrupts, exceptions, io",
@@ -62,6 +62,9 @@ def add_parsers(sub: argparse._SubParsersAction[Any], number: Callable[[str], in
     )
     query.add_argument("--json", action="store_true", help="a JSON list of row objects")
 
+
+def add_report(sub: argparse._SubParsersAction[Any]) -> None:
+    """The `report` subcommand."""
     report = sub.add_parser(
         "report",
         help="write a trace's timeline as one self-contained HTML page",

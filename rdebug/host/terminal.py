@@ -11,8 +11,6 @@ from __future__ import annotations
 import contextlib
 import signal
 import sys
-import termios
-import tty
 from collections.abc import Callable, Iterator
 from types import FrameType
 
@@ -23,6 +21,9 @@ def cbreak(enabled: bool) -> Iterator[None]:
     if not enabled:
         yield
         return
+    import termios  # noqa: PLC0415 - only when the guest reads the terminal
+    import tty  # noqa: PLC0415
+
     fd = sys.stdin.fileno()
     saved = termios.tcgetattr(fd)
     try:

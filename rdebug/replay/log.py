@@ -168,6 +168,8 @@ class ExceptionTaken:
 
 @dataclass(frozen=True, slots=True)
 class AsyncBottomHalf:
+    """EVENT_ASYNC BH: bottom half `operation` ran (QEMU's; rdebug logs none)."""
+
     checkpoint: CheckpointKind
     operation: int
 
@@ -183,6 +185,8 @@ class AsyncInput:
 
 @dataclass(frozen=True, slots=True)
 class AsyncInputSync:
+    """EVENT_ASYNC INPUT_SYNC: the input events before it make one report."""
+
     checkpoint: CheckpointKind
 
 
@@ -197,12 +201,16 @@ class AsyncCharRead:
 
 @dataclass(frozen=True, slots=True)
 class AsyncBlock:
+    """EVENT_ASYNC BLOCK: block operation `operation` completed (QEMU's; rdebug logs none)."""
+
     checkpoint: CheckpointKind
     operation: int
 
 
 @dataclass(frozen=True, slots=True)
 class AsyncNet:
+    """EVENT_ASYNC NET: `packet`, a frame that arrived for network adapter `adapter`."""
+
     checkpoint: CheckpointKind
     adapter: int
     flags: int
@@ -211,33 +219,45 @@ class AsyncNet:
 
 @dataclass(frozen=True, slots=True)
 class Shutdown:
+    """EVENT_SHUTDOWN + `cause`: the guest or the host ended the run here."""
+
     cause: ShutdownCause
 
 
 @dataclass(frozen=True, slots=True)
 class CharWrite:
+    """EVENT_CHAR_WRITE: a character write's `result` and `offset` (QEMU's; rdebug logs none)."""
+
     result: int
     offset: int
 
 
 @dataclass(frozen=True, slots=True)
 class CharReadAll:
+    """EVENT_CHAR_READ_ALL: `data` read at once (QEMU's; rdebug logs none)."""
+
     data: bytes
 
 
 @dataclass(frozen=True, slots=True)
 class CharReadAllError:
+    """EVENT_CHAR_READ_ALL_ERROR: that read failed with `error` (QEMU's; rdebug logs none)."""
+
     error: int
 
 
 @dataclass(frozen=True, slots=True)
 class Clock:
+    """EVENT_CLOCK + `kind`: a read of that clock returned `value`."""
+
     kind: ClockKind
     value: int
 
 
 @dataclass(frozen=True, slots=True)
 class Checkpoint:
+    """EVENT_CHECKPOINT + `kind`: the run passed that checkpoint."""
+
     kind: CheckpointKind
 
 

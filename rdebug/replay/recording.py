@@ -10,9 +10,8 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from rdebug.machine.devices.ne2000 import FrameSink
-from rdebug.machine.devices.sb16 import AudioSink
 from rdebug.machine.devices.uart import SerialBackend
 from rdebug.machine.inputs import ExternalInputs
 from rdebug.machine.loader import LoadedImage
@@ -24,6 +23,10 @@ from rdebug.snapshots import vmstate
 from rdebug.snapshots.images import write_overlay
 from rdebug.snapshots.named import SnapshotFile
 
+if TYPE_CHECKING:  # the NIC's and the sound card's modules load only with one
+    from rdebug.machine.devices.ne2000 import FrameSink
+    from rdebug.machine.devices.sb16 import AudioSink
+
 #: How a recording that the guest did not end itself is logged (EVENT_SHUTDOWN cause).
 _HOST_CAUSE = {
     StopReason.INTERRUPTED: ShutdownCause.HOST_SIGNAL,
@@ -34,6 +37,8 @@ _HOST_CAUSE = {
 
 @dataclass(frozen=True, slots=True)
 class Recording:
+    """A finished recording: its trace, how the run stopped, its recorded events."""
+
     trace: Trace
     stop: StopEvent
     events: int

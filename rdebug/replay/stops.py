@@ -32,6 +32,8 @@ class Where(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Stop:
+    """Where an operation stopped (`where`, at `icount`, linear pc `addr`) and why."""
+
     where: Where
     icount: int
     addr: int | None = None  # linear pc

@@ -79,6 +79,8 @@ class DriveSpec:
 
 @dataclass(frozen=True, slots=True)
 class TraceInfo:
+    """What trace.json says: the guest, and the machine it ran on."""
+
     guest: GuestSpec
     memory_mb: int
     icount_shift: int
@@ -302,22 +304,20 @@ def _write_meta(path: Path, info: TraceInfo) -> None:
 
 
 def _to_json(info: TraceInfo) -> dict[str, Any]:
-    from rdebug.machine.devices.ne2000 import format_mac  # noqa: PLC0415 - see _from_json
-
     return {
         "machine": {"memory_mb": info.memory_mb, "icount_shift": info.icount_shift},
         "guest": asdict(info.guest),
         "drives": [asdict(d) for d in info.drives],
-        "nic": None
-        if info.nic is None
-        else {
-            "model": "ne2k_isa",
-            "iobase": info.nic.iobase,
-            "irq": info.nic.irq,
-            "mac": format_mac(info.nic.mac),
-        },
+        "nic": None if info.nic is None else _nic_to_json(info.nic),
         "sound": None if info.sound is None else {"model": "sb16", **asdict(info.sound)},
     }
+
+
+def _nic_to_json(nic: NicConfig) -> dict[str, Any]:
+    # the NIC's module, loaded already with a NIC (see _from_json)
+    from rdebug.machine.devices.ne2000 import format_mac  # noqa: PLC0415
+
+    return {"model": "ne2k_isa", "iobase": nic.iobase, "irq": nic.irq, "mac": format_mac(nic.mac)}
 
 
 def _from_json(meta: dict[str, Any], where: Path) -> TraceInfo:

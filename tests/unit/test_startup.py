@@ -124,9 +124,12 @@ def test_run_imports_nothing_of_the_replay_nor_of_other_commands() -> None:
 
 
 #: Imported by no `rdebug record`: what only going back in time needs (its initial
-#: snapshot is written without numpy), and the front ends of the other commands.
+#: snapshot is written without numpy), the devices the machine does not have, and the
+#: front ends of the other commands.
 NOT_FOR_RECORD = (
     "rdebug.snapshots.checkpoints",
+    "rdebug.machine.devices.ne2000",
+    "rdebug.machine.devices.sb16",
     "rdebug.replay.player",
     "rdebug.replay.query",
     "rdebug.gdbstub",
