@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class AudioFormat:
+    """A PCM format: frames a second, channels, bits a sample, and their sign."""
+
     rate: int  # frames per second of virtual time
     channels: int  # 1 or 2
     bits: int  # 8 or 16

@@ -41,6 +41,8 @@ class Source(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Interrupt:
+    """An interrupt or exception to deliver: its vector, source and error code."""
+
     vector: int
     source: Source
     error_code: int | None = None

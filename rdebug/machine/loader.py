@@ -61,6 +61,8 @@ class StartMode(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Segment:
+    """Bytes a guest image puts at a physical address (the rest of `memsize` zeroed)."""
+
     paddr: int
     data: bytes
     memsize: int  # >= len(data); the rest is zeroed (bss)

@@ -35,6 +35,8 @@ class MemoryAccess:
 
 @dataclass(frozen=True, slots=True)
 class PortAccess:
+    """One guest access to a probed I/O port, with the value read or written."""
+
     icount: int
     pc: int
     port: int
