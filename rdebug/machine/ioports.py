@@ -12,7 +12,6 @@ on the accessing instruction, so a device reads the exact virtual time.
 from __future__ import annotations
 
 import ctypes
-import logging
 from collections.abc import Callable, Mapping
 
 from unicorn import UC_HOOK_INSN, Uc
@@ -22,14 +21,13 @@ from unicorn.unicorn_py3.unicorn import uccallback
 from rdebug.machine.counter import Counter
 from rdebug.machine.cpu import CR0_PE, Cpu
 from rdebug.machine.datawindow import DataWindow
+from rdebug.machine.debuglog import debug
 from rdebug.machine.devices.base import Device
 from rdebug.machine.native import extension, function_address
 from rdebug.machine.native_counter import NativeCounter
 from rdebug.machine.portregs import PortRegister
 from rdebug.machine.probes import PortAccess
 from rdebug.machine.vtlb import hook_insn_native
-
-log = logging.getLogger(__name__)
 
 #: Data windows the native port hooks serve (RD_PIO_WINDOWS in _icount.c).
 _WINDOWS = 4
@@ -167,7 +165,7 @@ class PortIo:
                 return self._cpu.read("eax") & ((1 << (8 * size)) - 1)  # EAX unchanged
             device = self._ports.get(port)
             if device is None:
-                log.debug("IN %#x: no device", port)
+                debug(__name__, "IN %#x: no device", port)
                 value = (1 << (8 * size)) - 1
             else:
                 value = device.io_read(port, size) & ((1 << (8 * size)) - 1)
@@ -189,7 +187,7 @@ class PortIo:
                 self._probed(linear, port, size, True, value & ((1 << (8 * size)) - 1))
             device = self._ports.get(port)
             if device is None:
-                log.debug("OUT %#x <- %#x: no device", port, value)
+                debug(__name__, "OUT %#x <- %#x: no device", port, value)
                 return
             self._before_output()
             device.io_write(port, size, value)

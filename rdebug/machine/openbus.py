@@ -9,11 +9,9 @@ same result in every run, and a debug log line for each access.
 
 from __future__ import annotations
 
-import logging
-
 from unicorn import Uc
 
-log = logging.getLogger(__name__)
+from rdebug.machine.debuglog import debug
 
 
 def map_open_bus(uc: Uc) -> None:
@@ -30,9 +28,13 @@ def map_open_bus(uc: Uc) -> None:
 
 
 def _read(uc: Uc, offset: int, size: int, base: int) -> int:
-    log.debug("read of %d bytes at physical %#x: nothing there (all-ones)", size, base + offset)
+    debug(
+        __name__, "read of %d bytes at physical %#x: nothing there (all-ones)", size, base + offset
+    )
     return (1 << (8 * size)) - 1
 
 
 def _write(uc: Uc, offset: int, size: int, value: int, base: int) -> None:
-    log.debug("write of %d bytes at physical %#x: nothing there (dropped)", size, base + offset)
+    debug(
+        __name__, "write of %d bytes at physical %#x: nothing there (dropped)", size, base + offset
+    )

@@ -76,6 +76,8 @@ NOT_FOR_RUN = (
     "pygdbmi",
     "shtab",
     "json",
+    # the machine's debug messages import it when one is sent (machine/debuglog.py)
+    "logging",
 )
 
 #: Imported by no `rdebug --help`: the whole machine and its libraries.

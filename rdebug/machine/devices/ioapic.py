@@ -20,10 +20,10 @@ Reference: Intel 82093AA I/O APIC datasheet (290566), section 3.
 
 from __future__ import annotations
 
-import logging
 import mmap
 from collections.abc import Mapping
 
+from rdebug.machine.debuglog import debug
 from rdebug.machine.devices.base import (
     INT,
     Codec,
@@ -35,8 +35,6 @@ from rdebug.machine.devices.base import (
     state_int,
 )
 from rdebug.machine.devices.lapic import LocalApic
-
-log = logging.getLogger(__name__)
 
 IOAPIC_BASE = 0xFEC00000
 #: The IOAPIC's APIC id (the MP table lists the same one); the CPU's LAPIC has id 0.
@@ -165,7 +163,7 @@ class IoApic(Device):
             self.redirection[pin] = (new & _ENTRY_WRITABLE) | (old & ~_ENTRY_WRITABLE)
             self._service()
         else:
-            log.debug("IOAPIC: write to read-only register %#x ignored", index)
+            debug(__name__, "IOAPIC: write to read-only register %#x ignored", index)
 
     # -- guest accesses (see Device.register_pages) ---------------------------------------
 
@@ -179,7 +177,7 @@ class IoApic(Device):
         elif offset == IOWIN and size == 4:
             self.write_register(self.ioregsel, value & 0xFFFFFFFF)
         else:
-            log.debug("IOAPIC: %d-byte write at +%#x ignored", size, offset)
+            debug(__name__, "IOAPIC: %d-byte write at +%#x ignored", size, offset)
 
     def mmio_settle(self) -> None:
         self._publish()

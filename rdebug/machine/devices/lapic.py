@@ -28,11 +28,11 @@ Reference: Intel SDM vol. 3A chapter 10 "Advanced Programmable Interrupt Control
 
 from __future__ import annotations
 
-import logging
 import mmap
 from collections.abc import Mapping
 
 from rdebug.machine.countdown import Countdown
+from rdebug.machine.debuglog import debug
 from rdebug.machine.devices.base import (
     INT,
     OPT_INT,
@@ -45,8 +45,6 @@ from rdebug.machine.devices.base import (
     state_int,
 )
 from rdebug.machine.lapiccore import Bitmap, LapicCore
-
-log = logging.getLogger(__name__)
 
 LAPIC_BASE = 0xFEE00000
 PAGE_SIZE = 4096
@@ -256,7 +254,7 @@ class LocalApic(Device):
         offset = addr - self.base
         self._written.add(offset & ~0xF)
         if offset & 0xF or size != 4:
-            log.debug("LAPIC: %d-byte write at +%#x ignored", size, offset)
+            debug(__name__, "LAPIC: %d-byte write at +%#x ignored", size, offset)
             return
         self.write_register(offset, value)
 
@@ -315,7 +313,7 @@ class LocalApic(Device):
                 self._publish(PPR)
                 self._update()
         else:
-            log.debug("LAPIC: write to read-only register +%#x ignored", offset)
+            debug(__name__, "LAPIC: write to read-only register +%#x ignored", offset)
         if offset in (LVT_TIMER, LVT_LINT0):
             self._copy_registers()
         self._publish(offset)
@@ -339,7 +337,7 @@ class LocalApic(Device):
         else:
             # INIT/STARTUP for CPUs that are not there (an INIT level de-assert only
             # resynchronizes arbitration ids), an NMI/SMI: nothing to do on one CPU.
-            log.debug("LAPIC: IPI %#x to %#x (shorthand %d) dropped", icr, dest, shorthand)
+            debug(__name__, "LAPIC: IPI %#x to %#x (shorthand %d) dropped", icr, dest, shorthand)
 
     # -- timer ---------------------------------------------------------------------------
 
