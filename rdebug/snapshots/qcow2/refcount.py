@@ -61,10 +61,14 @@ class Refcounts:
             "refcount table", rt_offset, rt_clusters * cluster, file_size, cluster
         )
         raw = self._file.pread(rt_offset, rt_clusters * cluster)
-        self._table = [e & REFTABLE_MASK for e in struct.unpack(f">{len(raw) // 8}Q", raw)]
+        # the entries past the last nonzero byte are 0: a new image's table has 8192 entries
+        # and one block, a 64 GiB disk's 512
+        used = ceil_div(len(raw.rstrip(b"\0")), 8)
+        self._table = [e & REFTABLE_MASK for e in struct.unpack_from(f">{used}Q", raw)]
         for block in self._table:
             if block and (block % cluster or block + cluster > file_size):
                 raise self._file.damaged(f"refcount block at {block:#x} beyond the end of the file")
+        self._table += [0] * (len(raw) // 8 - used)
         self._table_offset = rt_offset
         self._table_clusters = rt_clusters
 
