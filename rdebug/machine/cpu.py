@@ -136,21 +136,26 @@ def _calibrate() -> _BlobLayout:
     errs = sorted(first & second)
     if len(old) != 1 or len(errs) != 1:
         raise MachineError(f"cannot calibrate this unicorn build: {old} {errs}")
-    return _BlobLayout(old_exception=old[0], error_code=errs[0], header=_context_header_size())
+    return _BlobLayout(old_exception=old[0], error_code=errs[0], header=_context_header_size(uc))
 
 
 def _int32_offsets(before: bytes, after: bytes | bytearray, value: int) -> list[int]:
+    """The aligned 32-bit fields that hold `value` in `after` and not in `before`."""
     want = struct.pack("<i", value)
-    return [
-        off
-        for off in range(0, min(len(before), len(after)) - 3, 4)
-        if after[off : off + 4] == want and before[off : off + 4] != want
-    ]
+    end = min(len(before), len(after))
+    offsets: list[int] = []
+    off = after.find(want, 0, end)
+    while off >= 0:
+        if off % 4 == 0 and before[off : off + 4] != want:
+            offsets.append(off)
+        off = after.find(want, off + 1, end)
+    return offsets
 
 
-def _context_header_size() -> int:
-    """Where the CPU state starts in a saved context (its first field is EAX)."""
-    uc = Uc(UC_ARCH_X86, UC_MODE_32)
+def _context_header_size(uc: Uc) -> int:
+    """Where the CPU state starts in a saved context (its first field is EAX); `uc` is a
+    scratch engine (its EAX is overwritten), the calibration's: each new engine costs
+    ~1 ms of set-up on its first use."""
     marker = 0x5EEDF00D
     uc.reg_write(X.UC_X86_REG_EAX, marker)
     offset = bytes(uc.context_save()).find(struct.pack("<I", marker))

@@ -140,39 +140,41 @@ def _invalid_addr_offset() -> int:
     """Where this unicorn build keeps the address of a refused fill in its engine struct.
 
     Found once per process as the cpu.py blob offsets are: two faults at known addresses
-    in a scratch engine, then the one 64-bit field holding each address in turn.
+    in one scratch engine (a new engine costs ~1 ms of set-up), then the one 64-bit field
+    holding each address in turn.
     """
     libc = ctypes.CDLL(None)
     usable = libc.malloc_usable_size
     usable.restype = ctypes.c_size_t
     usable.argtypes = (ctypes.c_void_p,)
-    code = bytes.fromhex("8b1d00000000f4")  # mov ebx, [addr]; hlt
+    uc = Uc(UC_ARCH_X86, UC_MODE_32)
+    uc.mem_map(0, 0x10000)
+    uc.ctl_set_tlb_mode(UC_TLB_VIRTUAL)
+
+    def fill(uc: Uc, page: int, _type: int, entry: object, _user: object) -> bool:
+        if page in (0x5000, 0x7000):
+            return False
+        entry.paddr = page  # type: ignore[attr-defined]
+        entry.perms = UC.UC_PROT_ALL  # type: ignore[attr-defined]
+        return True
+
+    uc.hook_add(UC_HOOK_TLB_FILL, fill)
+    base = ctypes.cast(uc._uch, ctypes.c_void_p).value or 0
     found: list[set[int]] = []
-    for addr in (0x5ABC, 0x7D31):
-        uc = Uc(UC_ARCH_X86, UC_MODE_32)
-        uc.mem_map(0, 0x10000)
-        uc.ctl_set_tlb_mode(UC_TLB_VIRTUAL)
-
-        def fill(uc: Uc, page: int, _type: int, entry: object, _user: object) -> bool:
-            if page in (0x5000, 0x7000):
-                return False
-            entry.paddr = page  # type: ignore[attr-defined]
-            entry.perms = UC.UC_PROT_ALL  # type: ignore[attr-defined]
-            return True
-
-        uc.hook_add(UC_HOOK_TLB_FILL, fill)
-        uc.mem_write(0x1000, code[:2] + struct.pack("<I", addr) + code[6:])
+    for code_addr, addr in ((0x1000, 0x5ABC), (0x2000, 0x7D31)):
+        code = bytes.fromhex("8b1d") + struct.pack("<I", addr) + b"\xf4"  # mov ebx, [addr]; hlt
+        uc.mem_write(code_addr, code)
         with contextlib.suppress(UcError):  # the refused fill, as intended
-            uc.emu_start(0x1000, 0x1000 + len(code))
-        base = ctypes.cast(uc._uch, ctypes.c_void_p).value or 0
+            uc.emu_start(code_addr, code_addr + len(code))
         raw = ctypes.string_at(base, usable(base))
-        found.append(
-            {
-                off
-                for off in range(0, len(raw) - 7, 8)
-                if struct.unpack_from("<Q", raw, off)[0] == addr
-            }
-        )
+        want = struct.pack("<Q", addr)
+        offsets: set[int] = set()
+        off = raw.find(want)
+        while off >= 0:
+            if off % 8 == 0:
+                offsets.add(off)
+            off = raw.find(want, off + 1)
+        found.append(offsets)
     offsets = found[0] & found[1]
     if len(offsets) != 1:
         raise MachineError(f"cannot calibrate this unicorn build's fault address: {offsets}")

@@ -295,6 +295,32 @@ def test_freed_clusters_are_reused(image: Qcow2Image) -> None:
     assert_consistent(image.path)
 
 
+def test_reopened_image_reuses_its_free_clusters(tmp_path: Path) -> None:
+    # 512-byte clusters: 256 per refcount block, so the holes span several blocks
+    path = tmp_path / "small.qcow2"
+    with Qcow2Image.create(path, size=1 << 20, cluster_bits=9) as img:
+        img.write(0, pattern(300_000, 2))
+        img.create_snapshot("s", pattern(100_000, 3))
+        img.write(0, pattern(300_000, 4))  # copies every cluster
+        img.delete_snapshot("s")  # frees the old copies, the end of the file still used
+    size = os.path.getsize(path)
+    with Qcow2Image.open(path, writable=True) as img:
+        img.create_snapshot("t", pattern(250_000, 5))
+    assert os.path.getsize(path) == size
+    assert_consistent(path)
+
+
+def test_counted_clusters_past_the_end_of_the_file_stay_taken(tmp_path: Path) -> None:
+    path = tmp_path / "disk.qcow2"
+    with Qcow2Image.create(path, size=1 << 20, cluster_bits=9) as img:
+        img.write(0, pattern(512, 1))  # an L2 table, then the data cluster: the file's last
+    os.truncate(path, os.path.getsize(path) - 512)  # counted, no longer in the file
+    with Qcow2Image.open(path, writable=True) as img:
+        assert img.read(0, 512) == bytes(512)
+        img.write(512, pattern(512, 2))
+    assert_consistent(path)
+
+
 # --------------------------------------------------------------------------- snapshots
 
 

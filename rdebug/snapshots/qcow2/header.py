@@ -288,6 +288,5 @@ def initial_layout(
 
     table = [rb_offset + i * cluster for i in range(rb_clusters)]
     rt = struct.pack(f">{len(table)}Q", *table).ljust(rt_clusters * cluster, b"\0")
-    counts = [1] * total + [0] * (rb_clusters * rb_entries - total)
-    rb = struct.pack(f">{len(counts)}H", *counts)
+    rb = struct.pack(f">{total}H", *[1] * total).ljust(rb_clusters * cluster, b"\0")
     return first + rt + rb + bytes(l1_clusters * cluster)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import heapq
 import struct
 from collections.abc import Callable, Iterable
+from itertools import compress
 
 from rdebug.errors import SnapshotError
 from rdebug.snapshots.qcow2.file import ImageFile, ceil_div
@@ -60,10 +61,14 @@ class Refcounts:
             "refcount table", rt_offset, rt_clusters * cluster, file_size, cluster
         )
         raw = self._file.pread(rt_offset, rt_clusters * cluster)
-        self._table = [e & REFTABLE_MASK for e in struct.unpack(f">{len(raw) // 8}Q", raw)]
+        # the entries past the last nonzero byte are 0: a new image's table has 8192 entries
+        # and one block, a 64 GiB disk's 512
+        used = ceil_div(len(raw.rstrip(b"\0")), 8)
+        self._table = [e & REFTABLE_MASK for e in struct.unpack_from(f">{used}Q", raw)]
         for block in self._table:
             if block and (block % cluster or block + cluster > file_size):
                 raise self._file.damaged(f"refcount block at {block:#x} beyond the end of the file")
+        self._table += [0] * (len(raw) // 8 - used)
         self._table_offset = rt_offset
         self._table_clusters = rt_clusters
 
@@ -74,14 +79,19 @@ class Refcounts:
             return None
         block = self._cache.get(block_index)
         if block is None:
-            cluster = self._geometry.cluster_size
-            raw = self._file.pread(self._table[block_index], cluster)
-            if len(raw) != cluster:
-                raise self._file.damaged("refcount block beyond the end of the file")
-            char = REFCOUNT_CHARS[self._order]
-            block = list(struct.unpack(f">{self._block_entries}{char}", raw))
-            self._cache[block_index] = block
+            self._read_block(block_index)
+            block = self._cache[block_index]
         return block
+
+    def _read_block(self, block_index: int) -> bytes:
+        """Read an allocated refcount block into the cache; return it as stored."""
+        cluster = self._geometry.cluster_size
+        raw = self._file.pread(self._table[block_index], cluster)
+        if len(raw) != cluster:
+            raise self._file.damaged("refcount block beyond the end of the file")
+        char = REFCOUNT_CHARS[self._order]
+        self._cache[block_index] = list(struct.unpack(f">{self._block_entries}{char}", raw))
+        return raw
 
     def refcount(self, host_offset: int) -> int:
         cluster_index = host_offset >> self._geometry.cluster_bits
@@ -89,13 +99,16 @@ class Refcounts:
         return 0 if block is None else block[cluster_index % self._block_entries]
 
     def scan_free_clusters(self, file_size: int) -> None:
-        """Find the end of the allocated area and the free clusters before it."""
+        """Find the end of the allocated area and the free clusters before it (on opening,
+        the cache empty)."""
+        width = struct.calcsize(REFCOUNT_CHARS[self._order])
         used_end = 0
-        for block_index in range(len(self._table)):
-            block = self._block(block_index)
-            if block is not None and any(block):
-                last = len(block) - next(i for i, v in enumerate(reversed(block)) if v)
-                used_end = block_index * self._block_entries + last
+        # the allocated blocks only, and each one's last nonzero refcount from its stored
+        # bytes: a new image's table has 8192 entries, its one block 32768
+        for block_index in compress(range(len(self._table)), self._table):
+            used = len(self._read_block(block_index).rstrip(b"\0"))
+            if used:
+                used_end = block_index * self._block_entries + ceil_div(used, width)
         self._next_free = max(used_end, ceil_div(file_size, self._geometry.cluster_size))
         free: list[int] = []
         for block_index in range(ceil_div(self._next_free, self._block_entries)):
