@@ -98,6 +98,8 @@ class TableRegister:
 
 @dataclass(frozen=True, slots=True)
 class _BlobLayout:
+    """Where this unicorn build keeps the exception fields in its context blob."""
+
     old_exception: int
     error_code: int
     header: int  # bytes of the context before the CPU state

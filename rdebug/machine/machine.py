@@ -108,6 +108,8 @@ class StopReason(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class StopEvent:
+    """Why and where `Machine.run` stopped (the icount and linear PC reached)."""
+
     reason: StopReason
     icount: int
     pc: int
@@ -118,6 +120,8 @@ class StopEvent:
 
 @dataclass(frozen=True, slots=True)
 class MachineConfig:
+    """The PC to build: memory, icount shift, and the optional ISA cards."""
+
     memory_mb: int = 256
     icount_shift: int = 7
     #: An NE2000 on the ISA bus (network adapter 0), or none.

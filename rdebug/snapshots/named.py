@@ -39,6 +39,8 @@ def check_name(name: str) -> None:
 
 @dataclass(frozen=True, slots=True)
 class NamedSnapshot:
+    """One named snapshot of a trace, as its qcow2 snapshot table lists it."""
+
     name: str
     icount: int | None
     vm_state_size: int

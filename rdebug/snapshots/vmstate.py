@@ -38,6 +38,8 @@ _ZERO_PAGE = bytes(PAGE)
 
 @dataclass(frozen=True, slots=True)
 class VmState:
+    """A decoded snapshot: the machine state, its nonzero RAM pages and the caller's extra."""
+
     machine: MachineState
     pages: dict[int, bytes]  # RAM page index -> its 4096 bytes; the other pages are zero
     memory_mb: int
