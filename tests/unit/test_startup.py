@@ -76,7 +76,7 @@ NOT_FOR_RUN = (
     "pygdbmi",
     "shtab",
     "json",
-    # the machine's debug messages import it when one is sent (machine/debuglog.py)
+    # the machine's debug messages use it once something else imported it (debuglog.py)
     "logging",
 )
 
