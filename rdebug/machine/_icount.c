@@ -71,8 +71,9 @@ enum rd_stop {
  * address).  So each entry keeps a hash of the code bytes it was decoded from, and the
  * epoch in which it was last found to match: the epoch moves on whenever the mappings
  * may have changed (a block that wrote CR0/CR3/CR4 or ran INVLPG, a restored state), and
- * an entry from an older epoch is checked against the bytes now at its address before it
- * is used (and decoded again when they differ). */
+ * an entry from an older epoch, or one whose block the engine has just translated again
+ * (code written over in place: rd_translated_hook), is checked against the bytes now at
+ * its address before it is used (and decoded again when they differ). */
 struct rd_block {
     uint64_t addr;
     uint32_t size;
@@ -470,6 +471,35 @@ static void recent_clear(struct rd_counter *st) {
     for (uint32_t i = 0; i < RD_RECENT_SIZE; i++) {
         st->recent[i].addr = RD_NO_ADDR;
         st->recent[i].info = RD_INFO_EMPTY;
+    }
+}
+
+/* An epoch the counter never reaches: an entry in it is checked against its code. */
+#define RD_EPOCH_STALE UINT64_MAX
+
+/* unicorn's uc_tb (unicorn.h) */
+struct rd_uc_tb {
+    uint64_t pc;
+    uint16_t icount;
+    uint16_t size;
+};
+
+/* UC_HOOK_EDGE_GENERATED, which unicorn calls right after it translates a block (every
+ * translation once one block has run: `uc->last_tb` is never reset).  The engine
+ * translates a block again when its translation was dropped, and it drops it when the
+ * guest writes over its code: in place, with the same CR3, the new code may have the
+ * same address and size as the old and other instructions, which the table would go on
+ * counting as the old ones.  So the entry of every block translated anew is checked
+ * against the bytes now at its address when it next runs, as after an epoch change. */
+void rd_translated_hook(uc_engine *uc, const struct rd_uc_tb *tb, const struct rd_uc_tb *prev,
+                        void *user_data) {
+    (void)uc;
+    (void)prev;
+    struct rd_counter *st = user_data;
+    struct rd_block *b = block_find(st, tb->pc, tb->size);
+    if (b) {
+        b->epoch = RD_EPOCH_STALE;
+        recent_forget(st, tb->pc);
     }
 }
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import ctypes
 from collections.abc import Callable, Iterable
 
-from unicorn import UC_HOOK_CODE, UcError
+from unicorn import UC_HOOK_CODE, UC_HOOK_EDGE_GENERATED, UcError
 from unicorn import x86_const as X
 from unicorn.unicorn_py3 import unicorn as _ucpy
 
@@ -84,6 +84,15 @@ class NativeCounter:
         self._shadow_after_stop = False
         self._block_hook = hook_add_native(
             self._uc, 8, fn_address(self._lib, "rd_block_hook"), self._st_addr, 1, 0
+        )
+        # every block unicorn translates anew is checked against its code (_icount.c)
+        self._translated_hook = hook_add_native(
+            self._uc,
+            UC_HOOK_EDGE_GENERATED,
+            fn_address(self._lib, "rd_translated_hook"),
+            self._st_addr,
+            1,
+            0,
         )
         self._code_fn = fn_address(self._lib, "rd_code_hook")
         self._code_hooks: dict[int, int] = {}

@@ -74,3 +74,43 @@ def test_any_sequence_of_targets_lands_exactly_as_the_reference(targets: list[in
         c.close()
         cpu.close()
     assert results[0] == results[1]
+
+
+def _patching(jump: bytes) -> bytes:
+    """Code at BASE that runs the block at 0x2000 three times through `jump` (to EAX =
+    0x2000, returning by RET), each time first copying the 5 bytes at 0x3000 over it:
+    the same size, other instructions.  `hlt` at the end."""
+    code = bytes.fromhex("bb03000000")  # mov ebx, 3
+    again = BASE + len(code)
+    code += bytes.fromhex("b800200000")  # mov eax, 0x2000
+    code += jump
+    # mov esi, 0x3000; mov edi, 0x2000; mov ecx, 5; rep movsb; dec ebx
+    code += bytes.fromhex("be00300000bf00200000b905000000f3a44b")
+    code += b"\x75" + ((again - (BASE + len(code) + 2)) & 0xFF).to_bytes(1, "little")
+    return code + b"\xf4"
+
+
+@pytest.mark.parametrize(
+    "jump",
+    [bytes.fromhex("e8") + (0x2000 - (BASE + 15)).to_bytes(4, "little"), b"\xff\xd0"],
+    ids=["call-direct", "call-eax"],
+)
+def test_code_rewritten_in_place_to_the_same_size_is_counted_as_it_is_now(jump: bytes) -> None:
+    """Unicorn translates the block again after its bytes change; the counter's table
+    held the old block's count (5) for the same address and size (4 now): it must
+    check the code again whenever the engine translates a block it knows."""
+    results = []
+    for kind in (NativeCounter, ReferenceCounter):
+        cpu = Cpu(2)
+        cpu.write_physical(BASE, _patching(jump))
+        cpu.write_physical(0x2000, bytes.fromhex("90909090c3"))  # 4 x nop; ret
+        cpu.write_physical(0x3000, bytes.fromhex("b0019090c3"))  # mov al, 1; 2 x nop; ret
+        cpu.write("esp", 0x8000)
+        cpu.eip = BASE
+        c = kind(cpu)
+        assert c.execute(1 << 40) is StopCause.HALTED
+        results.append((c.icount, cpu.eip, cpu.read("eax") & 0xFF))
+        c.close()
+        cpu.close()
+    assert results[0] == results[1]
+    assert results[1][0] == 1 + 3 * (1 + 1 + 3 + 6 + 1 + 1) + 5 + 4 + 4 + 1
