@@ -60,7 +60,8 @@ void rd_decoder_close(struct rd_decoder *d) {
         if (d->handle[i])
             d->close(&d->handle[i]);
     }
-    /* the library stays loaded: another decoder (or capstone's binding) may use it */
+    /* the library keeps this reference (dlopen counts them): the next decoder finds it
+     * loaded, not read again from its file */
     free(d);
 }
 
@@ -76,6 +77,7 @@ struct rd_decoder *rd_decoder_open(const char *path, char *error, size_t error_s
     struct rd_decoder *d = calloc(1, sizeof *d);
     if (!d) {
         snprintf(error, error_size, "out of memory");
+        dlclose(lib);
         return NULL;
     }
     d->lib = lib;
@@ -86,6 +88,7 @@ struct rd_decoder *rd_decoder_open(const char *path, char *error, size_t error_s
     if (!open || !version || !d->close || !d->free || !d->disasm_iter || !alloc) {
         snprintf(error, error_size, "%s is not capstone's library", path);
         free(d);
+        dlclose(lib);
         return NULL;
     }
     int major = 0, minor = 0;
@@ -95,6 +98,7 @@ struct rd_decoder *rd_decoder_open(const char *path, char *error, size_t error_s
         snprintf(error, error_size, "%s is capstone %d.%d, built against %d.x", path, major,
                  minor, CS_API_MAJOR);
         free(d);
+        dlclose(lib);
         return NULL;
     }
     const cs_mode modes[2] = {CS_MODE_16, CS_MODE_32};
