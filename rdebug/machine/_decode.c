@@ -193,6 +193,14 @@ static int is_hlt(const uint8_t *insn, size_t size) {
     return i < size && insn[i] == 0xf4;
 }
 
+/* The instruction at *at (*left bytes, linear *address) in `insn`, the three moved past
+ * it; 0 when capstone decodes none there. */
+static int next_insn(struct rd_decoder *d, int code32, const uint8_t **at, size_t *left,
+                     uint64_t *address, cs_insn **insn) {
+    *insn = d->insn[code32 ? 1 : 0];
+    return *left > 0 && d->disasm_iter(d->handle[code32 ? 1 : 0], at, left, address, *insn);
+}
+
 /* Decode the block of `size` bytes `code` found at linear `addr`, in 32-bit code or not.
  * `offsets` has room for size + 1 entries, `specials` for size, `after_io` and
  * `flag_syncs` for size + 1: a block has at most one instruction a byte.  0, or -1 for a
@@ -202,17 +210,16 @@ int rd_decode(struct rd_decoder *d, uint64_t addr, const uint8_t *code, uint32_t
               uint64_t *after_io, uint64_t *flag_syncs) {
     if (!d || size > 0xffff)
         return -1;
-    csh handle = d->handle[code32 ? 1 : 0];
-    cs_insn *insn = d->insn[code32 ? 1 : 0];
     memset(out, 0, sizeof *out);
     const uint8_t *at = code;
     size_t left = size;
     uint64_t address = addr;
+    cs_insn *insn;
     uint32_t pos = 0;
     int last_decoded = 0;
     char name[CS_MNEMONIC_SIZE];
     char last[CS_MNEMONIC_SIZE] = "";
-    while (left > 0 && d->disasm_iter(handle, &at, &left, &address, insn)) {
+    while (next_insn(d, code32, &at, &left, &address, &insn)) {
         last_word(insn->mnemonic, name);
         if (in_set(name, FLAG_READERS) && pos > 0) {
             if (out->flag_syncs == 0)
@@ -258,13 +265,12 @@ int rd_decode_one(struct rd_decoder *d, const uint8_t *code, uint32_t size, int 
                   struct rd_decoded *out) {
     if (!d)
         return -1;
-    csh handle = d->handle[code32 ? 1 : 0];
-    cs_insn *insn = d->insn[code32 ? 1 : 0];
     memset(out, 0, sizeof *out);
     const uint8_t *at = code;
     size_t left = size;
     uint64_t address = 0;
-    if (left > 0 && d->disasm_iter(handle, &at, &left, &address, insn)) {
+    cs_insn *insn;
+    if (next_insn(d, code32, &at, &left, &address, &insn)) {
         out->length = insn->size;
         memcpy(out->mnemonic, insn->mnemonic, sizeof out->mnemonic);
     }

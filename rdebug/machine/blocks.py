@@ -171,15 +171,10 @@ class BlockDecoder:
     def close(self) -> None:
         self._closed()
 
-    def decode_code(self, addr: int, code: bytes, cs_base: int, code32: bool) -> Block:
-        """The block whose `code` was read at linear `addr` under a CS of that base and
-        default size."""
-        buffer = ctypes.create_string_buffer(code, len(code))
-        return self.decode_at(addr, ctypes.addressof(buffer), len(code), cs_base, code32)
-
     def decode_at(self, addr: int, code: int, size: int, cs_base: int, code32: bool) -> Block:
-        """`decode_code` of the `size` bytes at host address `code` (the native
-        counter's buffer: no copy into Python)."""
+        """The block whose `size` bytes at host address `code` (the native counter's
+        buffer: no copy into Python) were read at linear `addr` under a CS of that base
+        and default size."""
         self._grow(size)
         status = self._lib.rd_decode(
             self._handle,

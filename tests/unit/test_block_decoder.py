@@ -85,7 +85,8 @@ _PIECES = (
 
 
 def _compare(addr: int, code: bytes, code32: bool) -> Block:
-    block = _DECODER.decode_code(addr, code, 0x1234, code32)
+    buffer = ctypes.create_string_buffer(code, len(code))
+    block = _DECODER.decode_at(addr, ctypes.addressof(buffer), len(code), 0x1234, code32)
     assert block == _REFERENCE.decode_code(addr, code, 0x1234, code32)
     return block
 
