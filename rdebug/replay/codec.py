@@ -6,7 +6,9 @@ directions for each kind, side by side, so a kind is changed in one place:
 - asynchronous inputs (`SerialInput`, `NetInput`, `KeyInput`, `MouseInput`): logged at
   INPUT_CHECKPOINT as one or more EVENT_ASYNC events (`encode_inputs`, `InputDecoder`);
 - synchronisation events (interrupt, exception, shutdown, reset, clock warp): one event
-  each (`encode_sync`, `matches_sync`);
+  each (`encode_sync`, `matches_sync`); the interrupts and exceptions taken during one
+  engine run, with the instruction counts between them, also as the bytes of them all
+  (`encode_taken`: a recorder writes them, a player compares them, in one go);
 - host clock reads: EVENT_CLOCK + HOST with the value (`encode_clock`, `decode_clock`);
 - microphone samples: EVENT_AUDIO_IN with the format and the bytes the sound card took
   (`encode_audio`, `decode_audio`).
@@ -19,6 +21,7 @@ state), closed by INPUT_SYNC.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TypeGuard
 
 from rdebug.errors import FormatError
@@ -158,6 +161,40 @@ def encode_sync(event: SyncEvent) -> log.Event:
 def matches_sync(event: SyncEvent, logged: log.Event | None) -> bool:
     """Whether `logged` is the record of `event`."""
     return logged == _SYNC_EVENTS[event]
+
+
+_COUNTED = log.COUNTED_EVENT.pack
+_INTERRUPT = bytes([log.EVENT_INTERRUPT])
+_EXCEPTION = bytes([log.EVENT_EXCEPTION])
+
+
+def encode_taken(events: Sequence[tuple[SyncEvent, int]], icount: int) -> bytes | None:
+    """The log bytes of `events` (event, icount), interrupts and exceptions taken in that
+    order after a logged event at `icount`: before each, the EVENT_INSTRUCTION that brings
+    the count to it (none where the count stays), then its own event; the bytes the
+    events would have one by one (`encode_sync`, the recorder's instruction counts).
+    None when one is of another kind, or the count goes back or moves by 2**32 or more:
+    those go one by one.  (Tens of thousands of timer interrupts a second of a kernel's
+    run: the one-by-one path cost microseconds each.)"""
+    parts: list[bytes] = []
+    add = parts.append
+    interrupt, exception = SyncEvent.INTERRUPT, SyncEvent.EXCEPTION
+    for event, at in events:
+        if event is interrupt:
+            code, alone = log.EVENT_INTERRUPT, _INTERRUPT
+        elif event is exception:
+            code, alone = log.EVENT_EXCEPTION, _EXCEPTION
+        else:
+            return None
+        delta = at - icount
+        if 0 < delta <= 0xFFFFFFFF:
+            add(_COUNTED(log.EVENT_INSTRUCTION, delta, code))
+        elif delta == 0:
+            add(alone)
+        else:
+            return None
+        icount = at
+    return b"".join(parts)
 
 
 # -- host clock reads --------------------------------------------------------------------

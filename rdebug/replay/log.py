@@ -142,6 +142,11 @@ EVENT_CHECKPOINT = EVENT_CLOCK + len(ClockKind)  # 17
 EVENT_END = EVENT_CHECKPOINT + len(CheckpointKind)  # 26
 EVENT_AUDIO_IN = EVENT_END + 1  # 27
 
+#: EVENT_INSTRUCTION with its count, then the id of an event of one byte (EVENT_INTERRUPT,
+#: EVENT_EXCEPTION): most of a long run's log, written and checked a run's worth at a
+#: time (codec.encode_taken).
+COUNTED_EVENT = struct.Struct(">BIB")
+
 #: Largest array rdebug accepts when reading (a corrupt length must not exhaust memory).
 MAX_ARRAY = 64 << 20
 
@@ -399,6 +404,7 @@ class Reader:
         self._stream = stream
         self._name = name
         self._pos = 0  # the stream's position, kept here: tell() costs a system call
+        self._seekable = stream.seekable()  # `skip` reads ahead and may have to go back
         check_header(self._read_exact(HEADER_SIZE, 0, header=True), name)
         self.offset = HEADER_SIZE  # where the next event begins
         self.icount = 0  # instructions counted by the events read so far
@@ -417,6 +423,23 @@ class Reader:
         self._stream.seek(offset)
         self._pos = self.offset = offset
         self.icount = icount
+
+    def skip(self, data: bytes, counted: int) -> bool:
+        """Step over the next `len(data)` bytes if they are `data`, events whose
+        EVENT_INSTRUCTION counts add up to `counted`, and say so; otherwise (other bytes,
+        or fewer: the end of the log) move nothing and say no.  For a caller that knows
+        what the log must hold next (a player checking a run's interrupts in one go): the
+        bytes are compared, not decoded.  (A stream it cannot seek back in: always no.)"""
+        if not self._seekable:
+            return False
+        got = self._stream.read(len(data))
+        if got == data:
+            self._pos += len(data)
+            self.offset = self._pos
+            self.icount += counted
+            return True
+        self._stream.seek(self._pos)  # back to where the next event begins
+        return False
 
     def read(self) -> Event | None:
         """The next event, or None at the end of the data (a log without EVENT_END)."""

@@ -27,6 +27,7 @@ from rdebug.replay.codec import (
     InputDecoder,
     decode_audio,
     decode_clock,
+    encode_taken,
     is_input,
     matches_sync,
 )
@@ -235,8 +236,27 @@ class Player:
         self._advance()
 
     def synchronize_all(self, events: Sequence[tuple[SyncEvent, int]]) -> None:
+        if len(events) > 1 and self._take_all(events):
+            return
         for event, icount in events:
             self.synchronize(event, icount)
+
+    def _take_all(self, events: Sequence[tuple[SyncEvent, int]]) -> bool:
+        """Check `events` against the log in one go, if the first is the pending event
+        and the rest are interrupts and exceptions whose bytes (`encode_taken`) come
+        next: then consume them all, as `synchronize` one by one would, and say so.
+        Anything else (another event between them, a divergence, the log's end) is left
+        to `synchronize`, which finds and reports it."""
+        first, at = events[0]
+        if first is not SyncEvent.INTERRUPT and first is not SyncEvent.EXCEPTION:
+            return False
+        if self._icount != at or not matches_sync(first, self._next):
+            return False
+        data = encode_taken(events[1:], at)
+        if data is None or not self._reader.skip(data, events[-1][1] - at):
+            return False
+        self._advance()
+        return True
 
     def close(self) -> None:
         pass

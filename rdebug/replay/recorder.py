@@ -28,6 +28,7 @@ from rdebug.replay.codec import (
     encode_clock,
     encode_inputs,
     encode_sync,
+    encode_taken,
     is_recorded_event,
 )
 from rdebug.replay.log import (
@@ -127,8 +128,14 @@ class Recorder:
         self._inner.synchronize(event, icount)
 
     def synchronize_all(self, events: Sequence[tuple[SyncEvent, int]]) -> None:
-        for event, icount in events:
-            self._put(icount, encode_sync(event), hold=True)
+        data = encode_taken(events, self._icount) if events else None
+        if data is not None:  # interrupts and exceptions only: the bytes of them all
+            self._pending += data
+            self._icount = events[-1][1]
+            self.events += len(events)
+        else:
+            for event, icount in events:
+                self._put(icount, encode_sync(event), hold=True)
         if any(event is not SyncEvent.EXCEPTION for event, _ in events):
             self._flush()  # one write for the lot (exceptions alone wait, as ever)
         self._inner.synchronize_all(events)
