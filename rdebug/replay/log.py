@@ -147,6 +147,9 @@ EVENT_AUDIO_IN = EVENT_END + 1  # 27
 #: time (codec.encode_taken).
 COUNTED_EVENT = struct.Struct(">BIB")
 
+#: How much of the log `Reader.skip_counts` reads at a time.
+SKIM_CHUNK = 1 << 20
+
 #: Largest array rdebug accepts when reading (a corrupt length must not exhaust memory).
 MAX_ARRAY = 64 << 20
 
@@ -389,6 +392,9 @@ def check_header(raw: bytes, name: str) -> None:
     raise FormatError(f"{name}: not a replay log (version id {version:#x})")
 
 
+_COUNT = struct.Struct(">I")
+
+
 class Reader:
     """Decodes events from a byte stream, one at a time, knowing where each begins and
     when it happened.
@@ -440,6 +446,40 @@ class Reader:
             return True
         self._stream.seek(self._pos)  # back to where the next event begins
         return False
+
+    def skip_counts(self, chunk: int = SKIM_CHUNK) -> None:
+        """Step over the EVENT_INSTRUCTION, EVENT_INTERRUPT and EVENT_EXCEPTION events
+        that come next, as `read` one at a time would (`offset` and `icount` after the
+        last of them), without decoding each: stops before any other event, or an
+        incomplete one, which `read` then decodes or reports.  For a walk to the end of
+        a long log (most of its bytes are those three).  (A stream it cannot seek in:
+        steps over nothing.)"""
+        if not self._seekable:
+            return
+        unpack = _COUNT.unpack_from
+        chunk = max(chunk, 5)  # an EVENT_INSTRUCTION fits: each pass makes progress
+        while True:
+            data = self._stream.read(chunk)
+            size = len(data)
+            pos = 0
+            icount = self.icount
+            while pos < size:
+                event_id = data[pos]
+                if event_id == EVENT_INSTRUCTION:
+                    if pos + 5 > size:
+                        break
+                    icount += unpack(data, pos + 1)[0]
+                    pos += 5
+                elif event_id in (EVENT_INTERRUPT, EVENT_EXCEPTION):
+                    pos += 1
+                else:
+                    break
+            self.icount = icount
+            self._pos = self.offset = self.offset + pos
+            self._stream.seek(self._pos)
+            # on to the next chunk only if this one ended in the middle of the run
+            if size < chunk or (pos < size and (data[pos] != EVENT_INSTRUCTION or pos + 5 <= size)):
+                return
 
     def read(self) -> Event | None:
         """The next event, or None at the end of the data (a log without EVENT_END)."""

@@ -2,7 +2,8 @@
 (codec.encode_taken, Recorder.synchronize_all, Player.synchronize_all, Reader.skip):
 the log's bytes and everything a player does with them are those of the one-by-one path,
 for any run, including the ones the batch path hands back to it (other events, counts
-that go back or move by 2**32 or more, a log that says otherwise or ends early)."""
+that go back or move by 2**32 or more, a log that says otherwise or ends early).  And a
+long log skimmed to its end (Reader.skip_counts, recording_end) is read as one by one."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rdebug.errors import LogDivergence
+from rdebug.errors import FormatError, LogDivergence
 from rdebug.host.sources import ScriptedInputs
 from rdebug.machine.inputs import SyncEvent
 from rdebug.replay.codec import encode_sync, encode_taken
@@ -24,14 +25,24 @@ from rdebug.replay.log import (
     EVENT_EXCEPTION,
     EVENT_INSTRUCTION,
     EVENT_INTERRUPT,
+    HEADER_SIZE,
+    AsyncCharRead,
+    Checkpoint,
+    CheckpointKind,
+    Clock,
+    ClockKind,
+    End,
+    Event,
+    ExceptionTaken,
     Instruction,
+    InterruptTaken,
     Reader,
     Shutdown,
     ShutdownCause,
     encode,
     encode_header,
 )
-from rdebug.replay.player import Player
+from rdebug.replay.player import Player, recording_end
 from rdebug.replay.recorder import Recorder
 
 Run = list[tuple[SyncEvent, int]]
@@ -264,3 +275,71 @@ def test_the_reader_steps_over_matching_bytes_only() -> None:
     assert reader.skip(body, 9)
     assert (reader.offset, reader.icount) == (len(encode_header()) + len(body), 9)
     assert reader.read() == encode_sync(SyncEvent.EXCEPTION)
+
+
+# -- walking a long log to its end ----------------------------------------------------------
+
+LOG_EVENTS = st.one_of(
+    st.builds(Instruction, st.integers(0, 0xFFFFFFFF)),
+    st.just(encode_sync(SyncEvent.INTERRUPT)),
+    st.just(encode_sync(SyncEvent.EXCEPTION)),
+    st.builds(Checkpoint, st.sampled_from(list(CheckpointKind))),
+    st.builds(Clock, st.sampled_from(list(ClockKind)), st.integers(0, (1 << 64) - 1)),
+    st.builds(AsyncCharRead, st.just(CheckpointKind.CLOCK_VIRTUAL), st.integers(0, 3),
+              st.binary(min_size=1, max_size=6)),
+    st.builds(Shutdown, st.sampled_from(list(ShutdownCause))),
+    st.just(End()),
+)  # fmt: skip
+
+
+def _walk(data: bytes, chunk: int | None) -> list[tuple[object, ...]]:
+    """Each event other than the three `skip_counts` steps over, with where the reader
+    is after it, and how the walk ended: read one by one (`chunk` None) or skimmed."""
+    reader = Reader(io.BytesIO(data), "log")
+    seen: list[tuple[object, ...]] = []
+    try:
+        while True:
+            if chunk is not None:
+                reader.skip_counts(chunk)
+            event = reader.read()
+            if event is None:
+                seen.append(("end of data", reader.offset, reader.icount))
+                return seen
+            if chunk is None and isinstance(event, Instruction | InterruptTaken | ExceptionTaken):
+                continue
+            seen.append((event, reader.offset, reader.icount))
+    except FormatError as exc:
+        seen.append((str(exc), reader.offset, reader.icount))
+        return seen
+
+
+def _one_by_one_end(data: bytes) -> int:
+    reader = Reader(io.BytesIO(data), "log")
+    try:
+        for event in reader:
+            if isinstance(event, End):
+                break
+    except FormatError:
+        pass
+    return reader.icount
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.one_of(LOG_EVENTS, st.just(Instruction(7)), st.just(InterruptTaken())), max_size=40
+    ),
+    st.integers(0, 12),
+    st.sampled_from(["whole", "cut", "damaged"]),
+    st.integers(1, 16),
+)
+def test_skimming_a_log_reads_what_one_by_one_reads(
+    events: list[Event], cut: int, tail: str, chunk: int
+) -> None:
+    data = encode_header() + b"".join(encode(event) for event in events)
+    if tail == "cut" and len(data) - cut > HEADER_SIZE:
+        data = data[: len(data) - cut]
+    elif tail == "damaged":
+        data += bytes([0xFF])  # no such event
+    assert _walk(data, chunk) == _walk(data, None)
+    assert recording_end(io.BytesIO(data), "log") == _one_by_one_end(data)
