@@ -477,9 +477,9 @@ class Reader:
             self.icount = icount
             self._pos = self.offset = self.offset + pos
             self._stream.seek(self._pos)
-            # on to the next chunk only if this one ended in the middle of the run
-            if size < chunk or (pos < size and (data[pos] != EVENT_INSTRUCTION or pos + 5 <= size)):
-                return
+            if size < chunk or (pos < size and data[pos] != EVENT_INSTRUCTION):
+                return  # the data's end, or another event: `read` takes it from here
+            # else the chunk ended within these events (maybe within a count): read on
 
     def read(self) -> Event | None:
         """The next event, or None at the end of the data (a log without EVENT_END)."""
