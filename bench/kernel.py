@@ -5,7 +5,8 @@ a bitwise CRC-32 of a 4 KiB buffer N times with two system calls (int 0x80) a pa
 while the LAPIC timer interrupts it every 10 ms of virtual time; N is chosen so that the
 session (boot, the command, `exit`) lasts more than 1e9 instructions.  The session is
 typed on COM1 (IRQ4 through the IOAPIC) by a FileSerialSource, the same bytes for the
-three modes:
+three modes (in another order each round, record always before replay: on a shared
+machine the first machine of a round measured slower, whichever mode it ran):
 
 - run: a Machine with live inputs;
 - record: the same, its inputs going through the Recorder into a log file;
@@ -97,8 +98,20 @@ def _timed(fn: Callable[[], tuple[StopEvent, bytes]]) -> tuple[float, StopEvent,
     return time.perf_counter() - t0, stop, out
 
 
-def kernel_modes(passes: int, folder: Path) -> tuple[int, dict[str, float], bytes]:
-    """One round of run, record, replay: icount, wall seconds of each, COM1 output."""
+#: The order of the modes, round by round (replay needs record's log first): the first
+#: machine of a round measured slower on a shared machine, whichever mode it ran.
+MODE_ORDERS = (
+    ("run", "record", "replay"),
+    ("record", "replay", "run"),
+    ("record", "run", "replay"),
+)
+
+
+def kernel_modes(
+    passes: int, folder: Path, order: tuple[str, ...] = MODE_ORDERS[0]
+) -> tuple[int, dict[str, float], bytes]:
+    """One round of run, record, replay in `order`: icount, wall seconds of each, COM1
+    output."""
     session = _session(passes)
     log = folder / "minikernel.log"
     times: dict[str, float] = {}
@@ -107,29 +120,32 @@ def kernel_modes(passes: int, folder: Path) -> tuple[int, dict[str, float], byte
     def live() -> ExternalInputs:
         return LiveInputs({0: FileSerialSource(session)})
 
-    dt, stop, out = _timed(lambda: _kernel_run(live()))
-    times["run"] = dt
-    results.add((stop.reason.value, stop.icount, out))
+    def run() -> tuple[float, StopEvent, bytes]:
+        return _timed(lambda: _kernel_run(live()))
 
-    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-    try:
-        recorder = Recorder(live(), fd)
+    def record() -> tuple[float, StopEvent, bytes]:
+        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        try:
+            recorder = Recorder(live(), fd)
 
-        def record() -> tuple[StopEvent, bytes]:
-            stop, out = _kernel_run(recorder)
-            recorder.finish(stop.icount)
-            return stop, out
+            def recorded() -> tuple[StopEvent, bytes]:
+                stop, out = _kernel_run(recorder)
+                recorder.finish(stop.icount)
+                return stop, out
 
-        dt, stop, out = _timed(record)
-    finally:
-        os.close(fd)
-    times["record"] = dt
-    results.add((stop.reason.value, stop.icount, out))
+            return _timed(recorded)
+        finally:
+            os.close(fd)
 
-    with log.open("rb") as stream:
-        dt, stop, out = _timed(lambda: _kernel_run(Player(stream, str(log))))
-    times["replay"] = dt
-    results.add((stop.reason.value, stop.icount, out))
+    def replay() -> tuple[float, StopEvent, bytes]:
+        with log.open("rb") as stream:
+            return _timed(lambda: _kernel_run(Player(stream, str(log))))
+
+    modes = {"run": run, "record": record, "replay": replay}
+    for mode in order:
+        dt, stop, out = modes[mode]()
+        times[mode] = dt
+        results.add((stop.reason.value, stop.icount, out))
     if len(results) != 1:
         raise SystemExit("minikernel: run, record and replay ended differently")
     reason, icount, out = results.pop()
@@ -279,11 +295,12 @@ def main(argv: list[str] | None = None) -> int:
     fixed_icount: list[int] = []
     icount = 0
     with tempfile.TemporaryDirectory() as tmp:
-        for _ in range(args.rounds):
+        for round_index in range(args.rounds):
             for name, passes in (("crc", args.crc_passes), ("memcopy", args.memcopy_passes)):
                 insns, seconds = raw_unicorn(name, passes)
                 raw[name].append(insns / seconds / 1e6)
-            icount, times, _ = kernel_modes(args.passes, Path(tmp))
+            order = MODE_ORDERS[round_index % len(MODE_ORDERS)]
+            icount, times, _ = kernel_modes(args.passes, Path(tmp), order)
             for mode, seconds in times.items():
                 modes[mode].append(icount / seconds / 1e6)
             boots.append(boot_to_prompt())
