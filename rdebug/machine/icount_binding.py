@@ -1,9 +1,10 @@
 """The ctypes binding of the native counter (_icount.c): its structs, entry points, codes.
 
-`CounterState` mirrors `struct rd_counter` and `BlockSlot` `struct rd_block`; the
-INFO_* bits are the per-block info word and RD_STOP_* the `enum rd_stop` of _icount.c
-(change both sides together).  Hooks are registered through unicorn's C entry point,
-which takes a C function pointer and its user data without unicorn headers.
+`CounterState` mirrors `struct rd_counter` (its size is checked against the library's
+when it loads) and `RecentSlot` `struct rd_recent`; the INFO_* bits are the per-block
+info word and RD_STOP_* the `enum rd_stop` of _icount.c (change both sides together).
+Hooks are registered through unicorn's C entry point, which takes a C function pointer
+and its user data without unicorn headers.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import ctypes
 from unicorn import Uc, UcError
 from unicorn.unicorn_py3 import unicorn as _ucpy
 
+from rdebug.errors import MachineError
 from rdebug.machine.blocks import Block
 from rdebug.machine.native import extension, function_address
 
@@ -39,15 +41,17 @@ RD_STOP_DEADLINE = 6
 MISS_FN = ctypes.CFUNCTYPE(ctypes.c_uint32, ctypes.c_uint64, ctypes.c_uint32)
 
 
-class BlockSlot(ctypes.Structure):
-    """Mirror of struct rd_block."""
+#: RD_RECENT_SIZE: entries of the direct-mapped cache in front of the block table
+RECENT_SIZE = 2048
+
+
+class RecentSlot(ctypes.Structure):
+    """Mirror of struct rd_recent."""
 
     _fields_ = (
         ("addr", ctypes.c_uint64),
         ("size", ctypes.c_uint32),
         ("info", ctypes.c_uint32),
-        ("hash", ctypes.c_uint64),
-        ("epoch", ctypes.c_uint64),
     )
 
 
@@ -98,7 +102,8 @@ class CounterState(ctypes.Structure):
         ("cr4_regid", ctypes.c_int32),
         ("_pad3", ctypes.c_uint32),
         ("revalidations", ctypes.c_uint64),
-        ("recent", BlockSlot * 256),  # RD_RECENT_SIZE
+        ("recent_tag", ctypes.c_uint64),
+        ("recent", RecentSlot * RECENT_SIZE),
         ("countdown", ctypes.c_void_p),  # struct rd_countdown * (machine/countdown.py)
         ("specials", ctypes.c_void_p),
         ("specials_mask", ctypes.c_uint32),
@@ -153,6 +158,14 @@ def load_library() -> ctypes.CDLL:
     lib.rd_specials_set.restype = ctypes.c_int
     lib.rd_counter_free.argtypes = (ctypes.c_void_p,)
     lib.rd_counter_free.restype = None
+    lib.rd_counter_size.argtypes = ()
+    lib.rd_counter_size.restype = ctypes.c_size_t
+    if lib.rd_counter_size() != ctypes.sizeof(CounterState):
+        raise MachineError(
+            f"rdebug's native counter does not match its binding (struct rd_counter: "
+            f"{lib.rd_counter_size()} bytes, CounterState {ctypes.sizeof(CounterState)}): "
+            "reinstall rdebug (in a source tree: python3 setup.py build_ext --inplace)"
+        )
     return lib
 
 

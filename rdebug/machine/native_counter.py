@@ -59,8 +59,6 @@ class NativeCounter:
         self._miss_error: BaseException | None = None
         self._miss_fn = MISS_FN(self._miss)
         st = CounterState()
-        for slot in st.recent:
-            slot.info = 0xFFFFFFFF  # RD_INFO_EMPTY
         st.target = NO_TARGET
         st.soft_target = NO_TARGET
         st.stop_at = NO_TARGET
@@ -78,6 +76,7 @@ class NativeCounter:
         st.cr4_regid = X.UC_X86_REG_CR4
         self._st = st
         self._st_addr = ctypes.addressof(st)
+        self._lib.rd_space_changed(self._st_addr)  # the recent cache's entries empty
         self._code_info = BlockCodeInfo()
         self._code_info_addr = ctypes.addressof(self._code_info)
         self._code_buffer = ctypes.create_string_buffer(4096)

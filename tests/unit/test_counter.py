@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import ctypes
 from collections.abc import Iterator
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from rdebug.errors import MachineError
+from rdebug.machine import icount_binding
 from rdebug.machine.counter import Counter, StopCause
 from rdebug.machine.cpu import Cpu
 from rdebug.machine.native_counter import NativeCounter
@@ -114,3 +117,64 @@ def test_code_rewritten_in_place_to_the_same_size_is_counted_as_it_is_now(jump: 
         cpu.close()
     assert results[0] == results[1]
     assert results[1][0] == 1 + 3 * (1 + 1 + 3 + 6 + 1 + 1) + 5 + 4 + 4 + 1
+
+
+def _two_spaces(rounds: int) -> bytes:
+    """Code at BASE that turns on paging with 4 MiB pages and, `rounds` times, calls
+    linear 0x400000 under each of two page directories: 0x10000 maps it to physical
+    0x400000, 0x11000 to 0x800000 (the same size of code there, other instructions).
+    The first 4 MiB are identity-mapped in both.  `hlt` at the end."""
+    code = bytes.fromhex("0f20e083c8100f22e0")  # mov eax, cr4; or eax, PSE; mov cr4, eax
+    code += bytes.fromhex("b8000001000f22d8")  # mov eax, 0x10000; mov cr3, eax
+    code += bytes.fromhex("0f20c00d000000800f22c0")  # mov eax, cr0; or eax, PG; mov cr0, eax
+    code += b"\xbb" + rounds.to_bytes(4, "little")  # mov ebx, rounds
+    again = len(code)
+    for directory in (0x10000, 0x11000):
+        code += b"\xb8" + directory.to_bytes(4, "little") + bytes.fromhex("0f22d8")  # cr3
+        code += bytes.fromhex("b900004000ffd1")  # mov ecx, 0x400000; call ecx
+    code += b"\x4b\x75" + ((again - (len(code) + 3)) & 0xFF).to_bytes(1, "little")  # dec; jnz
+    return code + b"\xf4"
+
+
+@pytest.mark.parametrize("epoch", [0, (1 << 31) - 5], ids=["first-epochs", "tag-wraps"])
+def test_code_at_one_address_in_two_address_spaces_is_counted_as_mapped(epoch: int) -> None:
+    """Each CR3 load starts a new epoch: the block at 0x400000 that the recent cache
+    holds from the other address space (5 instructions there, 4 here) must miss it, in
+    the first epochs as when the epoch's tag in the cache wraps around to 0."""
+    results = []
+    for kind in (NativeCounter, ReferenceCounter):
+        cpu = Cpu(16)
+        cpu.write_physical(BASE, _two_spaces(6))
+        for directory, target in ((0x10000, 0x400000), (0x11000, 0x800000)):
+            # PDE 0: 0 (4 MiB, present, writable); PDE 1: `target`
+            cpu.write_physical(directory, (0x83).to_bytes(4, "little"))
+            cpu.write_physical(directory + 4, (target | 0x83).to_bytes(4, "little"))
+        cpu.write_physical(0x400000, bytes.fromhex("90909090c3"))  # 4 x nop; ret
+        cpu.write_physical(0x800000, bytes.fromhex("b0019090c3"))  # mov al, 1; 2 x nop; ret
+        cpu.write("esp", 0x8000)
+        cpu.eip = BASE
+        c = kind(cpu)
+        if isinstance(c, NativeCounter):
+            c._st.epoch = epoch
+            c._lib.rd_space_changed(c._st_addr)
+        assert c.execute(1 << 40) is StopCause.HALTED
+        results.append((c.icount, cpu.eip, cpu.read("eax") & 0xFF))
+        c.close()
+        cpu.close()
+    assert results[0] == results[1]
+    assert results[1][0] == 3 + 2 + 3 + 1 + 6 * (2 + 2 + 5 + 2 + 2 + 4 + 2) + 1
+
+
+def test_a_binding_that_does_not_match_the_library_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The ctypes mirror of struct rd_counter and the built library must agree (an
+    extension built from other sources would read and write the wrong fields)."""
+
+    class Shorter(ctypes.Structure):
+        _fields_ = icount_binding.CounterState._fields_[:-1]
+
+    icount_binding.load_library()  # as built: no error
+    monkeypatch.setattr(icount_binding, "CounterState", Shorter)
+    with pytest.raises(MachineError, match="does not match its binding"):
+        icount_binding.load_library()
