@@ -33,9 +33,32 @@ class Guest:
 
     path: Path
     data: bytes
-    spec: GuestSpec  # what a trace keeps of it
     image: LoadedImage
     initrd: bytes | None = None  # a Linux kernel's initrd
+    #: how it was read (`read`'s arguments, the files' absolute paths), for `spec`
+    format: str = "auto"
+    load_address: int | None = None
+    entry: int | None = None
+    append: str = ""
+    source: str = ""
+    initrd_source: str | None = None
+
+    @property
+    def spec(self) -> GuestSpec:
+        """What a trace keeps of it.  The files' SHA-256 digests are computed here, for a
+        recording: a plain run needs none (a Linux kernel and its initrd: ~5 ms, and
+        hashlib's import 2.5 ms of a small guest's start-up)."""
+        return GuestSpec(
+            name=self.path.name,
+            source=self.source,
+            sha256=sha256(self.data),
+            format=self.format,
+            load_address=self.load_address,
+            entry=self.entry,
+            append=self.append,
+            initrd=self.initrd_source,
+            initrd_sha256=None if self.initrd is None else sha256(self.initrd),
+        )
 
     @classmethod
     def read(
@@ -64,21 +87,21 @@ class Guest:
                 initrd_data = initrd.read_bytes()
             except OSError as exc:
                 raise UsageError(f"--initrd {initrd}: {exc.strerror}") from None
-        spec = GuestSpec(
-            name=path.name,
-            source=str(path.resolve()),
-            sha256=sha256(data),
-            format=format,
-            load_address=load_address,
-            entry=entry,
-            append=append,
-            initrd=None if initrd is None else str(initrd.resolve()),
-            initrd_sha256=None if initrd_data is None else sha256(initrd_data),
-        )
         image = parse_image(
             data, str(path), ImageFormat(format), load_address, entry, append, initrd_data
         )
-        return cls(path, data, spec, image, initrd_data)
+        return cls(
+            path,
+            data,
+            image,
+            initrd_data,
+            format,
+            load_address,
+            entry,
+            append,
+            str(path.resolve()),
+            None if initrd is None else str(initrd.resolve()),
+        )
 
 
 class LiveSession:

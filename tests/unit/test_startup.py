@@ -78,6 +78,10 @@ NOT_FOR_RUN = (
     "json",
     # the machine's debug messages use it once something else imported it (debuglog.py)
     "logging",
+    # digests: a run computes none (a recording's guest spec and state hashes do; its
+    # import loads OpenSSL, ~2.5 ms)
+    "hashlib",
+    "_hashlib",
 )
 
 #: Imported by no `rdebug --help`: the whole machine and its libraries.
