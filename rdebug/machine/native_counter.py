@@ -76,7 +76,7 @@ class NativeCounter:
         st.cr4_regid = X.UC_X86_REG_CR4
         self._st = st
         self._st_addr = ctypes.addressof(st)
-        self._lib.rd_space_changed(self._st_addr)  # the recent cache's entries empty
+        self._lib.rd_space_changed(self._st_addr)  # a first epoch: no cache entry matches
         self._code_info = BlockCodeInfo()
         self._code_info_addr = ctypes.addressof(self._code_info)
         self._code_buffer = ctypes.create_string_buffer(4096)
