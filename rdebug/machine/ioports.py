@@ -61,8 +61,10 @@ class PortIoState(ctypes.Structure):
 class PortIo:
     """The IN/OUT hooks of one CPU, dispatching to the devices of a port map.
 
-    `after_access` runs after every access a device answered (an IRQ it raised may
-    need the run loop at once); `before_output` before every OUT a device answers (what
+    `before_access` runs before every access a device answers (state kept elsewhere
+    during a run, e.g. the PIT's ticks taken in C, must reach the device first);
+    `after_access` after it (an IRQ it raised may need the run loop at once);
+    `before_output` before every OUT a device answers (what
     the device sends out, to a terminal or a network, must come after everything the
     log will say happened before it).  With the native counter the hooks are C functions
     (`rd_in_hook`, `rd_out_hook`) that move the words of the devices' open data
@@ -78,10 +80,12 @@ class PortIo:
         ports: Mapping[int, Device],
         after_access: Callable[[], None],
         before_output: Callable[[], None] = lambda: None,
+        before_access: Callable[[], None] = lambda: None,
     ) -> None:
         self._cpu = cpu
         self._counter = counter
         self._ports = ports
+        self._before_access = before_access
         self._after_access = after_access
         self._before_output = before_output
         #: EIP of an I/O instruction that ring 3 was not allowed to execute (#GP pending)
@@ -168,6 +172,7 @@ class PortIo:
                 debug(__name__, "IN %#x: no device", port)
                 value = (1 << (8 * size)) - 1
             else:
+                self._before_access()
                 value = device.io_read(port, size) & ((1 << (8 * size)) - 1)
             if self._probe is not None:
                 self._probed(linear, port, size, False, value)
@@ -190,6 +195,7 @@ class PortIo:
                 debug(__name__, "OUT %#x <- %#x: no device", port, value)
                 return
             self._before_output()
+            self._before_access()
             device.io_write(port, size, value)
             self._after_access()
         finally:

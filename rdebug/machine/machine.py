@@ -461,8 +461,7 @@ class Machine:
                     self._register_pages.settle()
                     if self._native_lapic is not None:
                         self._native_lapic.native_expiries_taken()
-                    if self._ticker is not None and (edge := self._ticker.edge_taken()) is not None:
-                        self.board.pit.edge_passed(edge)
+                    self._take_ticker_edges()
             if page_fault is not None:
                 self._raise_page_fault(page_fault)
                 shadow = False
@@ -593,7 +592,12 @@ class Machine:
     def _install_hooks(self) -> None:
         uc = self._uc
         self._port_io = PortIo(
-            self.cpu, self.counter, self.board.ports, self._after_io, self._pass_native_syncs
+            self.cpu,
+            self.counter,
+            self.board.ports,
+            self._after_io,
+            self._pass_native_syncs,
+            self._take_ticker_edges,
         )
         self._cpuid_tsc = CpuidTsc(self.cpu, self.counter, self.now_ns)
         if isinstance(self.counter, NativeCounter):
@@ -644,6 +648,14 @@ class Machine:
             self.clock.bias_ns,
         )
         return True
+
+    def _take_ticker_edges(self) -> None:
+        """The PIT takes back the schedule the counter moved on, if it took expiries: after
+        each run, and during one before any port access a device answers (the guest may
+        program the PIT there: its new count must not be overwritten after the run by
+        the edge of the schedule it replaced)."""
+        if self._ticker is not None and (edge := self._ticker.edge_taken()) is not None:
+            self.board.pit.edge_passed(edge)
 
     def _device_touched(self) -> None:
         """A device answered an I/O access or a register-page store during a run: its

@@ -4,14 +4,19 @@
  * in IRR, so every later tick changes nothing), then IRQ0 unmasked (the latched tick
  * comes in at once) for a shorter loop that takes ticks, then masked again.  The handler
  * counts the ticks.  Then, with IF=0, the 8259 is initialized again (which clears the
- * latched edge) and the IRR read after a loop shows the next tick latched.  For rdebug's test of the idle PIT expiries its counter takes
- * without stopping (tests/integration/test_ticker.py): which tick lands where depends
- * on virtual time, so the output is compared between rdebug's paths, not with QEMU. */
+ * latched edge) and the IRR read after a loop shows the next tick latched.  Before
+ * that, a slower period (5 ms) ticks masked through a loop; then counter 0 gets a new
+ * control word and the 20 kHz count, and IRQ0 is unmasked at once: the new period's
+ * ticks come from the new count, not from where the slow period would have ticked next.
+ * For rdebug's test of the idle PIT expiries its counter takes without stopping
+ * (tests/integration/test_ticker.py): which tick lands where depends on virtual time,
+ * so the output is compared between rdebug's paths, not with QEMU. */
 #include "guest.h"
 
 #define PIT_CH0 0x40
 #define PIT_CMD 0x43
 #define DIVISOR 60u /* 1193182 / 60: about 19.9 kHz */
+#define SLOW_DIVISOR 6000u /* about 5 ms */
 #define ROUNDS 8u
 
 volatile uint32_t ticks;
@@ -29,6 +34,13 @@ static uint32_t spin(uint32_t n, uint32_t x)
     return x;
 }
 
+static void program_pit(uint32_t divisor)
+{
+    outb(PIT_CMD, 0x34); /* channel 0, lobyte/hibyte, mode 2, binary */
+    outb(PIT_CH0, (uint8_t)divisor);
+    outb(PIT_CH0, (uint8_t)(divisor >> 8));
+}
+
 int guest_main(uint32_t mbi)
 {
     (void)mbi;
@@ -36,9 +48,7 @@ int guest_main(uint32_t mbi)
     pic_remap();
     isr_register(PIC1_VECTOR + 0, timer_irq);
     pic_mask(0);
-    outb(PIT_CMD, 0x34); /* channel 0, lobyte/hibyte, mode 2, binary */
-    outb(PIT_CH0, (uint8_t)DIVISOR);
-    outb(PIT_CH0, (uint8_t)(DIVISOR >> 8));
+    program_pit(DIVISOR);
 
     uint32_t x = 1;
     __asm__ volatile("sti");
@@ -49,6 +59,14 @@ int guest_main(uint32_t mbi)
         pic_mask(0);
         printk("round %u: %u ticks\n", round, ticks);
     }
+    program_pit(SLOW_DIVISOR);
+    x = spin(40000u, x); /* masked: idle ticks of the slow period */
+    program_pit(DIVISOR);
+    uint32_t before = ticks;
+    pic_unmask(0);
+    x = spin(3000u, x); /* about 3 ms */
+    pic_mask(0);
+    printk("after a new count: %u ticks\n", ticks - before);
     /* With IF=0: ICW1 clears the 8259's IRR (the latched tick goes), and the next
      * tick must latch it again while the loop runs. */
     __asm__ volatile("cli");

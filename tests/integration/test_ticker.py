@@ -4,8 +4,11 @@ the same log, byte for byte, which replays either way.
 
 `pitmask` masks IRQ0 at the 8259 for long busy loops (idle ticks, taken in C) and
 unmasks it in between with a plain OUT in the middle of straight-line code (the ticks
-then count); the minikernel never unmasks it (the LAPIC timer drives it); `timer` takes
-every tick (never idle); `crc` never programs the PIT nor the 8259.
+then count); then it programs the PIT anew in the run that took a slower period's idle
+ticks and unmasks IRQ0 at once (the new count's ticks must come, not the slow period's
+next one: the PIT takes back its schedule before that access); the minikernel never
+unmasks it (the LAPIC timer drives it); `timer` takes every tick (never idle); `crc`
+never programs the PIT nor the 8259.
 """
 
 from __future__ import annotations
@@ -56,6 +59,8 @@ def test_idle_pit_expiries_in_c_give_the_python_run(
         out = native[0][-1][0]
         assert isinstance(out, bytes) and b"pitmask done" in out
         assert int(out.split(b"done: ")[1].split()[0]) > 8  # the unmasked stretches' ticks
+        # ~3 ms at ~20 kHz from the new count (the slow period's next tick: 0 or 1)
+        assert int(out.split(b"after a new count: ")[1].split()[0]) > 20
 
 
 Result = tuple[StopReason, int, bytes, str, int]
