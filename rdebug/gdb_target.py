@@ -104,6 +104,13 @@ def _reply(stop: Stop, replaying: bool) -> StopReason:
     return Signalled(GdbSignal.TRAP)
 
 
+def _failed(error: RdebugError) -> StopReason:
+    """The stop reply for a resume the replay could not carry out (a log that diverges,
+    a damaged trace...): SIGABRT where the machine stopped, after the reason on gdb's
+    console."""
+    return Signalled(GdbSignal.ABRT, message=f"rdebug: the replay cannot go on: {error}\n")
+
+
 def _check_resume(action: ForwardResume, pc: int, last: StopReason, why: str) -> None:
     """Refuse, with a reason gdb prints, a resume signal or address that cannot be
     honoured (`why`: what runs).  The signal of the last stop passes: gdb hands back
@@ -204,13 +211,13 @@ class SessionTarget:
                         stop = Stop(Where.END, self._session.icount)
                     else:
                         stop = self._session.stepi()
-        except RdebugError:
-            stop = Stop(Where.INTERRUPTED, self._session.icount)
+            self._last = _reply(stop, replaying=True)
+        except RdebugError as exc:
+            self._last = _failed(exc)
         finally:
             stop_watching()
             # an interrupt that came as it ended (gdb leaving) must not stop the next one
             self._session.clear_interrupt()
-        self._last = _reply(stop, replaying=True)
         return self._last
 
     def resume_reverse(self, action: ReverseResume, interrupted: Callable[[], bool]) -> StopReason:
@@ -221,13 +228,13 @@ class SessionTarget:
                     stop = self._session.reverse_cont()
                 case ReverseStep():
                     stop = self._session.reverse_stepi()
-        except RdebugError:
-            stop = Stop(Where.INTERRUPTED, self._session.icount)
+            self._last = _reply(stop, replaying=True)
+        except RdebugError as exc:
+            self._last = _failed(exc)
         finally:
             stop_watching()
             # an interrupt that came as it ended (gdb leaving) must not stop the next one
             self._session.clear_interrupt()
-        self._last = _reply(stop, replaying=True)
         return self._last
 
     def stop_reason(self) -> StopReason:

@@ -77,6 +77,7 @@ from rdebug.gdbstub.target import (
     Continue,
     ReverseContinue,
     ReverseStep,
+    Signalled,
     Step,
     StopReason,
     Target,
@@ -287,13 +288,13 @@ class RspSession:
                     self._reply(OK)
             # node "Packets", 'c', 'C', 's', 'S': replies are stop replies
             case Continue() | Step():
-                self._reply_stop(target.resume(command, self.interrupt.is_set))
+                self._reply_resumed(target.resume(command, self.interrupt.is_set))
             # node "Packets", 'vCont': the leftmost action matching our thread applies
             case VCont():
                 action = command.action_for(THREAD_ID)
                 if action is None:
                     raise PacketError("vCont: no action for the thread")
-                self._reply_stop(target.resume(action, self.interrupt.is_set))
+                self._reply_resumed(target.resume(action, self.interrupt.is_set))
             case QueryVContActions():
                 self._reply(b"vCont;c;C;s;S")
             # node "Packets", 'bc' / 'bs' (only announced when reverse() is not None)
@@ -302,7 +303,7 @@ class RspSession:
                 if reverse is None:
                     self._reply(EMPTY)
                 else:
-                    self._reply_stop(reverse.resume_reverse(command, self.interrupt.is_set))
+                    self._reply_resumed(reverse.resume_reverse(command, self.interrupt.is_set))
             # node "General Query Packets", 'qSupported'
             case QuerySupported():
                 self._reply(self._negotiate(command))
@@ -394,6 +395,18 @@ class RspSession:
     def _reply_stop(self, reason: StopReason) -> None:
         self._reply(stop_reply(reason, self._stop_options))
 
+    def _reply_resumed(self, reason: StopReason) -> None:
+        # node "Stop Reply Packets": 'O XX...' console output may come before the stop
+        # reply to a resume (not to '?', which replies with the stop alone)
+        if isinstance(reason, Signalled) and reason.message:
+            self._console(reason.message.encode())
+        self._reply_stop(reason)
+
+    def _console(self, data: bytes) -> None:
+        per_packet = (self.packet_size - 1) // 2
+        for i in range(0, len(data), per_packet):
+            self._reply(b"O" + encode_hex(data[i : i + per_packet]))
+
     def _reply_monitor(self, output: str) -> None:
         # qRcmd replies: OK, or the hex-encoded output; output longer than a packet goes
         # first as 'O' console-output packets (node "Stop Reply Packets", 'O XX...').
@@ -406,12 +419,10 @@ class RspSession:
         if not data:
             self._reply(OK)
             return
-        per_packet = (self.packet_size - 1) // 2
-        if len(data) <= per_packet:
+        if len(data) <= (self.packet_size - 1) // 2:
             self._reply(encode_hex(data))
             return
-        for i in range(0, len(data), per_packet):
-            self._reply(b"O" + encode_hex(data[i : i + per_packet]))
+        self._console(data)
         self._reply(OK)
 
     def qsupported_reply(self) -> bytes:

@@ -90,9 +90,12 @@ class Signalled:
 
     A finished single step is ``Signalled(GdbSignal.TRAP)``; a stop asked by gdb's
     interrupt is ``Signalled(GdbSignal.INT)``; a guest fault maps to SEGV/ILL/FPE.
+    `message`, when a resume ends here, goes to gdb's console first (``O`` packets):
+    e.g. why the target could not go on.
     """
 
     signal: int
+    message: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -13,6 +14,8 @@ import pytest
 import rdebug
 import rdebug.gdb
 from rdebug.repl import Repl
+from rdebug.replay.log import Instruction, InterruptTaken, Reader, encode, encode_header
+from rdebug.replay.trace import Trace
 from tests.conftest import EVENT_TIMEOUT, record_cli
 from tests.e2e.gdb.conftest import attached_gdb
 
@@ -101,3 +104,29 @@ def test_gdb_monitor_speaks_the_repl_language(bug_trace: Path) -> None:
             assert "<" in gdb.command("monitor x/2i $eip").console
             assert gdb.command("monitor frobnicate").console.startswith("error: unknown command")
         assert session.icount == interrupts[2].icount and session.registers["eip"] == pc
+
+
+def test_a_replay_that_cannot_go_on_tells_gdb_why(bug_trace: Path, tmp_path: Path) -> None:
+    """A log whose first interrupt is moved one instruction later: gdb's continue stops
+    with SIGABRT where the machine found the divergence, after the reason on its console
+    (not as a SIGINT nobody asked for); reverse execution still works from there."""
+    trace = tmp_path / "bug"
+    shutil.copytree(bug_trace, trace)
+    log = Trace.open(trace).log_path
+    with log.open("rb") as stream:
+        events = list(Reader(stream, str(log)))
+    first = next(i for i, e in enumerate(events) if isinstance(e, InterruptTaken))
+    before = max(i for i in range(first) if isinstance(events[i], Instruction))
+    count = events[before]
+    assert isinstance(count, Instruction)
+    events[before] = Instruction(count.count + 1)
+    log.write_bytes(encode_header() + b"".join(encode(e) for e in events))
+    with rdebug.open(trace) as session, rdebug.gdb.attach(session) as gdb:
+        stopped = gdb.command("continue")
+        assert stopped.stopped is not None
+        assert stopped.stopped.get("signal-name") == "SIGABRT", stopped.stopped
+        assert "rdebug: the replay cannot go on: replay diverged" in stopped.console
+        assert "took an interrupt" in stopped.console
+        diverged_at = session.icount
+        back = gdb.command("reverse-stepi")
+        assert back.stopped is not None and session.icount == diverged_at - 1

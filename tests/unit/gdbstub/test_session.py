@@ -250,6 +250,22 @@ def test_swbreak_is_reported_once_negotiated() -> None:
     assert client.ask(b"c") == b"W03"
 
 
+def test_a_stop_with_a_message_sends_it_to_the_console_first() -> None:
+    """A resume that ends with a message (why the target could not go on): 'O' packets
+    with it, in pieces that fit the packet size, then the stop reply; '?' afterwards
+    gives the stop alone (console output is for replies to a resume)."""
+    client = Client(packet_size=0x20)
+    message = "rdebug: the replay cannot go on: a long reason\n"
+    client.target.script.append(Signalled(GdbSignal.ABRT, message=message))
+    replies = client.ask_all(b"c")
+    assert replies[-1] == b"T06thread:1;"
+    assert all(r.startswith(b"O") and len(r) <= 0x20 for r in replies[:-1])
+    assert b"".join(bytes.fromhex(r[1:].decode()) for r in replies[:-1]) == message.encode()
+    assert client.ask(b"?") == b"T06thread:1;"
+    client.target.script.append(Signalled(GdbSignal.ABRT, message="backwards too\n"))
+    assert client.ask_all(b"bc") == [b"O" + b"backwards too\n".hex().encode(), b"T06thread:1;"]
+
+
 def test_reverse_execution() -> None:
     client = Client()
     assert client.ask(b"bs") == b"T05replaylog:begin;thread:1;"  # at the start
