@@ -6,7 +6,9 @@ checkpoint and the target).  Running forward takes checkpoints as it goes, every
 `interval` instructions, the interval growing when checkpoints are dear (large RAM) so
 that taking them costs at most about a fifth of the time spent replaying between them
 (the first write to each page after a checkpoint costs a fault besides, paid in the
-replay).
+replay).  A backward seek that restores a checkpoint far before its target also takes
+one `near_cursor` instructions before the target, so that reverse steps one after
+another do not each replay a whole interval.
 
 Owns the machine, the player and the checkpoint store of one replay, and every way of
 moving in time: seeks, steps and continues both ways, restoring a named snapshot
@@ -33,10 +35,15 @@ MIN_INTERVAL = 1 << 20
 MAX_INTERVAL = 1 << 26
 #: Checkpoints may cost this share of the replay time at most.  (At 0.5, a session's
 #: forward replay of xv6's usertests took 1.9x a plain replay's time, with 6,000
-#: checkpoints at the smallest interval; at 0.2, 1.45x, and reverse-stepi 5 ms, not 4.)
+#: checkpoints at the smallest interval; at 0.2, 1.45x.)
 CHECKPOINT_SHARE = 0.2
 #: With a progress callback, the replay reports at least every this many instructions.
 PROGRESS_STEP = 1 << 20
+#: A backward seek that restores a checkpoint more than twice this far before its
+#: target takes one this far before the target on its way: the backward steps and
+#: seeks that follow near the cursor (reverse-stepi after reverse-stepi) replay at most
+#: about this much, however long the interval between automatic checkpoints has grown.
+NEAR_CURSOR = 1 << 18
 
 
 _HITS = (StopReason.BREAKPOINT, StopReason.WATCHPOINT)
@@ -62,8 +69,10 @@ class Timeline:
         min_interval: int = MIN_INTERVAL,
         adaptive: bool = True,
         write_faults: bool = True,
+        near_cursor: int = NEAR_CURSOR,
     ) -> None:
         self.machine = machine
+        self.near_cursor = near_cursor
         self.player = player
         self.end_icount = end_icount
         self.store: CheckpointStore[PlayerPosition] = CheckpointStore(machine, budget, write_faults)
@@ -128,6 +137,14 @@ class Timeline:
         assert checkpoint is not None  # icount 0 is pinned
         if not checkpoint.icount <= current <= target:
             self.restore(checkpoint)
+            near = target - self.near_cursor
+            if target < current and near - checkpoint.icount > self.near_cursor:
+                self.forward(near, breakpoints=False)
+                last = self.store.at_or_before(near)
+                if self.machine.icount == near and (
+                    last is None or near - last.icount > self.near_cursor
+                ):
+                    self.checkpoint()
         stop = self.forward(target, breakpoints=False)
         if self.machine.icount != target:
             raise SeekError(

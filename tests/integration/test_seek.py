@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from rdebug.host.sources import LiveInputs, ScriptedInputs
 from rdebug.machine.inputs import ExternalInputs
-from rdebug.machine.machine import MachineConfig
+from rdebug.machine.machine import MachineConfig, StopEvent
 from rdebug.replay.log import Clock, Reader
 from rdebug.replay.recording import record
 from rdebug.replay.timeline import SeekError, Timeline
@@ -99,6 +99,49 @@ def test_checkpoints_track_writes_by_fault_and_keep_only_dirty_pages(trace: Trac
         table = line.store.table_size
         # after the first, a checkpoint holds its table and the few pages the guest wrote
         assert all(cp.cost - table < 64 * 4096 for cp in checkpoints[1:])
+    finally:
+        line.close()
+        replay.close()
+
+
+def test_reverse_steps_after_a_far_restore_replay_little(trace: Trace) -> None:
+    """With no automatic checkpoint but icount 0's, the first reverse step from the end
+    replays from 0 and takes a checkpoint `near_cursor` before its target; the steps
+    after it replay from there, at most ~near_cursor each, until they pass it (then one
+    replays from 0 again and takes the next); the last lands on a straight replay's
+    state."""
+    replay = Replay(trace)
+    near = 64
+    line = Timeline(
+        replay.machine, replay.player, replay.end, min_interval=replay.end + 1,
+        adaptive=False, near_cursor=near,
+    )  # fmt: skip
+    replayed: list[int] = []
+    run = replay.machine.run
+
+    def counting_run(target: int | None = None) -> StopEvent:
+        before = replay.machine.icount
+        stop = run(target)
+        replayed[-1] += replay.machine.icount - before
+        return stop
+
+    replay.machine.run = counting_run  # type: ignore[method-assign]
+    try:
+        end = replay.end
+        assert end > 8 * near
+        replayed.append(0)
+        line.seek(end)
+        for _ in range(3 * near):
+            replayed.append(0)
+            line.reverse_stepi()
+        assert line.icount == end - 3 * near
+        assert replayed[1] == end - 1  # from icount 0
+        far = [i for i, n in enumerate(replayed) if n > near + 1]
+        assert far == [0, 1, near + 2, 2 * near + 3], replayed  # then one per near steps
+        assert line.store.at_or_before(end - 1 - near) is not None
+        assert line.machine.state_hash() == straight_hash(trace, end - 3 * near)
+        line.seek(end - 3 * near + 5)  # forward again, from where it stands
+        assert line.machine.state_hash() == straight_hash(trace, end - 3 * near + 5)
     finally:
         line.close()
         replay.close()
