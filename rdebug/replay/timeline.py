@@ -4,11 +4,11 @@
 forward exactly (or just replays forward, when the machine already stands between that
 checkpoint and the target).  Running forward takes checkpoints as it goes, every
 `interval` instructions, the interval growing when checkpoints are dear (large RAM) so
-that taking them costs at most about a fifth of the time spent replaying between them
-(the first write to each page after a checkpoint costs a fault besides, paid in the
-replay).  A backward seek that restores a checkpoint far before its target also takes
-one `near_cursor` instructions before the target, so that reverse steps one after
-another do not each replay a whole interval.
+that they cost at most about a fifth of the time spent replaying between them: taking
+one, and the write fault of each page the guest writes after it (paid in the replay).
+A backward seek that restores a checkpoint far before its target also takes one
+`near_cursor` instructions before the target, so that reverse steps one after another
+do not each replay a whole interval.
 
 Owns the machine, the player and the checkpoint store of one replay, and every way of
 moving in time: seeks, steps and continues both ways, restoring a named snapshot
@@ -99,7 +99,10 @@ class Timeline:
         """A checkpoint here; None if the store's budget could not take it."""
         started = time.perf_counter()
         checkpoint = self.store.take(self.player.position(), pinned=pinned)
-        self._cost = time.perf_counter() - started
+        # what the last one cost: taking it, and the write faults of the pages the guest
+        # wrote since (paid inside the replay, they slow it as much)
+        faults = self.store.last_changed * self.store.fault_seconds
+        self._cost = time.perf_counter() - started + faults
         if checkpoint is None:
             self._refused = self.machine.icount
         return checkpoint

@@ -26,7 +26,7 @@ import numpy as np
 
 from rdebug.errors import MachineError
 from rdebug.machine.machine import Machine
-from rdebug.machine.pages import PAGE, WriteTracker, sync_shadow
+from rdebug.machine.pages import PAGE, WriteTracker, sync_shadow, write_fault_seconds
 from rdebug.machine.state import MachineState
 from rdebug.snapshots import DEFAULT_BUDGET
 
@@ -69,6 +69,8 @@ class CheckpointStore(Generic[Extra]):
         self._machine = machine
         self._write_faults = write_faults
         self.budget = budget
+        #: pages the guest wrote between the last two checkpoints (`take`)
+        self.last_changed = 0
         ram = machine.cpu.ram
         self._npages = len(ram) // PAGE
         self._ram = np.frombuffer(ram, dtype=np.uint8)
@@ -170,6 +172,12 @@ class CheckpointStore(Generic[Extra]):
                 index * PAGE : (index + 1) * PAGE
             ]
 
+    @property
+    def fault_seconds(self) -> float:
+        """What each page the guest writes after a checkpoint costs it in write faults
+        (0.0 when RAM is compared with a shadow copy instead: `take` pays for that)."""
+        return write_fault_seconds() if self._tracker is not None else 0.0
+
     def _changed_pages(self) -> list[int]:
         """Pages written since `_start_watching` (as far as `_origin` knows)."""
         if not self._known:
@@ -221,6 +229,7 @@ class CheckpointStore(Generic[Extra]):
         cost = len(changed) * PAGE + self.table_size
         # what it would hold alone: the copies it shares with its parent and its own
         held = np.count_nonzero(base) + int(np.count_nonzero(base[changed] == 0))
+        self.last_changed = len(changed)
         if held * PAGE + self.table_size > self.budget and not pinned:
             # Not kept: RAM is still described by `_origin` plus these pages.
             self._carry.update(changed)

@@ -88,6 +88,19 @@ def test_seek_outside_the_recording_is_refused(timeline: Timeline) -> None:
         timeline.seek(-1)
 
 
+def test_a_checkpoint_counts_the_write_faults_it_costs(timeline: Timeline) -> None:
+    """What spaces checkpoints: taking one, and the faults of the pages written after it
+    (with write-fault tracking: a measured cost per page; comparing with a shadow copy
+    costs nothing in the replay)."""
+    timeline.seek(timeline.end_icount)
+    store = timeline.store
+    assert store.last_changed > 0  # the guest wrote pages between the last two
+    if store.tracking:
+        assert 0 < store.fault_seconds < 0.01
+    else:
+        assert store.fault_seconds == 0
+
+
 def test_checkpoints_track_writes_by_fault_and_keep_only_dirty_pages(trace: Trace) -> None:
     replay = Replay(trace)
     line = Timeline(replay.machine, replay.player, replay.end, min_interval=997, adaptive=False)
