@@ -9,9 +9,10 @@ anything (`Board.isa_pulse_changes_nothing`); if not, it gives the counter the P
 periodic schedule, and the block hook moves the schedule on by itself at the branch
 boundaries where Python would have fired the timer.  Any I/O a device answers during
 the run (`busy`) makes the hook stop at the next expiry again, as before.  After the
-run the PIT takes the schedule back (`edge_taken`), so its state is what the same run
-with every expiry taken in Python leaves; the reference counter (tests/oracle) takes
-them all in Python.
+run, and during it before any port access a device answers (the guest may program the
+PIT there), the PIT takes the schedule back (`edge_taken`), so its state is what the
+same run with every expiry taken in Python leaves; the reference counter (tests/oracle)
+takes them all in Python.
 
 `TickerState` mirrors `struct rd_ticker` (change both sides together).
 """
