@@ -69,7 +69,8 @@ class CheckpointStore(Generic[Extra]):
         self._machine = machine
         self._write_faults = write_faults
         self.budget = budget
-        #: pages the guest wrote between the last two checkpoints (`take`)
+        #: pages the guest wrote between the last two checkpoints (`take`; 0 after the
+        #: first: RAM was not watched before it)
         self.last_changed = 0
         ram = machine.cpu.ram
         self._npages = len(ram) // PAGE
@@ -229,7 +230,7 @@ class CheckpointStore(Generic[Extra]):
         cost = len(changed) * PAGE + self.table_size
         # what it would hold alone: the copies it shares with its parent and its own
         held = np.count_nonzero(base) + int(np.count_nonzero(base[changed] == 0))
-        self.last_changed = len(changed)
+        self.last_changed = len(changed) if self._known else 0
         if held * PAGE + self.table_size > self.budget and not pinned:
             # Not kept: RAM is still described by `_origin` plus these pages.
             self._carry.update(changed)
