@@ -8,7 +8,7 @@ import struct
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -18,6 +18,7 @@ from elftools.elf.elffile import ELFFile
 from rdebug.api import Session
 from rdebug.host.sources import FileSerialSource, LiveInputs
 from rdebug.machine.counter import CounterFactory
+from rdebug.machine.devices.uart import SerialBackend
 from rdebug.machine.disks import OverlayDisk
 from rdebug.machine.inputs import ExternalInputs, SerialSource
 from rdebug.machine.loader import load_image, parse_image
@@ -189,13 +190,13 @@ class Replay:
     """A machine + player over a trace (the machine set up as the trace says), for
     straight runs and timelines."""
 
-    def __init__(self, trace: Trace) -> None:
+    def __init__(self, trace: Trace, serial: Sequence[SerialBackend] = ()) -> None:
         self.log = trace.log_path.open("rb")
         self.end = recording_end(self.log, "log")
         self.log.seek(0)
         self.player = Player(self.log, "log", self.end)
         disks = open_disks(trace.info.drives, check=False)
-        self.machine = Machine(trace.info.machine_config(), self.player, [], disks)
+        self.machine = Machine(trace.info.machine_config(), self.player, serial, disks)
         self.machine.load(trace.loaded_guest())
 
     def close(self) -> None:

@@ -31,10 +31,9 @@ import rdebug
 import rdebug.gdb
 from rdebug.host.sources import FileSerialSource, LiveInputs
 from rdebug.machine.machine import Machine, MachineConfig, StopEvent, StopReason
-from rdebug.replay.player import Player
 from rdebug.replay.recording import Recording, record
 from rdebug.replay.trace import GuestSpec, Trace, sha256
-from tests.conftest import ROOT, Capture
+from tests.conftest import ROOT, Capture, Replay
 from tests.linux_guest import (
     INIT_DONE,
     LinuxGuest,
@@ -164,22 +163,19 @@ def replayed(recorded: tuple[Recording, bytes, str]) -> tuple[bytes, str, dict[i
     recording = recorded[0]
     end = recording.stop.icount
     places = (end // 3 + 104729, end * 4 // 5 + 7919)  # inside blocks, most likely
-    trace = Trace.open(recording.trace.path)
     out = Capture()
-    with trace.log_path.open("rb") as log:
-        player = Player(log, str(trace.log_path))
-        machine = Machine(trace.info.machine_config(), player, [out])
-        try:
-            machine.load(trace.loaded_guest())
-            hashes = {}
-            for place in places:
-                assert machine.run(place).reason is StopReason.TARGET
-                hashes[place] = machine.state_hash()
-            stop = machine.run()
-            assert stop.icount == end, stop
-            return bytes(out.data), machine.state_hash(), hashes
-        finally:
-            machine.close()
+    replay = Replay(Trace.open(recording.trace.path), [out])
+    try:
+        machine = replay.machine
+        hashes = {}
+        for place in places:
+            assert machine.run(place).reason is StopReason.TARGET
+            hashes[place] = machine.state_hash()
+        stop = machine.run()
+        assert stop.icount == end, stop
+        return bytes(out.data), machine.state_hash(), hashes
+    finally:
+        replay.close()
 
 
 def test_replay_gives_the_recorded_transcript_and_state(
@@ -213,21 +209,16 @@ def test_a_replay_cut_into_short_runs_gives_the_recorded_state(
     between the idle PIT ticks the counter took and the kernel's new PIT count in
     timer_irq_works once lost the next tick.)"""
     recording, transcript, final_hash = recorded
-    trace = Trace.open(recording.trace.path)
     out = Capture()
-    with trace.log_path.open("rb") as log:
-        player = Player(log, str(trace.log_path))
-        machine = Machine(trace.info.machine_config(), player, [out])
-        try:
-            machine.load(trace.loaded_guest())
-            while True:
-                stop = machine.run(machine.icount + STRETCH)
-                if stop.reason is not StopReason.TARGET:
-                    break
-            assert stop.icount == recording.stop.icount, stop
-            assert machine.state_hash() == final_hash
-        finally:
-            machine.close()
+    replay = Replay(Trace.open(recording.trace.path), [out])
+    try:
+        machine = replay.machine
+        while (stop := machine.run(machine.icount + STRETCH)).reason is StopReason.TARGET:
+            pass
+        assert stop.icount == recording.stop.icount, stop
+        assert machine.state_hash() == final_hash
+    finally:
+        replay.close()
     assert bytes(out.data) == transcript
 
 
