@@ -211,6 +211,7 @@ class Session:
 
         self.trace = Trace.open(Path(trace))
         image = self.trace.loaded_guest()
+        image.read_symbols_ahead()  # while the machine is made and the replay starts
         try:
             self._log: BinaryIO = self.trace.log_path.open("rb")
         except OSError as exc:

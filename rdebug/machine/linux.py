@@ -248,25 +248,38 @@ class KernelSymbols:
 
 
 class PendingSymbols:
-    """`kernel_symbols(data)`, read in a thread of its own from the moment the image is
-    parsed: decompressing the kernel takes ~0.5 s (the decompressor lets other threads
-    run), which the guest's first instructions overlap; `result` waits for it."""
+    """`kernel_symbols(data)`, read when first asked for (`result`), or ahead of that in a
+    thread of its own once `start` is called: decompressing the kernel takes ~0.4 s (the
+    decompressor lets other threads run), which the guest's first instructions overlap.
+    A plain run, which never asks, never pays for it."""
 
     def __init__(self, data: bytes) -> None:
+        self._data: bytes | None = data
         self._symbols: KernelSymbols | None = None
         self._error: BaseException | None = None
-        self._thread = threading.Thread(
-            target=self._read, args=(data,), name="rdebug-kernel-symbols", daemon=True
-        )
-        self._thread.start()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
 
-    def _read(self, data: bytes) -> None:
+    def start(self) -> None:
+        """Begin reading in the background (once; a no-op after)."""
+        with self._lock:
+            if self._thread is None and self._data is not None:
+                self._thread = threading.Thread(
+                    target=self._read, name="rdebug-kernel-symbols", daemon=True
+                )
+                self._thread.start()
+
+    def _read(self) -> None:
+        data, self._data = self._data, None
+        assert data is not None
         try:
             self._symbols = kernel_symbols(data)
         except BaseException as exc:  # handed to whoever asks (`result`)
             self._error = exc
 
     def result(self) -> KernelSymbols:
+        self.start()
+        assert self._thread is not None
         self._thread.join()
         if self._error is not None:
             raise self._error

@@ -109,6 +109,13 @@ class LoadedImage:
     #: A Linux kernel: placed by `Machine.load` once the size of RAM is known.
     linux: LinuxBoot | None = None
 
+    def read_symbols_ahead(self) -> None:
+        """Start reading the symbols in the background, for a caller that will want them
+        (a Linux kernel's come from its compressed image: ~0.4 s, see
+        `linux.PendingSymbols`); they are otherwise read when first used."""
+        if self.linux is not None:
+            self.linux.symbols.start()
+
 
 def load_image(
     path: Path,

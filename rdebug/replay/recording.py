@@ -67,7 +67,7 @@ def record(
     `net` gets the frames the guest's NIC (`config.nic`) sends, `audio` the samples its
     sound card (`config.sound`) plays; `initrd` is a Linux guest's initrd (its path and
     hash in `spec`); `image` is `guest` already parsed, if the caller has it (a Linux
-    kernel's parse decompresses it for its symbols: ~0.5 s).
+    kernel's symbols, which the recording reads for its KASLR offset, are then read once).
     """
     disks = open_disks(drives, check=False)
     trace = Trace.create(folder, guest, spec, config, drives, initrd)
@@ -76,7 +76,10 @@ def record(
         recorder = Recorder(inputs, fd)
         machine = Machine(config, recorder, serial, disks, net, audio=audio)
         try:
-            machine.load(image if image is not None else load_guest(spec, guest, initrd))
+            if image is None:
+                image = load_guest(spec, guest, initrd)
+            image.read_symbols_ahead()  # for the kernel's KASLR offset, at the end
+            machine.load(image)
             prepare(machine)
             # The seed's rrsnapshot: the machine at the start of the recording.
             SnapshotFile(trace.snapshots_path).save("init", vmstate.encode(machine, None), 0, 0)

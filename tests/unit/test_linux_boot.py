@@ -6,10 +6,14 @@ from __future__ import annotations
 import io
 import itertools
 import struct
+import threading
+from pathlib import Path
 
 import pytest
 from elftools.elf.elffile import ELFFile
 
+from rdebug.cli import main
+from rdebug.cli.parser import EXIT_LIMIT
 from rdebug.errors import GuestImageError
 from rdebug.machine import acpi, kallsyms, linux
 from rdebug.machine.loader import ImageFormat, parse_image, symbol_file
@@ -34,6 +38,61 @@ def test_a_bzimage_is_detected_and_placed() -> None:
     entries = [struct.unpack_from("<QQI", params, 0x2D0 + 20 * i) for i in range(params[0x1E8])]
     assert entries[-1] == (0x100000, ram - 0x100000, 1)
     assert placement.entry == 0x100000 and placement.boot_params == linux.BOOT_PARAMS_ADDR
+
+
+def _count_symbol_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Make `linux.kernel_symbols` note the thread each call runs in."""
+    threads: list[str] = []
+
+    def read(data: bytes) -> linux.KernelSymbols:
+        threads.append(threading.current_thread().name)
+        return linux.KernelSymbols({"start_kernel": len(data)})
+
+    monkeypatch.setattr(linux, "kernel_symbols", read)
+    return threads
+
+
+def test_a_kernels_symbols_are_read_once_asked_for_or_ahead_in_a_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    reads = _count_symbol_reads(monkeypatch)
+    data = synthetic_bzimage()
+    image = parse_image(data, "vmlinuz")
+    assert reads == []  # parsing reads nothing
+    assert image.symbols["start_kernel"] == len(data)
+    assert reads == ["rdebug-kernel-symbols"]
+    ahead = parse_image(data, "vmlinuz")
+    ahead.read_symbols_ahead()
+    ahead.read_symbols_ahead()
+    assert ahead.linux is not None
+    assert ahead.linux.symbols.result().symbols == {"start_kernel": len(data)}
+    assert dict(ahead.symbols) == {"start_kernel": len(data)}
+    assert reads == ["rdebug-kernel-symbols"] * 2  # once per image
+
+
+def test_a_failed_symbol_read_is_raised_to_whoever_asks(monkeypatch: pytest.MonkeyPatch) -> None:
+    def fail(data: bytes) -> linux.KernelSymbols:
+        raise ValueError("damaged")
+
+    monkeypatch.setattr(linux, "kernel_symbols", fail)
+    image = parse_image(synthetic_bzimage(), "vmlinuz")
+    image.read_symbols_ahead()
+    assert image.linux is not None
+    with pytest.raises(ValueError, match="damaged"):
+        image.linux.symbols.result()
+
+
+def test_run_reads_no_kernel_symbols_and_record_reads_them_once(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    reads = _count_symbol_reads(monkeypatch)
+    kernel = tmp_path / "vmlinuz"
+    kernel.write_bytes(synthetic_bzimage())
+    limit = ["-m", "64", "--serial", "null", "--max-insns", "1000"]
+    assert main(["run", *limit, str(kernel)]) == EXIT_LIMIT
+    assert reads == []
+    assert main(["record", "-o", str(tmp_path / "trace"), *limit, str(kernel)]) == EXIT_LIMIT
+    assert reads == ["rdebug-kernel-symbols"]  # for the KASLR offset
 
 
 @pytest.mark.parametrize(
