@@ -23,6 +23,7 @@ from collections.abc import Callable
 
 from rdebug.errors import RdebugError, SnapshotError
 from rdebug.machine.machine import Machine, StopEvent, StopReason
+from rdebug.machine.pages import FaultKind
 from rdebug.machine.watchpoints import WatchHit, WatchKind
 from rdebug.replay.player import Player, PlayerPosition
 from rdebug.replay.stops import Stop, Where, stop_of
@@ -68,7 +69,7 @@ class Timeline:
         budget: int = DEFAULT_BUDGET,
         min_interval: int = MIN_INTERVAL,
         adaptive: bool = True,
-        write_faults: bool = True,
+        write_faults: bool | FaultKind = True,
         near_cursor: int = NEAR_CURSOR,
     ) -> None:
         self.machine = machine

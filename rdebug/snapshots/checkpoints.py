@@ -26,7 +26,13 @@ import numpy as np
 
 from rdebug.errors import MachineError
 from rdebug.machine.machine import Machine
-from rdebug.machine.pages import PAGE, WriteTracker, sync_shadow, write_fault_seconds
+from rdebug.machine.pages import (
+    PAGE,
+    FaultKind,
+    WriteTracker,
+    sync_shadow,
+    write_fault_seconds,
+)
 from rdebug.machine.state import MachineState
 from rdebug.snapshots import DEFAULT_BUDGET
 
@@ -63,9 +69,14 @@ class CheckpointStore(Generic[Extra]):
     """
 
     def __init__(
-        self, machine: Machine, budget: int = DEFAULT_BUDGET, write_faults: bool = True
+        self,
+        machine: Machine,
+        budget: int = DEFAULT_BUDGET,
+        write_faults: bool | FaultKind = True,
     ) -> None:
-        """`write_faults=False` compares RAM with a shadow copy instead of tracking writes."""
+        """`write_faults=False` compares RAM with a shadow copy instead of tracking writes;
+        a `FaultKind` tracks them by that kind of fault only (True: the cheapest the host
+        allows), and compares where the host refuses it."""
         self._machine = machine
         self._write_faults = write_faults
         self.budget = budget
@@ -112,6 +123,11 @@ class CheckpointStore(Generic[Extra]):
         """Dirty pages come from write faults (not from comparing all of RAM)."""
         return self._tracker is not None
 
+    @property
+    def fault_kind(self) -> FaultKind | None:
+        """Who resolves the write faults (None: RAM is compared with a shadow copy)."""
+        return None if self._tracker is None else self._tracker.kind
+
     # -- the page pool ----------------------------------------------------------------------
 
     def _store_page(self, page: bytes) -> int:
@@ -156,8 +172,9 @@ class CheckpointStore(Generic[Extra]):
         """
         if self._tracker is None and self._shadow.size == 0:
             if self._write_faults:
+                kind = self._write_faults if isinstance(self._write_faults, FaultKind) else None
                 self._tracker = WriteTracker.start(
-                    self._ram.ctypes.data, self._npages * PAGE, self._dirty.ctypes.data
+                    self._ram.ctypes.data, self._npages * PAGE, self._dirty.ctypes.data, kind
                 )
                 if self._tracker is not None:
                     # a store dropped without close() must not leave its region armed
@@ -177,13 +194,14 @@ class CheckpointStore(Generic[Extra]):
     def fault_seconds(self) -> float:
         """What each page the guest writes after a checkpoint costs it in write faults
         (0.0 when RAM is compared with a shadow copy instead: `take` pays for that)."""
-        return write_fault_seconds() if self._tracker is not None else 0.0
+        return write_fault_seconds(self._tracker.kind) if self._tracker is not None else 0.0
 
     def _changed_pages(self) -> list[int]:
         """Pages written since `_start_watching` (as far as `_origin` knows)."""
         if not self._known:
             return list(range(self._npages))
         if self._tracker is not None:
+            self._tracker.collect()
             changed: list[int] = np.flatnonzero(self._dirty).tolist()
         else:
             count = sync_shadow(

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from rdebug.host.sources import LiveInputs, ScriptedInputs
 from rdebug.machine.inputs import ExternalInputs
 from rdebug.machine.machine import MachineConfig, StopEvent
+from rdebug.machine.pages import FaultKind, write_fault_seconds
 from rdebug.replay.log import Clock, Reader
 from rdebug.replay.recording import record
 from rdebug.replay.timeline import SeekError, Timeline
@@ -40,8 +41,13 @@ def trace(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     return _record(tmp_path_factory.mktemp(guest) / "trace", guest, _inputs(guest))
 
 
-@pytest.fixture(params=[True, False], ids=["write-faults", "page-compare"])
+@pytest.fixture(
+    params=[FaultKind.KERNEL, FaultKind.SIGNAL, False],
+    ids=["kernel-faults", "signal-faults", "page-compare"],
+)
 def timeline(trace: Trace, request: pytest.FixtureRequest) -> Iterator[Timeline]:
+    if request.param and write_fault_seconds(request.param) == 0.0:
+        pytest.skip(f"this host does not let rdebug track writes by {request.param.value} faults")
     replay = Replay(trace)
     line = Timeline(
         replay.machine,
