@@ -142,22 +142,31 @@ class CheckpointStore(Generic[Extra]):
         self._live += 1
         return slot
 
+    # Counting is in place (`ufunc.at`): `np.bincount` of a whole table allocates a fresh
+    # megabyte or two each time, and its page faults cost more than the counting.
+
     def _retain(self, table: np.ndarray) -> None:
-        self._refs[: len(self._pool)] += np.bincount(table, minlength=len(self._pool))
+        np.add.at(self._refs, table, 1)
 
     def _release(self, table: np.ndarray) -> None:
-        counts = np.bincount(table, minlength=len(self._pool))
-        refs = self._refs[: len(self._pool)]
-        refs -= counts
-        for slot in np.flatnonzero((refs == 0) & (counts > 0)).tolist():
+        refs = self._refs
+        np.subtract.at(refs, table, 1)
+        for slot in np.unique(table[refs[table] == 0]).tolist():
             if slot:
                 self._pool[slot] = None
                 self._free.append(slot)
                 self._live -= 1
 
-    def _set_origin(self, table: np.ndarray) -> None:
-        self._retain(table)
-        self._release(self._origin)
+    def _set_origin(self, table: np.ndarray, changed: Iterable[int] | None = None) -> None:
+        """RAM is now described by `table`; `changed`: the only pages where it may differ
+        from the table before (None: any), so that only they are counted again."""
+        if changed is None:
+            self._retain(table)
+            self._release(self._origin)
+        else:
+            pages = np.fromiter(changed, dtype=np.intp)
+            self._retain(table[pages])
+            self._release(self._origin[pages])
         self._origin = table
         self._carry.clear()
         self._known = True
@@ -260,7 +269,7 @@ class CheckpointStore(Generic[Extra]):
         for index in changed:
             table[index] = self._store_page(self._ram[index * PAGE : (index + 1) * PAGE].tobytes())
         checkpoint = Checkpoint(state.icount, state, extra, table, cost, pinned)
-        self._set_origin(table)
+        self._set_origin(table, changed if self._known else None)
         self._start_watching()
         self._insert(checkpoint)
         return checkpoint
@@ -280,7 +289,7 @@ class CheckpointStore(Generic[Extra]):
             page = pool[target[index]]
             assert page is not None  # the checkpoint's table holds it
             self._ram[index * PAGE : (index + 1) * PAGE] = np.frombuffer(page, dtype=np.uint8)
-        self._set_origin(target)
+        self._set_origin(target, changed)
         self._start_watching(changed)
         self._machine.load_state(checkpoint.machine, changed)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from rdebug.host.sources import LiveInputs
@@ -40,6 +41,21 @@ def _held(line: Timeline) -> int:
     return len(slots) * PAGE + len(store) * store.table_size
 
 
+def _check_counts(line: Timeline) -> None:
+    """Each page copy's reference count is the number of entries naming it in the
+    checkpoints' tables and the table of what RAM holds, and a copy is kept exactly when
+    it is named (the store counts changes incrementally: this counts from scratch)."""
+    store = line.store
+    tables = [checkpoint.table for checkpoint in store] + [store._origin]
+    pool = len(store._pool)
+    counts = sum(np.bincount(table, minlength=pool) for table in tables)
+    assert (store._refs[:pool] == counts).all()
+    assert not store._refs[pool:].any()
+    kept = {slot for slot, page in enumerate(store._pool) if page is not None}
+    assert kept == {0} | set(np.flatnonzero(counts).tolist())
+    assert store._live == len(kept) - 1
+
+
 def test_random_seeks_stay_within_the_budget(trace: Trace) -> None:
     replay = Replay(trace)
     line = Timeline(replay.machine, replay.player, replay.end, BUDGET, INTERVAL, adaptive=False)
@@ -51,6 +67,7 @@ def test_random_seeks_stay_within_the_budget(trace: Trace) -> None:
             assert line.store.used <= BUDGET, (target, line.store.used)
             # the store's own count is no less than what its checkpoints hold
             assert _held(line) <= line.store.used
+            _check_counts(line)
             kept_beyond_zero = max(kept_beyond_zero, len(line.store) - 1)
         # a checkpoint that alone fits is kept: the budget is not met by keeping none
         assert kept_beyond_zero >= 1
