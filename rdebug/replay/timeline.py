@@ -4,7 +4,7 @@
 forward exactly (or just replays forward, when the machine already stands between that
 checkpoint and the target).  Running forward takes checkpoints as it goes, every
 `interval` instructions, the interval growing when checkpoints are dear (large RAM) so
-that they cost at most about a fifth of the time spent replaying between them: taking
+that they cost at most about a tenth of the time spent replaying between them: taking
 one, and the write fault of each page the guest writes after it (paid in the replay).
 A backward seek that restores a checkpoint far before its target also takes one
 `near_cursor` instructions before the target, so that reverse steps one after another
@@ -36,8 +36,9 @@ MIN_INTERVAL = 1 << 20
 MAX_INTERVAL = 1 << 26
 #: Checkpoints may cost this share of the replay time at most.  (At 0.5, a session's
 #: forward replay of xv6's usertests took 1.9x a plain replay's time, with 6,000
-#: checkpoints at the smallest interval; at 0.2, 1.45x.)
-CHECKPOINT_SHARE = 0.2
+#: checkpoints at the smallest interval; at 0.2, 1.45x; once takes and write faults
+#: were cheaper, 1.17x at 0.2 and 1.11x at 0.1, with 3,700 and 1,500 checkpoints.)
+CHECKPOINT_SHARE = 0.1
 #: With a progress callback, the replay reports at least every this many instructions.
 PROGRESS_STEP = 1 << 20
 #: A backward seek that restores a checkpoint more than twice this far before its
