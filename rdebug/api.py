@@ -211,7 +211,6 @@ class Session:
 
         self.trace = Trace.open(Path(trace))
         image = self.trace.loaded_guest()
-        image.read_symbols_ahead()  # while the machine is made and the replay starts
         try:
             self._log: BinaryIO = self.trace.log_path.open("rb")
         except OSError as exc:
@@ -232,6 +231,7 @@ class Session:
             )
             self._machine.load(image)
             self._image_symbols = image.symbols  # a Linux kernel's: read on first use
+            self._read_symbols_ahead = image.read_symbols_ahead  # or from the first move
             self._symbols: dict[str, int] | None = None
             self._symbol_table: list[tuple[int, str]] | None = None
             self._events: list[RecordedEvent] | None = None
@@ -255,6 +255,9 @@ class Session:
                 raise UsageError("this session played its recording straight through")
             from rdebug.replay.timeline import Timeline  # noqa: PLC0415 - see the imports
 
+            # A session that moves will likely want the kernel's symbols: they are read
+            # (~0.4 s of CPU, in a thread) while it replays; a straight `play` never does.
+            self._read_symbols_ahead()
             self._travel = Timeline(self._machine, self._player, self._end, self._budget)
         return self._travel
 

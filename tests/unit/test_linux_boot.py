@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 from elftools.elf.elffile import ELFFile
 
+from rdebug.api import Session
 from rdebug.cli import main
-from rdebug.cli.parser import EXIT_LIMIT
+from rdebug.cli.parser import EXIT_LIMIT, EXIT_OK
 from rdebug.errors import GuestImageError
 from rdebug.machine import acpi, kallsyms, linux
 from rdebug.machine.loader import ImageFormat, parse_image, symbol_file
@@ -82,17 +83,25 @@ def test_a_failed_symbol_read_is_raised_to_whoever_asks(monkeypatch: pytest.Monk
         image.linux.symbols.result()
 
 
-def test_run_reads_no_kernel_symbols_and_record_reads_them_once(
+def test_kernel_symbols_are_read_by_record_and_moving_sessions_only(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     reads = _count_symbol_reads(monkeypatch)
     kernel = tmp_path / "vmlinuz"
     kernel.write_bytes(synthetic_bzimage())
+    trace = tmp_path / "trace"
     limit = ["-m", "64", "--serial", "null", "--max-insns", "1000"]
     assert main(["run", *limit, str(kernel)]) == EXIT_LIMIT
     assert reads == []
-    assert main(["record", "-o", str(tmp_path / "trace"), *limit, str(kernel)]) == EXIT_LIMIT
+    assert main(["record", "-o", str(trace), *limit, str(kernel)]) == EXIT_LIMIT
     assert reads == ["rdebug-kernel-symbols"]  # for the KASLR offset
+    assert main(["replay", "--serial", "null", str(trace)]) == EXIT_OK
+    assert len(reads) == 1  # a straight replay: none
+    with Session(trace) as session:
+        assert len(reads) == 1
+        session.seek(500)  # the first move starts reading them
+        assert session.symbols["start_kernel"] == len(synthetic_bzimage())
+    assert reads == ["rdebug-kernel-symbols"] * 2
 
 
 @pytest.mark.parametrize(
