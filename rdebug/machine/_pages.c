@@ -7,7 +7,6 @@
 #define _GNU_SOURCE
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
-#include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdint.h>
@@ -133,7 +132,6 @@ static int rd_install(void) {
 }
 
 #if defined(__linux__) && defined(UFFDIO_WRITEPROTECT) && defined(SYS_userfaultfd)
-#define RD_HAVE_UFFD 1
 /* What older kernel headers lack of the ABI (linux/userfaultfd.h, linux/fs.h). */
 #ifndef UFFD_USER_MODE_ONLY
 #define UFFD_USER_MODE_ONLY 1
@@ -242,7 +240,6 @@ static void uffd_untrack(struct rd_region *r) {
     r->uffd = r->pagemap = -1;
 }
 #else
-#define RD_HAVE_UFFD 0
 static int uffd_scan(struct rd_region *r, int mark, int protect) {
     (void)r, (void)mark, (void)protect;
     return -1;
