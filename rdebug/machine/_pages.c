@@ -248,10 +248,6 @@ static int uffd_track(struct rd_region *r) {
     (void)r;
     return -1;
 }
-static int uffd_protect(int uffd, uintptr_t base, size_t size, int on) {
-    (void)uffd, (void)base, (void)size, (void)on;
-    return -1;
-}
 static void uffd_untrack(struct rd_region *r) { (void)r; }
 #endif
 
@@ -292,25 +288,6 @@ int rd_track_kernel(int slot) { return rd_regions[slot].uffd >= 0; }
 int rd_collect(int slot) {
     struct rd_region *r = &rd_regions[slot];
     return r->uffd >= 0 ? uffd_scan(r, 1, 0) : 0;
-}
-
-/* Forget what was written and watch again (after a checkpoint or a restore). */
-int rd_rearm(int slot) {
-    struct rd_region *r = &rd_regions[slot];
-    memset(r->dirty, 0, r->size / RD_PAGE);
-    if (r->uffd >= 0)
-        return uffd_protect(r->uffd, r->base, r->size, 1);
-    if (rd_install() != 0)
-        return -1;
-    return mprotect((void *)r->base, r->size, PROT_READ);
-}
-
-/* Let the region be written freely (before the host writes a lot of it). */
-int rd_unprotect(int slot) {
-    struct rd_region *r = &rd_regions[slot];
-    if (r->uffd >= 0)
-        return uffd_protect(r->uffd, r->base, r->size, 0);
-    return mprotect((void *)r->base, r->size, PROT_READ | PROT_WRITE);
 }
 
 void rd_untrack(int slot) {
